@@ -1,0 +1,264 @@
+//! Side-by-side benchmarks of `coroutines` against `may`, `tokio` and OS
+//! threads, following the workloads in BENCH.md (W1, W2a, W2b, W4..W8).
+//!
+//! The binary has two modes:
+//!
+//! * parent (the default): `bench [options] [W1 W2a ...]` runs every
+//!   selected (workload, runtime) pair `--reps` times, each repetition in a
+//!   fresh child process, and prints a table (median, min, max) plus the
+//!   machine-readable `RESULT` and `RATIO` lines;
+//! * child: `bench --child <workload> <runtime> [--scale X]` runs exactly one
+//!   measurement of one pair and prints its raw `RESULT` lines (plus
+//!   `NOTE`/`PROGRESS` lines for the parent).
+//!
+//! A child per measurement isolates the per-process global runtimes of
+//! `coroutines` and `may`, lets the parent set `COROUTINES_WORKERS` /
+//! `COROUTINES_SLICE` per pair, keeps RSS measurements independent, and
+//! survives a runtime that dies (W8 with `may`).
+
+mod blocked;
+mod hog;
+mod parent;
+mod report;
+mod runtimes;
+mod sys;
+mod w1_yield;
+mod w2_spawn;
+mod w4_fairness;
+mod w6_preempt_cost;
+mod w7_slice;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// The runtimes compared, in display order.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Runtime {
+    Coroutines,
+    May,
+    Tokio,
+    Threads,
+}
+
+impl Runtime {
+    pub const ALL: [Runtime; 4] = [Runtime::Coroutines, Runtime::May, Runtime::Tokio, Runtime::Threads];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Runtime::Coroutines => "coroutines",
+            Runtime::May => "may",
+            Runtime::Tokio => "tokio",
+            Runtime::Threads => "threads",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Runtime> {
+        Runtime::ALL.into_iter().find(|r| r.name().eq_ignore_ascii_case(s))
+    }
+}
+
+/// The workloads of BENCH.md that this binary implements (W3 is not here).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Workload {
+    W1,
+    W2a,
+    W2b,
+    W4,
+    W5,
+    W6,
+    W7,
+    W8,
+}
+
+impl Workload {
+    pub const ALL: [Workload; 8] = [
+        Workload::W1,
+        Workload::W2a,
+        Workload::W2b,
+        Workload::W4,
+        Workload::W5,
+        Workload::W6,
+        Workload::W7,
+        Workload::W8,
+    ];
+    /// Run when no workload is named on the command line.
+    pub const CORE: [Workload; 5] = [Workload::W1, Workload::W2a, Workload::W2b, Workload::W5, Workload::W8];
+
+    pub fn id(self) -> &'static str {
+        match self {
+            Workload::W1 => "W1",
+            Workload::W2a => "W2a",
+            Workload::W2b => "W2b",
+            Workload::W4 => "W4",
+            Workload::W5 => "W5",
+            Workload::W6 => "W6",
+            Workload::W7 => "W7",
+            Workload::W8 => "W8",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Workload> {
+        Workload::ALL.into_iter().find(|w| w.id().eq_ignore_ascii_case(s))
+    }
+
+    /// One-line description for the human-readable report.
+    pub fn title(self) -> &'static str {
+        match self {
+            Workload::W1 => "yield: 2 tasks on ONE worker alternately yield, 10,000,000 yields in all",
+            Workload::W2a => "spawn-all: spawn 100,000 empty tasks, then join all (threads: 10,000)",
+            Workload::W2b => "spawn-join: spawn one empty task and join it, 100,000 times (threads: 10,000)",
+            Workload::W4 => "fairness: 8 never-yielding CPU hogs for 3 s + 1 probe looping sleep(1 ms)",
+            Workload::W5 => "memory: 100,000 tasks blocked on a shared condition (threads: 10,000, 64 KiB stacks)",
+            Workload::W6 => "preempt-cost: 8 hogs for 3 s, default time slice vs COROUTINES_SLICE=off",
+            Workload::W7 => "slice: 1 worker, COROUTINES_SLICE=1ms, 1 hog + 1 task sleeping 1 ms 200 times",
+            Workload::W8 => "scale: 1,000,000 blocked tasks, default settings",
+        }
+    }
+
+    /// Runtimes that take part in this workload.
+    pub fn runtimes(self) -> &'static [Runtime] {
+        match self {
+            Workload::W6 | Workload::W7 => &[Runtime::Coroutines],
+            Workload::W8 => &[Runtime::Coroutines, Runtime::May, Runtime::Tokio],
+            _ => &Runtime::ALL,
+        }
+    }
+
+    /// The figure compared in the `RATIO` lines (lower is better for all).
+    pub fn ratio_metric(self) -> Option<&'static str> {
+        match self {
+            Workload::W1 => Some("ns_per_yield"),
+            Workload::W2a | Workload::W2b => Some("ns_per_task"),
+            Workload::W4 => Some("lateness_p99_ms"),
+            Workload::W5 | Workload::W8 => Some("bytes_per_task"),
+            Workload::W6 | Workload::W7 => None,
+        }
+    }
+}
+
+/// Scales BENCH.md's fixed sizes, for smoke runs (`--scale 0.01`).
+#[derive(Clone, Copy, Debug)]
+pub struct Params {
+    pub scale: f64,
+}
+
+impl Params {
+    pub fn count(&self, base: u64) -> u64 {
+        ((base as f64 * self.scale).round() as u64).max(2)
+    }
+
+    pub fn duration(&self, base: Duration) -> Duration {
+        base.mul_f64(self.scale).max(Duration::from_millis(200))
+    }
+}
+
+/// Worker (executor) count used by every runtime, as BENCH.md fixes it.
+pub const WORKERS: usize = 2;
+
+fn usage() -> &'static str {
+    "usage: bench [--reps N] [--scale X] [--runtimes coroutines,may,tokio,threads] [--timeout SECS] [W1 W2a W2b W4 W5 W6 W7 W8 | all]\n\
+     \x20      bench --child <workload> <runtime> [--scale X]   (one measurement; used by the parent)\n\
+     no workload = the core set: W1 W2a W2b W5 W8"
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match parse_args(&args) {
+        Ok(Mode::Child { workload, runtime, params }) => {
+            run_child(workload, runtime, &params);
+            // Exit without tearing down global runtimes (may, coroutines) or
+            // waiting for blocked tasks: the measurement is printed already.
+            std::process::exit(0);
+        }
+        Ok(Mode::Parent(opts)) => parent::run(&opts),
+        Err(msg) => {
+            eprintln!("bench: {msg}\n{}", usage());
+            ExitCode::from(2)
+        }
+    }
+}
+
+enum Mode {
+    Child { workload: Workload, runtime: Runtime, params: Params },
+    Parent(parent::Options),
+}
+
+fn parse_args(args: &[String]) -> Result<Mode, String> {
+    let mut opts = parent::Options {
+        workloads: Vec::new(),
+        runtimes: Runtime::ALL.to_vec(),
+        reps: 3,
+        params: Params { scale: 1.0 },
+        timeout: None,
+    };
+    let mut child: Option<(Workload, Runtime)> = None;
+    let mut it = args.iter();
+    let value = |it: &mut std::slice::Iter<String>, flag: &str| {
+        it.next().cloned().ok_or_else(|| format!("{flag} needs a value"))
+    };
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "-h" | "--help" => return Err("help".into()),
+            "--child" => {
+                let w = value(&mut it, "--child")?;
+                let r = value(&mut it, "--child")?;
+                let w = Workload::parse(&w).ok_or_else(|| format!("unknown workload {w}"))?;
+                let r = Runtime::parse(&r).ok_or_else(|| format!("unknown runtime {r}"))?;
+                child = Some((w, r));
+            }
+            "--reps" => {
+                let v = value(&mut it, "--reps")?;
+                opts.reps = v.parse().map_err(|_| format!("bad --reps {v}"))?;
+                if opts.reps == 0 {
+                    return Err("--reps must be at least 1".into());
+                }
+            }
+            "--scale" => {
+                let v = value(&mut it, "--scale")?;
+                opts.params.scale = v.parse().map_err(|_| format!("bad --scale {v}"))?;
+                if !(opts.params.scale > 0.0) {
+                    return Err("--scale must be positive".into());
+                }
+            }
+            "--timeout" => {
+                let v = value(&mut it, "--timeout")?;
+                let secs: f64 = v.parse().map_err(|_| format!("bad --timeout {v}"))?;
+                opts.timeout = Some(Duration::from_secs_f64(secs));
+            }
+            "--runtimes" => {
+                let v = value(&mut it, "--runtimes")?;
+                opts.runtimes = v
+                    .split(',')
+                    .map(|s| Runtime::parse(s.trim()).ok_or_else(|| format!("unknown runtime {s}")))
+                    .collect::<Result<_, _>>()?;
+            }
+            "all" | "ALL" => opts.workloads.extend(Workload::ALL),
+            w => opts.workloads.push(Workload::parse(w).ok_or_else(|| format!("unknown argument {w}"))?),
+        }
+    }
+    if let Some((workload, runtime)) = child {
+        return Ok(Mode::Child { workload, runtime, params: opts.params });
+    }
+    if opts.workloads.is_empty() {
+        opts.workloads = Workload::CORE.to_vec();
+    }
+    let mut seen = Vec::new();
+    opts.workloads.retain(|w| if seen.contains(w) { false } else { seen.push(*w); true });
+    Ok(Mode::Parent(opts))
+}
+
+fn run_child(w: Workload, rt: Runtime, p: &Params) {
+    if !w.runtimes().contains(&rt) {
+        eprintln!("bench: {} does not run {}", w.id(), rt.name());
+        std::process::exit(2);
+    }
+    match w {
+        Workload::W1 => w1_yield::run(rt, p),
+        Workload::W2a => w2_spawn::run(w, rt, p),
+        Workload::W2b => w2_spawn::run(w, rt, p),
+        Workload::W4 => w4_fairness::run(rt, p),
+        Workload::W5 | Workload::W8 => blocked::run(w, rt, p),
+        Workload::W6 => w6_preempt_cost::run(rt, p),
+        Workload::W7 => w7_slice::run(rt, p),
+    }
+}

@@ -1,0 +1,400 @@
+//! Runtime configuration: environment variables and [`RuntimeBuilder`].
+//!
+//! Every knob can come from an environment variable (read once, when the
+//! runtime starts) or from the builder; the builder wins. Bad values are
+//! refused with a [`ConfigError`] naming the source, the value and the
+//! accepted forms; nothing is silently replaced by a default. Configuring
+//! after the runtime has started is [`ConfigError::AlreadyStarted`].
+
+use std::fmt;
+use std::time::Duration;
+
+/// Smallest accepted coroutine stack: four pages.
+pub const MIN_STACK_SIZE: usize = 16 * 1024;
+/// Largest accepted coroutine stack.
+pub const MAX_STACK_SIZE: usize = 1 << 30;
+/// Default coroutine stack size (usable bytes, a guard page comes on top).
+pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
+/// Largest accepted executor count.
+pub const MAX_WORKERS: usize = 1024;
+/// Default time slice before a CPU-bound coroutine is preempted.
+pub const DEFAULT_SLICE: Duration = Duration::from_millis(2);
+/// Default time an executor may make no progress before the monitor starts
+/// an extra executor.
+pub const DEFAULT_BLOCKED_AFTER: Duration = Duration::from_millis(20);
+
+/// Why a configuration was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    /// The runtime already runs; its configuration is fixed for the life of
+    /// the process.
+    AlreadyStarted,
+    /// A value was out of range or malformed.
+    Invalid {
+        /// Where the value came from: an environment variable name or a
+        /// builder method such as `RuntimeBuilder::workers`.
+        source: &'static str,
+        /// The offending value, as given.
+        value: String,
+        /// What would have been accepted, and how to fix it.
+        expected: &'static str,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::AlreadyStarted => f.write_str(
+                "the coroutines runtime has already started; configure it (RuntimeBuilder::start) \
+                 before the first spawn",
+            ),
+            ConfigError::Invalid { source, value, expected } => {
+                write!(f, "{source}={value:?} is not valid: expected {expected}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl From<ConfigError> for std::io::Error {
+    fn from(e: ConfigError) -> Self {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())
+    }
+}
+
+/// The resolved configuration the runtime runs with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Executors started at runtime start.
+    pub workers: usize,
+    /// Upper bound on executors, counting extra ones started for blocked
+    /// executors.
+    pub max_workers: usize,
+    /// Default usable stack size of a coroutine, in bytes.
+    pub stack_size_bytes: usize,
+    /// Time slice; `None` disables preemption.
+    pub time_slice: Option<Duration>,
+    /// Whether started coroutines may move between executors.
+    pub migrate: bool,
+    /// No-progress time after which an executor counts as blocked.
+    pub blocked_after: Duration,
+}
+
+const WORKERS_FORMS: &str = "a whole number of executors from 1 to 1024, e.g. 4";
+const MAX_WORKERS_FORMS: &str =
+    "a whole number from 1 to 1024, at least the number of workers (e.g. 64)";
+const SIZE_FORMS: &str = "a size with a unit between 16K and 1G, e.g. 64K, 256K, 2M (K/KB/KiB = 1024 bytes)";
+const SLICE_FORMS: &str = "a duration with a unit between 50us and 10s, e.g. 500us, 2ms, 1s, or `off`";
+const BLOCKED_FORMS: &str = "a duration with a unit between 1ms and 60s, e.g. 20ms, 1s";
+const BOOL_FORMS: &str = "1, 0, true or false";
+
+fn invalid(source: &'static str, value: &str, expected: &'static str) -> ConfigError {
+    ConfigError::Invalid { source, value: value.to_string(), expected }
+}
+
+/// Parses a size with a mandatory unit: `256K`, `2M`, `1G`, `64KiB`, `4096B`.
+pub fn parse_size(s: &str) -> Option<usize> {
+    let s = s.trim();
+    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    if digits == 0 || digits == s.len() {
+        return None;
+    }
+    let n: usize = s[..digits].parse().ok()?;
+    let mult = match s[digits..].trim() {
+        "B" | "b" => 1,
+        "K" | "k" | "KB" | "kB" | "KiB" | "kb" => 1 << 10,
+        "M" | "m" | "MB" | "MiB" | "mb" => 1 << 20,
+        "G" | "g" | "GB" | "GiB" | "gb" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+/// Parses a duration with a mandatory unit: `500us`, `2ms`, `1s`, `100ns`.
+/// A bare number is refused: a slice of "1" could mean anything.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    if digits == 0 || digits == s.len() {
+        return None;
+    }
+    let n: u64 = s[..digits].parse().ok()?;
+    match s[digits..].trim() {
+        "ns" => Some(Duration::from_nanos(n)),
+        "us" | "µs" => Some(Duration::from_micros(n)),
+        "ms" => Some(Duration::from_millis(n)),
+        "s" => Some(Duration::from_secs(n)),
+        _ => None,
+    }
+}
+
+fn check_workers(source: &'static str, n: usize, raw: &str) -> Result<usize, ConfigError> {
+    if (1..=MAX_WORKERS).contains(&n) {
+        Ok(n)
+    } else {
+        Err(invalid(source, raw, WORKERS_FORMS))
+    }
+}
+
+fn check_stack(source: &'static str, n: usize, raw: &str) -> Result<usize, ConfigError> {
+    if (MIN_STACK_SIZE..=MAX_STACK_SIZE).contains(&n) {
+        Ok(n)
+    } else {
+        Err(invalid(source, raw, SIZE_FORMS))
+    }
+}
+
+fn check_slice(source: &'static str, d: Duration, raw: &str) -> Result<Duration, ConfigError> {
+    if d >= Duration::from_micros(50) && d <= Duration::from_secs(10) {
+        Ok(d)
+    } else {
+        Err(invalid(source, raw, SLICE_FORMS))
+    }
+}
+
+fn check_blocked(source: &'static str, d: Duration, raw: &str) -> Result<Duration, ConfigError> {
+    if d >= Duration::from_millis(1) && d <= Duration::from_secs(60) {
+        Ok(d)
+    } else {
+        Err(invalid(source, raw, BLOCKED_FORMS))
+    }
+}
+
+/// Validates a per-coroutine stack size given to `Builder::stack_size`.
+pub(crate) fn check_coroutine_stack(n: usize) -> Result<usize, ConfigError> {
+    check_stack("Builder::stack_size", n, &n.to_string())
+}
+
+/// Reads one environment variable; `Ok(None)` when unset. A value that is not
+/// valid UTF-8 is refused, not ignored.
+fn env_var(name: &'static str, expected: &'static str) -> Result<Option<String>, ConfigError> {
+    match std::env::var(name) {
+        Ok(v) => Ok(Some(v)),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(v)) => Err(invalid(name, &v.to_string_lossy(), expected)),
+    }
+}
+
+/// Configures the process-wide runtime before it starts.
+///
+/// Settings left unset come from the environment (`COROUTINES_*`), then
+/// from the defaults. The builder wins over the environment.
+///
+/// ```
+/// use std::time::Duration;
+/// // Start the runtime with 2 executors and a 1 ms time slice
+/// // (unless an earlier test in this process already started it).
+/// match coroutines::RuntimeBuilder::new().workers(2).time_slice(Some(Duration::from_millis(1))).start() {
+///     Ok(()) | Err(coroutines::ConfigError::AlreadyStarted) => {}
+///     Err(e) => panic!("{e}"),
+/// }
+/// let h = coroutines::spawn(|| 6 * 7);
+/// assert_eq!(h.join().unwrap(), 42);
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct RuntimeBuilder {
+    workers: Option<usize>,
+    max_workers: Option<usize>,
+    stack_size_bytes: Option<usize>,
+    time_slice: Option<Option<Duration>>,
+    migrate: Option<bool>,
+    blocked_after: Option<Duration>,
+}
+
+impl RuntimeBuilder {
+    /// A builder with nothing set: everything comes from the environment or
+    /// the defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of executors (OS threads running coroutines). Overrides
+    /// `COROUTINES_WORKERS`. Default: available parallelism. 1 to 1024.
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = Some(n);
+        self
+    }
+
+    /// Upper bound on executors including extra ones started when an
+    /// executor is blocked. Overrides `COROUTINES_MAX_WORKERS`.
+    /// Default: workers + 64 (at most 1024).
+    pub fn max_workers(mut self, n: usize) -> Self {
+        self.max_workers = Some(n);
+        self
+    }
+
+    /// Default stack size of coroutines, in bytes (16 KiB to 1 GiB).
+    /// Overrides `COROUTINES_STACK_SIZE`. Default: 256 KiB.
+    pub fn stack_size(mut self, bytes: usize) -> Self {
+        self.stack_size_bytes = Some(bytes);
+        self
+    }
+
+    /// Time slice after which a CPU-bound coroutine is preempted when other
+    /// coroutines wait; `None` turns preemption off. Overrides
+    /// `COROUTINES_SLICE`. Default: 2 ms.
+    pub fn time_slice(mut self, slice: Option<Duration>) -> Self {
+        self.time_slice = Some(slice);
+        self
+    }
+
+    /// How long an executor may make no scheduling progress, while work
+    /// waits, before the monitor starts an extra executor. Overrides
+    /// `COROUTINES_BLOCKED_AFTER`. Default: 20 ms.
+    pub fn blocked_after(mut self, d: Duration) -> Self {
+        self.blocked_after = Some(d);
+        self
+    }
+
+    /// Lets started coroutines move between executors (work stealing of
+    /// yielded, woken and preempted coroutines). Overrides
+    /// `COROUTINES_MIGRATE`.
+    ///
+    /// # Safety
+    /// A coroutine that moves to another OS thread may keep using the
+    /// address of a `thread_local!` of the thread it started on: LLVM may
+    /// cache thread-local addresses across any call, including a yield.
+    /// Safe code could then touch another thread's thread-local without
+    /// synchronisation. Only enable this if no coroutine in the program
+    /// uses thread-locals across a point where it can be suspended (any
+    /// blocking call, yield, or — with preemption — any instruction), and
+    /// no library it calls does either.
+    pub unsafe fn allow_migration(mut self, yes: bool) -> Self {
+        self.migrate = Some(yes);
+        self
+    }
+
+    /// Validates and starts the runtime. Returns
+    /// [`ConfigError::AlreadyStarted`] if it already runs.
+    pub fn start(self) -> Result<(), ConfigError> {
+        let config = self.resolve()?;
+        crate::sched::start_with(config)
+    }
+
+    /// Resolves builder settings, then environment variables, then
+    /// defaults, validating each.
+    pub fn resolve(&self) -> Result<Config, ConfigError> {
+        let workers = match self.workers {
+            Some(n) => check_workers("RuntimeBuilder::workers", n, &n.to_string())?,
+            None => match env_var("COROUTINES_WORKERS", WORKERS_FORMS)? {
+                Some(v) => {
+                    let n = v.trim().parse().map_err(|_| invalid("COROUTINES_WORKERS", &v, WORKERS_FORMS))?;
+                    check_workers("COROUTINES_WORKERS", n, &v)?
+                }
+                None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(MAX_WORKERS),
+            },
+        };
+        let max_workers = match self.max_workers {
+            Some(n) => n,
+            None => match env_var("COROUTINES_MAX_WORKERS", MAX_WORKERS_FORMS)? {
+                Some(v) => {
+                    let n: usize =
+                        v.trim().parse().map_err(|_| invalid("COROUTINES_MAX_WORKERS", &v, MAX_WORKERS_FORMS))?;
+                    if n < workers || n > MAX_WORKERS {
+                        return Err(invalid("COROUTINES_MAX_WORKERS", &v, MAX_WORKERS_FORMS));
+                    }
+                    n
+                }
+                None => (workers + 64).min(MAX_WORKERS),
+            },
+        };
+        if max_workers < workers || max_workers > MAX_WORKERS {
+            return Err(invalid("RuntimeBuilder::max_workers", &max_workers.to_string(), MAX_WORKERS_FORMS));
+        }
+        let stack_size_bytes = match self.stack_size_bytes {
+            Some(n) => check_stack("RuntimeBuilder::stack_size", n, &n.to_string())?,
+            None => match env_var("COROUTINES_STACK_SIZE", SIZE_FORMS)? {
+                Some(v) => {
+                    let n = parse_size(&v).ok_or_else(|| invalid("COROUTINES_STACK_SIZE", &v, SIZE_FORMS))?;
+                    check_stack("COROUTINES_STACK_SIZE", n, &v)?
+                }
+                None => DEFAULT_STACK_SIZE,
+            },
+        };
+        let time_slice = match self.time_slice {
+            Some(Some(d)) => Some(check_slice("RuntimeBuilder::time_slice", d, &format!("{d:?}"))?),
+            Some(None) => None,
+            None => match env_var("COROUTINES_SLICE", SLICE_FORMS)? {
+                Some(v) if v.trim() == "off" => None,
+                Some(v) => {
+                    let d = parse_duration(&v).ok_or_else(|| invalid("COROUTINES_SLICE", &v, SLICE_FORMS))?;
+                    Some(check_slice("COROUTINES_SLICE", d, &v)?)
+                }
+                None => Some(DEFAULT_SLICE),
+            },
+        };
+        let migrate = match self.migrate {
+            Some(b) => b,
+            None => match env_var("COROUTINES_MIGRATE", BOOL_FORMS)? {
+                Some(v) => match v.trim() {
+                    "1" | "true" => true,
+                    "0" | "false" => false,
+                    _ => return Err(invalid("COROUTINES_MIGRATE", &v, BOOL_FORMS)),
+                },
+                None => false,
+            },
+        };
+        let blocked_after = match self.blocked_after {
+            Some(d) => check_blocked("RuntimeBuilder::blocked_after", d, &format!("{d:?}"))?,
+            None => match env_var("COROUTINES_BLOCKED_AFTER", BLOCKED_FORMS)? {
+                Some(v) => {
+                    let d = parse_duration(&v).ok_or_else(|| invalid("COROUTINES_BLOCKED_AFTER", &v, BLOCKED_FORMS))?;
+                    check_blocked("COROUTINES_BLOCKED_AFTER", d, &v)?
+                }
+                None => DEFAULT_BLOCKED_AFTER,
+            },
+        };
+        Ok(Config { workers, max_workers, stack_size_bytes, time_slice, migrate, blocked_after })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_need_units() {
+        assert_eq!(parse_size("256K"), Some(256 * 1024));
+        assert_eq!(parse_size("2M"), Some(2 << 20));
+        assert_eq!(parse_size("64KiB"), Some(64 << 10));
+        assert_eq!(parse_size("1G"), Some(1 << 30));
+        assert_eq!(parse_size("4096"), None);
+        assert_eq!(parse_size("12Q"), None);
+        assert_eq!(parse_size("K"), None);
+        assert_eq!(parse_size(""), None);
+    }
+
+    #[test]
+    fn durations_need_units() {
+        assert_eq!(parse_duration("500us"), Some(Duration::from_micros(500)));
+        assert_eq!(parse_duration("2ms"), Some(Duration::from_millis(2)));
+        assert_eq!(parse_duration("1s"), Some(Duration::from_secs(1)));
+        assert_eq!(parse_duration("1"), None);
+        assert_eq!(parse_duration("ms"), None);
+        assert_eq!(parse_duration("3 hours"), None);
+    }
+
+    #[test]
+    fn builder_values_are_validated() {
+        let e = RuntimeBuilder::new().workers(0).resolve().unwrap_err();
+        assert!(e.to_string().contains("RuntimeBuilder::workers=\"0\""), "{e}");
+        let e = RuntimeBuilder::new().workers(2).stack_size(1024).resolve().unwrap_err();
+        assert!(e.to_string().contains("16K"), "{e}");
+        let e = RuntimeBuilder::new().workers(2).max_workers(1).resolve().unwrap_err();
+        assert!(e.to_string().contains("max_workers"), "{e}");
+        let c = RuntimeBuilder::new()
+            .workers(3)
+            .max_workers(8)
+            .stack_size(64 * 1024)
+            .time_slice(None)
+            .blocked_after(Duration::from_millis(5))
+            .resolve()
+            .unwrap();
+        assert_eq!(c.workers, 3);
+        assert_eq!(c.max_workers, 8);
+        assert_eq!(c.stack_size_bytes, 64 * 1024);
+        assert_eq!(c.time_slice, None);
+        assert_eq!(c.blocked_after, Duration::from_millis(5));
+    }
+}

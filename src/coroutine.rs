@@ -1,0 +1,486 @@
+//! Coroutines: the shared state of one coroutine, its public handle
+//! ([`Coroutine`]), [`JoinHandle`] and the spawning [`Builder`].
+//!
+//! A coroutine is an `Arc<Inner>`. Exactly one party *owns the right to run
+//! it* at any time: a run queue, the executor running it, or (while parked)
+//! whoever wakes it. The `state` word arbitrates that right:
+//!
+//! | state      | runs user code | on a run queue | who may resume it          |
+//! |------------|----------------|----------------|----------------------------|
+//! | `RUNNING`  | yes, or queued after a yield/preemption/spawn | maybe | its executor  |
+//! | `PARKED`   | no             | no             | the waker that wins `PARKED -> RUNNABLE` |
+//! | `RUNNABLE` | no             | yes            | the executor that pops it  |
+//! | `DONE`     | no (finished)  | no             | nobody                     |
+//!
+//! plus a `NOTIFIED` bit that a waker sets when the coroutine is not parked:
+//! the next park then returns at once (a wake is never lost, but a wait may
+//! return spuriously, so every wait loop rechecks its condition).
+//!
+//! Protocol (wake side and park side):
+//! 1. A waker makes its condition true, then `fetch_or(NOTIFIED)` (AcqRel).
+//!    If the previous state was exactly `PARKED`, it swaps in `RUNNABLE`
+//!    (an RMW, so the release sequence of every other waker is continued)
+//!    and pushes the coroutine on a run queue.
+//! 2. A coroutine that waits registers itself somewhere, then switches to
+//!    its executor with `Action::Park`. Only once it is off its stack does
+//!    the executor try `RUNNING -> PARKED`; if that CAS fails, a wake came
+//!    in between and the coroutine goes straight back on the ready queue.
+//! 3. An executor resuming a `RUNNABLE` coroutine swaps in `RUNNING`
+//!    (Acquire), so the coroutine sees every condition its wakers set.
+
+use std::any::Any;
+use std::cell::UnsafeCell;
+use std::fmt;
+use std::io;
+use std::marker::PhantomData;
+use std::num::NonZeroU64;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::sched;
+use crate::stack::Stack;
+
+pub(crate) const RUNNING: u8 = 0;
+pub(crate) const PARKED: u8 = 1;
+pub(crate) const RUNNABLE: u8 = 2;
+pub(crate) const DONE: u8 = 3;
+pub(crate) const STATE_MASK: u8 = 0b11;
+pub(crate) const NOTIFIED: u8 = 0b100;
+
+/// `home` value of a coroutine that never ran (any executor may take it).
+pub(crate) const NO_HOME: u32 = u32::MAX;
+
+/// The shared state of one coroutine.
+pub(crate) struct Inner {
+    pub(crate) id: CoroutineId,
+    pub(crate) name: Option<Box<str>>,
+    /// Saved stack pointer while suspended. Written and read only by the
+    /// executor that owns the right to run the coroutine (see module doc).
+    pub(crate) sp: UnsafeCell<usize>,
+    /// The stack; taken back by the executor after the coroutine finished.
+    pub(crate) stack: UnsafeCell<Option<Stack>>,
+    /// Lowest and highest address of the usable stack (immutable). The
+    /// preemption handler checks that RSP lies inside.
+    pub(crate) stack_lo: usize,
+    pub(crate) stack_hi: usize,
+    /// The body, taken by the entry function on first run.
+    pub(crate) entry: UnsafeCell<Option<Box<dyn FnOnce() + Send>>>,
+    pub(crate) state: AtomicU8,
+    /// std-like park token for [`park`]/[`Coroutine::unpark`].
+    pub(crate) token: AtomicBool,
+    /// Executor index once started ([`NO_HOME`] before).
+    pub(crate) home: AtomicU32,
+}
+
+// SAFETY: the UnsafeCell fields are only touched by the single party that
+// owns the right to run the coroutine (module doc); handing that right over
+// goes through the `state` RMWs or a run-queue push/pop, both of which
+// synchronise (Release/Acquire).
+unsafe impl Sync for Inner {}
+// SAFETY: as above; the boxed body is Send.
+unsafe impl Send for Inner {}
+
+pub(crate) type Task = Arc<Inner>;
+
+impl Inner {
+    /// Wakes the coroutine if it is parked, or makes its next park return at
+    /// once. See the module doc for the protocol.
+    pub(crate) fn wake(self: &Arc<Self>) {
+        let prev = self.state.fetch_or(NOTIFIED, Ordering::AcqRel);
+        if prev == PARKED {
+            // We won the right to run it. The swap (an RMW) keeps the
+            // release sequence of any waker that set NOTIFIED meanwhile.
+            self.state.swap(RUNNABLE, Ordering::AcqRel);
+            sched::schedule(self.clone());
+        }
+    }
+}
+
+/// A unique identifier of a coroutine, like [`std::thread::ThreadId`].
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct CoroutineId(NonZeroU64);
+
+impl CoroutineId {
+    fn next() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let id = NEXT.fetch_add(1, Ordering::Relaxed);
+        CoroutineId(NonZeroU64::new(id).expect("coroutine id counter wrapped"))
+    }
+
+    /// The id as a number (unique for the process lifetime).
+    pub fn as_u64(&self) -> NonZeroU64 {
+        self.0
+    }
+}
+
+/// A handle to a coroutine, like [`std::thread::Thread`]: cheap to clone,
+/// usable from any thread or coroutine.
+#[derive(Clone)]
+pub struct Coroutine {
+    pub(crate) inner: Task,
+}
+
+impl Coroutine {
+    /// The coroutine's unique id.
+    pub fn id(&self) -> CoroutineId {
+        self.inner.id
+    }
+
+    /// The name given with [`Builder::name`], if any.
+    pub fn name(&self) -> Option<&str> {
+        self.inner.name.as_deref()
+    }
+
+    /// Makes the park token available, like [`std::thread::Thread::unpark`]:
+    /// if the coroutine is blocked in [`park`] it resumes; otherwise its
+    /// next `park` returns at once.
+    ///
+    /// ```
+    /// let h = coroutines::spawn(|| {
+    ///     coroutines::park();
+    ///     "woken"
+    /// });
+    /// h.coroutine().unpark();
+    /// assert_eq!(h.join().unwrap(), "woken");
+    /// ```
+    pub fn unpark(&self) {
+        let _np = sched::NoPreempt::new();
+        self.inner.token.store(true, Ordering::Release);
+        self.inner.wake();
+    }
+}
+
+impl fmt::Debug for Coroutine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Coroutine").field("id", &self.id()).field("name", &self.name()).finish()
+    }
+}
+
+/// Blocks the current coroutine until its park token is available, like
+/// [`std::thread::park`], then consumes the token. Outside a coroutine it
+/// is `std::thread::park`. May return spuriously, as std's does not, but
+/// only rarely: loop on your condition.
+pub fn park() {
+    if !sched::in_coroutine() {
+        return std::thread::park();
+    }
+    let co = sched::current_task();
+    let np = sched::NoPreempt::new();
+    while !co.token.swap(false, Ordering::Acquire) {
+        sched::park_current(&np, sched::WaitReason::Park);
+    }
+}
+
+/// Like [`park`] with a time limit, as [`std::thread::park_timeout`].
+pub fn park_timeout(dur: std::time::Duration) {
+    if !sched::in_coroutine() {
+        return std::thread::park_timeout(dur);
+    }
+    let co = sched::current_task();
+    let deadline = std::time::Instant::now() + dur;
+    let np = sched::NoPreempt::new();
+    if co.token.swap(false, Ordering::Acquire) {
+        return;
+    }
+    let timer = crate::reactor::timers().add(deadline, crate::reactor::Waker::Coroutine(co.clone()));
+    while !co.token.swap(false, Ordering::Acquire) && !timer.fired() {
+        sched::park_current(&np, sched::WaitReason::ParkTimeout);
+    }
+    crate::reactor::timers().cancel(&timer);
+}
+
+/// Puts the current coroutine to sleep for at least `dur`. Outside a
+/// coroutine it is `std::thread::sleep`.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// let t = Instant::now();
+/// coroutines::spawn(|| coroutines::sleep(Duration::from_millis(20))).join().unwrap();
+/// assert!(t.elapsed() >= Duration::from_millis(20));
+/// ```
+pub fn sleep(dur: std::time::Duration) {
+    if !sched::in_coroutine() {
+        return std::thread::sleep(dur);
+    }
+    let deadline = std::time::Instant::now() + dur;
+    sleep_until(deadline)
+}
+
+pub(crate) fn sleep_until(deadline: std::time::Instant) {
+    let co = sched::current_task();
+    let np = sched::NoPreempt::new();
+    let timer = crate::reactor::timers().add(deadline, crate::reactor::Waker::Coroutine(co));
+    while !timer.fired() {
+        sched::park_current(&np, sched::WaitReason::Sleep);
+    }
+}
+
+/// The handle of the coroutine that calls it.
+///
+/// # Panics
+/// Outside a coroutine; see [`try_current`].
+pub fn current() -> Coroutine {
+    try_current().expect("coroutines::current() called outside a coroutine")
+}
+
+/// The handle of the calling coroutine, or `None` on a plain thread.
+pub fn try_current() -> Option<Coroutine> {
+    if sched::in_coroutine() {
+        Some(Coroutine { inner: sched::current_task() })
+    } else {
+        None
+    }
+}
+
+/// Gives the executor to other coroutines waiting for it; outside a
+/// coroutine it is `std::thread::yield_now`.
+pub fn yield_now() {
+    if !sched::in_coroutine() {
+        return std::thread::yield_now();
+    }
+    sched::yield_current();
+}
+
+/// Where a join waits: a coroutine or a plain thread.
+pub(crate) enum Waiter {
+    Coroutine(Task),
+    Thread(std::thread::Thread),
+}
+
+impl Waiter {
+    pub(crate) fn current() -> Waiter {
+        if sched::in_coroutine() {
+            Waiter::Coroutine(sched::current_task())
+        } else {
+            Waiter::Thread(std::thread::current())
+        }
+    }
+
+    pub(crate) fn wake(self) {
+        match self {
+            Waiter::Coroutine(t) => t.wake(),
+            Waiter::Thread(t) => t.unpark(),
+        }
+    }
+}
+
+/// Result slot shared between a coroutine and its [`JoinHandle`].
+struct Packet<T> {
+    done: AtomicBool,
+    result: UnsafeCell<Option<std::thread::Result<T>>>,
+    waiter: Mutex<Option<Waiter>>,
+}
+
+// SAFETY: `result` is written once by the coroutine before `done` is set
+// (Release) and read by the single JoinHandle after it sees `done`
+// (Acquire); T: Send moves it between threads.
+unsafe impl<T: Send> Sync for Packet<T> {}
+
+/// An owned permission to join a coroutine, like
+/// [`std::thread::JoinHandle`]. Dropping it detaches the coroutine.
+pub struct JoinHandle<T> {
+    coroutine: Coroutine,
+    packet: Arc<Packet<T>>,
+    _not_sync_by_accident: PhantomData<*const ()>,
+}
+
+// SAFETY: the handle only moves the Packet<T> (Sync for T: Send) and a
+// Coroutine (Send + Sync); the PhantomData only opts out of auto traits.
+unsafe impl<T: Send> Send for JoinHandle<T> {}
+// SAFETY: `&JoinHandle` only exposes `coroutine()` and `is_finished()`.
+unsafe impl<T: Send> Sync for JoinHandle<T> {}
+
+impl<T> JoinHandle<T> {
+    /// Waits for the coroutine to finish and returns its result, or the
+    /// payload of its panic as `Err`. From a coroutine this parks the
+    /// coroutine; from a plain thread it blocks the thread.
+    ///
+    /// ```
+    /// let h = coroutines::spawn(|| panic!("boom"));
+    /// let err = h.join().unwrap_err();
+    /// assert_eq!(err.downcast_ref::<&str>(), Some(&"boom"));
+    /// ```
+    pub fn join(self) -> std::thread::Result<T> {
+        let p = &*self.packet;
+        if !p.done.load(Ordering::Acquire) {
+            let np = sched::NoPreempt::new();
+            let mut slot = p.waiter.lock().unwrap_or_else(|e| e.into_inner());
+            if !p.done.load(Ordering::Acquire) {
+                *slot = Some(Waiter::current());
+                drop(slot);
+                while !p.done.load(Ordering::Acquire) {
+                    if sched::in_coroutine() {
+                        sched::park_current(&np, sched::WaitReason::Join);
+                    } else {
+                        std::thread::park();
+                    }
+                }
+            }
+        }
+        // SAFETY: `done` was observed with Acquire after the coroutine wrote
+        // the result; we are the only reader (join takes self).
+        unsafe { (*p.result.get()).take() }.expect("coroutine result taken twice")
+    }
+
+    /// Whether the coroutine has finished running (its result is ready).
+    pub fn is_finished(&self) -> bool {
+        self.packet.done.load(Ordering::Acquire)
+    }
+
+    /// The handle of the coroutine.
+    pub fn coroutine(&self) -> &Coroutine {
+        &self.coroutine
+    }
+}
+
+impl<T> fmt::Debug for JoinHandle<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinHandle").field("coroutine", &self.coroutine).finish_non_exhaustive()
+    }
+}
+
+/// Coroutine factory, like [`std::thread::Builder`].
+///
+/// ```
+/// let h = coroutines::Builder::new()
+///     .name("worker-1".into())
+///     .stack_size(64 * 1024)
+///     .spawn(|| coroutines::current().name().map(String::from))
+///     .unwrap();
+/// assert_eq!(h.join().unwrap().as_deref(), Some("worker-1"));
+/// ```
+#[derive(Debug, Default)]
+pub struct Builder {
+    name: Option<String>,
+    stack_size: Option<usize>,
+}
+
+impl Builder {
+    /// A builder with the runtime's defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Names the coroutine (shown in panics, stack-overflow messages and
+    /// [`Coroutine::name`]).
+    pub fn name(mut self, name: String) -> Self {
+        self.name = Some(name);
+        self
+    }
+
+    /// Usable stack size in bytes (16 KiB to 1 GiB, rounded up to pages);
+    /// overrides `COROUTINES_STACK_SIZE` for this coroutine.
+    pub fn stack_size(mut self, bytes: usize) -> Self {
+        self.stack_size = Some(bytes);
+        self
+    }
+
+    /// Spawns the coroutine. Errors: an invalid stack size or name (a NUL
+    /// byte), a runtime that cannot start (bad `COROUTINES_*` value), or
+    /// no memory/address space for the stack.
+    pub fn spawn<F, T>(self, f: F) -> io::Result<JoinHandle<T>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let rt = sched::runtime()?;
+        let stack_size = match self.stack_size {
+            Some(n) => crate::config::check_coroutine_stack(n)?,
+            None => rt.config.stack_size_bytes,
+        };
+        if let Some(name) = &self.name {
+            if name.contains('\0') {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "coroutine name may not contain interior null bytes",
+                ));
+            }
+        }
+        let stack = crate::stack::alloc(stack_size)?;
+        let packet = Arc::new(Packet { done: AtomicBool::new(false), result: UnsafeCell::new(None), waiter: Mutex::new(None) });
+        let their_packet = packet.clone();
+        let body: Box<dyn FnOnce() + Send> = Box::new(move || {
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+            let p = &*their_packet;
+            // SAFETY: only this coroutine writes the result, before `done`.
+            unsafe { *p.result.get() = Some(result) };
+            let _np = sched::NoPreempt::new();
+            let waiter = {
+                let mut slot = p.waiter.lock().unwrap_or_else(|e| e.into_inner());
+                p.done.store(true, Ordering::Release);
+                slot.take()
+            };
+            if let Some(w) = waiter {
+                w.wake();
+            }
+        });
+        let inner = Arc::new(Inner {
+            id: CoroutineId::next(),
+            name: self.name.map(String::into_boxed_str),
+            sp: UnsafeCell::new(0),
+            stack_lo: stack.bottom(),
+            stack_hi: stack.top(),
+            stack: UnsafeCell::new(Some(stack)),
+            entry: UnsafeCell::new(Some(body)),
+            state: AtomicU8::new(RUNNING),
+            token: AtomicBool::new(false),
+            home: AtomicU32::new(NO_HOME),
+        });
+        sched::init_task(&inner);
+        let coroutine = Coroutine { inner: inner.clone() };
+        sched::spawn_task(rt, inner);
+        Ok(JoinHandle { coroutine, packet, _not_sync_by_accident: PhantomData })
+    }
+}
+
+/// Spawns a coroutine, like [`std::thread::spawn`].
+///
+/// # Panics
+/// If the coroutine cannot be created (bad runtime configuration in the
+/// environment, no memory for its stack); use [`Builder::spawn`] to get
+/// the error instead.
+///
+/// ```
+/// let handles: Vec<_> = (0..10).map(|i| coroutines::spawn(move || i * 2)).collect();
+/// let sum: i32 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+/// assert_eq!(sum, 90);
+/// ```
+#[track_caller]
+pub fn spawn<F, T>(f: F) -> JoinHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    match Builder::new().spawn(f) {
+        Ok(h) => h,
+        Err(e) => panic!("coroutines::spawn failed: {e}"),
+    }
+}
+
+/// Runs `f` in a coroutine and waits for it on the calling thread;
+/// a panic in `f` is resumed on the caller. Inside a coroutine it simply
+/// calls `f`. Handy for a whole `main`:
+///
+/// ```
+/// fn main() {
+///     let answer = coroutines::run(|| {
+///         let h = coroutines::spawn(|| 40);
+///         h.join().unwrap() + 2
+///     });
+///     assert_eq!(answer, 42);
+/// }
+/// ```
+#[track_caller]
+pub fn run<F, T>(f: F) -> T
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    if sched::in_coroutine() {
+        return f();
+    }
+    match spawn(f).join() {
+        Ok(v) => v,
+        Err(payload) => std::panic::resume_unwind(payload as Box<dyn Any + Send>),
+    }
+}

@@ -1,0 +1,175 @@
+//! Timers for sleeping and timed waits, without a file descriptor each.
+//!
+//! States of an entry: *armed* (in the map), *fired* (removed by
+//! `fire_due`, `fired` flag set with Release before the waker is woken),
+//! *cancelled* (removed by its owner). An entry is removed exactly once,
+//! under the lock; the waker of a fired entry is woken outside the lock.
+//! The earliest deadline is mirrored in `next_ns` (nanoseconds since
+//! `base`, `u64::MAX` if none) so "anything due?" costs one atomic load.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use crate::coroutine::Task;
+
+/// What a timer wakes.
+pub(crate) enum Waker {
+    Coroutine(Task),
+    #[allow(dead_code)]
+    Thread(std::thread::Thread),
+}
+
+impl Waker {
+    fn wake(self) {
+        match self {
+            Waker::Coroutine(t) => t.wake(),
+            Waker::Thread(t) => t.unpark(),
+        }
+    }
+}
+
+/// Handle of an armed timer, kept by its owner to check or cancel it.
+pub(crate) struct TimerHandle {
+    key: (Instant, u64),
+    fired: Arc<AtomicBool>,
+}
+
+impl TimerHandle {
+    /// Whether the deadline passed and the waker was (or is being) woken.
+    pub(crate) fn fired(&self) -> bool {
+        self.fired.load(Ordering::Acquire)
+    }
+}
+
+pub(crate) struct Timers {
+    base: Instant,
+    map: Mutex<BTreeMap<(Instant, u64), (Arc<AtomicBool>, Waker)>>,
+    seq: AtomicU64,
+    next_ns: AtomicU64,
+    /// 1 + index of the idle executor sleeping until the earliest deadline,
+    /// or 0 if none.
+    sleeper: AtomicUsize,
+    /// Deadline (ns since base) that sleeper sleeps until.
+    sleeper_ns: AtomicU64,
+    pub(crate) fired_total: AtomicU64,
+}
+
+static TIMERS: OnceLock<Timers> = OnceLock::new();
+
+/// The process-wide timers.
+pub(crate) fn timers() -> &'static Timers {
+    TIMERS.get_or_init(|| Timers {
+        base: Instant::now(),
+        map: Mutex::new(BTreeMap::new()),
+        seq: AtomicU64::new(0),
+        next_ns: AtomicU64::new(u64::MAX),
+        sleeper: AtomicUsize::new(0),
+        sleeper_ns: AtomicU64::new(u64::MAX),
+        fired_total: AtomicU64::new(0),
+    })
+}
+
+impl Timers {
+    fn ns(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.base).as_nanos().min(u64::MAX as u128 - 1) as u64
+    }
+
+    /// Arms a timer that wakes `waker` at `deadline`.
+    pub(crate) fn add(&self, deadline: Instant, waker: Waker) -> TimerHandle {
+        let key = (deadline, self.seq.fetch_add(1, Ordering::Relaxed));
+        let fired = Arc::new(AtomicBool::new(false));
+        let earliest = {
+            let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+            map.insert(key, (fired.clone(), waker));
+            let first = map.keys().next().map(|k| k.0).unwrap_or(deadline);
+            let ns = self.ns(first);
+            self.next_ns.store(ns, Ordering::SeqCst);
+            first == deadline
+        };
+        if earliest {
+            self.kick(self.ns(deadline));
+        }
+        TimerHandle { key, fired }
+    }
+
+    /// Makes sure someone will fire a timer due at `ns`.
+    fn kick(&self, ns: u64) {
+        let Some(rt) = crate::sched::try_runtime_pub() else { return };
+        let s = self.sleeper.load(Ordering::SeqCst);
+        if s != 0 {
+            if self.sleeper_ns.load(Ordering::SeqCst) > ns {
+                rt.executors[s - 1].parker.unpark();
+            }
+        } else {
+            rt.notify_idle();
+        }
+    }
+
+    /// Disarms a timer (no effect if it fired already).
+    pub(crate) fn cancel(&self, h: &TimerHandle) {
+        if h.fired() {
+            return;
+        }
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(&h.key);
+        let ns = map.keys().next().map(|k| self.ns(k.0)).unwrap_or(u64::MAX);
+        self.next_ns.store(ns, Ordering::SeqCst);
+    }
+
+    /// Whether some timer is due at `now` (one atomic load).
+    pub(crate) fn any_due(&self, now: Instant) -> bool {
+        self.next_ns.load(Ordering::SeqCst) <= self.ns(now)
+    }
+
+    /// The earliest deadline, if any.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        match self.next_ns.load(Ordering::SeqCst) {
+            u64::MAX => None,
+            ns => Some(self.base + Duration::from_nanos(ns)),
+        }
+    }
+
+    /// Fires every timer due at `now`. Returns how many fired.
+    pub(crate) fn fire_due(&self, now: Instant) -> usize {
+        if !self.any_due(now) {
+            return 0;
+        }
+        let _np = crate::sched::NoPreempt::new();
+        let due = {
+            let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+            let later = map.split_off(&(now, u64::MAX));
+            let due = std::mem::replace(&mut *map, later);
+            let ns = map.keys().next().map(|k| self.ns(k.0)).unwrap_or(u64::MAX);
+            self.next_ns.store(ns, Ordering::SeqCst);
+            due
+        };
+        let n = due.len();
+        for (_, (fired, waker)) in due {
+            fired.store(true, Ordering::Release);
+            waker.wake();
+        }
+        self.fired_total.fetch_add(n as u64, Ordering::Relaxed);
+        n
+    }
+
+    /// An idle executor asks to sleep until the earliest deadline. Returns
+    /// whether it got the role (then it must call `release_sleeper`).
+    pub(crate) fn claim_sleeper(&self, index: usize) -> bool {
+        if self.next_ns.load(Ordering::SeqCst) == u64::MAX {
+            return false;
+        }
+        if self.sleeper.compare_exchange(0, index + 1, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+            self.sleeper_ns.store(self.next_ns.load(Ordering::SeqCst), Ordering::SeqCst);
+            true
+        } else {
+            false
+        }
+    }
+
+    pub(crate) fn release_sleeper(&self, index: usize) {
+        self.sleeper_ns.store(u64::MAX, Ordering::SeqCst);
+        let _ = self.sleeper.compare_exchange(index + 1, 0, Ordering::SeqCst, Ordering::SeqCst);
+    }
+}

@@ -1,0 +1,193 @@
+//! The process-wide runtime: configuration, executors' shared halves, the
+//! global injector, start-up, and the spawn/wake entry points.
+//!
+//! The runtime starts once per process, on the first spawn (configured from
+//! the environment) or from `RuntimeBuilder::start`. Start-up races between
+//! threads are settled by `START_LOCK`; readers use the `RUNTIME` pointer
+//! (published with Release after the runtime is fully built, read with
+//! Acquire) and never take the lock again.
+
+use std::io;
+use std::sync::atomic::{fence, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use crossbeam_deque::{Injector, Worker};
+
+use super::worker::{self, ExecutorShared};
+use crate::config::{Config, ConfigError, RuntimeBuilder};
+use crate::coroutine::{Task, NO_HOME};
+
+pub(crate) struct Runtime {
+    pub(crate) config: Config,
+    /// Coroutines spawned outside any executor (and, with migration,
+    /// started coroutines woken from outside their executor).
+    pub(crate) injector: Injector<Task>,
+    /// `config.max_workers` slots; the first `started` are live threads.
+    pub(crate) executors: Box<[ExecutorShared]>,
+    /// Number of executor slots whose thread was started (only grows).
+    pub(crate) started: AtomicUsize,
+    /// Executors announced as sleeping (idle.rs protocol).
+    pub(crate) sleepers: AtomicUsize,
+    /// Executors woken to look for work that have not found any yet: while
+    /// one searches, new work does not wake another (Go's "spinning Ms").
+    pub(crate) searching: AtomicUsize,
+    /// Spawns from plain threads.
+    pub(crate) external_spawns: AtomicU64,
+    /// Deques of executor slots not started yet, handed to their thread.
+    pending_workers: Mutex<Vec<Option<Worker<Task>>>>,
+}
+
+static RUNTIME: AtomicPtr<Runtime> = AtomicPtr::new(std::ptr::null_mut());
+static START_LOCK: Mutex<()> = Mutex::new(());
+
+/// The runtime, started from the environment if needed.
+#[inline]
+pub(crate) fn runtime() -> io::Result<&'static Runtime> {
+    let p = RUNTIME.load(Ordering::Acquire);
+    if !p.is_null() {
+        // SAFETY: published once, fully built, never freed.
+        return Ok(unsafe { &*p });
+    }
+    start_slow(None).map_err(io::Error::from)
+}
+
+/// The runtime if it runs already.
+#[inline]
+pub(crate) fn try_runtime() -> Option<&'static Runtime> {
+    let p = RUNTIME.load(Ordering::Acquire);
+    // SAFETY: as in `runtime`.
+    (!p.is_null()).then(|| unsafe { &*p })
+}
+
+/// `RuntimeBuilder::start`.
+pub(crate) fn start_with(config: Config) -> Result<(), ConfigError> {
+    start_slow(Some(config)).map(|_| ())
+}
+
+fn start_slow(config: Option<Config>) -> Result<&'static Runtime, ConfigError> {
+    let _g = START_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let p = RUNTIME.load(Ordering::Acquire);
+    if !p.is_null() {
+        if config.is_some() {
+            return Err(ConfigError::AlreadyStarted);
+        }
+        // SAFETY: as in `runtime`.
+        return Ok(unsafe { &*p });
+    }
+    let config = match config {
+        Some(c) => c,
+        None => RuntimeBuilder::new().resolve()?,
+    };
+    crate::stack::install_overflow_handler();
+    crate::stack::set_current_name_fn(worker::current_name_raw);
+    let mut workers = Vec::with_capacity(config.max_workers);
+    let mut shared = Vec::with_capacity(config.max_workers);
+    for index in 0..config.max_workers {
+        let w = Worker::new_fifo();
+        shared.push(ExecutorShared::new(index, w.stealer()));
+        workers.push(Some(w));
+    }
+    let rt: &'static Runtime = Box::leak(Box::new(Runtime {
+        config,
+        injector: Injector::new(),
+        executors: shared.into_boxed_slice(),
+        started: AtomicUsize::new(0),
+        sleepers: AtomicUsize::new(0),
+        searching: AtomicUsize::new(0),
+        external_spawns: AtomicU64::new(0),
+        pending_workers: Mutex::new(workers),
+    }));
+    for _ in 0..rt.config.workers {
+        if let Err(e) = rt.start_executor() {
+            crate::sys::fatal_fmt(&format!("cannot start executor thread: {e}"));
+        }
+    }
+    RUNTIME.store(rt as *const Runtime as *mut Runtime, Ordering::Release);
+    Ok(rt)
+}
+
+impl Runtime {
+    /// Starts the thread of the next executor slot. Returns its index.
+    pub(crate) fn start_executor(&'static self) -> io::Result<usize> {
+        let mut pending = self.pending_workers.lock().unwrap_or_else(|e| e.into_inner());
+        let index = self.started.load(Ordering::Relaxed);
+        if index >= self.executors.len() {
+            return Err(io::Error::other("all executor slots are in use (COROUTINES_MAX_WORKERS)"));
+        }
+        let fresh = pending[index].take().expect("executor slot started twice");
+        let spawned = std::thread::Builder::new()
+            .name(format!("coroutines-executor-{index}"))
+            .stack_size(256 * 1024)
+            .spawn(move || worker::executor_main(self, index, fresh));
+        match spawned {
+            Ok(_) => {
+                self.started.store(index + 1, Ordering::Release);
+                Ok(index)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Live executors' shared halves.
+    pub(crate) fn live_executors(&self) -> &[ExecutorShared] {
+        &self.executors[..self.started.load(Ordering::Acquire)]
+    }
+
+    /// Wakes one sleeping executor unless one is already searching.
+    /// Call after publishing work.
+    pub(crate) fn notify_idle(&self) {
+        fence(Ordering::SeqCst);
+        if self.sleepers.load(Ordering::Relaxed) == 0 || self.searching.load(Ordering::Relaxed) > 0 {
+            return;
+        }
+        for e in self.live_executors() {
+            if e.parker.unpark() {
+                return;
+            }
+        }
+    }
+}
+
+/// Queues a coroutine that was never run.
+pub(crate) fn spawn_task(rt: &'static Runtime, task: Task) {
+    let _np = worker::NoPreempt::new();
+    match worker::current_executor() {
+        Some(exec) if std::ptr::eq(exec.rt, rt) => {
+            exec.fresh.push(task);
+            exec.shared.stats.spawned.fetch_add(1, Ordering::Relaxed);
+        }
+        _ => {
+            rt.injector.push(task);
+            rt.external_spawns.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    rt.notify_idle();
+}
+
+/// Queues a woken (started) coroutine on its executor, or anywhere when
+/// migration is on.
+pub(crate) fn schedule(task: Task) {
+    let _np = worker::NoPreempt::new();
+    let Some(rt) = try_runtime() else {
+        crate::sys::fatal("schedule() before the runtime started");
+    };
+    let home = task.home.load(Ordering::Relaxed);
+    let exec = worker::current_executor();
+    if rt.config.migrate || home == NO_HOME {
+        match exec {
+            Some(exec) => exec.fresh.push(task),
+            None => rt.injector.push(task),
+        }
+        rt.notify_idle();
+        return;
+    }
+    match exec {
+        Some(exec) if exec.index == home as usize => exec.push_ready(task),
+        _ => {
+            let target = &rt.executors[home as usize];
+            target.inbox.push(task);
+            fence(Ordering::SeqCst);
+            target.parker.unpark();
+        }
+    }
+}

@@ -1,0 +1,552 @@
+//! The executor run loop and the coroutine side of switching.
+//!
+//! An executor is an OS thread running `executor_main` on its own stack
+//! (the *scheduler context*). It resumes one coroutine at a time with
+//! `arch::switch`; the coroutine comes back by switching to the saved
+//! scheduler stack pointer after setting `action` (why it came back).
+//!
+//! Run loop, in order (one iteration):
+//! 1. `next_task`: global injector every 61st pick; inbox drained into
+//!    `ready`; `fresh` first every 8th pick, else `ready` then `fresh`.
+//! 2. none -> `find_work`: global injector, steal half of another
+//!    executor's `fresh`, due timers. Still none -> `idle` (spin briefly
+//!    while `searching`, then sleep on the parker: sched/mod.rs protocol).
+//! 3. `run_task`: publish `current` (for the monitor and the preemption
+//!    handler), bump `switches`, switch in; on return clear `current`,
+//!    reset the no-preempt level the coroutine left raised, and act on
+//!    `action`: Yield/Preempted -> back of `ready`; Park -> CAS
+//!    RUNNING->PARKED or requeue if notified meanwhile; Exit -> recycle the
+//!    stack and drop the scheduler's reference.
+//!
+//! Executors never exit (the runtime lives as long as the process);
+//! an extra executor started for a blocked one may go back to sleep.
+//!
+//! No-preempt level: runtime code entered from a coroutine raises
+//! `ExecutorShared::no_preempt` (a `NoPreempt` guard) so the preemption
+//! handler leaves it alone. A suspend consumes the level: the scheduler
+//! zeroes it after every switch-out, and `suspend` restores the coroutine's
+//! own level when it is resumed.
+
+use std::cell::{Cell, UnsafeCell};
+use std::collections::VecDeque;
+use std::marker::PhantomData;
+use std::sync::atomic::{compiler_fence, AtomicBool, AtomicI32, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_deque::{Injector, Steal, Stealer, Worker};
+
+use super::idle::Parker;
+use super::runtime::Runtime;
+use crate::arch;
+use crate::coroutine::{Inner, Task, DONE, NO_HOME, PARKED, RUNNABLE, RUNNING, STATE_MASK};
+
+/// Why a coroutine gave its executor back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Action {
+    Yield,
+    Park,
+    Exit,
+    /// Set by the preemption handler (signal context) before it lands the
+    /// executor in its scheduler.
+    Preempted,
+}
+
+/// Why a coroutine parks (one variant per kind of wait; shows in stats).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(dead_code)]
+pub(crate) enum WaitReason {
+    Park,
+    ParkTimeout,
+    Sleep,
+    Join,
+    Io,
+    Futex,
+    Offload,
+}
+
+/// Per-executor counters, written by the owner (Relaxed), read by anyone.
+#[derive(Default)]
+pub(crate) struct ExecutorStats {
+    pub(crate) spawned: AtomicU64,
+    pub(crate) finished: AtomicU64,
+    pub(crate) steals: AtomicU64,
+    pub(crate) parks: AtomicU64,
+    pub(crate) yields: AtomicU64,
+    pub(crate) preemptions: AtomicU64,
+    pub(crate) sleeps: AtomicU64,
+}
+
+/// The half of an executor that other threads (spawners, wakers, the
+/// monitor, the preemption handler) may touch.
+pub(crate) struct ExecutorShared {
+    pub(crate) index: usize,
+    /// Steals never-run coroutines from this executor's `fresh` deque.
+    pub(crate) stealer: Stealer<Task>,
+    /// Started coroutines woken from other threads; drained by the owner.
+    pub(crate) inbox: Injector<Task>,
+    pub(crate) parker: Parker,
+    /// Coroutine running now, or null in the scheduler context. Written by
+    /// the owner only; read by the monitor (Acquire) and the handler.
+    pub(crate) current: AtomicPtr<Inner>,
+    /// Incremented by the owner at every switch into a coroutine (single
+    /// writer: load+store, no lock prefix). The monitor samples it.
+    pub(crate) switches: AtomicU64,
+    /// No-preempt level (see module doc). Owner thread only, including
+    /// its signal handler, hence Relaxed plus compiler fences.
+    pub(crate) no_preempt: AtomicU32,
+    /// Kernel thread id, for tgkill.
+    pub(crate) tid: AtomicI32,
+    /// Whether the thread runs (slot started).
+    pub(crate) alive: AtomicBool,
+    /// Set by the owner when it resumes a preempted coroutine; read by the
+    /// preemption code. Kept here so the monitor protocol can extend it.
+    pub(crate) preempt_pending: AtomicBool,
+    /// Length of the owner's `ready` queue (Relaxed, approximate; for the
+    /// monitor and stats).
+    pub(crate) ready_len: AtomicUsize,
+    pub(crate) stats: ExecutorStats,
+}
+
+impl ExecutorShared {
+    pub(crate) fn new(index: usize, stealer: Stealer<Task>) -> Self {
+        ExecutorShared {
+            index,
+            stealer,
+            inbox: Injector::new(),
+            parker: Parker::default(),
+            current: AtomicPtr::new(std::ptr::null_mut()),
+            switches: AtomicU64::new(0),
+            no_preempt: AtomicU32::new(0),
+            tid: AtomicI32::new(0),
+            alive: AtomicBool::new(false),
+            preempt_pending: AtomicBool::new(false),
+            ready_len: AtomicUsize::new(0),
+            stats: ExecutorStats::default(),
+        }
+    }
+
+    /// Whether runnable coroutines wait on this executor besides the
+    /// running one (approximate; for the monitor).
+    pub(crate) fn has_waiting_work(&self) -> bool {
+        self.ready_len.load(Ordering::Relaxed) > 0 || !self.inbox.is_empty() || !self.stealer.is_empty()
+    }
+}
+
+/// The executor, owned by its thread.
+pub(crate) struct Executor {
+    pub(crate) rt: &'static Runtime,
+    pub(crate) shared: &'static ExecutorShared,
+    pub(crate) index: usize,
+    /// Saved stack pointer of the scheduler context while a coroutine runs.
+    pub(crate) sched_sp: UnsafeCell<usize>,
+    /// The coroutine running now (null in the scheduler context).
+    current: Cell<*const Inner>,
+    /// Set by the coroutine (or the preemption handler) before switching
+    /// back to the scheduler.
+    pub(crate) action: Cell<Action>,
+    /// Started coroutines ready to run here. Only the owner thread touches
+    /// it, and never while a reference into it is live across a call.
+    ready: UnsafeCell<VecDeque<Task>>,
+    pub(crate) fresh: Worker<Task>,
+    tick: Cell<u32>,
+}
+
+thread_local! {
+    /// The executor of this thread, or null on other threads.
+    static EXECUTOR: Cell<*const Executor> = const { Cell::new(std::ptr::null()) };
+}
+
+/// The executor of the calling thread. Not inlined: with migration on, a
+/// coroutine may resume on another thread, and the thread-local address
+/// must be recomputed after every possible suspension.
+#[inline(never)]
+pub(crate) fn current_executor() -> Option<&'static Executor> {
+    let p = EXECUTOR.with(|e| e.get());
+    // SAFETY: set once by `executor_main` to an Executor that lives for the
+    // rest of the thread (executors never exit).
+    (!p.is_null()).then(|| unsafe { &*p })
+}
+
+/// The shared half of the calling thread's executor.
+pub(crate) fn current_executor_shared() -> Option<&'static ExecutorShared> {
+    current_executor().map(|e| e.shared)
+}
+
+/// Whether the caller runs on a coroutine.
+#[inline]
+pub(crate) fn in_coroutine() -> bool {
+    current_executor().is_some_and(|e| !e.current.get().is_null())
+}
+
+/// The running coroutine. Panics (clearly) outside a coroutine.
+pub(crate) fn current_task() -> Task {
+    let exec = current_executor().expect("coroutines: not on an executor");
+    let p = exec.current.get();
+    assert!(!p.is_null(), "coroutines: not inside a coroutine");
+    // SAFETY: `p` came from Arc::as_ptr of the task `run_task` holds for
+    // as long as the coroutine runs; we add one strong reference.
+    unsafe {
+        Arc::increment_strong_count(p);
+        Arc::from_raw(p)
+    }
+}
+
+/// Signal context: name of the coroutine running on this thread, for the
+/// stack-overflow message. Reads a thread-local Cell and immutable fields.
+pub(crate) fn current_name_raw() -> (*const u8, usize) {
+    let p = EXECUTOR.with(|e| e.get());
+    if p.is_null() {
+        return (std::ptr::null(), 0);
+    }
+    // SAFETY: see `current_executor`; `current` points at a live Inner
+    // while non-null, and `name` is immutable.
+    unsafe {
+        let co = (*p).current.get();
+        match co.is_null() {
+            true => (std::ptr::null(), 0),
+            false => match &(*co).name {
+                Some(n) => (n.as_ptr(), n.len()),
+                None => (std::ptr::null(), 0),
+            },
+        }
+    }
+}
+
+/// Guard that keeps the preemption handler away from runtime code.
+pub(crate) struct NoPreempt {
+    raised: bool,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl NoPreempt {
+    #[inline]
+    pub(crate) fn new() -> Self {
+        let raised = match current_executor() {
+            Some(e) => {
+                let n = e.shared.no_preempt.load(Ordering::Relaxed);
+                e.shared.no_preempt.store(n + 1, Ordering::Relaxed);
+                // The handler runs on this thread: order our later accesses
+                // after the raise as far as the compiler is concerned.
+                compiler_fence(Ordering::SeqCst);
+                true
+            }
+            None => false,
+        };
+        NoPreempt { raised, _not_send: PhantomData }
+    }
+}
+
+impl Drop for NoPreempt {
+    #[inline]
+    fn drop(&mut self) {
+        if self.raised {
+            if let Some(e) = current_executor() {
+                compiler_fence(Ordering::SeqCst);
+                let n = e.shared.no_preempt.load(Ordering::Relaxed);
+                e.shared.no_preempt.store(n.saturating_sub(1), Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Switches from the running coroutine to its scheduler with `action`.
+/// Returns once the coroutine is resumed (possibly on another executor if
+/// migration is on). The caller holds `_np`, whose level is restored.
+fn suspend(_np: &NoPreempt, action: Action) {
+    let exec = current_executor().expect("coroutines: suspend outside an executor");
+    let co = exec.current.get();
+    let level = exec.shared.no_preempt.load(Ordering::Relaxed);
+    exec.action.set(action);
+    // SAFETY: we run on coroutine `co`'s stack; its `sp` slot is ours to
+    // write while we own the right to run it; the scheduler context is
+    // suspended at `sched_sp` and resumed exactly once here.
+    let resumed_on = unsafe { arch::switch((*co).sp.get(), *exec.sched_sp.get(), 0) } as *const Executor;
+    // SAFETY: the scheduler passes its own Executor pointer when resuming.
+    let exec = unsafe { &*resumed_on };
+    exec.shared.no_preempt.store(level, Ordering::Relaxed);
+    compiler_fence(Ordering::SeqCst);
+}
+
+/// Parks the running coroutine until woken (`Inner::wake`). May return
+/// spuriously: callers loop on their condition.
+pub(crate) fn park_current(np: &NoPreempt, _reason: WaitReason) {
+    suspend(np, Action::Park);
+}
+
+/// Puts the running coroutine at the back of its executor's ready queue.
+pub(crate) fn yield_current() {
+    let np = NoPreempt::new();
+    suspend(&np, Action::Yield);
+}
+
+/// Entry function of every coroutine (see asm/x86_64/entry.S).
+unsafe extern "C" fn coroutine_main(arg: usize, _exec: usize) -> ! {
+    let inner = arg as *const Inner;
+    // SAFETY: the executor running us holds a strong reference for as long
+    // as we run, and we own `entry` (first run).
+    let body = unsafe { (*(*inner).entry.get()).take() };
+    if let Some(body) = body {
+        // The body catches the user's panic itself; this outer catch only
+        // guards the runtime's own bookkeeping, which must not unwind into
+        // the assembly frame (it has no landing pad).
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).is_err() {
+            crate::sys::fatal("coroutine bookkeeping panicked");
+        }
+    }
+    let np = NoPreempt::new();
+    suspend(&np, Action::Exit);
+    crate::sys::fatal("a finished coroutine was resumed");
+}
+
+impl Executor {
+    #[inline]
+    pub(crate) fn push_ready(&self, task: Task) {
+        // SAFETY: owner thread; no reference into `ready` is live (see
+        // field doc).
+        let ready = unsafe { &mut *self.ready.get() };
+        ready.push_back(task);
+        self.shared.ready_len.store(ready.len(), Ordering::Relaxed);
+    }
+
+    fn drain_inbox(&self) {
+        if self.shared.inbox.is_empty() {
+            return;
+        }
+        loop {
+            match self.shared.inbox.steal() {
+                Steal::Success(t) => self.push_ready(t),
+                Steal::Empty => break,
+                Steal::Retry => continue,
+            }
+        }
+    }
+
+    fn pop_ready(&self) -> Option<Task> {
+        // SAFETY: as in `push_ready`.
+        let ready = unsafe { &mut *self.ready.get() };
+        let t = ready.pop_front();
+        self.shared.ready_len.store(ready.len(), Ordering::Relaxed);
+        t
+    }
+
+    #[inline]
+    fn next_task(&self) -> Option<Task> {
+        let tick = self.tick.get().wrapping_add(1);
+        self.tick.set(tick);
+        if tick % 61 == 0 {
+            if let Some(t) = self.steal_global() {
+                return Some(t);
+            }
+            self.fire_timers();
+        }
+        self.drain_inbox();
+        if tick % 8 == 0 {
+            if let Some(t) = self.fresh.pop() {
+                return Some(t);
+            }
+        }
+        if let Some(t) = self.pop_ready() {
+            return Some(t);
+        }
+        self.fresh.pop()
+    }
+
+    fn steal_global(&self) -> Option<Task> {
+        loop {
+            match self.rt.injector.steal_batch_and_pop(&self.fresh) {
+                Steal::Success(t) => return Some(t),
+                Steal::Empty => return None,
+                Steal::Retry => continue,
+            }
+        }
+    }
+
+    fn steal_others(&self) -> Option<Task> {
+        let others = self.rt.live_executors();
+        let n = others.len();
+        if n <= 1 {
+            return None;
+        }
+        let start = (self.tick.get() as usize).wrapping_mul(0x9E37_79B9) % n;
+        for k in 0..n {
+            let victim = &others[(start + k) % n];
+            if victim.index == self.index {
+                continue;
+            }
+            loop {
+                match victim.stealer.steal_batch_and_pop(&self.fresh) {
+                    Steal::Success(t) => {
+                        self.shared.stats.steals.fetch_add(1, Ordering::Relaxed);
+                        return Some(t);
+                    }
+                    Steal::Empty => break,
+                    Steal::Retry => continue,
+                }
+            }
+        }
+        None
+    }
+
+    fn fire_timers(&self) {
+        crate::reactor::timers().fire_due(Instant::now());
+    }
+
+    fn find_work(&self) -> Option<Task> {
+        self.fire_timers();
+        self.drain_inbox();
+        if let Some(t) = self.pop_ready() {
+            return Some(t);
+        }
+        if let Some(t) = self.fresh.pop() {
+            return Some(t);
+        }
+        if let Some(t) = self.steal_global() {
+            return Some(t);
+        }
+        self.steal_others()
+    }
+
+    fn has_visible_work(&self) -> bool {
+        !self.shared.inbox.is_empty()
+            || !self.fresh.is_empty()
+            || !self.rt.injector.is_empty()
+            || self.rt.live_executors().iter().any(|e| e.index != self.index && !e.stealer.is_empty())
+            || crate::reactor::timers().any_due(Instant::now())
+    }
+
+    /// Nothing to run: search a little, then sleep until woken or until
+    /// the next timer is due (if this executor holds the timer role).
+    fn idle(&self) -> Option<Task> {
+        let rt = self.rt;
+        rt.searching.fetch_add(1, Ordering::SeqCst);
+        for i in 0..64 {
+            if let Some(t) = self.find_work() {
+                rt.searching.fetch_sub(1, Ordering::SeqCst);
+                return Some(t);
+            }
+            if i < 48 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+        rt.searching.fetch_sub(1, Ordering::SeqCst);
+        self.shared.parker.prepare();
+        rt.sleepers.fetch_add(1, Ordering::SeqCst);
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.has_visible_work() {
+            self.shared.parker.cancel();
+            rt.sleepers.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        let timers = crate::reactor::timers();
+        let role = timers.claim_sleeper(self.index);
+        let timeout = if role { timers.next_deadline().map(|d| d.saturating_duration_since(Instant::now())) } else { None };
+        self.shared.parker.wait(timeout);
+        if role {
+            timers.release_sleeper(self.index);
+        }
+        rt.sleepers.fetch_sub(1, Ordering::SeqCst);
+        // Woken: we are searching until we find work or sleep again.
+        None
+    }
+
+    fn run_task(&self, task: Task) {
+        let inner: &Inner = &task;
+        if inner.state.load(Ordering::Relaxed) & STATE_MASK == RUNNABLE {
+            // Acquire: see every condition set by the wakers (module doc of
+            // coroutine.rs, step 3).
+            inner.state.swap(RUNNING, Ordering::AcqRel);
+        }
+        if inner.home.load(Ordering::Relaxed) == NO_HOME {
+            inner.home.store(self.index as u32, Ordering::Relaxed);
+        }
+        let p = Arc::as_ptr(&task);
+        self.current.set(p);
+        self.shared.current.store(p as *mut Inner, Ordering::Release);
+        let s = self.shared.switches.load(Ordering::Relaxed);
+        self.shared.switches.store(s + 1, Ordering::Relaxed);
+        // SAFETY: we own the right to run `task` (popped from a queue); its
+        // saved sp is a suspended frame on its live stack; `task` keeps the
+        // stack alive until the coroutine switches back.
+        unsafe { arch::switch(self.sched_sp.get(), *inner.sp.get(), self as *const Executor as usize) };
+        self.shared.current.store(std::ptr::null_mut(), Ordering::Release);
+        self.current.set(std::ptr::null());
+        self.shared.no_preempt.store(0, Ordering::Relaxed);
+        match self.action.get() {
+            Action::Yield => {
+                self.shared.stats.yields.fetch_add(1, Ordering::Relaxed);
+                self.requeue(task)
+            }
+            Action::Preempted => {
+                self.shared.stats.preemptions.fetch_add(1, Ordering::Relaxed);
+                self.requeue(task)
+            }
+            Action::Park => {
+                self.shared.stats.parks.fetch_add(1, Ordering::Relaxed);
+                // Release: the coroutine's writes before parking are seen
+                // by the waker that wins PARKED -> RUNNABLE.
+                if inner.state.compare_exchange(RUNNING, PARKED, Ordering::AcqRel, Ordering::Acquire).is_err() {
+                    // A wake arrived since it started (NOTIFIED): run again.
+                    inner.state.swap(RUNNABLE, Ordering::AcqRel);
+                    self.requeue(task);
+                }
+                // Else the waker will queue it; drop our reference.
+            }
+            Action::Exit => {
+                inner.state.store(DONE, Ordering::Release);
+                self.shared.stats.finished.fetch_add(1, Ordering::Relaxed);
+                // SAFETY: the coroutine finished and will never run again;
+                // we own it, so taking its stack back is exclusive.
+                let stack = unsafe { (*inner.stack.get()).take() };
+                drop(stack);
+            }
+        }
+    }
+
+    fn requeue(&self, task: Task) {
+        if self.rt.config.migrate {
+            self.fresh.push(task);
+            self.rt.notify_idle();
+        } else {
+            self.push_ready(task);
+        }
+    }
+}
+
+/// Body of an executor thread.
+pub(crate) fn executor_main(rt: &'static Runtime, index: usize, fresh: Worker<Task>) {
+    crate::stack::ensure_sigaltstack();
+    let shared = &rt.executors[index];
+    shared.tid.store(crate::sys::gettid(), Ordering::Relaxed);
+    shared.alive.store(true, Ordering::Release);
+    let exec: &'static Executor = Box::leak(Box::new(Executor {
+        rt,
+        shared,
+        index,
+        sched_sp: UnsafeCell::new(0),
+        current: Cell::new(std::ptr::null()),
+        action: Cell::new(Action::Yield),
+        ready: UnsafeCell::new(VecDeque::with_capacity(256)),
+        fresh,
+        tick: Cell::new(0),
+    }));
+    EXECUTOR.with(|e| e.set(exec));
+    loop {
+        let task = match exec.next_task() {
+            Some(t) => Some(t),
+            None => exec.find_work().or_else(|| exec.idle()),
+        };
+        if let Some(task) = task {
+            exec.run_task(task);
+        }
+    }
+}
+
+/// Prepares a fresh coroutine's stack: called once, before it is queued.
+pub(crate) fn init_task(task: &Task) {
+    let top = task.stack_hi;
+    // SAFETY: the stack is ours (not queued yet), writable, 16-aligned top.
+    unsafe { *task.sp.get() = arch::init_stack(top, coroutine_main, Arc::as_ptr(task) as usize) };
+}

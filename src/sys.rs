@@ -1,0 +1,105 @@
+//! Raw system calls the runtime itself needs.
+//!
+//! The crate interposes libc symbols such as `syscall`, `read` and
+//! `nanosleep`, so runtime code must never reach the kernel through those
+//! libc entry points (it would call its own hooks). Everything here issues
+//! the `syscall` instruction directly.
+
+use core::arch::asm;
+use std::sync::atomic::AtomicU32;
+use std::time::Duration;
+
+/// Issues a raw system call with up to six arguments; returns the kernel's
+/// result (negative errno on failure).
+///
+/// # Safety
+/// The arguments must be valid for the given system call.
+#[inline]
+pub(crate) unsafe fn syscall6(n: usize, a1: usize, a2: usize, a3: usize, a4: usize, a5: usize, a6: usize) -> isize {
+    let ret: isize;
+    // SAFETY: the x86-64 Linux syscall ABI: number in RAX, arguments in
+    // RDI, RSI, RDX, R10, R8, R9; RCX and R11 are clobbered by the CPU.
+    unsafe {
+        asm!(
+            "syscall",
+            inlateout("rax") n as isize => ret,
+            in("rdi") a1, in("rsi") a2, in("rdx") a3,
+            in("r10") a4, in("r8") a5, in("r9") a6,
+            lateout("rcx") _, lateout("r11") _,
+            options(nostack),
+        );
+    }
+    ret
+}
+
+/// Waits while `*word == expected`, at most `timeout` (None = forever).
+/// Returns on wake-up, timeout, value mismatch or signal; callers recheck.
+pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+    let ts;
+    let ts_ptr = match timeout {
+        Some(d) => {
+            ts = libc::timespec { tv_sec: d.as_secs().min(i64::MAX as u64) as i64, tv_nsec: d.subsec_nanos() as i64 };
+            &ts as *const libc::timespec as usize
+        }
+        None => 0,
+    };
+    // SAFETY: `word` is a live, aligned u32; FUTEX_WAIT_PRIVATE only reads
+    // it and `ts_ptr` is null or points at a live timespec.
+    unsafe {
+        syscall6(
+            libc::SYS_futex as usize,
+            word.as_ptr() as usize,
+            (libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG) as usize,
+            expected as usize,
+            ts_ptr,
+            0,
+            0,
+        );
+    }
+}
+
+/// Wakes up to `n` threads waiting on `word`.
+pub(crate) fn futex_wake(word: &AtomicU32, n: u32) {
+    // SAFETY: FUTEX_WAKE_PRIVATE on a live, aligned u32.
+    unsafe {
+        syscall6(
+            libc::SYS_futex as usize,
+            word.as_ptr() as usize,
+            (libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG) as usize,
+            n as usize,
+            0,
+            0,
+            0,
+        );
+    }
+}
+
+/// The calling thread's kernel thread id.
+pub(crate) fn gettid() -> i32 {
+    // SAFETY: gettid has no arguments and cannot fail.
+    unsafe { syscall6(libc::SYS_gettid as usize, 0, 0, 0, 0, 0, 0) as i32 }
+}
+
+/// Writes `msg` to stderr with one raw write (async-signal-safe).
+pub(crate) fn write_stderr(msg: &[u8]) {
+    // SAFETY: writes from a valid buffer; the result is ignored on purpose
+    // (nothing useful can be done if stderr is gone).
+    unsafe {
+        syscall6(libc::SYS_write as usize, 2, msg.as_ptr() as usize, msg.len(), 0, 0, 0);
+    }
+}
+
+/// Prints `msg` (a constant, so it cannot fail to format) and aborts.
+/// Used for runtime invariant violations, like Go's `throw`.
+pub(crate) fn fatal(msg: &str) -> ! {
+    write_stderr(b"coroutines: fatal: ");
+    write_stderr(msg.as_bytes());
+    write_stderr(b"\n");
+    std::process::abort()
+}
+
+/// Like [`fatal`] for messages built at run time (not for signal context:
+/// the caller already allocated).
+pub(crate) fn fatal_fmt(msg: &str) -> ! {
+    fatal(msg)
+}
