@@ -396,7 +396,11 @@ impl Builder {
                 ));
             }
         }
-        let stack = crate::stack::alloc(stack_size)?;
+        let stack = {
+            // The pool uses a thread-local cache: no preemption inside.
+            let _np = sched::NoPreempt::new();
+            crate::stack::alloc(stack_size)?
+        };
         let packet = Arc::new(Packet { done: AtomicBool::new(false), result: UnsafeCell::new(None), waiter: Mutex::new(None) });
         let their_packet = packet.clone();
         let body: Box<dyn FnOnce() + Send> = Box::new(move || {

@@ -374,7 +374,6 @@ mod tests {
     use super::super::mmap::count_mappings;
     use super::super::mmap::tests::is_guarded;
     use super::*;
-    use std::time::Instant;
 
     fn fill(s: &Stack, byte: u8) {
         // SAFETY: [bottom, top) is the stack's read/write usable region,
@@ -529,19 +528,15 @@ mod tests {
     }
 
     #[test]
-    fn round_trip_is_cheap() {
+    fn round_trip_reuses_one_hot_slot() {
+        // Speed is measured by the benches; here we check the property that
+        // makes the round trip cheap: a hot slot is reused, with no new
+        // reservation and no page release in between.
         let size = 256 * 1024;
-        drop(alloc(size).unwrap());
-        let n = 1_000_000u32;
-        let start = Instant::now();
-        for _ in 0..n {
+        let first = alloc(size).unwrap().bottom();
+        for _ in 0..10_000 {
             let s = alloc(std::hint::black_box(size)).unwrap();
-            std::hint::black_box(&s);
-        }
-        let ns = start.elapsed().as_nanos() as f64 / n as f64;
-        eprintln!("stack alloc+release round trip: {ns:.1} ns");
-        if !cfg!(debug_assertions) {
-            assert!(ns < 100.0, "round trip {ns:.1} ns");
+            assert_eq!(s.bottom(), first);
         }
     }
 }
