@@ -48,7 +48,11 @@ impl fmt::Display for ConfigError {
                 "the coroutines runtime has already started; configure it (RuntimeBuilder::start) \
                  before the first spawn",
             ),
-            ConfigError::Invalid { source, value, expected } => {
+            ConfigError::Invalid {
+                source,
+                value,
+                expected,
+            } => {
                 write!(f, "{source}={value:?} is not valid: expected {expected}")
             }
         }
@@ -84,13 +88,19 @@ pub struct Config {
 const WORKERS_FORMS: &str = "a whole number of executors from 1 to 1024, e.g. 4";
 const MAX_WORKERS_FORMS: &str =
     "a whole number from 1 to 1024, at least the number of workers (e.g. 64)";
-const SIZE_FORMS: &str = "a size with a unit between 16K and 1G, e.g. 64K, 256K, 2M (K/KB/KiB = 1024 bytes)";
-const SLICE_FORMS: &str = "a duration with a unit between 50us and 10s, e.g. 500us, 2ms, 1s, or `off`";
+const SIZE_FORMS: &str =
+    "a size with a unit between 16K and 1G, e.g. 64K, 256K, 2M (K/KB/KiB = 1024 bytes)";
+const SLICE_FORMS: &str =
+    "a duration with a unit between 50us and 10s, e.g. 500us, 2ms, 1s, or `off`";
 const BLOCKED_FORMS: &str = "a duration with a unit between 1ms and 60s, e.g. 20ms, 1s";
 const BOOL_FORMS: &str = "1, 0, true or false";
 
 fn invalid(source: &'static str, value: &str, expected: &'static str) -> ConfigError {
-    ConfigError::Invalid { source, value: value.to_string(), expected }
+    ConfigError::Invalid {
+        source,
+        value: value.to_string(),
+        expected,
+    }
 }
 
 /// Parses a size with a mandatory unit: `256K`, `2M`, `1G`, `64KiB`, `4096B`.
@@ -172,7 +182,9 @@ fn env_var(name: &'static str, expected: &'static str) -> Result<Option<String>,
     match std::env::var(name) {
         Ok(v) => Ok(Some(v)),
         Err(std::env::VarError::NotPresent) => Ok(None),
-        Err(std::env::VarError::NotUnicode(v)) => Err(invalid(name, &v.to_string_lossy(), expected)),
+        Err(std::env::VarError::NotUnicode(v)) => {
+            Err(invalid(name, &v.to_string_lossy(), expected))
+        }
     }
 }
 
@@ -279,18 +291,26 @@ impl RuntimeBuilder {
             Some(n) => check_workers("RuntimeBuilder::workers", n, &n.to_string())?,
             None => match env_var("COROUTINES_WORKERS", WORKERS_FORMS)? {
                 Some(v) => {
-                    let n = v.trim().parse().map_err(|_| invalid("COROUTINES_WORKERS", &v, WORKERS_FORMS))?;
+                    let n = v
+                        .trim()
+                        .parse()
+                        .map_err(|_| invalid("COROUTINES_WORKERS", &v, WORKERS_FORMS))?;
                     check_workers("COROUTINES_WORKERS", n, &v)?
                 }
-                None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(MAX_WORKERS),
+                None => std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+                    .min(MAX_WORKERS),
             },
         };
         let max_workers = match self.max_workers {
             Some(n) => n,
             None => match env_var("COROUTINES_MAX_WORKERS", MAX_WORKERS_FORMS)? {
                 Some(v) => {
-                    let n: usize =
-                        v.trim().parse().map_err(|_| invalid("COROUTINES_MAX_WORKERS", &v, MAX_WORKERS_FORMS))?;
+                    let n: usize = v
+                        .trim()
+                        .parse()
+                        .map_err(|_| invalid("COROUTINES_MAX_WORKERS", &v, MAX_WORKERS_FORMS))?;
                     if n < workers || n > MAX_WORKERS {
                         return Err(invalid("COROUTINES_MAX_WORKERS", &v, MAX_WORKERS_FORMS));
                     }
@@ -300,25 +320,35 @@ impl RuntimeBuilder {
             },
         };
         if max_workers < workers || max_workers > MAX_WORKERS {
-            return Err(invalid("RuntimeBuilder::max_workers", &max_workers.to_string(), MAX_WORKERS_FORMS));
+            return Err(invalid(
+                "RuntimeBuilder::max_workers",
+                &max_workers.to_string(),
+                MAX_WORKERS_FORMS,
+            ));
         }
         let stack_size_bytes = match self.stack_size_bytes {
             Some(n) => check_stack("RuntimeBuilder::stack_size", n, &n.to_string())?,
             None => match env_var("COROUTINES_STACK_SIZE", SIZE_FORMS)? {
                 Some(v) => {
-                    let n = parse_size(&v).ok_or_else(|| invalid("COROUTINES_STACK_SIZE", &v, SIZE_FORMS))?;
+                    let n = parse_size(&v)
+                        .ok_or_else(|| invalid("COROUTINES_STACK_SIZE", &v, SIZE_FORMS))?;
                     check_stack("COROUTINES_STACK_SIZE", n, &v)?
                 }
                 None => DEFAULT_STACK_SIZE,
             },
         };
         let time_slice = match self.time_slice {
-            Some(Some(d)) => Some(check_slice("RuntimeBuilder::time_slice", d, &format!("{d:?}"))?),
+            Some(Some(d)) => Some(check_slice(
+                "RuntimeBuilder::time_slice",
+                d,
+                &format!("{d:?}"),
+            )?),
             Some(None) => None,
             None => match env_var("COROUTINES_SLICE", SLICE_FORMS)? {
                 Some(v) if v.trim() == "off" => None,
                 Some(v) => {
-                    let d = parse_duration(&v).ok_or_else(|| invalid("COROUTINES_SLICE", &v, SLICE_FORMS))?;
+                    let d = parse_duration(&v)
+                        .ok_or_else(|| invalid("COROUTINES_SLICE", &v, SLICE_FORMS))?;
                     Some(check_slice("COROUTINES_SLICE", d, &v)?)
                 }
                 None => Some(DEFAULT_SLICE),
@@ -339,13 +369,21 @@ impl RuntimeBuilder {
             Some(d) => check_blocked("RuntimeBuilder::blocked_after", d, &format!("{d:?}"))?,
             None => match env_var("COROUTINES_BLOCKED_AFTER", BLOCKED_FORMS)? {
                 Some(v) => {
-                    let d = parse_duration(&v).ok_or_else(|| invalid("COROUTINES_BLOCKED_AFTER", &v, BLOCKED_FORMS))?;
+                    let d = parse_duration(&v)
+                        .ok_or_else(|| invalid("COROUTINES_BLOCKED_AFTER", &v, BLOCKED_FORMS))?;
                     check_blocked("COROUTINES_BLOCKED_AFTER", d, &v)?
                 }
                 None => DEFAULT_BLOCKED_AFTER,
             },
         };
-        Ok(Config { workers, max_workers, stack_size_bytes, time_slice, migrate, blocked_after })
+        Ok(Config {
+            workers,
+            max_workers,
+            stack_size_bytes,
+            time_slice,
+            migrate,
+            blocked_after,
+        })
     }
 }
 
@@ -378,10 +416,21 @@ mod tests {
     #[test]
     fn builder_values_are_validated() {
         let e = RuntimeBuilder::new().workers(0).resolve().unwrap_err();
-        assert!(e.to_string().contains("RuntimeBuilder::workers=\"0\""), "{e}");
-        let e = RuntimeBuilder::new().workers(2).stack_size(1024).resolve().unwrap_err();
+        assert!(
+            e.to_string().contains("RuntimeBuilder::workers=\"0\""),
+            "{e}"
+        );
+        let e = RuntimeBuilder::new()
+            .workers(2)
+            .stack_size(1024)
+            .resolve()
+            .unwrap_err();
         assert!(e.to_string().contains("16K"), "{e}");
-        let e = RuntimeBuilder::new().workers(2).max_workers(1).resolve().unwrap_err();
+        let e = RuntimeBuilder::new()
+            .workers(2)
+            .max_workers(1)
+            .resolve()
+            .unwrap_err();
         assert!(e.to_string().contains("max_workers"), "{e}");
         let c = RuntimeBuilder::new()
             .workers(3)

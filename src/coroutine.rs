@@ -152,7 +152,10 @@ impl Coroutine {
 
 impl fmt::Debug for Coroutine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Coroutine").field("id", &self.id()).field("name", &self.name()).finish()
+        f.debug_struct("Coroutine")
+            .field("id", &self.id())
+            .field("name", &self.name())
+            .finish()
     }
 }
 
@@ -182,7 +185,8 @@ pub fn park_timeout(dur: std::time::Duration) {
     if co.token.swap(false, Ordering::Acquire) {
         return;
     }
-    let timer = crate::reactor::timers().add(deadline, crate::reactor::Waker::Coroutine(co.clone()));
+    let timer =
+        crate::reactor::timers().add(deadline, crate::reactor::Waker::Coroutine(co.clone()));
     while !co.token.swap(false, Ordering::Acquire) && !timer.fired() {
         sched::park_current(&np, sched::WaitReason::ParkTimeout);
     }
@@ -226,7 +230,9 @@ pub fn current() -> Coroutine {
 /// The handle of the calling coroutine, or `None` on a plain thread.
 pub fn try_current() -> Option<Coroutine> {
     if sched::in_coroutine() {
-        Some(Coroutine { inner: sched::current_task() })
+        Some(Coroutine {
+            inner: sched::current_task(),
+        })
     } else {
         None
     }
@@ -335,7 +341,9 @@ impl<T> JoinHandle<T> {
 
 impl<T> fmt::Debug for JoinHandle<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JoinHandle").field("coroutine", &self.coroutine).finish_non_exhaustive()
+        f.debug_struct("JoinHandle")
+            .field("coroutine", &self.coroutine)
+            .finish_non_exhaustive()
     }
 }
 
@@ -401,7 +409,11 @@ impl Builder {
             let _np = sched::NoPreempt::new();
             crate::stack::alloc(stack_size)?
         };
-        let packet = Arc::new(Packet { done: AtomicBool::new(false), result: UnsafeCell::new(None), waiter: Mutex::new(None) });
+        let packet = Arc::new(Packet {
+            done: AtomicBool::new(false),
+            result: UnsafeCell::new(None),
+            waiter: Mutex::new(None),
+        });
         let their_packet = packet.clone();
         let body: Box<dyn FnOnce() + Send> = Box::new(move || {
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
@@ -431,9 +443,15 @@ impl Builder {
             home: AtomicU32::new(NO_HOME),
         });
         sched::init_task(&inner);
-        let coroutine = Coroutine { inner: inner.clone() };
+        let coroutine = Coroutine {
+            inner: inner.clone(),
+        };
         sched::spawn_task(rt, inner);
-        Ok(JoinHandle { coroutine, packet, _not_sync_by_accident: PhantomData })
+        Ok(JoinHandle {
+            coroutine,
+            packet,
+            _not_sync_by_accident: PhantomData,
+        })
     }
 }
 

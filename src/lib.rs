@@ -58,7 +58,7 @@ mod sys;
 
 pub use config::{Config, ConfigError, RuntimeBuilder};
 pub use coroutine::{
-    current, park, park_timeout, run, sleep, spawn, try_current, yield_now, Builder, Coroutine, CoroutineId,
-    JoinHandle,
+    current, park, park_timeout, run, sleep, spawn, try_current, yield_now, Builder, Coroutine,
+    CoroutineId, JoinHandle,
 };
 pub use stats::{stats, ExecutorStats, Stats};

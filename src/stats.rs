@@ -62,7 +62,10 @@ pub fn stats() -> Stats {
     let Some(rt) = crate::sched::try_runtime_pub() else {
         return Stats::default();
     };
-    let mut s = Stats { workers: rt.live_executors().len(), ..Stats::default() };
+    let mut s = Stats {
+        workers: rt.live_executors().len(),
+        ..Stats::default()
+    };
     s.spawned = rt.external_spawns.load(Ordering::Relaxed);
     for e in rt.live_executors() {
         let st = &e.stats;

@@ -15,7 +15,15 @@ use std::time::Duration;
 /// # Safety
 /// The arguments must be valid for the given system call.
 #[inline]
-pub(crate) unsafe fn syscall6(n: usize, a1: usize, a2: usize, a3: usize, a4: usize, a5: usize, a6: usize) -> isize {
+pub(crate) unsafe fn syscall6(
+    n: usize,
+    a1: usize,
+    a2: usize,
+    a3: usize,
+    a4: usize,
+    a5: usize,
+    a6: usize,
+) -> isize {
     let ret: isize;
     // SAFETY: the x86-64 Linux syscall ABI: number in RAX, arguments in
     // RDI, RSI, RDX, R10, R8, R9; RCX and R11 are clobbered by the CPU.
@@ -38,7 +46,10 @@ pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Durati
     let ts;
     let ts_ptr = match timeout {
         Some(d) => {
-            ts = libc::timespec { tv_sec: d.as_secs().min(i64::MAX as u64) as i64, tv_nsec: d.subsec_nanos() as i64 };
+            ts = libc::timespec {
+                tv_sec: d.as_secs().min(i64::MAX as u64) as i64,
+                tv_nsec: d.subsec_nanos() as i64,
+            };
             &ts as *const libc::timespec as usize
         }
         None => 0,
@@ -85,7 +96,15 @@ pub(crate) fn write_stderr(msg: &[u8]) {
     // SAFETY: writes from a valid buffer; the result is ignored on purpose
     // (nothing useful can be done if stderr is gone).
     unsafe {
-        syscall6(libc::SYS_write as usize, 2, msg.as_ptr() as usize, msg.len(), 0, 0, 0);
+        syscall6(
+            libc::SYS_write as usize,
+            2,
+            msg.as_ptr() as usize,
+            msg.len(),
+            0,
+            0,
+            0,
+        );
     }
 }
 

@@ -27,7 +27,8 @@ fn stampede_100k_spawns_joined_everywhere() {
         })
         .collect();
     // Deal the handles out to plain threads and to coroutines.
-    let mut buckets: Vec<Vec<(usize, coroutines::JoinHandle<u64>)>> = (0..JOINERS * 2).map(|_| Vec::new()).collect();
+    let mut buckets: Vec<Vec<(usize, coroutines::JoinHandle<u64>)>> =
+        (0..JOINERS * 2).map(|_| Vec::new()).collect();
     for (i, h) in handles.into_iter().enumerate() {
         buckets[i % (JOINERS * 2)].push((i, h));
     }
@@ -57,7 +58,11 @@ fn stampede_100k_spawns_joined_everywhere() {
     }
     assert_eq!(total.load(Ordering::Relaxed), N as u64);
     for (i, r) in runs.iter().enumerate() {
-        assert_eq!(r.load(Ordering::Relaxed), 1, "coroutine {i} ran a wrong number of times");
+        assert_eq!(
+            r.load(Ordering::Relaxed),
+            1,
+            "coroutine {i} ran a wrong number of times"
+        );
     }
 }
 
@@ -264,7 +269,12 @@ fn join_from_coroutine_and_thread() {
 #[test]
 fn ids_and_names() {
     let hs: Vec<_> = (0..100)
-        .map(|i| coroutines::Builder::new().name(format!("c{i}")).spawn(move || coroutines::current()).unwrap())
+        .map(|i| {
+            coroutines::Builder::new()
+                .name(format!("c{i}"))
+                .spawn(move || coroutines::current())
+                .unwrap()
+        })
         .collect();
     let mut ids = HashSet::new();
     for (i, h) in hs.into_iter().enumerate() {
@@ -285,7 +295,9 @@ fn backtrace_inside_coroutine() {
     fn marker_function_for_backtrace() -> String {
         std::backtrace::Backtrace::force_capture().to_string()
     }
-    let bt = coroutines::spawn(marker_function_for_backtrace).join().unwrap();
+    let bt = coroutines::spawn(marker_function_for_backtrace)
+        .join()
+        .unwrap();
     assert!(bt.contains("marker_function_for_backtrace"), "{bt}");
 }
 
@@ -301,10 +313,22 @@ fn bad_env_values_are_refused() {
         return;
     }
     for (var, val, needle) in [
-        ("COROUTINES_WORKERS", "banana", "COROUTINES_WORKERS=\"banana\" is not valid: expected a whole number"),
+        (
+            "COROUTINES_WORKERS",
+            "banana",
+            "COROUTINES_WORKERS=\"banana\" is not valid: expected a whole number",
+        ),
         ("COROUTINES_WORKERS", "0", "COROUTINES_WORKERS=\"0\""),
-        ("COROUTINES_STACK_SIZE", "4096", "COROUTINES_STACK_SIZE=\"4096\" is not valid: expected a size with a unit"),
-        ("COROUTINES_SLICE", "10", "COROUTINES_SLICE=\"10\" is not valid: expected a duration with a unit"),
+        (
+            "COROUTINES_STACK_SIZE",
+            "4096",
+            "COROUTINES_STACK_SIZE=\"4096\" is not valid: expected a size with a unit",
+        ),
+        (
+            "COROUTINES_SLICE",
+            "10",
+            "COROUTINES_SLICE=\"10\" is not valid: expected a duration with a unit",
+        ),
         ("COROUTINES_MIGRATE", "yes", "COROUTINES_MIGRATE=\"yes\""),
     ] {
         let out = run_child("bad_env_values_are_refused", &[(var, val)]);
@@ -318,7 +342,10 @@ fn bad_env_values_are_refused() {
 #[test]
 fn configure_after_start_is_an_error() {
     coroutines::spawn(|| ()).join().unwrap();
-    let e = coroutines::RuntimeBuilder::new().workers(2).start().unwrap_err();
+    let e = coroutines::RuntimeBuilder::new()
+        .workers(2)
+        .start()
+        .unwrap_err();
     assert_eq!(e, coroutines::ConfigError::AlreadyStarted);
 }
 
@@ -350,7 +377,13 @@ fn idle_runtime_uses_no_cpu() {
     let out = run_child("idle_runtime_uses_no_cpu", &[("COROUTINES_WORKERS", "4")]);
     let (o, e) = text(&out);
     assert!(out.status.success(), "{o}\n{e}");
-    let us: u64 = o.split("IDLE_CPU_US:").nth(1).and_then(|s| s.split_whitespace().next()).unwrap().parse().unwrap();
+    let us: u64 = o
+        .split("IDLE_CPU_US:")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
     // Generous: 5% of one core over the idle second.
     assert!(us < 50_000, "idle runtime used {us} us of CPU in 1 s");
 }
@@ -390,7 +423,10 @@ fn started_coroutines_stay_home_unless_migration() {
         println!("MOVED:{} MIGRATE:{migrate}", moved.load(Ordering::Relaxed));
         return;
     }
-    let out = run_child("started_coroutines_stay_home_unless_migration", &[("COROUTINES_WORKERS", "2")]);
+    let out = run_child(
+        "started_coroutines_stay_home_unless_migration",
+        &[("COROUTINES_WORKERS", "2")],
+    );
     let (o, e) = text(&out);
     assert!(out.status.success(), "{o}\n{e}");
     assert!(o.contains("MOVED:0 MIGRATE:false"), "{o}");
@@ -400,8 +436,17 @@ fn started_coroutines_stay_home_unless_migration() {
     );
     let (o, e) = text(&out);
     assert!(out.status.success(), "{o}\n{e}");
-    let moved: u64 = o.split("MOVED:").nth(1).and_then(|s| s.split_whitespace().next()).unwrap().parse().unwrap();
-    assert!(moved > 0, "with migration on, some coroutine should have moved: {o}");
+    let moved: u64 = o
+        .split("MOVED:")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        moved > 0,
+        "with migration on, some coroutine should have moved: {o}"
+    );
 }
 
 /// Work spreads: coroutines spawned from one coroutine run on several
@@ -419,7 +464,9 @@ fn spawned_work_spreads_across_executors() {
                     while t.elapsed() < Duration::from_millis(5) {
                         std::hint::spin_loop();
                     }
-                    s.lock().unwrap().insert(std::thread::current().name().unwrap_or("").to_string());
+                    s.lock()
+                        .unwrap()
+                        .insert(std::thread::current().name().unwrap_or("").to_string());
                 })
             })
             .collect();
@@ -429,6 +476,10 @@ fn spawned_work_spreads_across_executors() {
     });
     let workers = coroutines::stats().workers;
     if workers > 1 {
-        assert!(seen.lock().unwrap().len() > 1, "all work stayed on one executor: {:?}", seen.lock().unwrap());
+        assert!(
+            seen.lock().unwrap().len() > 1,
+            "all work stayed on one executor: {:?}",
+            seen.lock().unwrap()
+        );
     }
 }

@@ -4,7 +4,9 @@ use std::time::{Duration, Instant};
 
 #[test]
 fn spawn_join_values() {
-    let hs: Vec<_> = (0..100u64).map(|i| coroutines::spawn(move || i * i)).collect();
+    let hs: Vec<_> = (0..100u64)
+        .map(|i| coroutines::spawn(move || i * i))
+        .collect();
     let sum: u64 = hs.into_iter().map(|h| h.join().unwrap()).sum();
     assert_eq!(sum, (0..100u64).map(|i| i * i).sum());
 }
@@ -35,7 +37,9 @@ fn yields_and_nested() {
 #[test]
 fn sleep_and_park() {
     let t = Instant::now();
-    let hs: Vec<_> = (0..100).map(|_| coroutines::spawn(|| coroutines::sleep(Duration::from_millis(50)))).collect();
+    let hs: Vec<_> = (0..100)
+        .map(|_| coroutines::spawn(|| coroutines::sleep(Duration::from_millis(50))))
+        .collect();
     for h in hs {
         h.join().unwrap();
     }
@@ -53,5 +57,8 @@ fn sleep_and_park() {
 fn panic_payload() {
     let h = coroutines::spawn(|| -> u32 { panic!("boom {}", std::hint::black_box(5)) });
     let e = h.join().unwrap_err();
-    assert_eq!(e.downcast_ref::<String>().map(|s| s.as_str()), Some("boom 5"));
+    assert_eq!(
+        e.downcast_ref::<String>().map(|s| s.as_str()),
+        Some("boom 5")
+    );
 }

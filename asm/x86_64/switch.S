@@ -36,7 +36,8 @@
 //      +0x18  R13
 //      +0x10  R14
 //      +0x08  R15
-//      +0x00  MXCSR (low 4 bytes) | x87 control word (bytes 4-5)   <- saved RSP
+//      +0x00  MXCSR (low 4 bytes) | x87 control word (bytes 4-5) | 0 (6-7)
+//                                                              <- saved RSP
 //
 // The layout is mirrored in src/arch/mod.rs (FRAME_* constants, with
 // compile-time checks) and in the preemption handler's fake frame.
@@ -67,14 +68,41 @@ coroutines_switch:
     push r14
     push r15
     // Save its control bits: MXCSR and the x87 control word.
-    sub rsp, 8
+    // `push 0` (not `sub rsp, 8`) so bytes 6-7 of the slot are zero:
+    // frames are then comparable as whole words by the preemption code.
+    push 0
     stmxcsr [rsp + FRAME_CTRL]
     fnstcw [rsp + FRAME_CTRL + 4]
+    // Keep the leaving side's bits in scratch registers (ECX = MXCSR,
+    // R8W = FCW; both caller-saved). Loads of the same size and address as
+    // the stores just above forward from the store buffer; one 8-byte load
+    // of the slot would not (a store-forwarding stall of ~15 cycles).
+    mov ecx, [rsp + FRAME_CTRL]
+    movzx r8d, word ptr [rsp + FRAME_CTRL + 4]
     // Publish our stack pointer, then adopt the other side's stack.
     mov [rdi], rsp
     mov rsp, rsi
     // Hand the argument over: the resumed side returns it.
     mov rax, rdx
+    // Fast path: loading MXCSR/FCW is slow (partly serialising), and both
+    // sides almost always hold the same (default) control bits; when the
+    // resumed side saved the ones in force, skip the loads.
+    cmp ecx, [rsp + FRAME_CTRL]
+    jne 1f
+    cmp r8w, [rsp + FRAME_CTRL + 4]
+    je 2f
+1:
+    ldmxcsr [rsp + FRAME_CTRL]
+    fldcw [rsp + FRAME_CTRL + 4]
+2:
+    add rsp, 8
+    pop r15
+    pop r14
+    pop r13
+    pop r12
+    pop rbx
+    pop rbp
+    ret
 
     // Second half: pop a suspended frame at RSP and return into it.
     // The preemption handler enters here directly, with RSP pointing at the

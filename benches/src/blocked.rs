@@ -46,33 +46,53 @@ pub fn run(w: Workload, rt: Runtime, p: &Params) {
     } as usize;
     let progress_every = (n / 100).max(1000) as u64;
     let result = match rt {
-        Runtime::Coroutines => coroutines::spawn(move || co_blocked(n, progress_every)).join().map_err(|_| ()),
+        Runtime::Coroutines => coroutines::spawn(move || co_blocked(n, progress_every))
+            .join()
+            .map_err(panic_message),
         Runtime::May => {
             runtimes::may_workers(WORKERS);
-            may::go!(move || may_blocked(n, progress_every)).join().map_err(|_| ())
+            may::go!(move || may_blocked(n, progress_every))
+                .join()
+                .map_err(panic_message)
         }
         Runtime::Tokio => runtimes::tokio_multi(WORKERS)
             .block_on(async move { tokio::spawn(tokio_blocked(n, progress_every)).await })
-            .map_err(|_| ()),
+            .map_err(|e| e.to_string()),
         Runtime::Threads => threads_blocked(n),
     };
     let id = w.id();
     match result {
         Ok(m) => {
             report::emit(id, rt.name(), "spawn_ms", m.spawn.as_secs_f64() * 1e3);
-            report::emit(id, rt.name(), "bytes_per_task", m.rss_delta as f64 / n as f64);
+            report::emit(
+                id,
+                rt.name(),
+                "bytes_per_task",
+                m.rss_delta as f64 / n as f64,
+            );
             if w == Workload::W8 {
                 report::emit(id, rt.name(), "completed", 1.0);
                 report::emit(id, rt.name(), "tasks_reached", n as f64);
             }
         }
-        Err(()) => {
+        Err(why) => {
             let reached = SPAWNED.load(Ordering::Relaxed);
-            report::note(&format!("{}: failed after spawning {reached} of {n} tasks (see stderr)", rt.name()));
+            report::note(&format!(
+                "failed after spawning {reached} of {n} tasks: {why}"
+            ));
             report::emit(id, rt.name(), "completed", 0.0);
             report::emit(id, rt.name(), "tasks_reached", reached as f64);
         }
     }
+}
+
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    let msg = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic".into());
+    format!("panicked: {msg}")
 }
 
 fn spawned(i: usize, progress_every: u64) {
@@ -91,7 +111,11 @@ struct Gate<H> {
 }
 
 fn co_blocked(n: usize, progress_every: u64) -> Measured {
-    let gate = Arc::new(Gate { go: AtomicBool::new(false), blocked: AtomicUsize::new(0), driver: coroutines::current() });
+    let gate = Arc::new(Gate {
+        go: AtomicBool::new(false),
+        blocked: AtomicUsize::new(0),
+        driver: coroutines::current(),
+    });
     let mut handles = Vec::with_capacity(n);
     let rss0 = sys::rss_bytes();
     let t0 = Instant::now();
@@ -123,8 +147,11 @@ fn co_blocked(n: usize, progress_every: u64) -> Measured {
 }
 
 fn may_blocked(n: usize, progress_every: u64) -> Measured {
-    let gate =
-        Arc::new(Gate { go: AtomicBool::new(false), blocked: AtomicUsize::new(0), driver: may::coroutine::current() });
+    let gate = Arc::new(Gate {
+        go: AtomicBool::new(false),
+        blocked: AtomicUsize::new(0),
+        driver: may::coroutine::current(),
+    });
     let mut handles = Vec::with_capacity(n);
     let rss0 = sys::rss_bytes();
     let t0 = Instant::now();
@@ -202,34 +229,40 @@ async fn tokio_blocked(n: usize, progress_every: u64) -> Measured {
     Measured { spawn, rss_delta }
 }
 
-fn threads_blocked(n: usize) -> Result<Measured, ()> {
+fn threads_blocked(n: usize) -> Result<Measured, String> {
     struct State {
         go: bool,
         blocked: usize,
     }
-    let shared = Arc::new((Mutex::new(State { go: false, blocked: 0 }), Condvar::new(), Condvar::new()));
+    let shared = Arc::new((
+        Mutex::new(State {
+            go: false,
+            blocked: 0,
+        }),
+        Condvar::new(),
+        Condvar::new(),
+    ));
     let mut handles = Vec::with_capacity(n);
     let rss0 = sys::rss_bytes();
     let t0 = Instant::now();
     for i in 0..n {
         let shared = shared.clone();
-        let h = std::thread::Builder::new().stack_size(W5_THREAD_STACK_BYTES).spawn(move || {
-            let (lock, release, all_blocked) = &*shared;
-            let mut st = lock.lock().unwrap();
-            st.blocked += 1;
-            if st.blocked == n {
-                all_blocked.notify_one();
-            }
-            while !st.go {
-                st = release.wait(st).unwrap();
-            }
-        });
+        let h = std::thread::Builder::new()
+            .stack_size(W5_THREAD_STACK_BYTES)
+            .spawn(move || {
+                let (lock, release, all_blocked) = &*shared;
+                let mut st = lock.lock().unwrap();
+                st.blocked += 1;
+                if st.blocked == n {
+                    all_blocked.notify_one();
+                }
+                while !st.go {
+                    st = release.wait(st).unwrap();
+                }
+            });
         match h {
             Ok(h) => handles.push(h),
-            Err(e) => {
-                report::note(&format!("threads: spawn failed: {e}"));
-                return Err(());
-            }
+            Err(e) => return Err(format!("thread spawn failed: {e}")),
         }
         spawned(i, 1000);
     }

@@ -15,7 +15,10 @@ pub fn hog(mut done: impl FnMut() -> bool) -> u64 {
     let mut iters = 0;
     loop {
         for _ in 0..CHUNK {
-            x = black_box(x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407));
+            x = black_box(
+                x.wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407),
+            );
         }
         iters += CHUNK;
         if done() {
@@ -50,11 +53,13 @@ pub fn probe_until(deadline: Instant, started: &AtomicBool, sleep: impl Fn(Durat
     }
 }
 
-/// W7's probe: `n` sleeps of 1 ms, recording each lateness.
-pub fn probe_n(n: u64, sleep: impl Fn(Duration)) -> Vec<f64> {
+/// W7's probe: `n` sleeps of 1 ms, recording each lateness; sets `started`
+/// just before its first sleep, as `probe_until`.
+pub fn probe_n(n: u64, started: &AtomicBool, sleep: impl Fn(Duration)) -> Vec<f64> {
     (0..n)
         .map(|_| {
             let t0 = Instant::now();
+            started.store(true, Ordering::Release);
             sleep(PROBE_SLEEP);
             lateness_ms(t0)
         })

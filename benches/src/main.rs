@@ -41,7 +41,12 @@ pub enum Runtime {
 }
 
 impl Runtime {
-    pub const ALL: [Runtime; 4] = [Runtime::Coroutines, Runtime::May, Runtime::Tokio, Runtime::Threads];
+    pub const ALL: [Runtime; 4] = [
+        Runtime::Coroutines,
+        Runtime::May,
+        Runtime::Tokio,
+        Runtime::Threads,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -53,7 +58,9 @@ impl Runtime {
     }
 
     pub fn parse(s: &str) -> Option<Runtime> {
-        Runtime::ALL.into_iter().find(|r| r.name().eq_ignore_ascii_case(s))
+        Runtime::ALL
+            .into_iter()
+            .find(|r| r.name().eq_ignore_ascii_case(s))
     }
 }
 
@@ -82,7 +89,13 @@ impl Workload {
         Workload::W8,
     ];
     /// Run when no workload is named on the command line.
-    pub const CORE: [Workload; 5] = [Workload::W1, Workload::W2a, Workload::W2b, Workload::W5, Workload::W8];
+    pub const CORE: [Workload; 5] = [
+        Workload::W1,
+        Workload::W2a,
+        Workload::W2b,
+        Workload::W5,
+        Workload::W8,
+    ];
 
     pub fn id(self) -> &'static str {
         match self {
@@ -98,7 +111,9 @@ impl Workload {
     }
 
     pub fn parse(s: &str) -> Option<Workload> {
-        Workload::ALL.into_iter().find(|w| w.id().eq_ignore_ascii_case(s))
+        Workload::ALL
+            .into_iter()
+            .find(|w| w.id().eq_ignore_ascii_case(s))
     }
 
     /// One-line description for the human-readable report.
@@ -164,13 +179,21 @@ fn usage() -> &'static str {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match parse_args(&args) {
-        Ok(Mode::Child { workload, runtime, params }) => {
+        Ok(Mode::Child {
+            workload,
+            runtime,
+            params,
+        }) => {
             run_child(workload, runtime, &params);
             // Exit without tearing down global runtimes (may, coroutines) or
             // waiting for blocked tasks: the measurement is printed already.
             std::process::exit(0);
         }
         Ok(Mode::Parent(opts)) => parent::run(&opts),
+        Err(msg) if msg == "help" => {
+            println!("{}", usage());
+            ExitCode::SUCCESS
+        }
         Err(msg) => {
             eprintln!("bench: {msg}\n{}", usage());
             ExitCode::from(2)
@@ -179,7 +202,11 @@ fn main() -> ExitCode {
 }
 
 enum Mode {
-    Child { workload: Workload, runtime: Runtime, params: Params },
+    Child {
+        workload: Workload,
+        runtime: Runtime,
+        params: Params,
+    },
     Parent(parent::Options),
 }
 
@@ -194,7 +221,9 @@ fn parse_args(args: &[String]) -> Result<Mode, String> {
     let mut child: Option<(Workload, Runtime)> = None;
     let mut it = args.iter();
     let value = |it: &mut std::slice::Iter<String>, flag: &str| {
-        it.next().cloned().ok_or_else(|| format!("{flag} needs a value"))
+        it.next()
+            .cloned()
+            .ok_or_else(|| format!("{flag} needs a value"))
     };
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -216,7 +245,7 @@ fn parse_args(args: &[String]) -> Result<Mode, String> {
             "--scale" => {
                 let v = value(&mut it, "--scale")?;
                 opts.params.scale = v.parse().map_err(|_| format!("bad --scale {v}"))?;
-                if !(opts.params.scale > 0.0) {
+                if !opts.params.scale.is_finite() || opts.params.scale <= 0.0 {
                     return Err("--scale must be positive".into());
                 }
             }
@@ -233,17 +262,30 @@ fn parse_args(args: &[String]) -> Result<Mode, String> {
                     .collect::<Result<_, _>>()?;
             }
             "all" | "ALL" => opts.workloads.extend(Workload::ALL),
-            w => opts.workloads.push(Workload::parse(w).ok_or_else(|| format!("unknown argument {w}"))?),
+            w => opts
+                .workloads
+                .push(Workload::parse(w).ok_or_else(|| format!("unknown argument {w}"))?),
         }
     }
     if let Some((workload, runtime)) = child {
-        return Ok(Mode::Child { workload, runtime, params: opts.params });
+        return Ok(Mode::Child {
+            workload,
+            runtime,
+            params: opts.params,
+        });
     }
     if opts.workloads.is_empty() {
         opts.workloads = Workload::CORE.to_vec();
     }
     let mut seen = Vec::new();
-    opts.workloads.retain(|w| if seen.contains(w) { false } else { seen.push(*w); true });
+    opts.workloads.retain(|w| {
+        if seen.contains(w) {
+            false
+        } else {
+            seen.push(*w);
+            true
+        }
+    });
     Ok(Mode::Parent(opts))
 }
 

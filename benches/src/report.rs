@@ -35,8 +35,8 @@ pub fn parse_result(line: &str) -> Option<(String, String, String, f64)> {
     Some((w, rt, metric.to_string(), value.parse().ok()?))
 }
 
-/// Integers print as integers, other values with 1 to 3 decimals (trailing
-/// zeros trimmed), tiny values in exponent form.
+/// Integers print as integers, other values with 0 to 3 decimals by
+/// magnitude (trailing zeros trimmed), tiny values in exponent form.
 pub fn fmt_value(v: f64) -> String {
     let a = v.abs();
     if v.fract() == 0.0 && a < 1e15 {
@@ -45,7 +45,9 @@ pub fn fmt_value(v: f64) -> String {
     if a != 0.0 && a < 0.01 {
         return format!("{v:.3e}");
     }
-    let s = if a >= 100.0 {
+    let s = if a >= 100_000.0 {
+        format!("{v:.0}")
+    } else if a >= 100.0 {
         format!("{v:.1}")
     } else if a >= 10.0 {
         format!("{v:.2}")
@@ -94,7 +96,7 @@ pub fn emit_lateness(workload: &str, runtime: &str, lateness_ms: &[f64], with_wa
         emit(workload, runtime, "wakeups", v.len() as f64);
     }
     if v.is_empty() {
-        note(&format!("{runtime}: the probe never woke up"));
+        note("the probe never woke up");
         return;
     }
     emit(workload, runtime, "lateness_p50_ms", percentile(&v, 0.50));
@@ -119,7 +121,11 @@ pub struct WorkloadResults {
 
 impl WorkloadResults {
     pub fn push(&mut self, runtime: &str, metric: &str, value: f64) {
-        match self.series.iter_mut().find(|s| s.runtime == runtime && s.metric == metric) {
+        match self
+            .series
+            .iter_mut()
+            .find(|s| s.runtime == runtime && s.metric == metric)
+        {
             Some(s) => s.values.push(value),
             None => self.series.push(Series {
                 runtime: runtime.to_string(),
@@ -137,7 +143,10 @@ impl WorkloadResults {
     }
 
     pub fn median(&self, runtime: &str, metric: &str) -> Option<f64> {
-        let s = self.series.iter().find(|s| s.runtime == runtime && s.metric == metric)?;
+        let s = self
+            .series
+            .iter()
+            .find(|s| s.runtime == runtime && s.metric == metric)?;
         Some(median(&s.values))
     }
 
@@ -148,7 +157,7 @@ impl WorkloadResults {
         let _ = writeln!(out, "\n== {workload} {title} ==");
         let _ = writeln!(
             out,
-            "{:<11} {:<18} {:>12} {:>12} {:>12} {:>3}",
+            "{:<11} {:<16} {:>13} {:>13} {:>13} {:>3}",
             "runtime", "metric", "median", "min", "max", "n"
         );
         for s in &self.series {
@@ -156,7 +165,7 @@ impl WorkloadResults {
             let max = s.values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             let _ = writeln!(
                 out,
-                "{:<11} {:<18} {:>12} {:>12} {:>12} {:>3}",
+                "{:<11} {:<16} {:>13} {:>13} {:>13} {:>3}",
                 s.runtime,
                 s.metric,
                 fmt_value(median(&s.values)),
@@ -169,14 +178,22 @@ impl WorkloadResults {
             let _ = writeln!(out, "  note ({rt}): {msg}");
         }
         for s in &self.series {
-            let _ = writeln!(out, "{}", result_line(workload, &s.runtime, &s.metric, median(&s.values)));
+            let _ = writeln!(
+                out,
+                "{}",
+                result_line(workload, &s.runtime, &s.metric, median(&s.values))
+            );
         }
         if let Some(metric) = ratio_metric {
             if let Some(ours) = self.median("coroutines", metric) {
                 for peer in ["may", "tokio", "threads"] {
                     if let Some(theirs) = self.median(peer, metric) {
                         if theirs > 0.0 {
-                            let _ = writeln!(out, "RATIO {workload} coroutines/{peer}={}", fmt_ratio(ours / theirs));
+                            let _ = writeln!(
+                                out,
+                                "RATIO {workload} coroutines/{peer}={}",
+                                fmt_ratio(ours / theirs)
+                            );
                         }
                     }
                 }
@@ -217,9 +234,13 @@ mod tests {
         let line = result_line("W1", "coroutines", "ns_per_yield", 9.8);
         assert_eq!(line, "RESULT W1 coroutines ns_per_yield=9.8");
         let (w, rt, m, v) = parse_result(&line).unwrap();
-        assert_eq!((w.as_str(), rt.as_str(), m.as_str(), v), ("W1", "coroutines", "ns_per_yield", 9.8));
+        assert_eq!(
+            (w.as_str(), rt.as_str(), m.as_str(), v),
+            ("W1", "coroutines", "ns_per_yield", 9.8)
+        );
         assert_eq!(fmt_value(100000.0), "100000");
         assert_eq!(fmt_value(2950.14), "2950.1");
         assert_eq!(fmt_value(0.25), "0.25");
+        assert_eq!(fmt_value(1_998_705_867.6), "1998705868");
     }
 }

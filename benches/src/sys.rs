@@ -44,5 +44,7 @@ pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
 
 /// Reads a small integer sysctl such as `vm/max_map_count`, for the report.
 pub fn sysctl(path: &str) -> Option<String> {
-    std::fs::read_to_string(format!("/proc/sys/{path}")).ok().map(|s| s.trim().to_string())
+    std::fs::read_to_string(format!("/proc/sys/{path}"))
+        .ok()
+        .map(|s| s.trim().to_string())
 }

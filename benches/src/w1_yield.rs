@@ -27,7 +27,12 @@ pub fn run(rt: Runtime, p: &Params) {
     };
     round((per_task / 10).max(1));
     let elapsed = round(per_task);
-    report::emit("W1", rt.name(), "ns_per_yield", elapsed.as_nanos() as f64 / (2 * per_task) as f64);
+    report::emit(
+        "W1",
+        rt.name(),
+        "ns_per_yield",
+        elapsed.as_nanos() as f64 / (2 * per_task) as f64,
+    );
 }
 
 fn coroutines_round(per_task: u64) -> Duration {

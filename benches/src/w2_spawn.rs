@@ -17,18 +17,32 @@ const THREADS: u64 = 10_000;
 
 pub fn run(w: Workload, rt: Runtime, p: &Params) {
     let all = w == Workload::W2a;
-    let n = p.count(if rt == Runtime::Threads { THREADS } else { TASKS }) as usize;
+    let n = p.count(if rt == Runtime::Threads {
+        THREADS
+    } else {
+        TASKS
+    }) as usize;
     let round: Box<dyn Fn(usize) -> Duration> = match rt {
-        Runtime::Coroutines => Box::new(move |n| coroutines::run(move || if all { co_all(n) } else { co_join(n) })),
+        Runtime::Coroutines => {
+            Box::new(move |n| coroutines::run(move || if all { co_all(n) } else { co_join(n) }))
+        }
         Runtime::May => {
             runtimes::may_workers(WORKERS);
-            Box::new(move |n| may::go!(move || if all { may_all(n) } else { may_join(n) }).join().unwrap())
+            Box::new(move |n| {
+                may::go!(move || if all { may_all(n) } else { may_join(n) })
+                    .join()
+                    .unwrap()
+            })
         }
         Runtime::Tokio => {
             let rt = runtimes::tokio_multi(WORKERS);
             Box::new(move |n| {
                 rt.block_on(async move {
-                    let driver = if all { tokio::spawn(tokio_all(n)) } else { tokio::spawn(tokio_join(n)) };
+                    let driver = if all {
+                        tokio::spawn(tokio_all(n))
+                    } else {
+                        tokio::spawn(tokio_join(n))
+                    };
                     driver.await.unwrap()
                 })
             })
@@ -37,7 +51,12 @@ pub fn run(w: Workload, rt: Runtime, p: &Params) {
     };
     round(n);
     let elapsed = round(n);
-    report::emit(w.id(), rt.name(), "ns_per_task", elapsed.as_nanos() as f64 / n as f64);
+    report::emit(
+        w.id(),
+        rt.name(),
+        "ns_per_task",
+        elapsed.as_nanos() as f64 / n as f64,
+    );
 }
 
 fn co_all(n: usize) -> Duration {

@@ -24,10 +24,15 @@ pub fn run(rt: Runtime, p: &Params) {
     let dur: Duration = p.duration(DURATION);
     let t0 = Instant::now();
     let deadline = t0 + dur;
-    let hogs: Vec<_> =
-        (0..HOGS).map(|_| coroutines::spawn(move || hog(|| Instant::now() >= deadline))).collect();
+    let hogs: Vec<_> = (0..HOGS)
+        .map(|_| coroutines::spawn(move || hog(|| Instant::now() >= deadline)))
+        .collect();
     let total: u64 = hogs.into_iter().map(|h| h.join().unwrap()).sum();
     let per_s = total as f64 / t0.elapsed().as_secs_f64();
-    let metric = if slice_off() { "iters_per_s_off" } else { "iters_per_s" };
+    let metric = if slice_off() {
+        "iters_per_s_off"
+    } else {
+        "iters_per_s"
+    };
     report::emit("W6", rt.name(), metric, per_s);
 }

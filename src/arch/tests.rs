@@ -15,7 +15,13 @@ unsafe extern "C" fn entry(arg: usize, first: usize) -> ! {
         unsafe {
             (*st).sum += got as u64;
             // A rounding-mode change must not leak into the other side.
-            std::arch::asm!("sub rsp, 8", "stmxcsr [rsp]", "or dword ptr [rsp], 0x6000", "ldmxcsr [rsp]", "add rsp, 8");
+            std::arch::asm!(
+                "sub rsp, 8",
+                "stmxcsr [rsp]",
+                "or dword ptr [rsp], 0x6000",
+                "ldmxcsr [rsp]",
+                "add rsp, 8"
+            );
             got = switch(&mut (*st).co_sp, (*st).sched_sp, 1);
         }
     }
@@ -32,7 +38,11 @@ fn mxcsr() -> u32 {
 fn smoke_switch_round_trips() {
     let mut stack = vec![0u8; 64 * 1024];
     let top = (stack.as_mut_ptr() as usize + stack.len()) & !15;
-    let mut st = Shared { sched_sp: 0, co_sp: 0, sum: 0 };
+    let mut st = Shared {
+        sched_sp: 0,
+        co_sp: 0,
+        sum: 0,
+    };
     let before = mxcsr();
     // SAFETY: `stack` and `st` outlive every switch below.
     st.co_sp = unsafe { init_stack(top, entry, &mut st as *mut Shared as usize) };

@@ -73,7 +73,9 @@ pub(crate) fn timers() -> &'static Timers {
 
 impl Timers {
     fn ns(&self, t: Instant) -> u64 {
-        t.saturating_duration_since(self.base).as_nanos().min(u64::MAX as u128 - 1) as u64
+        t.saturating_duration_since(self.base)
+            .as_nanos()
+            .min(u64::MAX as u128 - 1) as u64
     }
 
     /// Arms a timer that wakes `waker` at `deadline`.
@@ -96,7 +98,9 @@ impl Timers {
 
     /// Makes sure someone will fire a timer due at `ns`.
     fn kick(&self, ns: u64) {
-        let Some(rt) = crate::sched::try_runtime_pub() else { return };
+        let Some(rt) = crate::sched::try_runtime_pub() else {
+            return;
+        };
         let s = self.sleeper.load(Ordering::SeqCst);
         if s != 0 {
             if self.sleeper_ns.load(Ordering::SeqCst) > ns {
@@ -160,8 +164,13 @@ impl Timers {
         if self.next_ns.load(Ordering::SeqCst) == u64::MAX {
             return false;
         }
-        if self.sleeper.compare_exchange(0, index + 1, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
-            self.sleeper_ns.store(self.next_ns.load(Ordering::SeqCst), Ordering::SeqCst);
+        if self
+            .sleeper
+            .compare_exchange(0, index + 1, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            self.sleeper_ns
+                .store(self.next_ns.load(Ordering::SeqCst), Ordering::SeqCst);
             true
         } else {
             false
@@ -170,6 +179,8 @@ impl Timers {
 
     pub(crate) fn release_sleeper(&self, index: usize) {
         self.sleeper_ns.store(u64::MAX, Ordering::SeqCst);
-        let _ = self.sleeper.compare_exchange(index + 1, 0, Ordering::SeqCst, Ordering::SeqCst);
+        let _ = self
+            .sleeper
+            .compare_exchange(index + 1, 0, Ordering::SeqCst, Ordering::SeqCst);
     }
 }

@@ -45,11 +45,13 @@ mod idle;
 mod runtime;
 mod worker;
 
-pub(crate) use runtime::{runtime, schedule, spawn_task, start_with, try_runtime as try_runtime_pub};
 #[allow(unused_imports)]
 pub(crate) use runtime::Runtime;
-pub(crate) use worker::{
-    current_task, in_coroutine, init_task, park_current, yield_current, NoPreempt, WaitReason,
+pub(crate) use runtime::{
+    runtime, schedule, spawn_task, start_with, try_runtime as try_runtime_pub,
 };
 #[allow(unused_imports)]
 pub(crate) use worker::{current_executor_shared, Action, ExecutorShared};
+pub(crate) use worker::{
+    current_task, in_coroutine, init_task, park_current, yield_current, NoPreempt, WaitReason,
+};

@@ -109,10 +109,15 @@ fn start_slow(config: Option<Config>) -> Result<&'static Runtime, ConfigError> {
 impl Runtime {
     /// Starts the thread of the next executor slot. Returns its index.
     pub(crate) fn start_executor(&'static self) -> io::Result<usize> {
-        let mut pending = self.pending_workers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pending = self
+            .pending_workers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let index = self.started.load(Ordering::Relaxed);
         if index >= self.executors.len() {
-            return Err(io::Error::other("all executor slots are in use (COROUTINES_MAX_WORKERS)"));
+            return Err(io::Error::other(
+                "all executor slots are in use (COROUTINES_MAX_WORKERS)",
+            ));
         }
         let fresh = pending[index].take().expect("executor slot started twice");
         let spawned = std::thread::Builder::new()
@@ -137,7 +142,8 @@ impl Runtime {
     /// Call after publishing work.
     pub(crate) fn notify_idle(&self) {
         fence(Ordering::SeqCst);
-        if self.sleepers.load(Ordering::Relaxed) == 0 || self.searching.load(Ordering::Relaxed) > 0 {
+        if self.sleepers.load(Ordering::Relaxed) == 0 || self.searching.load(Ordering::Relaxed) > 0
+        {
             return;
         }
         for e in self.live_executors() {
@@ -153,15 +159,16 @@ pub(crate) fn spawn_task(rt: &'static Runtime, task: Task) {
     let _np = worker::NoPreempt::new();
     match worker::current_executor() {
         Some(exec) if std::ptr::eq(exec.rt, rt) => {
-            exec.fresh.push(task);
-            exec.shared.stats.spawned.fetch_add(1, Ordering::Relaxed);
+            if exec.push_spawned(task) {
+                rt.notify_idle();
+            }
         }
         _ => {
             rt.injector.push(task);
             rt.external_spawns.fetch_add(1, Ordering::Relaxed);
+            rt.notify_idle();
         }
     }
-    rt.notify_idle();
 }
 
 /// Queues a woken (started) coroutine on its executor, or anywhere when

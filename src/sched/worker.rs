@@ -30,7 +30,9 @@
 use std::cell::{Cell, UnsafeCell};
 use std::collections::VecDeque;
 use std::marker::PhantomData;
-use std::sync::atomic::{compiler_fence, AtomicBool, AtomicI32, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{
+    compiler_fence, AtomicBool, AtomicI32, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -63,6 +65,13 @@ pub(crate) enum WaitReason {
     Io,
     Futex,
     Offload,
+}
+
+/// Bumps a counter that only the calling (owner) thread writes: a load and
+/// a store, no lock prefix; readers see a value at most one bump behind.
+#[inline]
+pub(crate) fn bump(c: &AtomicU64) {
+    c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
 }
 
 /// Per-executor counters, written by the owner (Relaxed), read by anyone.
@@ -129,7 +138,9 @@ impl ExecutorShared {
     /// Whether runnable coroutines wait on this executor besides the
     /// running one (approximate; for the monitor).
     pub(crate) fn has_waiting_work(&self) -> bool {
-        self.ready_len.load(Ordering::Relaxed) > 0 || !self.inbox.is_empty() || !self.stealer.is_empty()
+        self.ready_len.load(Ordering::Relaxed) > 0
+            || !self.inbox.is_empty()
+            || !self.stealer.is_empty()
     }
 }
 
@@ -149,6 +160,12 @@ pub(crate) struct Executor {
     /// it, and never while a reference into it is live across a call.
     ready: UnsafeCell<VecDeque<Task>>,
     pub(crate) fresh: Worker<Task>,
+    /// The coroutine spawned last on this executor, run before anything
+    /// else in `ready` once the spawner gives the executor back, and not
+    /// stealable: a spawn followed by a join (the common pattern) then
+    /// completes without waking or involving another executor (Go's
+    /// `runnext`). A newer spawn pushes the previous one to `fresh`.
+    next: Cell<Option<Task>>,
     tick: Cell<u32>,
 }
 
@@ -233,7 +250,10 @@ impl NoPreempt {
             }
             None => false,
         };
-        NoPreempt { raised, _not_send: PhantomData }
+        NoPreempt {
+            raised,
+            _not_send: PhantomData,
+        }
     }
 }
 
@@ -244,7 +264,9 @@ impl Drop for NoPreempt {
             if let Some(e) = current_executor() {
                 compiler_fence(Ordering::SeqCst);
                 let n = e.shared.no_preempt.load(Ordering::Relaxed);
-                e.shared.no_preempt.store(n.saturating_sub(1), Ordering::Relaxed);
+                e.shared
+                    .no_preempt
+                    .store(n.saturating_sub(1), Ordering::Relaxed);
             }
         }
     }
@@ -261,7 +283,8 @@ fn suspend(_np: &NoPreempt, action: Action) {
     // SAFETY: we run on coroutine `co`'s stack; its `sp` slot is ours to
     // write while we own the right to run it; the scheduler context is
     // suspended at `sched_sp` and resumed exactly once here.
-    let resumed_on = unsafe { arch::switch((*co).sp.get(), *exec.sched_sp.get(), 0) } as *const Executor;
+    let resumed_on =
+        unsafe { arch::switch((*co).sp.get(), *exec.sched_sp.get(), 0) } as *const Executor;
     // SAFETY: the scheduler passes its own Executor pointer when resuming.
     let exec = unsafe { &*resumed_on };
     exec.shared.no_preempt.store(level, Ordering::Relaxed);
@@ -346,6 +369,9 @@ impl Executor {
                 return Some(t);
             }
         }
+        if let Some(t) = self.next.take() {
+            return Some(t);
+        }
         if let Some(t) = self.pop_ready() {
             return Some(t);
         }
@@ -377,7 +403,7 @@ impl Executor {
             loop {
                 match victim.stealer.steal_batch_and_pop(&self.fresh) {
                     Steal::Success(t) => {
-                        self.shared.stats.steals.fetch_add(1, Ordering::Relaxed);
+                        bump(&self.shared.stats.steals);
                         return Some(t);
                     }
                     Steal::Empty => break,
@@ -395,6 +421,9 @@ impl Executor {
     fn find_work(&self) -> Option<Task> {
         self.fire_timers();
         self.drain_inbox();
+        if let Some(t) = self.next.take() {
+            return Some(t);
+        }
         if let Some(t) = self.pop_ready() {
             return Some(t);
         }
@@ -408,10 +437,15 @@ impl Executor {
     }
 
     fn has_visible_work(&self) -> bool {
+        // `next` is always empty here: find_work took it.
         !self.shared.inbox.is_empty()
             || !self.fresh.is_empty()
             || !self.rt.injector.is_empty()
-            || self.rt.live_executors().iter().any(|e| e.index != self.index && !e.stealer.is_empty())
+            || self
+                .rt
+                .live_executors()
+                .iter()
+                .any(|e| e.index != self.index && !e.stealer.is_empty())
             || crate::reactor::timers().any_due(Instant::now())
     }
 
@@ -442,7 +476,13 @@ impl Executor {
         }
         let timers = crate::reactor::timers();
         let role = timers.claim_sleeper(self.index);
-        let timeout = if role { timers.next_deadline().map(|d| d.saturating_duration_since(Instant::now())) } else { None };
+        let timeout = if role {
+            timers
+                .next_deadline()
+                .map(|d| d.saturating_duration_since(Instant::now()))
+        } else {
+            None
+        };
         self.shared.parker.wait(timeout);
         if role {
             timers.release_sleeper(self.index);
@@ -464,30 +504,44 @@ impl Executor {
         }
         let p = Arc::as_ptr(&task);
         self.current.set(p);
-        self.shared.current.store(p as *mut Inner, Ordering::Release);
+        self.shared
+            .current
+            .store(p as *mut Inner, Ordering::Release);
         let s = self.shared.switches.load(Ordering::Relaxed);
         self.shared.switches.store(s + 1, Ordering::Relaxed);
         // SAFETY: we own the right to run `task` (popped from a queue); its
         // saved sp is a suspended frame on its live stack; `task` keeps the
         // stack alive until the coroutine switches back.
-        unsafe { arch::switch(self.sched_sp.get(), *inner.sp.get(), self as *const Executor as usize) };
-        self.shared.current.store(std::ptr::null_mut(), Ordering::Release);
+        unsafe {
+            arch::switch(
+                self.sched_sp.get(),
+                *inner.sp.get(),
+                self as *const Executor as usize,
+            )
+        };
+        self.shared
+            .current
+            .store(std::ptr::null_mut(), Ordering::Release);
         self.current.set(std::ptr::null());
         self.shared.no_preempt.store(0, Ordering::Relaxed);
         match self.action.get() {
             Action::Yield => {
-                self.shared.stats.yields.fetch_add(1, Ordering::Relaxed);
+                bump(&self.shared.stats.yields);
                 self.requeue(task)
             }
             Action::Preempted => {
-                self.shared.stats.preemptions.fetch_add(1, Ordering::Relaxed);
+                bump(&self.shared.stats.preemptions);
                 self.requeue(task)
             }
             Action::Park => {
-                self.shared.stats.parks.fetch_add(1, Ordering::Relaxed);
+                bump(&self.shared.stats.parks);
                 // Release: the coroutine's writes before parking are seen
                 // by the waker that wins PARKED -> RUNNABLE.
-                if inner.state.compare_exchange(RUNNING, PARKED, Ordering::AcqRel, Ordering::Acquire).is_err() {
+                if inner
+                    .state
+                    .compare_exchange(RUNNING, PARKED, Ordering::AcqRel, Ordering::Acquire)
+                    .is_err()
+                {
                     // A wake arrived since it started (NOTIFIED): run again.
                     inner.state.swap(RUNNABLE, Ordering::AcqRel);
                     self.requeue(task);
@@ -496,12 +550,25 @@ impl Executor {
             }
             Action::Exit => {
                 inner.state.store(DONE, Ordering::Release);
-                self.shared.stats.finished.fetch_add(1, Ordering::Relaxed);
+                bump(&self.shared.stats.finished);
                 // SAFETY: the coroutine finished and will never run again;
                 // we own it, so taking its stack back is exclusive.
                 let stack = unsafe { (*inner.stack.get()).take() };
                 drop(stack);
             }
+        }
+    }
+
+    /// Queues a coroutine spawned by code running on this executor. Returns
+    /// whether stealable work was added (then idle executors are told).
+    pub(crate) fn push_spawned(&self, task: Task) -> bool {
+        bump(&self.shared.stats.spawned);
+        match self.next.replace(Some(task)) {
+            Some(older) => {
+                self.fresh.push(older);
+                true
+            }
+            None => false,
         }
     }
 
@@ -530,6 +597,7 @@ pub(crate) fn executor_main(rt: &'static Runtime, index: usize, fresh: Worker<Ta
         action: Cell::new(Action::Yield),
         ready: UnsafeCell::new(VecDeque::with_capacity(256)),
         fresh,
+        next: Cell::new(None),
         tick: Cell::new(0),
     }));
     EXECUTOR.with(|e| e.set(exec));
