@@ -70,6 +70,9 @@ pub(crate) struct Inner {
     pub(crate) token: AtomicBool,
     /// Executor index once started ([`NO_HOME`] before).
     pub(crate) home: AtomicU32,
+    /// Set by the executor when the coroutine was preempted (it resumes
+    /// through the full-restore path); cleared when resumed. Owner only.
+    pub(crate) preempted: AtomicBool,
 }
 
 // SAFETY: the UnsafeCell fields are only touched by the single party that
@@ -441,6 +444,7 @@ impl Builder {
             state: AtomicU8::new(RUNNING),
             token: AtomicBool::new(false),
             home: AtomicU32::new(NO_HOME),
+            preempted: AtomicBool::new(false),
         });
         sched::init_task(&inner);
         let coroutine = Coroutine {

@@ -153,6 +153,8 @@ pub(crate) struct Executor {
     pub(crate) sched_sp: UnsafeCell<usize>,
     /// The coroutine running now (null in the scheduler context).
     current: Cell<*const Inner>,
+    /// Owned reference to the running coroutine (keeps its stack alive).
+    running: UnsafeCell<Option<Task>>,
     /// Set by the coroutine (or the preemption handler) before switching
     /// back to the scheduler.
     pub(crate) action: Cell<Action>,
@@ -300,11 +302,87 @@ pub(crate) fn park_current(np: &NoPreempt, _reason: WaitReason) {
 /// Puts the running coroutine at the back of its executor's ready queue.
 pub(crate) fn yield_current() {
     let np = NoPreempt::new();
-    suspend(&np, Action::Yield);
+    if !direct_yield() {
+        suspend(&np, Action::Yield);
+    }
+}
+
+/// Fast path of a yield: switch straight to the next local coroutine,
+/// without a round trip through the scheduler context (one switch instead
+/// of two). Returns false, having done nothing, when the scheduler must
+/// decide (fairness ticks, migration, nothing local, or a next coroutine
+/// that resumes through the preemption full-restore path — that path does
+/// not restore a no-preempt level, so it must be entered from the
+/// scheduler, which zeroes the level).
+///
+/// Invariant: the yielding coroutine is pushed on the local ready queue
+/// *before* its context is saved; that is sound because only this thread
+/// pops that queue (no migration here), and this thread is busy running the
+/// switch until the context is saved. The handler does not preempt this
+/// window (the no-preempt level is raised until the switch).
+fn direct_yield() -> bool {
+    let Some(exec) = current_executor() else {
+        return false;
+    };
+    if exec.rt.config.migrate {
+        return false;
+    }
+    let tick = exec.tick.get().wrapping_add(1);
+    if tick % 61 == 0 {
+        return false;
+    }
+    exec.tick.set(tick);
+    exec.drain_inbox();
+    let next = match exec.next.take() {
+        Some(t) => t,
+        None => {
+            // SAFETY: owner thread; no reference into `ready` is live.
+            let ready = unsafe { &mut *exec.ready.get() };
+            match ready.front() {
+                Some(t) if !t.preempted.load(Ordering::Relaxed) => {
+                    exec.pop_ready().expect("front exists")
+                }
+                _ => return false,
+            }
+        }
+    };
+    if next.preempted.load(Ordering::Relaxed) {
+        exec.next.set(Some(next));
+        return false;
+    }
+    // SAFETY: owner thread; we are the running coroutine.
+    let me = unsafe { (*exec.running.get()).take() }.expect("running coroutine");
+    let my_sp: *mut usize = me.sp.get();
+    let level = exec.shared.no_preempt.load(Ordering::Relaxed);
+    bump(&exec.shared.stats.yields);
+    exec.push_ready(me);
+    let sp = exec.prepare_resume(next);
+    // SAFETY: `my_sp` belongs to the coroutine we run on (kept alive by
+    // the ready queue); `sp` is the suspended frame of a coroutine we own
+    // the right to run and that restores its own no-preempt level (it
+    // suspended through `suspend`/`direct_yield`, or is fresh and starts
+    // at level 0 in `coroutine_main`).
+    let resumed_on =
+        unsafe { arch::switch(my_sp, sp, exec as *const Executor as usize) } as *const Executor;
+    // SAFETY: whoever resumes us passes its Executor.
+    let exec = unsafe { &*resumed_on };
+    exec.shared.no_preempt.store(level, Ordering::Relaxed);
+    compiler_fence(Ordering::SeqCst);
+    true
 }
 
 /// Entry function of every coroutine (see asm/x86_64/entry.S).
-unsafe extern "C" fn coroutine_main(arg: usize, _exec: usize) -> ! {
+unsafe extern "C" fn coroutine_main(arg: usize, exec: usize) -> ! {
+    // A fresh coroutine starts at no-preempt level 0 whoever switched to
+    // it (the scheduler already zeroed it; a direct yield did not).
+    // SAFETY: the resumer passes its Executor.
+    unsafe {
+        (*(exec as *const Executor))
+            .shared
+            .no_preempt
+            .store(0, Ordering::Relaxed)
+    };
+    compiler_fence(Ordering::SeqCst);
     let inner = arg as *const Inner;
     // SAFETY: the executor running us holds a strong reference for as long
     // as we run, and we own `entry` (first run).
@@ -492,7 +570,10 @@ impl Executor {
         None
     }
 
-    fn run_task(&self, task: Task) {
+    /// Makes `task` the running coroutine of this executor (state, home,
+    /// `current`, switch counter). The caller switches to it next.
+    #[inline]
+    fn prepare_resume(&self, task: Task) -> usize {
         let inner: &Inner = &task;
         if inner.state.load(Ordering::Relaxed) & STATE_MASK == RUNNABLE {
             // Acquire: see every condition set by the wakers (module doc of
@@ -502,23 +583,32 @@ impl Executor {
         if inner.home.load(Ordering::Relaxed) == NO_HOME {
             inner.home.store(self.index as u32, Ordering::Relaxed);
         }
+        inner.preempted.store(false, Ordering::Relaxed);
         let p = Arc::as_ptr(&task);
         self.current.set(p);
         self.shared
             .current
             .store(p as *mut Inner, Ordering::Release);
-        let s = self.shared.switches.load(Ordering::Relaxed);
-        self.shared.switches.store(s + 1, Ordering::Relaxed);
-        // SAFETY: we own the right to run `task` (popped from a queue); its
-        // saved sp is a suspended frame on its live stack; `task` keeps the
-        // stack alive until the coroutine switches back.
-        unsafe {
-            arch::switch(
-                self.sched_sp.get(),
-                *inner.sp.get(),
-                self as *const Executor as usize,
-            )
-        };
+        bump(&self.shared.switches);
+        // SAFETY: we own the right to run `task`; nobody else touches `sp`.
+        let sp = unsafe { *inner.sp.get() };
+        // SAFETY: owner thread; `running` is only touched around switches.
+        unsafe { *self.running.get() = Some(task) };
+        sp
+    }
+
+    fn run_task(&self, task: Task) {
+        let sp = self.prepare_resume(task);
+        // SAFETY: we own the right to run the task (popped from a queue);
+        // its saved sp is a suspended frame on its live stack, which
+        // `running` keeps alive until the coroutine switches back.
+        unsafe { arch::switch(self.sched_sp.get(), sp, self as *const Executor as usize) };
+        // The coroutine that switched back is whatever `running` holds now
+        // (a direct yield may have changed it).
+        // SAFETY: owner thread, scheduler context.
+        let task = unsafe { (*self.running.get()).take() }
+            .unwrap_or_else(|| crate::sys::fatal("scheduler resumed with no running coroutine"));
+        let inner: &Inner = &task;
         self.shared
             .current
             .store(std::ptr::null_mut(), Ordering::Release);
@@ -531,6 +621,9 @@ impl Executor {
             }
             Action::Preempted => {
                 bump(&self.shared.stats.preemptions);
+                // It resumes through the full-restore path, which does not
+                // restore a no-preempt level: see `direct_yield`.
+                inner.preempted.store(true, Ordering::Relaxed);
                 self.requeue(task)
             }
             Action::Park => {
@@ -594,6 +687,7 @@ pub(crate) fn executor_main(rt: &'static Runtime, index: usize, fresh: Worker<Ta
         index,
         sched_sp: UnsafeCell::new(0),
         current: Cell::new(std::ptr::null()),
+        running: UnsafeCell::new(None),
         action: Cell::new(Action::Yield),
         ready: UnsafeCell::new(VecDeque::with_capacity(256)),
         fresh,
