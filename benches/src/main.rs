@@ -1,5 +1,5 @@
 //! Side-by-side benchmarks of `coroutines` against `may`, `tokio` and OS
-//! threads, following the workloads in BENCH.md (W1, W2a, W2b, W4..W8).
+//! threads, following the workloads in BENCH.md (W1..W8).
 //!
 //! The binary has two modes:
 //!
@@ -24,6 +24,7 @@ mod runtimes;
 mod sys;
 mod w1_yield;
 mod w2_spawn;
+mod w3_echo;
 mod w4_fairness;
 mod w6_preempt_cost;
 mod w7_slice;
@@ -64,12 +65,13 @@ impl Runtime {
     }
 }
 
-/// The workloads of BENCH.md that this binary implements (W3 is not here).
+/// The workloads of BENCH.md.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Workload {
     W1,
     W2a,
     W2b,
+    W3,
     W4,
     W5,
     W6,
@@ -78,10 +80,11 @@ pub enum Workload {
 }
 
 impl Workload {
-    pub const ALL: [Workload; 8] = [
+    pub const ALL: [Workload; 9] = [
         Workload::W1,
         Workload::W2a,
         Workload::W2b,
+        Workload::W3,
         Workload::W4,
         Workload::W5,
         Workload::W6,
@@ -89,10 +92,11 @@ impl Workload {
         Workload::W8,
     ];
     /// Run when no workload is named on the command line.
-    pub const CORE: [Workload; 5] = [
+    pub const CORE: [Workload; 6] = [
         Workload::W1,
         Workload::W2a,
         Workload::W2b,
+        Workload::W3,
         Workload::W5,
         Workload::W8,
     ];
@@ -102,6 +106,7 @@ impl Workload {
             Workload::W1 => "W1",
             Workload::W2a => "W2a",
             Workload::W2b => "W2b",
+            Workload::W3 => "W3",
             Workload::W4 => "W4",
             Workload::W5 => "W5",
             Workload::W6 => "W6",
@@ -122,6 +127,7 @@ impl Workload {
             Workload::W1 => "yield: 2 tasks on ONE worker alternately yield, 10,000,000 yields in all",
             Workload::W2a => "spawn-all: spawn 100,000 empty tasks, then join all (threads: 10,000)",
             Workload::W2b => "spawn-join: spawn one empty task and join it, 100,000 times (threads: 10,000)",
+            Workload::W3 => "echo: 128 connections from a std-blocking client thread, 5 rounds of 64-byte echoes per iteration, 10 warm-up + 50 timed iterations",
             Workload::W4 => "fairness: 8 never-yielding CPU hogs for 3 s + 1 probe looping sleep(1 ms)",
             Workload::W5 => "memory: 100,000 tasks blocked on a shared condition (threads: 10,000, 64 KiB stacks)",
             Workload::W6 => "preempt-cost: 8 hogs for 3 s, default time slice vs COROUTINES_SLICE=off",
@@ -144,6 +150,7 @@ impl Workload {
         match self {
             Workload::W1 => Some("ns_per_yield"),
             Workload::W2a | Workload::W2b => Some("ns_per_task"),
+            Workload::W3 => Some("ms_median"),
             Workload::W4 => Some("lateness_p99_ms"),
             Workload::W5 | Workload::W8 => Some("bytes_per_task"),
             Workload::W6 | Workload::W7 => None,
@@ -171,9 +178,9 @@ impl Params {
 pub const WORKERS: usize = 2;
 
 fn usage() -> &'static str {
-    "usage: bench [--reps N] [--scale X] [--runtimes coroutines,may,tokio,threads] [--timeout SECS] [W1 W2a W2b W4 W5 W6 W7 W8 | all]\n\
+    "usage: bench [--reps N] [--scale X] [--runtimes coroutines,may,tokio,threads] [--timeout SECS] [W1 W2a W2b W3 W4 W5 W6 W7 W8 | all]\n\
      \x20      bench --child <workload> <runtime> [--scale X]   (one measurement; used by the parent)\n\
-     no workload = the core set: W1 W2a W2b W5 W8"
+     no workload = the core set: W1 W2a W2b W3 W5 W8"
 }
 
 fn main() -> ExitCode {
@@ -298,6 +305,7 @@ fn run_child(w: Workload, rt: Runtime, p: &Params) {
         Workload::W1 => w1_yield::run(rt, p),
         Workload::W2a => w2_spawn::run(w, rt, p),
         Workload::W2b => w2_spawn::run(w, rt, p),
+        Workload::W3 => w3_echo::run(rt, p),
         Workload::W4 => w4_fairness::run(rt, p),
         Workload::W5 | Workload::W8 => blocked::run(w, rt, p),
         Workload::W6 => w6_preempt_cost::run(rt, p),
