@@ -50,6 +50,7 @@ compile_error!(
 mod arch;
 mod config;
 mod coroutine;
+mod preempt;
 mod reactor;
 mod sched;
 mod stack;
@@ -61,4 +62,5 @@ pub use coroutine::{
     current, park, park_timeout, run, sleep, spawn, try_current, yield_now, Builder, Coroutine, CoroutineId,
     JoinHandle,
 };
-pub use stats::{stats, ExecutorStats, Stats};
+pub use preempt::no_preempt;
+pub use stats::{stats, ExecutorStats, PreemptStats, Stats};

@@ -52,4 +52,4 @@ pub(crate) use worker::{
     current_task, in_coroutine, init_task, park_current, yield_current, NoPreempt, WaitReason,
 };
 #[allow(unused_imports)]
-pub(crate) use worker::{current_executor_shared, Action, ExecutorShared};
+pub(crate) use worker::{current_executor_raw, current_executor_shared, Action, Executor, ExecutorShared};

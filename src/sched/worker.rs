@@ -99,13 +99,16 @@ pub(crate) struct ExecutorShared {
     pub(crate) tid: AtomicI32,
     /// Whether the thread runs (slot started).
     pub(crate) alive: AtomicBool,
-    /// Set by the owner when it resumes a preempted coroutine; read by the
-    /// preemption code. Kept here so the monitor protocol can extend it.
+    /// A preemption request in flight: set by the monitor (CAS false ->
+    /// true) right before it sends SIGURG, consumed by the handler (swap to
+    /// false). See preempt/mod.rs, protocol step 2.
     pub(crate) preempt_pending: AtomicBool,
     /// Length of the owner's `ready` queue (Relaxed, approximate; for the
     /// monitor and stats).
     pub(crate) ready_len: AtomicUsize,
     pub(crate) stats: ExecutorStats,
+    /// Preemption requests and deferrals (preempt/signal.rs).
+    pub(crate) preempt: crate::preempt::PreemptCounters,
 }
 
 impl ExecutorShared {
@@ -123,6 +126,7 @@ impl ExecutorShared {
             preempt_pending: AtomicBool::new(false),
             ready_len: AtomicUsize::new(0),
             stats: ExecutorStats::default(),
+            preempt: crate::preempt::PreemptCounters::default(),
         }
     }
 
@@ -166,6 +170,13 @@ pub(crate) fn current_executor() -> Option<&'static Executor> {
     // SAFETY: set once by `executor_main` to an Executor that lives for the
     // rest of the thread (executors never exit).
     (!p.is_null()).then(|| unsafe { &*p })
+}
+
+/// Signal context: this thread's Executor, or null. Reads a const-initialised
+/// thread-local without destructor (no lazy registration, cannot fail).
+#[inline]
+pub(crate) fn current_executor_raw() -> *const Executor {
+    EXECUTOR.try_with(|e| e.get()).unwrap_or(std::ptr::null())
 }
 
 /// The shared half of the calling thread's executor.
@@ -309,17 +320,39 @@ impl Executor {
         self.shared.ready_len.store(ready.len(), Ordering::Relaxed);
     }
 
+    /// Queues a coroutine just woken on this executor at the *front* of
+    /// `ready`: it slept, so it has used little CPU, and letting it run
+    /// before the CPU hogs is what keeps wake-up latency low (measured:
+    /// BENCHMARKS.md, W4/W7). A woken coroutine that then computes is
+    /// preempted like any other and goes to the back.
+    #[inline]
+    pub(crate) fn push_woken(&self, task: Task) {
+        // SAFETY: as in `push_ready`.
+        let ready = unsafe { &mut *self.ready.get() };
+        ready.push_front(task);
+        self.shared.ready_len.store(ready.len(), Ordering::Relaxed);
+    }
+
+    /// Moves the inbox (coroutines woken from other threads) to the front
+    /// of `ready`, keeping their wake order.
     fn drain_inbox(&self) {
         if self.shared.inbox.is_empty() {
             return;
         }
+        let mut n = 0;
         loop {
             match self.shared.inbox.steal() {
-                Steal::Success(t) => self.push_ready(t),
+                Steal::Success(t) => {
+                    self.push_ready(t);
+                    n += 1;
+                }
                 Steal::Empty => break,
                 Steal::Retry => continue,
             }
         }
+        // SAFETY: as in `push_ready`.
+        let ready = unsafe { &mut *self.ready.get() };
+        ready.rotate_right(n);
     }
 
     fn pop_ready(&self) -> Option<Task> {
@@ -437,6 +470,7 @@ impl Executor {
         std::sync::atomic::fence(Ordering::SeqCst);
         if self.has_visible_work() {
             self.shared.parker.cancel();
+            crate::preempt::executor_woke();
             rt.sleepers.fetch_sub(1, Ordering::SeqCst);
             return None;
         }
@@ -444,6 +478,9 @@ impl Executor {
         let role = timers.claim_sleeper(self.index);
         let timeout = if role { timers.next_deadline().map(|d| d.saturating_duration_since(Instant::now())) } else { None };
         self.shared.parker.wait(timeout);
+        // Leaving the parker: the monitor may sleep because every executor
+        // was parked (preempt/monitor.rs, step 2).
+        crate::preempt::executor_woke();
         if role {
             timers.release_sleeper(self.index);
         }
