@@ -228,6 +228,17 @@ fn std_zones(bias: usize, out: &mut Vec<(usize, usize)>) -> bool {
     found
 }
 
+/// Whether a symbol name contains one of [`ZONE_PATTERNS`]. Cheap
+/// prefilter first: every pattern contains "std", "panic", "nwind" or
+/// "rust_", found with a fast byte search.
+fn matches_zone(name: &[u8]) -> bool {
+    let has = |pat: &[u8]| name.windows(pat.len()).any(|w| w == pat);
+    if !(has(b"std") || has(b"panic") || has(b"nwind") || has(b"rust_")) {
+        return false;
+    }
+    ZONE_PATTERNS.iter().any(|p| has(p))
+}
+
 fn parse_symtab(b: &[u8], bias: usize, out: &mut Vec<(usize, usize)>) -> Option<()> {
     if b.get(0..4)? != b"\x7fELF" || *b.get(4)? != 2 {
         return None; // not ELF64
@@ -257,7 +268,7 @@ fn parse_symtab(b: &[u8], bias: usize, out: &mut Vec<(usize, usize)>) -> Option<
         let Some(rest) = strtab.get(name as usize..) else { continue };
         let n = rest.iter().position(|&c| c == 0).unwrap_or(rest.len());
         let name = &rest[..n];
-        if ZONE_PATTERNS.iter().any(|p| name.windows(p.len()).any(|w| w == *p)) {
+        if matches_zone(name) {
             let lo = bias + value as usize;
             out.push((lo, lo + size as usize));
         }
@@ -271,7 +282,9 @@ mod tests {
 
     #[test]
     fn tables() {
+        let t0 = std::time::Instant::now();
         refresh();
+        eprintln!("zones::refresh took {:?}", t0.elapsed());
         let t = table().unwrap();
         assert!(t.have_symtab, "test binaries keep their symbol table");
         assert!(t.in_exe_text(tables as usize));

@@ -154,6 +154,10 @@ pub(crate) struct Executor {
     ready: UnsafeCell<VecDeque<Task>>,
     pub(crate) fresh: Worker<Task>,
     tick: Cell<u32>,
+    /// Set after a preemption: the next pick prefers coroutines that never
+    /// ran (own `fresh`, then the global injector), so new coroutines start
+    /// within a slice even when started ones keep `ready` full of CPU hogs.
+    prefer_new: Cell<bool>,
 }
 
 thread_local! {
@@ -367,6 +371,16 @@ impl Executor {
     fn next_task(&self) -> Option<Task> {
         let tick = self.tick.get().wrapping_add(1);
         self.tick.set(tick);
+        if self.prefer_new.replace(false) {
+            if let Some(t) = self.fresh.pop() {
+                return Some(t);
+            }
+            if !self.rt.injector.is_empty() {
+                if let Some(t) = self.steal_global() {
+                    return Some(t);
+                }
+            }
+        }
         if tick % 61 == 0 {
             if let Some(t) = self.steal_global() {
                 return Some(t);
@@ -518,6 +532,7 @@ impl Executor {
             }
             Action::Preempted => {
                 self.shared.stats.preemptions.fetch_add(1, Ordering::Relaxed);
+                self.prefer_new.set(true);
                 self.requeue(task)
             }
             Action::Park => {
@@ -568,6 +583,7 @@ pub(crate) fn executor_main(rt: &'static Runtime, index: usize, fresh: Worker<Ta
         ready: UnsafeCell::new(VecDeque::with_capacity(256)),
         fresh,
         tick: Cell::new(0),
+        prefer_new: Cell::new(false),
     }));
     EXECUTOR.with(|e| e.set(exec));
     loop {
