@@ -101,3 +101,113 @@ fn no_preempt_section_is_not_preempted() {
     assert!(frozen, "a sibling ran inside no_preempt");
     assert!(coroutines::stats().preempt.preemptions > 0);
 }
+
+static USER_HITS: AtomicU64 = AtomicU64::new(0);
+static USER_TKILL_HITS: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn user_sigurg(_sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
+    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
+    if unsafe { (*info).si_code } == libc::SI_TKILL {
+        USER_TKILL_HITS.fetch_add(1, Ordering::Relaxed);
+    } else {
+        USER_HITS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Runs 3 hogs on 1 executor for a while, sending `kills` process-directed
+/// SIGURGs meanwhile. Returns preemptions seen during the run.
+fn hogs_and_kills(kills: u64) -> u64 {
+    let stop = Arc::new(AtomicBool::new(false));
+    let hs: Vec<_> = (0..3)
+        .map(|_| {
+            let s = stop.clone();
+            coroutines::spawn(move || hog(s, Arc::new(AtomicU64::new(0))))
+        })
+        .collect();
+    let before = coroutines::stats().preempt.preemptions;
+    for _ in 0..kills {
+        std::thread::sleep(Duration::from_millis(20));
+        // SAFETY: sending SIGURG to our own process.
+        unsafe { libc::kill(libc::getpid(), libc::SIGURG) };
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let after = coroutines::stats().preempt.preemptions;
+    stop.store(true, Ordering::Relaxed);
+    for h in hs {
+        h.join().unwrap();
+    }
+    after - before
+}
+
+#[test]
+fn sigurg_chains_to_previous_sigaction() {
+    const NAME: &str = "sigurg_chains_to_previous_sigaction";
+    if !is_child(NAME) {
+        print!("{}", run_child(NAME, &[("COROUTINES_WORKERS", "1"), ("COROUTINES_SLICE", "500us")]));
+        return;
+    }
+    // Installed before the runtime starts: ours saves it as the previous
+    // action and must forward every SIGURG that is not its own.
+    // SAFETY: a valid SA_SIGINFO handler that only touches atomics.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = user_sigurg as *const () as usize;
+        sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+        libc::sigemptyset(&mut sa.sa_mask);
+        assert_eq!(libc::sigaction(libc::SIGURG, &sa, std::ptr::null_mut()), 0);
+    }
+    let preempted = hogs_and_kills(5);
+    let (user, tkill) = (USER_HITS.load(Ordering::Relaxed), USER_TKILL_HITS.load(Ordering::Relaxed));
+    println!("user handler: {user} external, {tkill} of ours leaked; {preempted} preemptions");
+    assert!(user >= 1 && user <= 5, "user handler saw {user} of 5 external SIGURGs");
+    assert_eq!(tkill, 0, "our own preemption signals reached the user's handler");
+    assert!(preempted > 20);
+}
+
+#[test]
+fn sigurg_with_signal_hook_installed_after_start() {
+    const NAME: &str = "sigurg_with_signal_hook_installed_after_start";
+    if !is_child(NAME) {
+        print!("{}", run_child(NAME, &[("COROUTINES_WORKERS", "1"), ("COROUTINES_SLICE", "500us")]));
+        return;
+    }
+    coroutines::spawn(|| ()).join().unwrap(); // runtime started
+    static HOOK_EXTERNAL: AtomicU64 = AtomicU64::new(0);
+    static HOOK_OURS: AtomicU64 = AtomicU64::new(0);
+    // signal-hook installs its handler over ours (without SA_ONSTACK) and
+    // chains to ours as the previous action, passing the ucontext on.
+    // SAFETY: the action only touches atomics (async-signal-safe).
+    unsafe {
+        signal_hook_registry::register_sigaction(libc::SIGURG, |info: &libc::siginfo_t| {
+            if info.si_code == libc::SI_TKILL {
+                HOOK_OURS.fetch_add(1, Ordering::Relaxed);
+            } else {
+                HOOK_EXTERNAL.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+        .unwrap();
+    }
+    // SAFETY: querying SIGURG's action into a local.
+    let flags = unsafe {
+        let mut cur: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(libc::SIGURG, std::ptr::null(), &mut cur);
+        cur.sa_flags
+    };
+    println!("signal-hook's sa_flags: {flags:#x} (SA_ONSTACK {:#x})", libc::SA_ONSTACK);
+    let preempted = hogs_and_kills(5);
+    let s = coroutines::stats().preempt;
+    let (ext, ours) = (HOOK_EXTERNAL.load(Ordering::Relaxed), HOOK_OURS.load(Ordering::Relaxed));
+    println!(
+        "signal-hook action: {ext} external, {ours} of ours; {preempted} preemptions; not_on_altstack deferrals {}",
+        s.deferred_not_on_altstack
+    );
+    assert!(ext >= 1 && ext <= 5, "signal-hook action saw {ext} of 5 external SIGURGs");
+    assert!(preempted > 20, "preemption stopped working after signal-hook registered");
+    // SAFETY: querying SIGURG's action into a local.
+    let flags = unsafe {
+        let mut cur: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(libc::SIGURG, std::ptr::null(), &mut cur);
+        cur.sa_flags
+    };
+    assert!(flags & libc::SA_ONSTACK != 0, "the monitor should have added SA_ONSTACK to signal-hook's action");
+}

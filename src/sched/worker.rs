@@ -371,14 +371,9 @@ impl Executor {
     fn next_task(&self) -> Option<Task> {
         let tick = self.tick.get().wrapping_add(1);
         self.tick.set(tick);
-        if self.prefer_new.replace(false) {
-            if let Some(t) = self.fresh.pop() {
+        if self.prefer_new.replace(false) && !self.busier_than_others() {
+            if let Some(t) = self.take_one_new() {
                 return Some(t);
-            }
-            if !self.rt.injector.is_empty() {
-                if let Some(t) = self.steal_global() {
-                    return Some(t);
-                }
             }
         }
         if tick % 61 == 0 {
@@ -397,6 +392,33 @@ impl Executor {
             return Some(t);
         }
         self.fresh.pop()
+    }
+
+    /// Whether some other executor has fewer started coroutines waiting
+    /// than we do: then we leave never-run coroutines to it, so that CPU
+    /// hogs spawned together end up spread evenly (started coroutines do
+    /// not migrate, so spawn-time placement decides fairness).
+    fn busier_than_others(&self) -> bool {
+        let mine = self.shared.ready_len.load(Ordering::Relaxed);
+        self.rt.live_executors().iter().any(|e| e.index != self.index && e.ready_len.load(Ordering::Relaxed) < mine)
+    }
+
+    /// One never-run coroutine: own `fresh`, else one from the global
+    /// injector, else stolen from another executor's `fresh`.
+    fn take_one_new(&self) -> Option<Task> {
+        if let Some(t) = self.fresh.pop() {
+            return Some(t);
+        }
+        if !self.rt.injector.is_empty() {
+            loop {
+                match self.rt.injector.steal() {
+                    Steal::Success(t) => return Some(t),
+                    Steal::Empty => break,
+                    Steal::Retry => continue,
+                }
+            }
+        }
+        self.steal_others()
     }
 
     fn steal_global(&self) -> Option<Task> {
