@@ -143,12 +143,13 @@ fn preempt_stats(e: &crate::sched::ExecutorShared) -> PreemptStats {
 }
 
 /// Reads the runtime's counters. Before the runtime started, everything is
-/// zero.
+/// zero. `finished` counts a coroutine once it has left its executor,
+/// which may be a moment after `join` returned.
 ///
 /// ```
 /// coroutines::spawn(|| ()).join().unwrap();
 /// let s = coroutines::stats();
-/// assert!(s.spawned >= 1 && s.finished >= 1 && s.workers >= 1);
+/// assert!(s.spawned >= 1 && s.workers >= 1);
 /// ```
 pub fn stats() -> Stats {
     let Some(rt) = crate::sched::try_runtime_pub() else {
