@@ -88,6 +88,19 @@ fn main() {
         println!("RESULT fairness lateness_p99_ms={:.3}", pct(0.99));
         println!("RESULT fairness lateness_max_ms={:.3}", pct(1.0));
     }
+    // CPU time of the monitor thread (its cost shows up here, not in the
+    // preemption counters).
+    if let Ok(dir) = std::fs::read_dir("/proc/self/task") {
+        for t in dir.flatten() {
+            let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+            if comm.trim() == "coroutines-moni" {
+                let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+                let f: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+                let ticks: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0) + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+                println!("monitor thread CPU: {} ms over {secs} s", ticks * 10);
+            }
+        }
+    }
     let s = coroutines::stats().preempt;
     println!(
         "preemptions {} (signals {}, {} for woken coroutines), deferred {}",

@@ -118,7 +118,7 @@ mod ucontext;
 mod zones;
 
 pub use guard::no_preempt;
-pub(crate) use monitor::{executor_woke, start};
+pub(crate) use monitor::{executor_woke, start, timer_armed};
 pub(crate) use signal::PreemptCounters;
 #[allow(unused_imports)]
 pub(crate) use signal::Defer;
