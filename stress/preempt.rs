@@ -527,3 +527,93 @@ fn plain_threads_see_no_eintr() {
     });
     assert!(coroutines::stats().preempt.preemptions > 100);
 }
+
+/// Recurses `depth` frames of ~1 KiB each, then spins until `stop`.
+/// Returns (address of a local at the deepest frame, a value).
+#[inline(never)]
+fn deep_then_spin(depth: usize, stop: &AtomicBool) -> (usize, u64) {
+    let mut pad = [0u8; 1000];
+    pad[depth % 1000] = depth as u8;
+    let r = if depth == 0 {
+        let mut x = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+        (std::hint::black_box(&pad) as *const _ as usize, x)
+    } else {
+        deep_then_spin(depth - 1, stop)
+    };
+    std::hint::black_box(&pad);
+    (r.0, r.1.wrapping_add(pad[depth % 1000] as u64))
+}
+
+#[test]
+fn nearly_full_stack_defers() {
+    const NAME: &str = "nearly_full_stack_defers";
+    if !is_child(NAME) {
+        print!("{}", run_child(NAME, &[("COROUTINES_WORKERS", "1"), ("COROUTINES_SLICE", "100us")]));
+        return;
+    }
+    const STACK: usize = 64 * 1024;
+    // Calibrate: bytes per frame and the entry overhead.
+    let done = Arc::new(AtomicBool::new(true));
+    let d2 = done.clone();
+    let (top, b10, b20) = coroutines::Builder::new()
+        .stack_size(STACK)
+        .spawn(move || {
+            let top = &d2 as *const _ as usize;
+            (top, deep_then_spin(10, &d2).0, deep_then_spin(20, &d2).0)
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    let per_frame = (b10 - b20) / 10;
+    let overhead = (top - b10) - 10 * per_frame;
+    // Coroutines whose deepest frame leaves about `free` bytes of stack:
+    // below the ~2.9 KiB save area + margin the handler must defer
+    // (reason "stack"), and it must never overflow the stack itself.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut hs = Vec::new();
+    for free in [40_000usize, 6000, 4500, 3000, 2000] {
+        let depth = (STACK - free - overhead - 512) / per_frame;
+        let s = stop.clone();
+        hs.push(
+            coroutines::Builder::new()
+                .stack_size(STACK)
+                .spawn(move || {
+                    let top = &s as *const _ as usize;
+                    let (bottom, _) = deep_then_spin(depth, &s);
+                    (free, STACK - (top - bottom))
+                })
+                .unwrap(),
+        );
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    for h in hs {
+        let (free, left) = h.join().unwrap();
+        println!("asked {free} B free, about {left} B left");
+    }
+    let s = coroutines::stats().preempt;
+    println!("nearly full stacks ({per_frame} B/frame): {} preemptions, {} stack deferrals", s.preemptions, s.deferred_stack);
+    assert!(s.preemptions > 0);
+    assert!(s.deferred_stack > 0, "no coroutine came close enough to its stack limit");
+}
+
+#[test]
+fn migration_with_preemption() {
+    const NAME: &str = "migration_with_preemption";
+    if !is_child(NAME) {
+        print!("{}", run_child(NAME, &[("COROUTINES_WORKERS", "2"), ("COROUTINES_SLICE", "100us"), ("COROUTINES_MIGRATE", "1")]));
+        return;
+    }
+    // Preempted coroutines may resume on another executor: the full
+    // restore must not depend on the thread.
+    let hs: Vec<_> = (0..6u64).map(|k| coroutines::spawn(move || integrity_job(k))).collect();
+    let got: Vec<Vec<u64>> = hs.into_iter().map(|h| h.join().unwrap()).collect();
+    let expected: Vec<Vec<u64>> = (0..6u64).map(integrity_job).collect();
+    assert_eq!(got, expected);
+    let s = coroutines::stats();
+    println!("migration: {} preemptions, {} steals", s.preempt.preemptions, s.steals);
+    assert!(s.preempt.preemptions > 100);
+}

@@ -172,6 +172,9 @@ fn sigurg_with_signal_hook_installed_after_start() {
         return;
     }
     coroutines::spawn(|| ()).join().unwrap(); // runtime started
+    // Let the monitor finish starting, so that the first preemption after
+    // the registration meets signal-hook's action without SA_ONSTACK.
+    std::thread::sleep(Duration::from_millis(50));
     static HOOK_EXTERNAL: AtomicU64 = AtomicU64::new(0);
     static HOOK_OURS: AtomicU64 = AtomicU64::new(0);
     // signal-hook installs its handler over ours (without SA_ONSTACK) and
@@ -210,4 +213,124 @@ fn sigurg_with_signal_hook_installed_after_start() {
         cur.sa_flags
     };
     assert!(flags & libc::SA_ONSTACK != 0, "the monitor should have added SA_ONSTACK to signal-hook's action");
+    assert!(s.deferred_not_on_altstack >= 1, "the handler did not notice it ran on the coroutine stack");
+}
+
+#[test]
+fn lone_coroutine_is_never_signalled() {
+    const NAME: &str = "lone_coroutine_is_never_signalled";
+    if !is_child(NAME) {
+        run_child(NAME, &[("COROUTINES_WORKERS", "1"), ("COROUTINES_SLICE", "200us")]);
+        return;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let s2 = stop.clone();
+    let h = coroutines::spawn(move || hog(s2, Arc::new(AtomicU64::new(0))));
+    std::thread::sleep(Duration::from_millis(200));
+    stop.store(true, Ordering::Relaxed);
+    h.join().unwrap();
+    let s = coroutines::stats().preempt;
+    assert_eq!(s.signals, 0, "a lone coroutine was interrupted: {s:?}");
+}
+
+/// Voluntary context switches of the monitor thread so far.
+fn monitor_wakeups() -> Option<u64> {
+    for t in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        if comm.trim() == "coroutines-moni" {
+            let status = std::fs::read_to_string(t.path().join("status")).ok()?;
+            let line = status.lines().find(|l| l.starts_with("voluntary_ctxt_switches"))?;
+            return line.split_whitespace().nth(1)?.parse().ok();
+        }
+    }
+    None
+}
+
+#[test]
+fn idle_runtime_monitor_sleeps() {
+    const NAME: &str = "idle_runtime_monitor_sleeps";
+    if !is_child(NAME) {
+        print!("{}", run_child(NAME, &[("COROUTINES_WORKERS", "2"), ("COROUTINES_SLICE", "200us")]));
+        return;
+    }
+    // Some work first, so the monitor has been busy.
+    let hs: Vec<_> = (0..4)
+        .map(|_| {
+            coroutines::spawn(|| {
+                let t = Instant::now();
+                while t.elapsed() < Duration::from_millis(50) {}
+            })
+        })
+        .collect();
+    for h in hs {
+        h.join().unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(100)); // executors park
+    let before = monitor_wakeups().expect("monitor thread not found");
+    std::thread::sleep(Duration::from_millis(500));
+    let after = monitor_wakeups().unwrap();
+    println!("monitor wake-ups in 500 ms of idleness: {}", after - before);
+    assert!(after - before <= 2, "the monitor keeps waking an idle process: {} times in 500 ms", after - before);
+    // And it comes back when work does.
+    let stop = Arc::new(AtomicBool::new(false));
+    let hs: Vec<_> = (0..4)
+        .map(|_| {
+            let s = stop.clone();
+            coroutines::spawn(move || hog(s, Arc::new(AtomicU64::new(0))))
+        })
+        .collect();
+    let p0 = coroutines::stats().preempt.preemptions;
+    std::thread::sleep(Duration::from_millis(100));
+    stop.store(true, Ordering::Relaxed);
+    for h in hs {
+        h.join().unwrap();
+    }
+    assert!(coroutines::stats().preempt.preemptions > p0, "no preemption after the monitor slept");
+}
+
+static IN_COMPARATOR: AtomicBool = AtomicBool::new(false);
+static SIBLING_RAN_INSIDE: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn slow_cmp(a: *const libc::c_void, b: *const libc::c_void) -> libc::c_int {
+    IN_COMPARATOR.store(true, Ordering::Relaxed);
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_micros(300) {
+        std::hint::spin_loop();
+    }
+    IN_COMPARATOR.store(false, Ordering::Relaxed);
+    // SAFETY: qsort passes pointers to our u32 elements.
+    unsafe { (*(a as *const u32)).cmp(&*(b as *const u32)) as libc::c_int }
+}
+
+#[test]
+fn libc_callback_is_a_no_preempt_zone() {
+    const NAME: &str = "libc_callback_is_a_no_preempt_zone";
+    if !is_child(NAME) {
+        print!("{}", run_child(NAME, &[("COROUTINES_WORKERS", "1"), ("COROUTINES_SLICE", "100us")]));
+        return;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let s2 = stop.clone();
+    // The sibling records whether it ever ran while the sorter was inside
+    // qsort's comparator (a libc frame on its stack: never preempted).
+    let sibling = coroutines::spawn(move || {
+        while !s2.load(Ordering::Relaxed) {
+            if IN_COMPARATOR.load(Ordering::Relaxed) {
+                SIBLING_RAN_INSIDE.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+    let sorter = coroutines::spawn(|| {
+        let mut v: Vec<u32> = (0..200u32).map(|i| i.wrapping_mul(2654435761) % 1000).collect();
+        // SAFETY: valid buffer, element size and comparator.
+        unsafe { libc::qsort(v.as_mut_ptr().cast(), v.len(), 4, Some(slow_cmp)) };
+        assert!(v.windows(2).all(|w| w[0] <= w[1]));
+    });
+    sorter.join().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    sibling.join().unwrap();
+    let s = coroutines::stats().preempt;
+    println!("zone deferrals {} foreign-code deferrals {} preemptions {}", s.deferred_zone, s.deferred_foreign_code, s.preemptions);
+    assert_eq!(SIBLING_RAN_INSIDE.load(Ordering::Relaxed), 0, "preempted inside a libc callback");
+    assert!(s.deferred_zone > 0, "the comparator was never even tried: {s:?}");
 }
