@@ -19,8 +19,15 @@
 //! 1. Executors publish, without locks or clocks: `current` (Release store
 //!    before switching in), `switches` (bumped per switch-in), `no_preempt`
 //!    (runtime/hook code and [`no_preempt`] raise it). The monitor samples
-//!    them every tick (slice/4, at least 50 µs) and remembers when it first
-//!    saw each (switches, current) pair: that is how long the run lasted.
+//!    them and remembers when each run (a (switches, current) pair) began:
+//!    the time of its own signal when the previous run ended by our
+//!    preemption (switches advanced by one), else the first sighting, a
+//!    lower bound. It sleeps until the earliest of: a run reaching its
+//!    slice, a timer deadline (it fires timers while executors are busy; a
+//!    timer armed earlier wakes it), a woken coroutine's granularity, or
+//!    slice/2 (at least 50 µs) to sight runs begun by voluntary switches —
+//!    those last 1 to 1.5 slices. (A fixed slice/4 tick was measured at 4%
+//!    of a core on this VM: BENCHMARKS.md.)
 //! 2. Handshake (Go's preemptM): when a run outlasted the slice and other
 //!    work waits for that executor (its ready queue, inbox or fresh deque,
 //!    the global injector), or a freshly woken coroutine waits in its inbox
@@ -55,8 +62,10 @@
 //!    switches RSP to two slots just below the red zone (RFLAGS, RIP) and
 //!    ends with `popfq; ret 128`.
 //!
-//! # Safe points (checked in this order by `signal::preempt_here`, like Go's
-//! isAsyncSafePoint; a failed check is a deferral counted by reason)
+//! # Safe points (checked by `signal::preempt_here` in this order, except
+//! that the room part of 3 is checked after 6, once the FP image size is
+//! known; like Go's isAsyncSafePoint. A failed check is a deferral counted
+//! by reason, `stats().preempt.deferred_*`)
 //! 1. The executor runs a coroutine (`current` non-null), not its scheduler.
 //! 2. `no_preempt == 0`: not in runtime code (scheduler locks, queue
 //!    operations, the reactor), not in a hook (so no EINTR from us in a
@@ -109,7 +118,14 @@
 //!   ("Signal context:" docs in signal.rs, ucontext.rs, zones.rs).
 //! - The monitor sleeps (futex, no timeout) when every executor is parked;
 //!   an executor leaving its parker wakes it (`executor_woke`, off the
-//!   switch path).
+//!   switch path: the switch path only stores `current` and `switches`).
+//! - Known limits: a coroutine within ~4 KiB of its stack limit is not
+//!   preempted; without the executable's `.symtab` std's printing is not
+//!   recognised (a warning is printed once); a std `Mutex` held by a
+//!   preempted coroutine, wanted by a sibling on the same executor, blocks
+//!   that executor's thread in FUTEX_WAIT while the holder waits in its
+//!   queue: a deadlock until the futex hooks (interpose/futex, DESIGN.md)
+//!   park the sibling instead. Preemption needs those hooks.
 
 mod guard;
 mod monitor;

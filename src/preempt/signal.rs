@@ -226,7 +226,6 @@ unsafe fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_
     }
 }
 
-#[inline(always)]
 fn in_range(addr: usize, r: (usize, usize)) -> bool {
     addr >= r.0 && addr < r.1
 }

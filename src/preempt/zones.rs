@@ -45,6 +45,15 @@ const ZONE_PATTERNS: &[&[u8]] = &[
     b"_Unwind_",
 ];
 
+/// Exceptions: std functions that wrap *every* coroutine body and user
+/// `catch_unwind` call (`std::panicking::try` / `catch_unwind` and their
+/// `do_call`/`do_catch`, `std::panic::catch_unwind`). In release builds they
+/// are inlined away; in debug builds they are real frames on every
+/// coroutine stack and would make everything a zone. Being inside them is
+/// not being in the panic machinery; an unwinding panic is caught by
+/// safe-point condition 6 instead.
+const ZONE_EXCEPTIONS: &[&[u8]] = &[b"9panicking3try", b"9panicking12catch_unwind", b"5panic12catch_unwind"];
+
 /// Immutable address tables, sorted, non-overlapping `[lo, hi)` ranges.
 pub(crate) struct Table {
     /// Executable segments of the main program.
@@ -54,6 +63,7 @@ pub(crate) struct Table {
     /// `dlpi_adds` when the table was built.
     adds: u64,
     /// Whether the executable's symbol table was found.
+    #[allow(dead_code)] // read by tests
     pub(crate) have_symtab: bool,
 }
 
@@ -175,6 +185,13 @@ pub(crate) fn refresh() {
     unsafe { libc::dl_iterate_phdr(Some(cb), &mut c as *mut Collect as *mut libc::c_void) };
     let before = c.zones.len();
     let have_symtab = std_zones(c.exe_bias, &mut c.zones);
+    if !have_symtab && table().is_none() {
+        crate::sys::write_stderr(
+            b"coroutines: warning: the executable has no symbol table (stripped); preemption cannot \
+              recognise std's printing and panic code, so println! output of coroutines may \
+              interleave. Keep the symbol table (strip = \"debuginfo\") or set COROUTINES_SLICE=off.\n",
+        );
+    }
     STD_ZONE_FUNCS.store((c.zones.len() - before) as u64, Ordering::Relaxed);
     let t = Table { exe_text: merge(c.exe_text), zones: merge(c.zones), adds: c.adds, have_symtab };
     // Release: pairs with the Acquire in `table`.
@@ -236,7 +253,7 @@ fn matches_zone(name: &[u8]) -> bool {
     if !(has(b"std") || has(b"panic") || has(b"nwind") || has(b"rust_")) {
         return false;
     }
-    ZONE_PATTERNS.iter().any(|p| has(p))
+    ZONE_PATTERNS.iter().any(|p| has(p)) && !ZONE_EXCEPTIONS.iter().any(|p| has(p))
 }
 
 fn parse_symtab(b: &[u8], bias: usize, out: &mut Vec<(usize, usize)>) -> Option<()> {
@@ -293,6 +310,12 @@ mod tests {
         assert!(t.in_zone(libc::qsort as usize));
         assert!(!t.in_exe_text(libc::qsort as usize));
         assert!(STD_ZONE_FUNCS.load(Ordering::Relaxed) > 10);
+        assert!(matches_zone(b"_ZN3std2io5stdio6_print17h0123456789abcdefE"));
+        assert!(matches_zone(b"_ZN3std9panicking20rust_panic_with_hook17h0123456789abcdefE"));
+        assert!(!matches_zone(b"_ZN3std9panicking3try7do_call17h0123456789abcdefE"));
+        assert!(!matches_zone(b"_ZN3std9panicking12catch_unwind7do_call17h0123456789abcdefE"));
+        assert!(!matches_zone(b"_ZN3std5panic12catch_unwind17h0123456789abcdefE"));
+        assert!(!matches_zone(b"_ZN10coroutines5sched6worker14coroutine_main17h0123456789abcdefE"));
         assert!(!stale());
     }
 }

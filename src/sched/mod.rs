@@ -23,9 +23,12 @@
 //! started coroutines go to the stealable `fresh` deque and the global
 //! injector like new ones.
 //!
-//! Run loop order (worker.rs): every 61st pick looks at the global injector
+//! Run loop order (worker.rs): right after a preemption, a never-run
+//! coroutine if this executor is not busier than the others (spreads CPU
+//! hogs evenly at spawn time); every 61st pick looks at the global injector
 //! first (so outside spawns are not starved by a busy executor); then
-//! inbox -> ready, alternating with fresh every 8th pick so neither class
+//! inbox -> front of ready (woken coroutines run before CPU hogs: low
+//! wake-up latency), alternating with fresh every 8th pick so neither class
 //! starves the other; then the global injector; then stealing from other
 //! executors' `fresh`; then due timers; then sleep (idle.rs).
 //!

@@ -6,8 +6,12 @@
 //! scheduler stack pointer after setting `action` (why it came back).
 //!
 //! Run loop, in order (one iteration):
-//! 1. `next_task`: global injector every 61st pick; inbox drained into
-//!    `ready`; `fresh` first every 8th pick, else `ready` then `fresh`.
+//! 1. `next_task`: right after a preemption, one never-run coroutine
+//!    (own `fresh`, global injector, another executor's `fresh`) unless
+//!    another executor has a shorter `ready` queue; global injector every
+//!    61st pick; inbox drained to the *front* of `ready` (woken coroutines
+//!    first, see `push_woken`); `fresh` first every 8th pick, else `ready`
+//!    then `fresh`.
 //! 2. none -> `find_work`: global injector, steal half of another
 //!    executor's `fresh`, due timers. Still none -> `idle` (spin briefly
 //!    while `searching`, then sleep on the parker: sched/mod.rs protocol).
@@ -515,7 +519,7 @@ impl Executor {
         let timeout = if role { timers.next_deadline().map(|d| d.saturating_duration_since(Instant::now())) } else { None };
         self.shared.parker.wait(timeout);
         // Leaving the parker: the monitor may sleep because every executor
-        // was parked (preempt/monitor.rs, step 2).
+        // was parked (preempt/monitor.rs `run`, step 3).
         crate::preempt::executor_woke();
         if role {
             timers.release_sleeper(self.index);
