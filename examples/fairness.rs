@@ -96,7 +96,8 @@ fn main() {
             if comm.trim() == "coroutines-moni" {
                 let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
                 let f: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-                let ticks: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0) + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+                let ticks: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+                    + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
                 println!("monitor thread CPU: {} ms over {secs} s", ticks * 10);
             }
         }

@@ -203,8 +203,14 @@ unsafe fn vec_mix_avx2(seed: u64, iters: u64) -> u64 {
     }
     for _ in 0..iters {
         for i in 0..6 {
-            y[i] = _mm256_add_epi64(_mm256_xor_si256(y[i], _mm256_slli_epi64(y[(i + 1) % 6], 13)), _mm256_srli_epi64(y[(i + 5) % 6], 7));
-            x[i] = _mm_add_epi64(_mm_xor_si128(x[i], _mm_slli_epi64(x[(i + 1) % 6], 17)), _mm_srli_epi64(x[(i + 2) % 6], 3));
+            y[i] = _mm256_add_epi64(
+                _mm256_xor_si256(y[i], _mm256_slli_epi64(y[(i + 1) % 6], 13)),
+                _mm256_srli_epi64(y[(i + 5) % 6], 7),
+            );
+            x[i] = _mm_add_epi64(
+                _mm_xor_si128(x[i], _mm_slli_epi64(x[(i + 1) % 6], 17)),
+                _mm_srli_epi64(x[(i + 2) % 6], 3),
+            );
         }
     }
     let mut out = [0u64; 4];
@@ -231,7 +237,10 @@ unsafe fn vec_mix_avx512(seed: u64, iters: u64) -> u64 {
     }
     for _ in 0..iters {
         for i in 0..12 {
-            z[i] = _mm512_add_epi64(_mm512_xor_si512(z[i], _mm512_rol_epi64(z[(i + 1) % 12], 13)), _mm512_srli_epi64(z[(i + 7) % 12], 5));
+            z[i] = _mm512_add_epi64(
+                _mm512_xor_si512(z[i], _mm512_rol_epi64(z[(i + 1) % 12], 13)),
+                _mm512_srli_epi64(z[(i + 7) % 12], 5),
+            );
         }
     }
     let mut acc = _mm512_setzero_si512();
@@ -289,8 +298,12 @@ fn register_integrity() {
     }
     const N: u64 = 8;
     // Reference: plain threads, never preempted by us.
-    let expected: Vec<Vec<u64>> =
-        (0..N).map(|k| std::thread::spawn(move || integrity_job(k))).collect::<Vec<_>>().into_iter().map(|h| h.join().unwrap()).collect();
+    let expected: Vec<Vec<u64>> = (0..N)
+        .map(|k| std::thread::spawn(move || integrity_job(k)))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .collect();
     let t = Instant::now();
     let hs: Vec<_> = (0..N).map(|k| coroutines::spawn(move || integrity_job(k))).collect();
     let got: Vec<Vec<u64>> = hs.into_iter().map(|h| h.join().unwrap()).collect();
@@ -372,7 +385,10 @@ fn println_no_torn_lines() {
     });
     let s = coroutines::stats();
     eprintln!("println: {:?}", s.preempt);
-    println!("stats preemptions={} deferred_zone={} deferred_foreign={}", s.preempt.preemptions, s.preempt.deferred_zone, s.preempt.deferred_foreign_code);
+    println!(
+        "stats preemptions={} deferred_zone={} deferred_foreign={}",
+        s.preempt.preemptions, s.preempt.deferred_zone, s.preempt.deferred_foreign_code
+    );
     assert!(s.preempt.preemptions > 0);
 }
 
@@ -636,7 +652,10 @@ fn nearly_full_stack_defers() {
         println!("asked {free} B free, about {left} B left");
     }
     let s = coroutines::stats().preempt;
-    println!("nearly full stacks ({per_frame} B/frame): {} preemptions, {} stack deferrals", s.preemptions, s.deferred_stack);
+    println!(
+        "nearly full stacks ({per_frame} B/frame): {} preemptions, {} stack deferrals",
+        s.preemptions, s.deferred_stack
+    );
     assert!(s.preemptions > 0);
     assert!(s.deferred_stack > 0, "no coroutine came close enough to its stack limit");
 }
@@ -645,7 +664,10 @@ fn nearly_full_stack_defers() {
 fn migration_with_preemption() {
     const NAME: &str = "migration_with_preemption";
     if !is_child(NAME) {
-        print!("{}", run_child(NAME, &[("COROUTINES_WORKERS", "2"), ("COROUTINES_SLICE", "100us"), ("COROUTINES_MIGRATE", "1")]));
+        print!(
+            "{}",
+            run_child(NAME, &[("COROUTINES_WORKERS", "2"), ("COROUTINES_SLICE", "100us"), ("COROUTINES_MIGRATE", "1")])
+        );
         return;
     }
     // Preempted coroutines may resume on another executor: the full

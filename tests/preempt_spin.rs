@@ -213,8 +213,8 @@ fn sigurg_with_signal_hook_installed_after_start() {
         return;
     }
     coroutines::spawn(|| ()).join().unwrap(); // runtime started
-    // Let the monitor finish starting, so that the first preemption after
-    // the registration meets signal-hook's action without SA_ONSTACK.
+                                              // Let the monitor finish starting, so that the first preemption after
+                                              // the registration meets signal-hook's action without SA_ONSTACK.
     std::thread::sleep(Duration::from_millis(50));
     static HOOK_EXTERNAL: AtomicU64 = AtomicU64::new(0);
     static HOOK_OURS: AtomicU64 = AtomicU64::new(0);
@@ -371,7 +371,10 @@ fn libc_callback_is_a_no_preempt_zone() {
     stop.store(true, Ordering::Relaxed);
     sibling.join().unwrap();
     let s = coroutines::stats().preempt;
-    println!("zone deferrals {} foreign-code deferrals {} preemptions {}", s.deferred_zone, s.deferred_foreign_code, s.preemptions);
+    println!(
+        "zone deferrals {} foreign-code deferrals {} preemptions {}",
+        s.deferred_zone, s.deferred_foreign_code, s.preemptions
+    );
     assert_eq!(SIBLING_RAN_INSIDE.load(Ordering::Relaxed), 0, "preempted inside a libc callback");
     assert!(s.deferred_zone > 0, "the comparator was never even tried: {s:?}");
 }

@@ -109,7 +109,7 @@ pub(crate) fn switch_code_range() -> (usize, usize) {
     (coroutines_switch as usize, coroutines_switch_end as usize)
 }
 
-/// Address range of the full-restore routine, `[start, end)`: a signal
+/// Signal context: address range of the full-restore routine, `[start, end)`: a signal
 /// landing there finds a half-restored context and must not preempt.
 pub(crate) fn restore_code_range() -> (usize, usize) {
     (coroutines_restore_full as *const () as usize, coroutines_restore_full_end as *const () as usize)

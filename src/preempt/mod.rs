@@ -135,6 +135,6 @@ mod zones;
 
 pub use guard::no_preempt;
 pub(crate) use monitor::{executor_woke, start, timer_armed};
-pub(crate) use signal::PreemptCounters;
 #[allow(unused_imports)]
 pub(crate) use signal::Defer;
+pub(crate) use signal::PreemptCounters;

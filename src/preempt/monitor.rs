@@ -125,7 +125,15 @@ fn run(rt: &'static Runtime, slice: Duration) {
         let now = Instant::now();
         let execs = rt.live_executors();
         if seen.len() < execs.len() {
-            let fresh = Seen { switches: 0, current: 0, since: now, sent_at: None, deferred_at_send: 0, failures: 0, skip_until: None };
+            let fresh = Seen {
+                switches: 0,
+                current: 0,
+                since: now,
+                sent_at: None,
+                deferred_at_send: 0,
+                failures: 0,
+                skip_until: None,
+            };
             seen.resize(execs.len(), fresh);
         }
         // 1. Busy executors do not look at timers while a coroutine runs:
@@ -178,7 +186,14 @@ fn run(rt: &'static Runtime, slice: Duration) {
 
 /// One executor: ask for a preemption if it is due. Returns when this
 /// executor next needs a look (None: one tick is fine).
-fn check(rt: &Runtime, e: &ExecutorShared, s: &mut Seen, now: Instant, slice: Duration, tick: Duration) -> Option<Instant> {
+fn check(
+    rt: &Runtime,
+    e: &ExecutorShared,
+    s: &mut Seen,
+    now: Instant,
+    slice: Duration,
+    tick: Duration,
+) -> Option<Instant> {
     let current = e.current.load(Ordering::Acquire) as usize;
     let switches = e.switches.load(Ordering::Relaxed);
     if current == 0 {

@@ -87,7 +87,8 @@ struct SavedAction {
 // and only then read `action`, never write it.
 unsafe impl Sync for SavedAction {}
 
-static PREV: SavedAction = SavedAction { ready: AtomicBool::new(false), action: UnsafeCell::new(MaybeUninit::uninit()) };
+static PREV: SavedAction =
+    SavedAction { ready: AtomicBool::new(false), action: UnsafeCell::new(MaybeUninit::uninit()) };
 static INSTALL: Once = Once::new();
 /// Our pid, to recognise our own tgkill (si_pid). Set at install.
 static OUR_PID: AtomicI32 = AtomicI32::new(0);
@@ -226,6 +227,7 @@ unsafe fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_
     }
 }
 
+/// Signal context: `addr` in `[r.0, r.1)`.
 fn in_range(addr: usize, r: (usize, usize)) -> bool {
     addr >= r.0 && addr < r.1
 }

@@ -100,14 +100,16 @@ pub(crate) unsafe fn regs<'a>(uc: *mut libc::c_void) -> Regs<'a> {
 }
 
 impl Regs<'_> {
+    /// Signal context: the interrupted RIP.
     pub(crate) fn rip(&self) -> usize {
         self.gregs[libc::REG_RIP as usize] as usize
     }
+    /// Signal context: the interrupted RSP.
     pub(crate) fn rsp(&self) -> usize {
         self.gregs[libc::REG_RSP as usize] as usize
     }
 
-    /// Copies every GPR, RIP, RSP and RFLAGS into `sa`.
+    /// Signal context: copies every GPR, RIP, RSP and RFLAGS into `sa`.
     pub(crate) fn save_into(&self, sa: &mut SaveArea) {
         let g = |r: libc::c_int| self.gregs[r as usize] as u64;
         sa.rax = g(libc::REG_RAX);
@@ -131,7 +133,7 @@ impl Regs<'_> {
         sa.target = 0;
     }
 
-    /// Makes the handler's return land at `rip` with stack `rsp` and the
+    /// Signal context: makes the handler's return land at `rip` with stack `rsp` and the
     /// direction flag clear (the ABI state at a call boundary).
     pub(crate) fn redirect(&mut self, rip: usize, rsp: usize) {
         self.gregs[libc::REG_RIP as usize] = rip as i64;
@@ -175,7 +177,8 @@ pub(crate) unsafe fn fp_image(uc: *mut libc::c_void) -> Option<FpImage> {
 }
 
 impl FpImage {
-    /// MXCSR and x87 control word, packed as a switch frame's control word.
+    /// Signal context: MXCSR and x87 control word, packed as a switch
+    /// frame's control word.
     pub(crate) fn ctrl_word(&self) -> u64 {
         // SAFETY: fxsave layout: FCW at 0 (u16), MXCSR at 24 (u32); the
         // image is at least 512 bytes (checked by `fp_image`).
@@ -186,7 +189,7 @@ impl FpImage {
         }
     }
 
-    /// Resets the image the kernel will load on sigreturn to the init state
+    /// Signal context: resets the image the kernel will load on sigreturn to the init state
     /// (x87 stack empty, vector registers zero, no dirty AVX upper halves)
     /// so the scheduler we land in starts clean. PKRU is left as it is.
     /// MXCSR stays in the legacy region and the scheduler's own switch frame

@@ -232,7 +232,14 @@ fn std_zones(bias: usize, out: &mut Vec<(usize, usize)>) -> bool {
     // SAFETY: read-only private mapping of a file we opened; unmapped below
     // and no reference into it escapes.
     let base = unsafe {
-        libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_PRIVATE, std::os::fd::AsRawFd::as_raw_fd(&file), 0)
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_PRIVATE,
+            std::os::fd::AsRawFd::as_raw_fd(&file),
+            0,
+        )
     };
     if base == libc::MAP_FAILED {
         return false;
