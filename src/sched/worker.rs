@@ -612,6 +612,9 @@ pub(crate) fn executor_main(rt: &'static Runtime, index: usize, fresh: Worker<Ta
         prefer_new: Cell::new(false),
     }));
     EXECUTOR.with(|e| e.set(exec));
+    // An executor started while the monitor sleeps (an extra one for a
+    // blocked executor) must wake it, like one leaving its parker.
+    crate::preempt::executor_woke();
     loop {
         let task = match exec.next_task() {
             Some(t) => Some(t),
