@@ -35,6 +35,43 @@
 //! - *reactor*: what wakes parked coroutines: timers and fd readiness.
 //! - *park / wake*: a coroutine leaves its executor until someone wakes it.
 //!
+//! ## Preemption
+//! A coroutine that computes without ever calling into the runtime does not
+//! starve its siblings: a monitor thread interrupts it (SIGURG to its
+//! executor) once it has run for a *time slice* while other coroutines wait
+//! for that executor. A lone coroutine is never interrupted. A coroutine
+//! woken by a timer (or another wake-up) waits at most about 100 µs behind
+//! a CPU-bound sibling: woken coroutines go to the front of the queue and
+//! preempt the running one early.
+//!
+//! - `COROUTINES_SLICE`: a duration with a unit (`500us`, `2ms`, `1s`;
+//!   50 µs to 10 s) or `off`. Default `2ms`. Also
+//!   [`RuntimeBuilder::time_slice`]. A bare number is refused.
+//! - Preemption is delayed — never unsafe — while the coroutine is:
+//!   in runtime code or a libc hook; executing code of libc or any other
+//!   shared library (so malloc's and stdio's locks are never held by a
+//!   preempted coroutine), or has such a frame on its stack (a callback from
+//!   `qsort`, `dl_iterate_phdr`, ...); inside std's `print!`/`eprint!`
+//!   machinery (so lines never interleave) or its panic/backtrace code;
+//!   panicking; within about 4 KiB of its stack limit; inside
+//!   [`no_preempt`]. The monitor retries a little later, backing off from a
+//!   coroutine repeatedly found at such points; [`stats()`] counts the
+//!   deferrals by reason ([`PreemptStats`]).
+//! - Use [`no_preempt`] around code that holds something *for the thread*
+//!   that a sibling on the same executor may take: a `thread_local!`
+//!   `RefCell` borrow, a `StdoutLock` kept across several writes, a spin
+//!   lock. Ordinary locks (std's `Mutex`) need nothing.
+//! - The executable's symbol table is used to find std's printing and panic
+//!   code: do not strip it (`strip = "debuginfo"` is fine).
+//! - Signals: only executor threads receive the runtime's SIGURG; plain
+//!   threads of the process never see it. Every SIGURG that is not the
+//!   runtime's (TCP urgent data, `kill -URG`) is passed to the handler
+//!   installed before the runtime started. A handler registered *after*
+//!   start (e.g. through `signal-hook`) runs first and also sees the
+//!   runtime's own signals (`si_code == SI_TKILL`, `si_pid` = our pid);
+//!   the runtime adds `SA_ONSTACK` to such a handler so that the chain
+//!   runs on the executor's signal stack.
+//!
 //! ## Soundness contract
 //! A coroutine that has started stays on the executor it started on (its
 //! *home*), so `thread_local!` keeps its meaning inside a coroutine; see
@@ -50,6 +87,7 @@ compile_error!(
 mod arch;
 mod config;
 mod coroutine;
+mod preempt;
 mod reactor;
 mod sched;
 mod stack;
@@ -61,4 +99,5 @@ pub use coroutine::{
     current, park, park_timeout, run, sleep, spawn, try_current, yield_now, Builder, Coroutine,
     CoroutineId, JoinHandle,
 };
-pub use stats::{stats, ExecutorStats, Stats};
+pub use preempt::no_preempt;
+pub use stats::{stats, ExecutorStats, PreemptStats, Stats};

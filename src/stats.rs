@@ -27,6 +27,75 @@ pub struct ExecutorStats {
     pub preemptions: u64,
     /// Started coroutines waiting in this executor's ready queue now.
     pub ready: usize,
+    /// Preemption requests and deferrals on this executor.
+    pub preempt: PreemptStats,
+}
+
+/// Preemption counters (see the safe-point list in the crate docs: each
+/// `deferred_*` field counts signals the handler declined for that reason;
+/// the monitor retries on a later tick).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PreemptStats {
+    /// SIGURGs the monitor sent (preemption attempts).
+    pub signals: u64,
+    /// Of those, sent before the end of the slice because a freshly woken
+    /// coroutine was waiting (wake-up preemption).
+    pub wakeup_signals: u64,
+    /// Coroutines actually preempted.
+    pub preemptions: u64,
+    /// Declined: the executor was in its scheduler, not in a coroutine.
+    pub deferred_not_coroutine: u64,
+    /// Declined: runtime/hook code or a `no_preempt` section.
+    pub deferred_no_preempt: u64,
+    /// Declined: not on the coroutine stack, or too little stack left.
+    pub deferred_stack: u64,
+    /// Declined: in the context-switch assembly.
+    pub deferred_switch_code: u64,
+    /// Declined: executing code of libc or another shared object.
+    pub deferred_foreign_code: u64,
+    /// Declined: the coroutine was panicking.
+    pub deferred_panicking: u64,
+    /// Declined: a frame of the stack was in a no-preempt zone (std's
+    /// printing or panic code, a callback from a shared library).
+    pub deferred_zone: u64,
+    /// Declined: the handler ran on the coroutine stack (a handler installed
+    /// over ours without SA_ONSTACK); fixed by the monitor.
+    pub deferred_not_on_altstack: u64,
+    /// Declined: unusable FP/SIMD image in the signal frame.
+    pub deferred_fpstate: u64,
+    /// Times the monitor backed off an executor after deferrals.
+    pub backoffs: u64,
+}
+
+impl PreemptStats {
+    /// Sum of all `deferred_*` counters.
+    pub fn deferred(&self) -> u64 {
+        self.deferred_not_coroutine
+            + self.deferred_no_preempt
+            + self.deferred_stack
+            + self.deferred_switch_code
+            + self.deferred_foreign_code
+            + self.deferred_panicking
+            + self.deferred_zone
+            + self.deferred_not_on_altstack
+            + self.deferred_fpstate
+    }
+
+    fn add(&mut self, o: &PreemptStats) {
+        self.signals += o.signals;
+        self.wakeup_signals += o.wakeup_signals;
+        self.preemptions += o.preemptions;
+        self.deferred_not_coroutine += o.deferred_not_coroutine;
+        self.deferred_no_preempt += o.deferred_no_preempt;
+        self.deferred_stack += o.deferred_stack;
+        self.deferred_switch_code += o.deferred_switch_code;
+        self.deferred_foreign_code += o.deferred_foreign_code;
+        self.deferred_panicking += o.deferred_panicking;
+        self.deferred_zone += o.deferred_zone;
+        self.deferred_not_on_altstack += o.deferred_not_on_altstack;
+        self.deferred_fpstate += o.deferred_fpstate;
+        self.backoffs += o.backoffs;
+    }
 }
 
 /// A snapshot of the runtime's counters.
@@ -46,17 +115,41 @@ pub struct Stats {
     pub preemptions: u64,
     /// Timers fired (sleeps and timed waits).
     pub timers_fired: u64,
+    /// Preemption counters, summed over executors.
+    pub preempt: PreemptStats,
     /// Per-executor counters.
     pub executors: Vec<ExecutorStats>,
 }
 
+fn preempt_stats(e: &crate::sched::ExecutorShared) -> PreemptStats {
+    use crate::preempt::Defer;
+    let p = &e.preempt;
+    let d = |k: Defer| p.deferred[k as usize].load(Ordering::Relaxed);
+    PreemptStats {
+        signals: p.signals.load(Ordering::Relaxed),
+        wakeup_signals: p.wakeup_signals.load(Ordering::Relaxed),
+        preemptions: e.stats.preemptions.load(Ordering::Relaxed),
+        deferred_not_coroutine: d(Defer::NotCoroutine),
+        deferred_no_preempt: d(Defer::NoPreempt),
+        deferred_stack: d(Defer::Stack),
+        deferred_switch_code: d(Defer::SwitchCode),
+        deferred_foreign_code: d(Defer::ForeignCode),
+        deferred_panicking: d(Defer::Panicking),
+        deferred_zone: d(Defer::Zone),
+        deferred_not_on_altstack: d(Defer::NotOnAltstack),
+        deferred_fpstate: d(Defer::FpState),
+        backoffs: p.backoffs.load(Ordering::Relaxed),
+    }
+}
+
 /// Reads the runtime's counters. Before the runtime started, everything is
-/// zero.
+/// zero. `finished` counts a coroutine once it has left its executor,
+/// which may be a moment after `join` returned.
 ///
 /// ```
 /// coroutines::spawn(|| ()).join().unwrap();
 /// let s = coroutines::stats();
-/// assert!(s.spawned >= 1 && s.finished >= 1 && s.workers >= 1);
+/// assert!(s.spawned >= 1 && s.workers >= 1);
 /// ```
 pub fn stats() -> Stats {
     let Some(rt) = crate::sched::try_runtime_pub() else {
@@ -79,7 +172,9 @@ pub fn stats() -> Stats {
             yields: st.yields.load(Ordering::Relaxed),
             preemptions: st.preemptions.load(Ordering::Relaxed),
             ready: e.ready_len.load(Ordering::Relaxed),
+            preempt: preempt_stats(e),
         };
+        s.preempt.add(&es.preempt);
         s.spawned += es.spawned;
         s.finished += es.finished;
         s.switches += es.switches;

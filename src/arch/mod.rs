@@ -17,6 +17,7 @@ use core::arch::global_asm;
 
 global_asm!(include_str!("../../asm/x86_64/switch.S"));
 global_asm!(include_str!("../../asm/x86_64/entry.S"));
+global_asm!(include_str!("../../asm/x86_64/resume.S"));
 
 /// Offsets inside a suspended frame (mirror of the `.set FRAME_*` lines in
 /// `asm/x86_64/switch.S`).
@@ -42,6 +43,9 @@ extern "C" {
     fn coroutines_entry() -> !;
     pub(crate) fn coroutines_switch_restore() -> !;
     fn coroutines_switch_end();
+    /// See `asm/x86_64/resume.S`: full restore of a preempted context.
+    pub(crate) fn coroutines_restore_full() -> !;
+    fn coroutines_restore_full_end();
 }
 
 /// Entry function signature for a fresh coroutine: receives the argument
@@ -103,6 +107,15 @@ pub(crate) unsafe fn init_stack(top: usize, entry: EntryFn, arg: usize) -> usize
 /// there finds a half-switched stack and must not preempt.
 pub(crate) fn switch_code_range() -> (usize, usize) {
     (coroutines_switch as usize, coroutines_switch_end as usize)
+}
+
+/// Signal context: address range of the full-restore routine, `[start, end)`: a signal
+/// landing there finds a half-restored context and must not preempt.
+pub(crate) fn restore_code_range() -> (usize, usize) {
+    (
+        coroutines_restore_full as *const () as usize,
+        coroutines_restore_full_end as *const () as usize,
+    )
 }
 
 #[cfg(test)]

@@ -72,7 +72,7 @@ pub(crate) fn timers() -> &'static Timers {
 }
 
 impl Timers {
-    fn ns(&self, t: Instant) -> u64 {
+    pub(crate) fn ns(&self, t: Instant) -> u64 {
         t.saturating_duration_since(self.base)
             .as_nanos()
             .min(u64::MAX as u128 - 1) as u64
@@ -101,6 +101,9 @@ impl Timers {
         let Some(rt) = crate::sched::try_runtime_pub() else {
             return;
         };
+        // The monitor fires timers while executors are busy; it may be
+        // sleeping past this deadline.
+        crate::preempt::timer_armed(ns);
         let s = self.sleeper.load(Ordering::SeqCst);
         if s != 0 {
             if self.sleeper_ns.load(Ordering::SeqCst) > ns {

@@ -23,9 +23,12 @@
 //! started coroutines go to the stealable `fresh` deque and the global
 //! injector like new ones.
 //!
-//! Run loop order (worker.rs): every 61st pick looks at the global injector
+//! Run loop order (worker.rs): right after a preemption, a never-run
+//! coroutine if this executor is not busier than the others (spreads CPU
+//! hogs evenly at spawn time); every 61st pick looks at the global injector
 //! first (so outside spawns are not starved by a busy executor); then
-//! inbox -> ready, alternating with fresh every 8th pick so neither class
+//! inbox -> front of ready (woken coroutines run before CPU hogs: low
+//! wake-up latency), alternating with fresh every 8th pick so neither class
 //! starves the other; then the global injector; then stealing from other
 //! executors' `fresh`; then due timers; then sleep (idle.rs).
 //!
@@ -51,7 +54,9 @@ pub(crate) use runtime::{
     runtime, schedule, spawn_task, start_with, try_runtime as try_runtime_pub,
 };
 #[allow(unused_imports)]
-pub(crate) use worker::{current_executor_shared, Action, ExecutorShared};
+pub(crate) use worker::{
+    current_executor_raw, current_executor_shared, Action, Executor, ExecutorShared,
+};
 pub(crate) use worker::{
     current_task, in_coroutine, init_task, park_current, yield_current, NoPreempt, WaitReason,
 };

@@ -103,6 +103,9 @@ fn start_slow(config: Option<Config>) -> Result<&'static Runtime, ConfigError> {
         }
     }
     RUNTIME.store(rt as *const Runtime as *mut Runtime, Ordering::Release);
+    if let Some(slice) = rt.config.time_slice {
+        crate::preempt::start(rt, slice);
+    }
     Ok(rt)
 }
 
@@ -189,7 +192,7 @@ pub(crate) fn schedule(task: Task) {
         return;
     }
     match exec {
-        Some(exec) if exec.index == home as usize => exec.push_ready(task),
+        Some(exec) if exec.index == home as usize => exec.push_woken(task),
         _ => {
             let target = &rt.executors[home as usize];
             target.inbox.push(task);

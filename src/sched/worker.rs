@@ -6,8 +6,12 @@
 //! scheduler stack pointer after setting `action` (why it came back).
 //!
 //! Run loop, in order (one iteration):
-//! 1. `next_task`: global injector every 61st pick; inbox drained into
-//!    `ready`; `fresh` first every 8th pick, else `ready` then `fresh`.
+//! 1. `next_task`: right after a preemption, one never-run coroutine
+//!    (own `fresh`, global injector, another executor's `fresh`) unless
+//!    another executor has a shorter `ready` queue; global injector every
+//!    61st pick; inbox drained to the *front* of `ready` (woken coroutines
+//!    first, see `push_woken`); `fresh` first every 8th pick, else `ready`
+//!    then `fresh`.
 //! 2. none -> `find_work`: global injector, steal half of another
 //!    executor's `fresh`, due timers. Still none -> `idle` (spin briefly
 //!    while `searching`, then sleep on the parker: sched/mod.rs protocol).
@@ -108,13 +112,16 @@ pub(crate) struct ExecutorShared {
     pub(crate) tid: AtomicI32,
     /// Whether the thread runs (slot started).
     pub(crate) alive: AtomicBool,
-    /// Set by the owner when it resumes a preempted coroutine; read by the
-    /// preemption code. Kept here so the monitor protocol can extend it.
+    /// A preemption request in flight: set by the monitor (CAS false ->
+    /// true) right before it sends SIGURG, consumed by the handler (swap to
+    /// false). See preempt/mod.rs, protocol step 2.
     pub(crate) preempt_pending: AtomicBool,
     /// Length of the owner's `ready` queue (Relaxed, approximate; for the
     /// monitor and stats).
     pub(crate) ready_len: AtomicUsize,
     pub(crate) stats: ExecutorStats,
+    /// Preemption requests and deferrals (preempt/signal.rs).
+    pub(crate) preempt: crate::preempt::PreemptCounters,
 }
 
 impl ExecutorShared {
@@ -132,6 +139,7 @@ impl ExecutorShared {
             preempt_pending: AtomicBool::new(false),
             ready_len: AtomicUsize::new(0),
             stats: ExecutorStats::default(),
+            preempt: crate::preempt::PreemptCounters::default(),
         }
     }
 
@@ -169,6 +177,10 @@ pub(crate) struct Executor {
     /// `runnext`). A newer spawn pushes the previous one to `fresh`.
     next: Cell<Option<Task>>,
     tick: Cell<u32>,
+    /// Set after a preemption: the next pick prefers coroutines that never
+    /// ran (own `fresh`, then the global injector), so new coroutines start
+    /// within a slice even when started ones keep `ready` full of CPU hogs.
+    prefer_new: Cell<bool>,
 }
 
 thread_local! {
@@ -185,6 +197,13 @@ pub(crate) fn current_executor() -> Option<&'static Executor> {
     // SAFETY: set once by `executor_main` to an Executor that lives for the
     // rest of the thread (executors never exit).
     (!p.is_null()).then(|| unsafe { &*p })
+}
+
+/// Signal context: this thread's Executor, or null. Reads a const-initialised
+/// thread-local without destructor (no lazy registration, cannot fail).
+#[inline]
+pub(crate) fn current_executor_raw() -> *const Executor {
+    EXECUTOR.try_with(|e| e.get()).unwrap_or(std::ptr::null())
 }
 
 /// The shared half of the calling thread's executor.
@@ -410,17 +429,39 @@ impl Executor {
         self.shared.ready_len.store(ready.len(), Ordering::Relaxed);
     }
 
+    /// Queues a coroutine just woken on this executor at the *front* of
+    /// `ready`: it slept, so it has used little CPU, and letting it run
+    /// before the CPU hogs is what keeps wake-up latency low (measured:
+    /// BENCHMARKS.md, W4/W7). A woken coroutine that then computes is
+    /// preempted like any other and goes to the back.
+    #[inline]
+    pub(crate) fn push_woken(&self, task: Task) {
+        // SAFETY: as in `push_ready`.
+        let ready = unsafe { &mut *self.ready.get() };
+        ready.push_front(task);
+        self.shared.ready_len.store(ready.len(), Ordering::Relaxed);
+    }
+
+    /// Moves the inbox (coroutines woken from other threads) to the front
+    /// of `ready`, keeping their wake order.
     fn drain_inbox(&self) {
         if self.shared.inbox.is_empty() {
             return;
         }
+        let mut n = 0;
         loop {
             match self.shared.inbox.steal() {
-                Steal::Success(t) => self.push_ready(t),
+                Steal::Success(t) => {
+                    self.push_ready(t);
+                    n += 1;
+                }
                 Steal::Empty => break,
                 Steal::Retry => continue,
             }
         }
+        // SAFETY: as in `push_ready`.
+        let ready = unsafe { &mut *self.ready.get() };
+        ready.rotate_right(n);
     }
 
     fn pop_ready(&self) -> Option<Task> {
@@ -435,6 +476,11 @@ impl Executor {
     fn next_task(&self) -> Option<Task> {
         let tick = self.tick.get().wrapping_add(1);
         self.tick.set(tick);
+        if self.prefer_new.replace(false) && !self.busier_than_others() {
+            if let Some(t) = self.take_one_new() {
+                return Some(t);
+            }
+        }
         if tick % 61 == 0 {
             if let Some(t) = self.steal_global() {
                 return Some(t);
@@ -454,6 +500,36 @@ impl Executor {
             return Some(t);
         }
         self.fresh.pop()
+    }
+
+    /// Whether some other executor has fewer started coroutines waiting
+    /// than we do: then we leave never-run coroutines to it, so that CPU
+    /// hogs spawned together end up spread evenly (started coroutines do
+    /// not migrate, so spawn-time placement decides fairness).
+    fn busier_than_others(&self) -> bool {
+        let mine = self.shared.ready_len.load(Ordering::Relaxed);
+        self.rt
+            .live_executors()
+            .iter()
+            .any(|e| e.index != self.index && e.ready_len.load(Ordering::Relaxed) < mine)
+    }
+
+    /// One never-run coroutine: own `fresh`, else one from the global
+    /// injector, else stolen from another executor's `fresh`.
+    fn take_one_new(&self) -> Option<Task> {
+        if let Some(t) = self.fresh.pop() {
+            return Some(t);
+        }
+        if !self.rt.injector.is_empty() {
+            loop {
+                match self.rt.injector.steal() {
+                    Steal::Success(t) => return Some(t),
+                    Steal::Empty => break,
+                    Steal::Retry => continue,
+                }
+            }
+        }
+        self.steal_others()
     }
 
     fn steal_global(&self) -> Option<Task> {
@@ -549,6 +625,7 @@ impl Executor {
         std::sync::atomic::fence(Ordering::SeqCst);
         if self.has_visible_work() {
             self.shared.parker.cancel();
+            crate::preempt::executor_woke();
             rt.sleepers.fetch_sub(1, Ordering::SeqCst);
             return None;
         }
@@ -562,6 +639,9 @@ impl Executor {
             None
         };
         self.shared.parker.wait(timeout);
+        // Leaving the parker: the monitor may sleep because every executor
+        // was parked (preempt/monitor.rs `run`, step 3).
+        crate::preempt::executor_woke();
         if role {
             timers.release_sleeper(self.index);
         }
@@ -624,6 +704,7 @@ impl Executor {
                 // It resumes through the full-restore path, which does not
                 // restore a no-preempt level: see `direct_yield`.
                 inner.preempted.store(true, Ordering::Relaxed);
+                self.prefer_new.set(true);
                 self.requeue(task)
             }
             Action::Park => {
@@ -693,8 +774,12 @@ pub(crate) fn executor_main(rt: &'static Runtime, index: usize, fresh: Worker<Ta
         fresh,
         next: Cell::new(None),
         tick: Cell::new(0),
+        prefer_new: Cell::new(false),
     }));
     EXECUTOR.with(|e| e.set(exec));
+    // An executor started while the monitor sleeps (an extra one for a
+    // blocked executor) must wake it, like one leaving its parker.
+    crate::preempt::executor_woke();
     loop {
         let task = match exec.next_task() {
             Some(t) => Some(t),

@@ -1,0 +1,267 @@
+//! The monitor thread: time-slices CPU-bound coroutines, fires timers while
+//! every executor is busy, and sleeps when the runtime is idle.
+//!
+//! Who may call: `start` once from runtime start; `executor_woke` from an
+//! executor leaving its idle path. Everything else runs on the monitor
+//! thread, a plain thread (hooks pass its calls through).
+
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use super::signal;
+use super::zones;
+use crate::sched::{ExecutorShared, Runtime};
+
+/// Shortest tick: the monitor never wakes more often than this.
+const MIN_TICK: Duration = Duration::from_micros(50);
+/// Wake-up preemption: a coroutine freshly woken for an executor (its
+/// inbox) preempts the running coroutine once that has run this long,
+/// instead of waiting for the end of its slice. Measured: see BENCHMARKS.md.
+pub(crate) const MIN_GRANULARITY: Duration = Duration::from_micros(100);
+/// Longest backoff, in ticks, from an executor found at unsafe points.
+const MAX_BACKOFF_SHIFT: u32 = 4;
+/// How often the monitor checks whether shared objects were loaded.
+const ZONE_RECHECK: Duration = Duration::from_secs(1);
+
+const AWAKE: u32 = 0;
+const SLEEPING: u32 = 1;
+
+/// The monitor's futex word: `SLEEPING` while it waits for an executor to
+/// become active (idle runtime), `AWAKE` otherwise.
+static STATE: AtomicU32 = AtomicU32::new(AWAKE);
+/// Futex word the monitor waits on between ticks; bumped by
+/// `timer_armed` to cut the wait short.
+static TICK: AtomicU32 = AtomicU32::new(0);
+
+/// The monitor's planned wake-up while coroutines run, in `Timers` ns; 0
+/// while it does not fire timers (idle sleep, or not started).
+static NEXT_WAKE_NS: AtomicU64 = AtomicU64::new(0);
+
+/// Called when a timer becomes the earliest (after `next_ns` was stored,
+/// SeqCst): wakes the monitor if it planned to sleep past `ns`. Mirror of
+/// step 4 of `run` (store the plan, SeqCst, re-read the earliest deadline).
+pub(crate) fn timer_armed(ns: u64) {
+    let planned = NEXT_WAKE_NS.load(Ordering::SeqCst);
+    if planned != 0 && ns < planned {
+        TICK.fetch_add(1, Ordering::SeqCst);
+        crate::sys::futex_wake(&TICK, 1);
+    }
+}
+
+/// Called by an executor after it leaves its parker (woken or cancelled):
+/// wakes the monitor if it sleeps. The idle path only, never the switch
+/// path. Mirror of the monitor's step 2 in `run`: the SeqCst fence orders
+/// our parker-state store (AWAKE) before the load of `STATE`.
+pub(crate) fn executor_woke() {
+    fence(Ordering::SeqCst);
+    if STATE.load(Ordering::Relaxed) == SLEEPING && STATE.swap(AWAKE, Ordering::AcqRel) == SLEEPING
+    {
+        crate::sys::futex_wake(&STATE, 1);
+    }
+}
+
+/// Starts the monitor thread for `slice`.
+pub(crate) fn start(rt: &'static Runtime, slice: Duration) {
+    signal::install();
+    let r = std::thread::Builder::new()
+        .name("coroutines-monitor".into())
+        .stack_size(256 * 1024)
+        .spawn(move || run(rt, slice));
+    if let Err(e) = r {
+        crate::sys::fatal_fmt(&format!("cannot start the preemption monitor thread: {e}"));
+    }
+}
+
+/// What the monitor remembers about one executor between ticks.
+#[derive(Clone)]
+struct Seen {
+    /// Last sampled switch count and coroutine.
+    switches: u64,
+    current: usize,
+    /// When that run began, as far as the monitor knows: the time of its
+    /// own signal if the previous run ended by our preemption, else the
+    /// first sighting (a lower bound). The executors never read a clock on
+    /// the switch path; the monitor does the timekeeping.
+    since: Instant,
+    /// When we last signalled this executor (None: not during this run).
+    sent_at: Option<Instant>,
+    deferred_at_send: u64,
+    /// Consecutive deferrals of this run, and until when the executor is
+    /// left alone (exponential backoff).
+    failures: u32,
+    skip_until: Option<Instant>,
+}
+
+/// Sleep until `t` (at least a few microseconds) or an earlier timer is
+/// armed (`timer_armed`).
+fn sleep_until(mut t: Instant) {
+    let timers = crate::reactor::timers();
+    let seen = TICK.load(Ordering::SeqCst);
+    NEXT_WAKE_NS.store(timers.ns(t).max(1), Ordering::SeqCst);
+    if let Some(d) = timers.next_deadline() {
+        t = t.min(d);
+    }
+    let wait = t
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_micros(5));
+    crate::sys::futex_wait(&TICK, seen, Some(wait));
+    NEXT_WAKE_NS.store(0, Ordering::Relaxed);
+}
+
+fn run(rt: &'static Runtime, slice: Duration) {
+    // Precise wake-ups: the default 50 µs timer slack is a large part of a
+    // tick and of the probe lateness we aim for.
+    // SAFETY: prctl(PR_SET_TIMERSLACK) on the calling thread.
+    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1000u64, 0u64, 0u64, 0u64) };
+    zones::refresh();
+    signal::ensure_onstack();
+    // The longest the monitor sleeps while coroutines run: runs that did
+    // not start by our preemption are sighted within this, so they last
+    // between 1 and 1.5 slices. Runs that follow our preemption are timed
+    // from our signal and preempted on time. (A fixed slice/4 tick cost
+    // ~20 µs of monitor CPU per wake-up on this VM: 4% of a core at 2 ms.)
+    let tick = (slice / 2).max(MIN_TICK);
+    let mut seen: Vec<Seen> = Vec::new();
+    let mut altstack_defers: u64 = 0;
+    let mut last_zone_check = Instant::now();
+    loop {
+        let now = Instant::now();
+        let execs = rt.live_executors();
+        if seen.len() < execs.len() {
+            let fresh = Seen {
+                switches: 0,
+                current: 0,
+                since: now,
+                sent_at: None,
+                deferred_at_send: 0,
+                failures: 0,
+                skip_until: None,
+            };
+            seen.resize(execs.len(), fresh);
+        }
+        // 1. Busy executors do not look at timers while a coroutine runs:
+        //    fire them here so a sleeper wakes on time among CPU hogs.
+        let running = execs
+            .iter()
+            .any(|e| !e.current.load(Ordering::Relaxed).is_null());
+        if running {
+            crate::reactor::timers().fire_due(now);
+        }
+        // 2. Per executor: preempt, or learn when to look again.
+        let mut next = now + tick;
+        let mut defers = 0;
+        for (e, s) in execs.iter().zip(seen.iter_mut()) {
+            if let Some(t) = check(rt, e, s, now, slice, tick) {
+                next = next.min(t);
+            }
+            defers +=
+                e.preempt.deferred[signal::Defer::NotOnAltstack as usize].load(Ordering::Relaxed);
+        }
+        // A handler installed over ours without SA_ONSTACK makes ours run on
+        // the coroutine stack, where it declines; fix the flags.
+        if defers != altstack_defers {
+            altstack_defers = defers;
+            signal::ensure_onstack();
+        }
+        if now.duration_since(last_zone_check) >= ZONE_RECHECK {
+            last_zone_check = now;
+            if zones::stale() {
+                zones::refresh();
+            }
+        }
+        // 3. Idle runtime: sleep until an executor wakes (no periodic
+        //    wake-ups). Mirror of `executor_woke`: announce, fence, recheck.
+        if !running && execs.iter().all(|e| e.parker.is_sleeping()) {
+            STATE.store(SLEEPING, Ordering::SeqCst);
+            fence(Ordering::SeqCst);
+            if execs.iter().all(|e| e.parker.is_sleeping()) {
+                crate::sys::futex_wait(&STATE, SLEEPING, None);
+            }
+            STATE.store(AWAKE, Ordering::SeqCst);
+            continue;
+        }
+        // 4. Sleep until the earliest of: a timer deadline, a run reaching
+        //    its slice (or MIN_GRANULARITY with a woken coroutine waiting),
+        //    the end of a backoff, one tick.
+        if let Some(d) = crate::reactor::timers().next_deadline() {
+            next = next.min(d);
+        }
+        sleep_until(next);
+    }
+}
+
+/// One executor: ask for a preemption if it is due. Returns when this
+/// executor next needs a look (None: one tick is fine).
+fn check(
+    rt: &Runtime,
+    e: &ExecutorShared,
+    s: &mut Seen,
+    now: Instant,
+    slice: Duration,
+    tick: Duration,
+) -> Option<Instant> {
+    let current = e.current.load(Ordering::Acquire) as usize;
+    let switches = e.switches.load(Ordering::Relaxed);
+    if current == 0 {
+        s.current = 0;
+        return None;
+    }
+    if switches != s.switches || current != s.current {
+        // A new run. If exactly one switch happened since our signal, the
+        // old run ended by that preemption (a few µs after the signal) and
+        // this one started right away.
+        let since = match s.sent_at {
+            Some(t) if switches == s.switches.wrapping_add(1) => t,
+            _ => now,
+        };
+        *s = Seen {
+            switches,
+            current,
+            since,
+            sent_at: None,
+            deferred_at_send: 0,
+            failures: 0,
+            skip_until: None,
+        };
+    } else if s.sent_at.take().is_some() {
+        // Same run after our signal: if the handler declined, back off
+        // exponentially (2, 4, 8, 16 ticks).
+        if e.preempt.deferred_total() != s.deferred_at_send {
+            s.failures = (s.failures + 1).min(MAX_BACKOFF_SHIFT);
+            s.skip_until = Some(now + tick * (1 << s.failures));
+            e.preempt.backoffs.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    if let Some(t) = s.skip_until {
+        if now < t {
+            return Some(t);
+        }
+    }
+    // Never interrupt runtime or hook code (syscall hygiene: a hooked call
+    // raises the level, so no EINTR from us there).
+    if e.no_preempt.load(Ordering::Relaxed) != 0 {
+        return None;
+    }
+    let ran = now.duration_since(s.since);
+    let woken = !e.inbox.is_empty();
+    if woken && ran < MIN_GRANULARITY {
+        return Some(s.since + MIN_GRANULARITY);
+    }
+    let early = woken && ran < slice;
+    let due = ran >= slice && (woken || e.has_waiting_work() || !rt.injector.is_empty());
+    if !(early || due) {
+        return (ran < slice).then(|| s.since + slice);
+    }
+    let deferred = e.preempt.deferred_total();
+    if signal::request(e) {
+        s.sent_at = Some(now);
+        s.deferred_at_send = deferred;
+        if early {
+            e.preempt.wakeup_signals.fetch_add(1, Ordering::Relaxed);
+        }
+        // The next run starts a few µs from now (timed from `sent_at`);
+        // a deferral is seen at that deadline too.
+        return Some(now + slice);
+    }
+    None
+}

@@ -1,0 +1,347 @@
+//! The SIGURG handler: recognise the runtime's own signal, check the safe
+//! point, save the interrupted context onto the coroutine's stack and land
+//! the executor in its scheduler. Everything else is chained to the handler
+//! installed before ours. Protocol and safe-point list: `preempt/mod.rs`.
+//!
+//! Who may call: `install` from runtime start (once); `request` from the
+//! monitor thread; the rest runs in signal context on an executor thread.
+
+use std::cell::UnsafeCell;
+use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::Once;
+
+use super::ucontext::{self, SaveArea, RED_ZONE, SA_XSAVE, TARGET_SLOTS};
+use super::zones;
+use crate::arch;
+use crate::sched::{current_executor_raw, Action, Executor, ExecutorShared};
+
+/// Why the handler declined to preempt (safe-point condition that failed).
+/// Indexes `PreemptCounters::deferred`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
+pub(crate) enum Defer {
+    /// 1: the executor was in its scheduler, not running a coroutine.
+    NotCoroutine = 0,
+    /// 2: runtime or hook code (no-preempt level > 0), or `no_preempt`.
+    NoPreempt,
+    /// 3: RSP outside the coroutine stack, or too little room below it.
+    Stack,
+    /// 4: RIP in the switch or full-restore assembly.
+    SwitchCode,
+    /// 5: RIP outside the executable's own text (libc, ld.so, vdso, ...).
+    ForeignCode,
+    /// 6: the coroutine is panicking.
+    Panicking,
+    /// 7: RIP or a word of the live stack in a no-preempt zone.
+    Zone,
+    /// 8: the handler runs on the coroutine stack (a handler installed over
+    /// ours without SA_ONSTACK chained to us); the monitor fixes the flags.
+    NotOnAltstack,
+    /// 9: the kernel's FP/SIMD image is missing, malformed or too large.
+    FpState,
+}
+
+pub(crate) const DEFER_KINDS: usize = 9;
+
+/// Per-executor preemption counters. Written with Relaxed RMWs by the
+/// executor's own signal handler and by the monitor; read by `stats()`.
+/// Relaxed is enough: they are statistics, and the monitor's backoff only
+/// needs to see *a* change, eventually.
+#[derive(Default)]
+pub(crate) struct PreemptCounters {
+    /// SIGURGs the monitor sent to this executor.
+    pub(crate) signals: AtomicU64,
+    /// Of those, sent early because a freshly woken coroutine waited.
+    pub(crate) wakeup_signals: AtomicU64,
+    /// Times the monitor backed off after repeated deferrals.
+    pub(crate) backoffs: AtomicU64,
+    pub(crate) deferred: [AtomicU64; DEFER_KINDS],
+}
+
+impl PreemptCounters {
+    /// Signal context: count one deferral.
+    #[inline]
+    fn defer(&self, why: Defer) {
+        self.deferred[why as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn deferred_total(&self) -> u64 {
+        self.deferred
+            .iter()
+            .map(|d| d.load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
+/// Room kept free below the fake switch frame: the switch itself pushes
+/// nothing there, but a future resume calls into Rust on this stack.
+const STACK_MARGIN: usize = 1024;
+
+/// The action that was installed for SIGURG before ours, written once
+/// before `ready` is set.
+struct SavedAction {
+    ready: AtomicBool,
+    action: UnsafeCell<MaybeUninit<libc::sigaction>>,
+}
+
+// SAFETY: `action` is written exactly once inside `INSTALL.call_once`,
+// before `ready` is stored with Release; readers load `ready` with Acquire
+// and only then read `action`, never write it.
+unsafe impl Sync for SavedAction {}
+
+static PREV: SavedAction = SavedAction {
+    ready: AtomicBool::new(false),
+    action: UnsafeCell::new(MaybeUninit::uninit()),
+};
+static INSTALL: Once = Once::new();
+/// Our pid, to recognise our own tgkill (si_pid). Set at install.
+static OUR_PID: AtomicI32 = AtomicI32::new(0);
+
+/// Installs the SIGURG handler (once per process).
+///
+/// # Panics
+/// If `sigaction` fails (it cannot for SIGURG with valid arguments).
+pub(crate) fn install() {
+    INSTALL.call_once(|| {
+        // SAFETY: getpid cannot fail.
+        OUR_PID.store(unsafe { libc::getpid() }, Ordering::Relaxed);
+        // SAFETY: a zeroed sigaction is a valid "no handler, no flags" value;
+        // we fill what the kernel reads. PREV.action is written only here.
+        unsafe {
+            let mut new: libc::sigaction = std::mem::zeroed();
+            new.sa_sigaction = handle_sigurg as *const () as usize;
+            // SA_ONSTACK: the kernel's frame (~3 KiB with AVX-512) must not
+            // land on a coroutine stack (DESIGN.md); SA_RESTART: fewer EINTRs.
+            new.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_RESTART;
+            libc::sigemptyset(&mut new.sa_mask);
+            let mut old: libc::sigaction = std::mem::zeroed();
+            let r = libc::sigaction(libc::SIGURG, &new, &mut old);
+            assert_eq!(r, 0, "coroutines: sigaction(SIGURG) for preemption failed");
+            (*PREV.action.get()).write(old);
+            // Release: pairs with the Acquire in `chain`.
+            PREV.ready.store(true, Ordering::Release);
+        }
+    });
+}
+
+/// Monitor: if a handler installed after ours (signal-hook, ...) lacks
+/// SA_ONSTACK, add the flag, so that our handler, which it chains to, runs
+/// on the executor's sigaltstack. Harmless for that handler: threads without
+/// an altstack ignore the flag, and on one it only changes which stack the
+/// handler uses. Returns whether it changed anything.
+pub(crate) fn ensure_onstack() -> bool {
+    // SAFETY: querying then re-setting SIGURG's action with one flag added;
+    // the handler pointer, mask and other flags are kept as they were.
+    unsafe {
+        let mut cur: libc::sigaction = std::mem::zeroed();
+        if libc::sigaction(libc::SIGURG, std::ptr::null(), &mut cur) != 0 {
+            return false;
+        }
+        let h = cur.sa_sigaction;
+        if h == libc::SIG_DFL || h == libc::SIG_IGN || cur.sa_flags & libc::SA_ONSTACK != 0 {
+            return false;
+        }
+        cur.sa_flags |= libc::SA_ONSTACK;
+        libc::sigaction(libc::SIGURG, &cur, std::ptr::null_mut()) == 0
+    }
+}
+
+/// Monitor: asks executor `e` to preempt its coroutine. Returns false if a
+/// request is already pending (not yet seen by the handler).
+pub(crate) fn request(e: &ExecutorShared) -> bool {
+    // AcqRel/Acquire pair with the handler's swap: the handler consumes
+    // exactly one request per signal it recognises.
+    if e.preempt_pending
+        .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+        .is_err()
+    {
+        return false;
+    }
+    e.preempt.signals.fetch_add(1, Ordering::Relaxed);
+    let tid = e.tid.load(Ordering::Relaxed);
+    // SAFETY: tgkill with our pid and a live executor's tid (executors
+    // never exit, so the tid is not reused).
+    let r = unsafe {
+        crate::sys::syscall6(
+            libc::SYS_tgkill as usize,
+            OUR_PID.load(Ordering::Relaxed) as usize,
+            tid as usize,
+            libc::SIGURG as usize,
+            0,
+            0,
+            0,
+        )
+    };
+    if r != 0 {
+        e.preempt_pending.store(false, Ordering::Relaxed);
+    }
+    r == 0
+}
+
+/// Signal context: the SIGURG handler.
+extern "C" fn handle_sigurg(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler;
+    // the _kill member (si_pid) is meaningful for SI_TKILL.
+    let ours = unsafe {
+        (*info).si_code == libc::SI_TKILL && (*info).si_pid() == OUR_PID.load(Ordering::Relaxed)
+    };
+    if ours {
+        let exec = current_executor_raw();
+        // SAFETY: non-null means this thread's Executor, alive for good.
+        if let Some(exec) = unsafe { exec.as_ref() } {
+            // Acquire: pairs with the monitor's CAS (see `request`).
+            if exec.shared.preempt_pending.swap(false, Ordering::Acquire) {
+                // SAFETY: ctx is the ucontext of this very signal.
+                if let Err(why) = unsafe { preempt_here(exec, ctx) } {
+                    exec.shared.preempt.defer(why);
+                }
+                return;
+            }
+        }
+    }
+    // SAFETY: forwarding the kernel's own arguments.
+    unsafe { chain(sig, info, ctx) };
+}
+
+/// Signal context: hands a SIGURG that is not ours to the previous action.
+///
+/// # Safety
+/// Arguments must be the ones the kernel passed to `handle_sigurg`.
+unsafe fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    // Acquire: pairs with the Release in `install`.
+    if !PREV.ready.load(Ordering::Acquire) {
+        return;
+    }
+    // SAFETY: `ready` is set only after `action` was initialised; it is
+    // never written again.
+    let prev = unsafe { (*PREV.action.get()).assume_init_ref() };
+    let handler = prev.sa_sigaction;
+    // SIGURG's default action is to ignore it: SIG_DFL and SIG_IGN agree.
+    if handler == libc::SIG_DFL || handler == libc::SIG_IGN {
+        return;
+    }
+    if prev.sa_flags & libc::SA_SIGINFO != 0 {
+        // SAFETY: with SA_SIGINFO the handler has exactly this signature.
+        unsafe {
+            let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+                std::mem::transmute(handler as *const ());
+            f(sig, info, ctx);
+        }
+    } else {
+        // SAFETY: without SA_SIGINFO, sa_handler is `void (*)(int)`.
+        unsafe {
+            let f: extern "C" fn(libc::c_int) = std::mem::transmute(handler as *const ());
+            f(sig);
+        }
+    }
+}
+
+/// Signal context: `addr` in `[r.0, r.1)`.
+fn in_range(addr: usize, r: (usize, usize)) -> bool {
+    addr >= r.0 && addr < r.1
+}
+
+/// Signal context: checks the safe-point conditions (numbered as in
+/// `preempt/mod.rs`) and, if they hold, preempts: saves the context onto the
+/// coroutine stack, writes the fake switch frame, and redirects the
+/// ucontext into the scheduler. No allocation, no locks, no panics.
+///
+/// # Safety
+/// `ctx` is the ucontext of the SIGURG being handled on `exec`'s thread.
+unsafe fn preempt_here(exec: &Executor, ctx: *mut libc::c_void) -> Result<(), Defer> {
+    let shared = exec.shared;
+    // 1. Running a coroutine. Relaxed: written by this same thread.
+    let co = shared.current.load(Ordering::Relaxed);
+    if co.is_null() {
+        return Err(Defer::NotCoroutine);
+    }
+    // 2. Not in runtime/hook code, not in `no_preempt`.
+    if shared.no_preempt.load(Ordering::Relaxed) != 0 {
+        return Err(Defer::NoPreempt);
+    }
+    // SAFETY: `current` is non-null only while run_task holds the task.
+    let co = unsafe { &*co };
+    // SAFETY: caller contract.
+    let mut regs = unsafe { ucontext::regs(ctx) };
+    let (rip, rsp) = (regs.rip(), regs.rsp());
+    let (lo, hi) = (co.stack_lo, co.stack_hi);
+    // 3. On the coroutine's stack (not the scheduler's: run_task publishes
+    //    `current` a few instructions before the switch).
+    if rsp <= lo || rsp > hi {
+        return Err(Defer::Stack);
+    }
+    let here: usize;
+    // SAFETY: reads RSP into a register; no memory access.
+    unsafe {
+        std::arch::asm!("mov {}, rsp", out(reg) here, options(nomem, nostack, preserves_flags))
+    };
+    if here >= lo && here < hi {
+        return Err(Defer::NotOnAltstack);
+    }
+    // 4. Not mid-switch or mid-restore.
+    if in_range(rip, arch::switch_code_range()) || in_range(rip, arch::restore_code_range()) {
+        return Err(Defer::SwitchCode);
+    }
+    // 5. In the executable's own text. The monitor builds the table before
+    //    it sends its first signal, so None cannot happen; treat it as
+    //    foreign code anyway.
+    let Some(table) = zones::table() else {
+        return Err(Defer::ForeignCode);
+    };
+    if !table.in_exe_text(rip) {
+        return Err(Defer::ForeignCode);
+    }
+    // 6. Not panicking: a sibling panicking on this thread mid-unwind of
+    //    this one would abort the process (std counts panics per thread).
+    if std::thread::panicking() {
+        return Err(Defer::Panicking);
+    }
+    // SAFETY: caller contract.
+    let Some(fp) = (unsafe { ucontext::fp_image(ctx) }) else {
+        return Err(Defer::FpState);
+    };
+    // 3 (room). Layout: resume.S header.
+    let xs = (rsp - RED_ZONE - TARGET_SLOTS - fp.len) & !63;
+    let sa = xs - SA_XSAVE;
+    let frame = sa - arch::FRAME_SIZE;
+    if frame < lo + STACK_MARGIN {
+        return Err(Defer::Stack);
+    }
+    // 7. No frame inside a no-preempt zone.
+    if table.in_zone(rip) || table.stack_in_zone(rsp, hi) {
+        return Err(Defer::Zone);
+    }
+
+    // Commit. Everything below writes dead stack of the coroutine (below
+    // its red zone) and this executor's own state.
+    // SAFETY: [frame, rsp - RED_ZONE - TARGET_SLOTS) lies inside the
+    // coroutine's mapped stack (checked above), below everything live, and
+    // `sa`/`xs` are 64-byte aligned.
+    unsafe {
+        let area = &mut *(sa as *mut SaveArea);
+        regs.save_into(area);
+        area.xmask = fp.mask;
+        std::ptr::copy_nonoverlapping(fp.ptr, xs as *mut u8, fp.len);
+        let f = frame as *mut u64;
+        for i in 0..arch::FRAME_SIZE / 8 {
+            f.add(i).write(0);
+        }
+        f.add(arch::FRAME_CTRL / 8).write(fp.ctrl_word());
+        f.add(arch::FRAME_RET / 8)
+            .write(arch::coroutines_restore_full as *const () as usize as u64);
+        // The coroutine's saved stack pointer: only this executor (the
+        // owner of the right to run it) reads it, after we return.
+        *co.sp.get() = frame;
+    }
+    exec.action.set(Action::Preempted);
+    fp.reset_for_scheduler();
+    // SAFETY: sched_sp holds the scheduler's suspended frame while a
+    // coroutine runs; it is resumed exactly once, by our return.
+    let sched_sp = unsafe { *exec.sched_sp.get() };
+    regs.redirect(
+        arch::coroutines_switch_restore as *const () as usize,
+        sched_sp,
+    );
+    Ok(())
+}

@@ -1,0 +1,370 @@
+//! Code address ranges the preemption handler consults: the executable's own
+//! text (safe-point condition 5) and the *no-preempt zones* (condition 7):
+//! every other loaded object's executable segments (libc, ld.so, the vdso,
+//! libgcc_s, ...) and, inside the executable, std's stdout/stderr printing
+//! and panic machinery, found by name in the ELF symbol table of
+//! `/proc/self/exe`.
+//!
+//! Built by the monitor thread (never on a spawning thread: parsing the
+//! symbol table of a big binary takes milliseconds) before it sends its
+//! first signal, then published as an immutable, leaked [`Table`] through an
+//! `AtomicPtr` (Release here, Acquire in the handler). A newer table (after a
+//! `dlopen`) replaces it; old tables are leaked on purpose, since a handler
+//! may still be reading one and there is no way to know when it is done.
+//!
+//! Limitation: a stripped executable has no `.symtab`; then only the other
+//! objects' text counts as a zone, and a coroutine preempted inside
+//! `println!` could let a sibling interleave its output. Keep the symbol
+//! table (`strip = "debuginfo"` at most).
+
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+
+/// Mangled-name fragments of std code that must not be preempted (see the
+/// module doc of `preempt`). Legacy mangling spells paths as
+/// length-prefixed identifiers (`3std2io5stdio`), generic impls spell
+/// them with `..` (`std..io..stdio`); v0 names contain the same
+/// length-prefixed runs.
+const ZONE_PATTERNS: &[&[u8]] = &[
+    b"3std2io5stdio",
+    b"std..io..stdio",
+    b"3std9panicking",
+    b"std..panicking",
+    b"4core9panicking",
+    b"3std5panic",
+    b"3std9backtrace",
+    b"3std12backtrace_rs",
+    b"3std3sys9backtrace",
+    b"std..sys..backtrace",
+    b"std..backtrace",
+    b"12panic_unwind",
+    b"rust_panic",
+    b"rust_begin_unwind",
+    b"__rust_start_panic",
+    b"__rust_panic_cleanup",
+    b"__rust_foreign_exception",
+    b"_Unwind_",
+];
+
+/// Exceptions: std functions that wrap *every* coroutine body and user
+/// `catch_unwind` call (`std::panicking::try` / `catch_unwind` and their
+/// `do_call`/`do_catch`, `std::panic::catch_unwind`). In release builds they
+/// are inlined away; in debug builds they are real frames on every
+/// coroutine stack and would make everything a zone. Being inside them is
+/// not being in the panic machinery; an unwinding panic is caught by
+/// safe-point condition 6 instead.
+const ZONE_EXCEPTIONS: &[&[u8]] = &[
+    b"9panicking3try",
+    b"9panicking12catch_unwind",
+    b"5panic12catch_unwind",
+];
+
+/// Immutable address tables, sorted, non-overlapping `[lo, hi)` ranges.
+pub(crate) struct Table {
+    /// Executable segments of the main program.
+    exe_text: Vec<(usize, usize)>,
+    /// No-preempt zones.
+    zones: Vec<(usize, usize)>,
+    /// `dlpi_adds` when the table was built.
+    adds: u64,
+    /// Whether the executable's symbol table was found.
+    #[allow(dead_code)] // read by tests
+    pub(crate) have_symtab: bool,
+}
+
+static TABLE: AtomicPtr<Table> = AtomicPtr::new(std::ptr::null_mut());
+/// Number of std functions matched, for tests and stats.
+pub(crate) static STD_ZONE_FUNCS: AtomicU64 = AtomicU64::new(0);
+
+/// Signal context: the current table, or None before the monitor built one.
+#[inline]
+pub(crate) fn table() -> Option<&'static Table> {
+    // Acquire: pairs with the Release in `refresh`, publishing the vectors.
+    let p = TABLE.load(Ordering::Acquire);
+    // SAFETY: tables are leaked, never freed or mutated after publication.
+    (!p.is_null()).then(|| unsafe { &*p })
+}
+
+/// Signal context: whether `addr` lies in one of `ranges` (binary search).
+#[inline]
+fn contains(ranges: &[(usize, usize)], addr: usize) -> bool {
+    let i = ranges.partition_point(|r| r.1 <= addr);
+    i < ranges.len() && ranges[i].0 <= addr
+}
+
+impl Table {
+    /// Signal context: `addr` is code of the executable itself.
+    #[inline]
+    pub(crate) fn in_exe_text(&self, addr: usize) -> bool {
+        contains(&self.exe_text, addr)
+    }
+
+    /// Signal context: `addr` is inside a no-preempt zone.
+    #[inline]
+    pub(crate) fn in_zone(&self, addr: usize) -> bool {
+        contains(&self.zones, addr)
+    }
+
+    /// Signal context: conservative scan of the live stack `[lo, hi)` for a
+    /// word that points into a zone (a return address of a frame inside
+    /// one — or a stale or unrelated word that looks like one: then we only
+    /// defer needlessly).
+    pub(crate) fn stack_in_zone(&self, lo: usize, hi: usize) -> bool {
+        let (Some(first), Some(last)) = (self.zones.first(), self.zones.last()) else {
+            return false;
+        };
+        let (min, max) = (first.0, last.1);
+        let mut p = lo & !7;
+        while p + 8 <= hi {
+            // SAFETY: [lo, hi) is the live part of the current coroutine's
+            // mapped stack (checked by the caller).
+            let w = unsafe { (p as *const usize).read() };
+            if w >= min && w < max && self.in_zone(w) {
+                return true;
+            }
+            p += 8;
+        }
+        false
+    }
+}
+
+/// Whether loaded objects changed since the published table was built.
+pub(crate) fn stale() -> bool {
+    match table() {
+        None => true,
+        Some(t) => current_adds() != t.adds,
+    }
+}
+
+fn current_adds() -> u64 {
+    let mut adds: u64 = 0;
+    unsafe extern "C" fn cb(
+        info: *mut libc::dl_phdr_info,
+        _size: usize,
+        data: *mut libc::c_void,
+    ) -> libc::c_int {
+        // SAFETY: glibc passes a valid info; data is our &mut u64.
+        unsafe { *(data as *mut u64) = (*info).dlpi_adds };
+        1 // stop after the first object: dlpi_adds is global
+    }
+    // SAFETY: the callback only reads the info and writes our local.
+    unsafe { libc::dl_iterate_phdr(Some(cb), &mut adds as *mut u64 as *mut libc::c_void) };
+    adds
+}
+
+struct Collect {
+    first: bool,
+    exe_bias: usize,
+    exe_text: Vec<(usize, usize)>,
+    zones: Vec<(usize, usize)>,
+    adds: u64,
+}
+
+/// Builds a new table from the loaded objects and the executable's symbol
+/// table, and publishes it. Called by the monitor thread only.
+pub(crate) fn refresh() {
+    let mut c = Collect {
+        first: true,
+        exe_bias: 0,
+        exe_text: Vec::new(),
+        zones: Vec::new(),
+        adds: 0,
+    };
+    unsafe extern "C" fn cb(
+        info: *mut libc::dl_phdr_info,
+        _size: usize,
+        data: *mut libc::c_void,
+    ) -> libc::c_int {
+        // SAFETY: glibc passes a valid info with dlpi_phnum program headers;
+        // data is our &mut Collect (this runs synchronously, not in a
+        // signal handler, so allocating is fine).
+        unsafe {
+            let c = &mut *(data as *mut Collect);
+            let info = &*info;
+            c.adds = info.dlpi_adds;
+            let first = std::mem::replace(&mut c.first, false);
+            if first {
+                c.exe_bias = info.dlpi_addr as usize;
+            }
+            for i in 0..info.dlpi_phnum as usize {
+                let ph = &*info.dlpi_phdr.add(i);
+                if ph.p_type != libc::PT_LOAD || ph.p_flags & libc::PF_X == 0 {
+                    continue;
+                }
+                let lo = info.dlpi_addr as usize + ph.p_vaddr as usize;
+                let r = (lo, lo + ph.p_memsz as usize);
+                if first {
+                    c.exe_text.push(r);
+                } else {
+                    c.zones.push(r);
+                }
+            }
+        }
+        0
+    }
+    // SAFETY: the callback only reads the info and writes our Collect.
+    unsafe { libc::dl_iterate_phdr(Some(cb), &mut c as *mut Collect as *mut libc::c_void) };
+    let before = c.zones.len();
+    let have_symtab = std_zones(c.exe_bias, &mut c.zones);
+    if !have_symtab && table().is_none() {
+        crate::sys::write_stderr(
+            b"coroutines: warning: the executable has no symbol table (stripped); preemption cannot \
+              recognise std's printing and panic code, so println! output of coroutines may \
+              interleave. Keep the symbol table (strip = \"debuginfo\") or set COROUTINES_SLICE=off.\n",
+        );
+    }
+    STD_ZONE_FUNCS.store((c.zones.len() - before) as u64, Ordering::Relaxed);
+    let t = Table {
+        exe_text: merge(c.exe_text),
+        zones: merge(c.zones),
+        adds: c.adds,
+        have_symtab,
+    };
+    // Release: pairs with the Acquire in `table`.
+    TABLE.store(Box::into_raw(Box::new(t)), Ordering::Release);
+}
+
+fn merge(mut v: Vec<(usize, usize)>) -> Vec<(usize, usize)> {
+    v.retain(|r| r.0 < r.1);
+    v.sort_unstable();
+    let mut out: Vec<(usize, usize)> = Vec::with_capacity(v.len());
+    for r in v {
+        match out.last_mut() {
+            Some(last) if r.0 <= last.1 => last.1 = last.1.max(r.1),
+            _ => out.push(r),
+        }
+    }
+    out.shrink_to_fit();
+    out
+}
+
+fn rd<T: Copy>(b: &[u8], off: usize) -> Option<T> {
+    let end = off.checked_add(std::mem::size_of::<T>())?;
+    let s = b.get(off..end)?;
+    // SAFETY: `s` has exactly size_of::<T>() bytes; T is a plain integer.
+    Some(unsafe { (s.as_ptr() as *const T).read_unaligned() })
+}
+
+/// Adds the std functions matching [`ZONE_PATTERNS`] from the executable's
+/// `.symtab` (addresses relocated by `bias`). Returns whether a symbol
+/// table was found.
+fn std_zones(bias: usize, out: &mut Vec<(usize, usize)>) -> bool {
+    let Ok(file) = std::fs::File::open("/proc/self/exe") else {
+        return false;
+    };
+    let Ok(meta) = file.metadata() else {
+        return false;
+    };
+    let len = meta.len() as usize;
+    if len < 64 {
+        return false;
+    }
+    // SAFETY: read-only private mapping of a file we opened; unmapped below
+    // and no reference into it escapes.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_PRIVATE,
+            std::os::fd::AsRawFd::as_raw_fd(&file),
+            0,
+        )
+    };
+    if base == libc::MAP_FAILED {
+        return false;
+    }
+    // SAFETY: the mapping is `len` readable bytes.
+    let b = unsafe { std::slice::from_raw_parts(base as *const u8, len) };
+    let found = parse_symtab(b, bias, out).is_some();
+    // SAFETY: `b` is not used after this.
+    unsafe { libc::munmap(base, len) };
+    found
+}
+
+/// Whether a symbol name contains one of [`ZONE_PATTERNS`]. Cheap
+/// prefilter first: every pattern contains "std", "panic", "nwind" or
+/// "rust_", found with a fast byte search.
+fn matches_zone(name: &[u8]) -> bool {
+    let has = |pat: &[u8]| name.windows(pat.len()).any(|w| w == pat);
+    if !(has(b"std") || has(b"panic") || has(b"nwind") || has(b"rust_")) {
+        return false;
+    }
+    ZONE_PATTERNS.iter().any(|p| has(p)) && !ZONE_EXCEPTIONS.iter().any(|p| has(p))
+}
+
+fn parse_symtab(b: &[u8], bias: usize, out: &mut Vec<(usize, usize)>) -> Option<()> {
+    if b.get(0..4)? != b"\x7fELF" || *b.get(4)? != 2 {
+        return None; // not ELF64
+    }
+    let shoff: u64 = rd(b, 0x28)?;
+    let shentsize: u16 = rd(b, 0x3A)?;
+    let shnum: u16 = rd(b, 0x3C)?;
+    let sh = |i: usize| shoff as usize + i * shentsize as usize;
+    let symtab =
+        (0..shnum as usize).find(|&i| rd::<u32>(b, sh(i) + 4) == Some(2 /* SHT_SYMTAB */))?;
+    let sym_off: u64 = rd(b, sh(symtab) + 24)?;
+    let sym_size: u64 = rd(b, sh(symtab) + 32)?;
+    let link: u32 = rd(b, sh(symtab) + 40)?;
+    let str_off: u64 = rd(b, sh(link as usize) + 24)?;
+    let str_size: u64 = rd(b, sh(link as usize) + 32)?;
+    let strtab = b.get(str_off as usize..(str_off + str_size) as usize)?;
+    let mut off = sym_off as usize;
+    let end = (sym_off + sym_size) as usize;
+    while off + 24 <= end {
+        let name: u32 = rd(b, off)?;
+        let info: u8 = rd(b, off + 4)?;
+        let value: u64 = rd(b, off + 8)?;
+        let size: u64 = rd(b, off + 16)?;
+        off += 24;
+        if info & 0xf != 2 /* STT_FUNC */ || value == 0 || size == 0 {
+            continue;
+        }
+        let Some(rest) = strtab.get(name as usize..) else {
+            continue;
+        };
+        let n = rest.iter().position(|&c| c == 0).unwrap_or(rest.len());
+        let name = &rest[..n];
+        if matches_zone(name) {
+            let lo = bias + value as usize;
+            out.push((lo, lo + size as usize));
+        }
+    }
+    Some(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables() {
+        let t0 = std::time::Instant::now();
+        refresh();
+        eprintln!("zones::refresh took {:?}", t0.elapsed());
+        let t = table().unwrap();
+        assert!(t.have_symtab, "test binaries keep their symbol table");
+        assert!(t.in_exe_text(tables as usize));
+        assert!(!t.in_zone(tables as usize));
+        // libc's qsort is a zone; so is std's printing.
+        assert!(t.in_zone(libc::qsort as usize));
+        assert!(!t.in_exe_text(libc::qsort as usize));
+        assert!(STD_ZONE_FUNCS.load(Ordering::Relaxed) > 10);
+        assert!(matches_zone(b"_ZN3std2io5stdio6_print17h0123456789abcdefE"));
+        assert!(matches_zone(
+            b"_ZN3std9panicking20rust_panic_with_hook17h0123456789abcdefE"
+        ));
+        assert!(!matches_zone(
+            b"_ZN3std9panicking3try7do_call17h0123456789abcdefE"
+        ));
+        assert!(!matches_zone(
+            b"_ZN3std9panicking12catch_unwind7do_call17h0123456789abcdefE"
+        ));
+        assert!(!matches_zone(
+            b"_ZN3std5panic12catch_unwind17h0123456789abcdefE"
+        ));
+        assert!(!matches_zone(
+            b"_ZN10coroutines5sched6worker14coroutine_main17h0123456789abcdefE"
+        ));
+        assert!(!stale());
+    }
+}

@@ -1,0 +1,785 @@
+//! Preemption stress suite (`cargo test --release`): fairness, register
+//! integrity, and the hazards preemption must not create (printing, panics,
+//! allocation, thread-local borrows, plain threads). Every test re-runs this
+//! binary as a child process with its own `COROUTINES_*` settings (the
+//! runtime is global per process) and asserts outcomes, not timings.
+
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const CHILD: &str = "COROUTINES_PREEMPT_STRESS_CHILD";
+
+fn run_child(name: &str, env: &[(&str, &str)]) -> String {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(CHILD, name);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = output_with_deadline(cmd, Duration::from_secs(120));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "child {name} failed: {:?}\nstdout (tail):\n{}\nstderr:\n{stderr}",
+        out.status,
+        &stdout[stdout.len().saturating_sub(4000)..]
+    );
+    stdout
+}
+
+/// Like `Command::output`, but a child that hangs (a preemption bug
+/// would show that way) is killed after `limit` and fails the test.
+fn output_with_deadline(mut cmd: Command, limit: Duration) -> std::process::Output {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut so = child.stdout.take().unwrap();
+    let mut se = child.stderr.take().unwrap();
+    let t_out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = so.read_to_end(&mut v);
+        v
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = se.read_to_end(&mut v);
+        v
+    });
+    let start = Instant::now();
+    let mut timed_out = false;
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if start.elapsed() > limit {
+            timed_out = true;
+            let _ = child.kill();
+            break child.wait().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let (stdout, stderr) = (t_out.join().unwrap(), t_err.join().unwrap());
+    assert!(
+        !timed_out,
+        "child hung for {limit:?} and was killed\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&stdout),
+        String::from_utf8_lossy(&stderr)
+    );
+    std::process::Output {
+        status,
+        stdout,
+        stderr,
+    }
+}
+
+fn is_child(name: &str) -> bool {
+    std::env::var(CHILD).as_deref() == Ok(name)
+}
+
+fn hog(stop: Arc<AtomicBool>, count: Arc<AtomicU64>) {
+    let mut x = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        for _ in 0..1000 {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+        count.fetch_add(1, Ordering::Relaxed);
+    }
+    std::hint::black_box(x);
+}
+
+fn jain(xs: &[f64]) -> f64 {
+    let s: f64 = xs.iter().sum();
+    let q: f64 = xs.iter().map(|x| x * x).sum();
+    s * s / (xs.len() as f64 * q)
+}
+
+/// 8 hogs on 2 executors plus a probe sleeping 1 ms in a loop. Returns
+/// (Jain index, probe wake-ups, lateness p50 ms, p99 ms).
+fn fairness_run(dur: Duration) -> (f64, usize, f64, f64) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let counts: Vec<_> = (0..8).map(|_| Arc::new(AtomicU64::new(0))).collect();
+    let hs: Vec<_> = counts
+        .iter()
+        .map(|c| {
+            let (s, c) = (stop.clone(), c.clone());
+            coroutines::spawn(move || hog(s, c))
+        })
+        .collect();
+    let ps = stop.clone();
+    let probe = coroutines::spawn(move || {
+        let mut late = Vec::new();
+        while !ps.load(Ordering::Relaxed) {
+            let t = Instant::now();
+            coroutines::sleep(Duration::from_millis(1));
+            late.push(t.elapsed().as_secs_f64() * 1e3 - 1.0);
+        }
+        late
+    });
+    std::thread::sleep(dur);
+    let snapshot: Vec<f64> = counts
+        .iter()
+        .map(|c| c.load(Ordering::Relaxed) as f64)
+        .collect();
+    stop.store(true, Ordering::Relaxed);
+    for h in hs {
+        h.join().unwrap();
+    }
+    let mut late = probe.join().unwrap();
+    late.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let pct = |p: f64| {
+        if late.is_empty() {
+            f64::NAN
+        } else {
+            late[((late.len() - 1) as f64 * p) as usize]
+        }
+    };
+    (jain(&snapshot), late.len(), pct(0.5), pct(0.99))
+}
+
+#[test]
+fn fairness() {
+    const NAME: &str = "fairness";
+    if !is_child(NAME) {
+        let out = run_child(NAME, &[("COROUTINES_WORKERS", "2")]);
+        print!("{out}");
+        return;
+    }
+    let (j, wakeups, p50, p99) = fairness_run(Duration::from_secs(2));
+    let s = coroutines::stats();
+    println!("RESULT fairness jain={j:.4} wakeups={wakeups} lateness_p50_ms={p50:.3} lateness_p99_ms={p99:.3}");
+    println!("{:?}", s.preempt);
+    assert!(j >= 0.95, "Jain index {j}");
+    assert!(wakeups >= 300, "probe woke only {wakeups} times in 2 s");
+}
+
+#[test]
+fn fairness_off_starves() {
+    const NAME: &str = "fairness_off_starves";
+    if !is_child(NAME) {
+        let out = run_child(
+            NAME,
+            &[("COROUTINES_WORKERS", "2"), ("COROUTINES_SLICE", "off")],
+        );
+        print!("{out}");
+        return;
+    }
+    let (j, wakeups, _, _) = fairness_run(Duration::from_secs(1));
+    println!("RESULT fairness_off jain={j:.4} wakeups={wakeups}");
+    assert_eq!(coroutines::stats().preemptions, 0);
+    assert!(
+        wakeups < 20,
+        "with preemption off the probe should starve, woke {wakeups} times"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Register integrity
+
+/// 12 values in named GPRs plus CF carried across loop iterations (`adc`
+/// chain; `lea` and `dec` leave CF alone).
+fn gpr_mix(seed: u64, iters: u64) -> [u64; 12] {
+    let mut v = [0u64; 12];
+    for (i, x) in v.iter_mut().enumerate() {
+        *x = seed
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .rotate_left(i as u32 * 5)
+            ^ i as u64;
+    }
+    let [mut a, mut d, mut si, mut di, mut r8, mut r9, mut r10, mut r11, mut r12, mut r13, mut r14, mut r15] =
+        v;
+    // SAFETY: pure register arithmetic on the operands.
+    unsafe {
+        std::arch::asm!(
+            "clc",
+            "2:",
+            "adc rax, rdx", "adc rdx, rsi", "adc rsi, rdi", "adc rdi, r8",
+            "adc r8, r9", "adc r9, r10", "adc r10, r11", "adc r11, r12",
+            "adc r12, r13", "adc r13, r14", "adc r14, r15", "adc r15, rax",
+            "lea rax, [rax + r13*2 + 1]",
+            "lea rdx, [rdx + rcx*4 + 3]",
+            "dec rcx",
+            "jnz 2b",
+            inout("rcx") iters => _,
+            inout("rax") a, inout("rdx") d, inout("rsi") si, inout("rdi") di,
+            inout("r8") r8, inout("r9") r9, inout("r10") r10, inout("r11") r11,
+            inout("r12") r12, inout("r13") r13, inout("r14") r14, inout("r15") r15,
+            options(nomem, nostack),
+        );
+    }
+    [a, d, si, di, r8, r9, r10, r11, r12, r13, r14, r15]
+}
+
+/// Live values in xmm, ymm and (with AVX-512) zmm registers.
+#[target_feature(enable = "avx2")]
+unsafe fn vec_mix_avx2(seed: u64, iters: u64) -> u64 {
+    use std::arch::x86_64::*;
+    let s = seed as i64;
+    let mut y: [__m256i; 6] = [_mm256_set1_epi64x(s); 6];
+    let mut x: [__m128i; 6] = [_mm_set1_epi64x(s ^ 0x55); 6];
+    for (i, v) in y.iter_mut().enumerate() {
+        *v = _mm256_add_epi64(*v, _mm256_set_epi64x(i as i64, 3, 5, 7));
+    }
+    for (i, v) in x.iter_mut().enumerate() {
+        *v = _mm_add_epi64(*v, _mm_set_epi64x(i as i64, 11));
+    }
+    for _ in 0..iters {
+        for i in 0..6 {
+            y[i] = _mm256_add_epi64(
+                _mm256_xor_si256(y[i], _mm256_slli_epi64(y[(i + 1) % 6], 13)),
+                _mm256_srli_epi64(y[(i + 5) % 6], 7),
+            );
+            x[i] = _mm_add_epi64(
+                _mm_xor_si128(x[i], _mm_slli_epi64(x[(i + 1) % 6], 17)),
+                _mm_srli_epi64(x[(i + 2) % 6], 3),
+            );
+        }
+    }
+    let mut out = [0u64; 4];
+    let mut acc = _mm256_setzero_si256();
+    for v in y {
+        acc = _mm256_xor_si256(acc, v);
+    }
+    _mm256_storeu_si256(out.as_mut_ptr() as *mut __m256i, acc);
+    let mut o2 = [0u64; 2];
+    let mut a2 = _mm_setzero_si128();
+    for v in x {
+        a2 = _mm_xor_si128(a2, v);
+    }
+    _mm_storeu_si128(o2.as_mut_ptr() as *mut __m128i, a2);
+    out.iter()
+        .chain(o2.iter())
+        .fold(0, |h, &w| h.rotate_left(9) ^ w)
+}
+
+#[target_feature(enable = "avx512f")]
+unsafe fn vec_mix_avx512(seed: u64, iters: u64) -> u64 {
+    use std::arch::x86_64::*;
+    let mut z: [__m512i; 12] = [_mm512_set1_epi64(seed as i64); 12];
+    for (i, v) in z.iter_mut().enumerate() {
+        *v = _mm512_add_epi64(*v, _mm512_set_epi64(i as i64, 1, 2, 3, 4, 5, 6, 7));
+    }
+    for _ in 0..iters {
+        for i in 0..12 {
+            z[i] = _mm512_add_epi64(
+                _mm512_xor_si512(z[i], _mm512_rol_epi64(z[(i + 1) % 12], 13)),
+                _mm512_srli_epi64(z[(i + 7) % 12], 5),
+            );
+        }
+    }
+    let mut acc = _mm512_setzero_si512();
+    for v in z {
+        acc = _mm512_xor_si512(acc, v);
+    }
+    let mut out = [0u64; 8];
+    _mm512_storeu_si512(out.as_mut_ptr() as *mut _, acc);
+    out.iter().fold(0, |h, &w| h.rotate_left(9) ^ w)
+}
+
+/// f64 arithmetic whose result depends on the MXCSR rounding mode.
+fn rounding_mix(mode: u32, iters: u64) -> u64 {
+    let mut csr = 0u32;
+    // SAFETY: stmxcsr/ldmxcsr on a local; only the rounding bits change.
+    unsafe {
+        std::arch::asm!("stmxcsr [{}]", in(reg) &mut csr);
+        let new = (csr & !0x6000) | (mode << 13);
+        std::arch::asm!("ldmxcsr [{}]", in(reg) &new);
+    }
+    let mut s = 0.0f64;
+    for i in 1..=iters {
+        s += std::hint::black_box(1.0 / i as f64);
+    }
+    let mut after = 0u32;
+    // SAFETY: as above; restore the caller's MXCSR.
+    unsafe {
+        std::arch::asm!("stmxcsr [{}]", in(reg) &mut after);
+        std::arch::asm!("ldmxcsr [{}]", in(reg) &csr);
+    }
+    assert_eq!(after & 0x6000, mode << 13, "rounding mode changed under us");
+    s.to_bits()
+}
+
+fn integrity_job(k: u64) -> Vec<u64> {
+    let seed = std::hint::black_box(k * 7919 + 1);
+    let mut out = gpr_mix(seed, 30_000_000).to_vec();
+    // SAFETY: feature checked at run time.
+    out.push(unsafe { vec_mix_avx2(seed, 1_500_000) });
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: feature checked.
+        out.push(unsafe { vec_mix_avx512(seed, 600_000) });
+    }
+    out.push(rounding_mix((k % 4) as u32, 15_000_000));
+    out
+}
+
+#[test]
+fn register_integrity() {
+    const NAME: &str = "register_integrity";
+    if !is_child(NAME) {
+        let out = run_child(
+            NAME,
+            &[("COROUTINES_WORKERS", "2"), ("COROUTINES_SLICE", "100us")],
+        );
+        print!("{out}");
+        return;
+    }
+    const N: u64 = 8;
+    // Reference: plain threads, never preempted by us.
+    let expected: Vec<Vec<u64>> = (0..N)
+        .map(|k| std::thread::spawn(move || integrity_job(k)))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .collect();
+    let t = Instant::now();
+    let hs: Vec<_> = (0..N)
+        .map(|k| coroutines::spawn(move || integrity_job(k)))
+        .collect();
+    let got: Vec<Vec<u64>> = hs.into_iter().map(|h| h.join().unwrap()).collect();
+    let s = coroutines::stats();
+    println!(
+        "integrity: {:?} under preemption; {:?}",
+        t.elapsed(),
+        s.preempt
+    );
+    assert_eq!(got, expected, "results differ from the unpreempted run");
+    assert!(
+        s.preempt.preemptions >= 100,
+        "too few preemptions to mean anything: {}",
+        s.preempt.preemptions
+    );
+    println!("avx512: {}", std::arch::is_x86_feature_detected!("avx512f"));
+}
+
+// ---------------------------------------------------------------------------
+// Hazards, each under 100 µs slices
+
+/// Background hogs so that executors are always contended.
+fn with_hogs<R>(n: usize, f: impl FnOnce() -> R) -> R {
+    let stop = Arc::new(AtomicBool::new(false));
+    let hs: Vec<_> = (0..n)
+        .map(|_| {
+            let s = stop.clone();
+            coroutines::spawn(move || hog(s, Arc::new(AtomicU64::new(0))))
+        })
+        .collect();
+    let r = f();
+    stop.store(true, Ordering::Relaxed);
+    for h in hs {
+        h.join().unwrap();
+    }
+    r
+}
+
+const PRINTERS: usize = 32;
+const LINES: usize = 300;
+
+#[test]
+fn println_no_torn_lines() {
+    const NAME: &str = "println_no_torn_lines";
+    if !is_child(NAME) {
+        let out = run_child(
+            NAME,
+            &[("COROUTINES_WORKERS", "2"), ("COROUTINES_SLICE", "100us")],
+        );
+        let mut seen = vec![0usize; PRINTERS];
+        // libtest prints "test <name> ... " without a newline first.
+        let lines = out.lines().map(|l| match l.find(" ... co ") {
+            Some(i) if l.starts_with("test ") => &l[i + 5..],
+            _ => l,
+        });
+        for line in lines.filter(|l| l.starts_with("co ")) {
+            // "co NN line NNNN <payload> end"
+            let parts: Vec<&str> = line.split(' ').collect();
+            assert_eq!(parts.len(), 6, "torn or interleaved line: {line:?}");
+            let co: usize = parts[1]
+                .parse()
+                .unwrap_or_else(|_| panic!("bad line {line:?}"));
+            let n: usize = parts[3]
+                .parse()
+                .unwrap_or_else(|_| panic!("bad line {line:?}"));
+            assert_eq!(parts[4], payload(co, n), "torn line: {line:?}");
+            assert_eq!(parts[5], "end", "torn line: {line:?}");
+            seen[co] += 1;
+        }
+        assert!(seen.iter().all(|&n| n == LINES), "missing lines: {seen:?}");
+        print!(
+            "{}",
+            out.lines()
+                .filter(|l| !l.starts_with("co "))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        println!();
+        return;
+    }
+    with_hogs(2, || {
+        let hs: Vec<_> = (0..PRINTERS)
+            .map(|co| {
+                coroutines::spawn(move || {
+                    for n in 0..LINES {
+                        println!("co {co:02} line {n:04} {} end", payload(co, n));
+                        // Some computation between lines, so preemption
+                        // lands both inside and outside println.
+                        let mut x = n as u64;
+                        for _ in 0..2000 {
+                            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+                        }
+                    }
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+    });
+    let s = coroutines::stats();
+    eprintln!("println: {:?}", s.preempt);
+    println!(
+        "stats preemptions={} deferred_zone={} deferred_foreign={}",
+        s.preempt.preemptions, s.preempt.deferred_zone, s.preempt.deferred_foreign_code
+    );
+    assert!(s.preempt.preemptions > 0);
+}
+
+fn payload(co: usize, n: usize) -> String {
+    let c = (b'a' + (co % 26) as u8) as char;
+    std::iter::repeat(c).take(40 + (n % 40)).collect()
+}
+
+#[test]
+fn panics_caught() {
+    const NAME: &str = "panics_caught";
+    if !is_child(NAME) {
+        run_child(
+            NAME,
+            &[("COROUTINES_WORKERS", "2"), ("COROUTINES_SLICE", "100us")],
+        );
+        return;
+    }
+    std::panic::set_hook(Box::new(|_| {}));
+    let caught = Arc::new(AtomicU64::new(0));
+    with_hogs(2, || {
+        let hs: Vec<_> = (0..16)
+            .map(|i| {
+                let caught = caught.clone();
+                coroutines::spawn(move || {
+                    for j in 0..200u64 {
+                        let r = std::panic::catch_unwind(|| {
+                            let v: Vec<u64> = (0..(j % 50 + i)).collect();
+                            if v.len() < 1000 {
+                                panic!("boom {i} {j} {}", v.len());
+                            }
+                        });
+                        if r.is_err() {
+                            caught.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    // One uncaught panic per coroutine, reported by join.
+                    if i % 2 == 0 {
+                        panic!("uncaught {i}");
+                    }
+                })
+            })
+            .collect();
+        let errs = hs
+            .into_iter()
+            .map(|h| h.join())
+            .filter(|r| r.is_err())
+            .count();
+        assert_eq!(errs, 8);
+    });
+    let _ = std::panic::take_hook();
+    assert_eq!(caught.load(Ordering::Relaxed), 16 * 200);
+    assert!(coroutines::stats().preempt.preemptions > 0);
+}
+
+#[test]
+fn allocation_churn() {
+    const NAME: &str = "allocation_churn";
+    if !is_child(NAME) {
+        run_child(
+            NAME,
+            &[("COROUTINES_WORKERS", "2"), ("COROUTINES_SLICE", "100us")],
+        );
+        return;
+    }
+    let hs: Vec<_> = (0..16u64)
+        .map(|k| {
+            coroutines::spawn(move || {
+                let mut rng = k.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+                let mut next = move || {
+                    rng ^= rng << 13;
+                    rng ^= rng >> 7;
+                    rng ^= rng << 17;
+                    rng
+                };
+                let mut live: Vec<(u64, Vec<u64>, String, Box<[u8; 64]>)> = Vec::new();
+                let t = Instant::now();
+                let mut checked = 0u64;
+                while t.elapsed() < Duration::from_millis(1500) {
+                    let tag = next();
+                    let n = (tag % 2000) as usize;
+                    live.push((
+                        tag,
+                        vec![tag; n],
+                        format!("{tag:x}-{n}"),
+                        Box::new([tag as u8; 64]),
+                    ));
+                    if live.len() > 64 || next() % 3 == 0 {
+                        let i = (next() as usize) % live.len();
+                        let (tag, v, s, b) = live.swap_remove(i);
+                        assert!(v.iter().all(|&x| x == tag), "Vec corrupted");
+                        assert_eq!(s, format!("{tag:x}-{}", v.len()), "String corrupted");
+                        assert!(b.iter().all(|&x| x == tag as u8), "Box corrupted");
+                        checked += 1;
+                    }
+                }
+                checked
+            })
+        })
+        .collect();
+    let checked: u64 = hs.into_iter().map(|h| h.join().unwrap()).sum();
+    let s = coroutines::stats();
+    println!("allocation churn: {checked} checked; {:?}", s.preempt);
+    assert!(checked > 1000);
+    assert!(s.preempt.preemptions > 0);
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+#[test]
+fn thread_local_borrow_across_preemption() {
+    const NAME: &str = "thread_local_borrow_across_preemption";
+    if !is_child(NAME) {
+        let out = run_child(
+            NAME,
+            &[("COROUTINES_WORKERS", "1"), ("COROUTINES_SLICE", "100us")],
+        );
+        print!("{out}");
+        return;
+    }
+    std::panic::set_hook(Box::new(|_| {}));
+    let holding = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicBool::new(false));
+    let (h2, d2) = (holding.clone(), done.clone());
+    let holder = coroutines::spawn(move || {
+        SCRATCH.with(|s| {
+            let mut g = s.borrow_mut();
+            h2.store(true, Ordering::Relaxed);
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_millis(100) {
+                g.push(1);
+                g.pop();
+            }
+        });
+        d2.store(true, Ordering::Relaxed);
+    });
+    let (h3, d3) = (holding.clone(), done.clone());
+    let contender = coroutines::spawn(move || {
+        let mut conflicts = 0u64;
+        let mut ok = 0u64;
+        while !d3.load(Ordering::Relaxed) {
+            if !h3.load(Ordering::Relaxed) {
+                continue;
+            }
+            // A sibling holds the borrow: borrowing must fail cleanly.
+            match std::panic::catch_unwind(|| SCRATCH.with(|s| s.borrow_mut().len())) {
+                Ok(_) => ok += 1,
+                Err(_) => conflicts += 1,
+            }
+        }
+        (conflicts, ok)
+    });
+    holder.join().unwrap();
+    let (conflicts, ok) = contender.join().unwrap();
+    let _ = std::panic::take_hook();
+    println!("thread_local: {conflicts} clean borrow panics, {ok} borrows after release");
+    assert!(
+        conflicts > 0,
+        "the contender never ran while the holder was preempted"
+    );
+}
+
+#[test]
+fn plain_threads_see_no_eintr() {
+    const NAME: &str = "plain_threads_see_no_eintr";
+    if !is_child(NAME) {
+        run_child(
+            NAME,
+            &[("COROUTINES_WORKERS", "2"), ("COROUTINES_SLICE", "100us")],
+        );
+        return;
+    }
+    with_hogs(6, || {
+        let errors = Arc::new(Mutex::new(Vec::<String>::new()));
+        let e1 = errors.clone();
+        let sleeper = std::thread::spawn(move || {
+            for _ in 0..300 {
+                let t = Instant::now();
+                std::thread::sleep(Duration::from_millis(1));
+                if t.elapsed() < Duration::from_millis(1) {
+                    e1.lock().unwrap().push("sleep returned early".into());
+                }
+            }
+        });
+        let mut fds = [0; 2];
+        // SAFETY: pipe into a local array.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        let (rfd, wfd) = (fds[0], fds[1]);
+        let writer = std::thread::spawn(move || {
+            for i in 0..300u32 {
+                std::thread::sleep(Duration::from_millis(1));
+                // SAFETY: 4 bytes from a local to our pipe.
+                let n = unsafe { libc::write(wfd, &i as *const u32 as *const libc::c_void, 4) };
+                assert_eq!(n, 4);
+            }
+        });
+        let e2 = errors.clone();
+        let reader = std::thread::spawn(move || {
+            for i in 0..300u32 {
+                let mut v = 0u32;
+                // SAFETY: 4 bytes into a local (a pipe write of 4 bytes is atomic).
+                let n = unsafe { libc::read(rfd, &mut v as *mut u32 as *mut libc::c_void, 4) };
+                if n != 4 {
+                    e2.lock()
+                        .unwrap()
+                        .push(format!("read: {n} {}", std::io::Error::last_os_error()));
+                } else if v != i {
+                    e2.lock().unwrap().push(format!("read {v}, expected {i}"));
+                }
+            }
+        });
+        sleeper.join().unwrap();
+        writer.join().unwrap();
+        reader.join().unwrap();
+        let errors = errors.lock().unwrap();
+        assert!(errors.is_empty(), "{errors:?}");
+    });
+    assert!(coroutines::stats().preempt.preemptions > 100);
+}
+
+/// Recurses `depth` frames of ~1 KiB each, then spins until `stop`.
+/// Returns (address of a local at the deepest frame, a value).
+#[inline(never)]
+fn deep_then_spin(depth: usize, stop: &AtomicBool) -> (usize, u64) {
+    let mut pad = [0u8; 1000];
+    pad[depth % 1000] = depth as u8;
+    let r = if depth == 0 {
+        let mut x = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+        (std::hint::black_box(&pad) as *const _ as usize, x)
+    } else {
+        deep_then_spin(depth - 1, stop)
+    };
+    std::hint::black_box(&pad);
+    (r.0, r.1.wrapping_add(pad[depth % 1000] as u64))
+}
+
+#[test]
+fn nearly_full_stack_defers() {
+    const NAME: &str = "nearly_full_stack_defers";
+    if !is_child(NAME) {
+        print!(
+            "{}",
+            run_child(
+                NAME,
+                &[("COROUTINES_WORKERS", "1"), ("COROUTINES_SLICE", "100us")]
+            )
+        );
+        return;
+    }
+    const STACK: usize = 64 * 1024;
+    // Calibrate: bytes per frame and the entry overhead.
+    let done = Arc::new(AtomicBool::new(true));
+    let d2 = done.clone();
+    let (top, b10, b20) = coroutines::Builder::new()
+        .stack_size(STACK)
+        .spawn(move || {
+            let top = &d2 as *const _ as usize;
+            (top, deep_then_spin(10, &d2).0, deep_then_spin(20, &d2).0)
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    let per_frame = (b10 - b20) / 10;
+    let overhead = (top - b10) - 10 * per_frame;
+    // Coroutines whose deepest frame leaves about `free` bytes of stack:
+    // below the ~2.9 KiB save area + margin the handler must defer
+    // (reason "stack"), and it must never overflow the stack itself.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut hs = Vec::new();
+    for free in [40_000usize, 6000, 4500, 3000, 2000] {
+        let depth = (STACK - free - overhead - 512) / per_frame;
+        let s = stop.clone();
+        hs.push(
+            coroutines::Builder::new()
+                .stack_size(STACK)
+                .spawn(move || {
+                    let top = &s as *const _ as usize;
+                    let (bottom, _) = deep_then_spin(depth, &s);
+                    (free, STACK - (top - bottom))
+                })
+                .unwrap(),
+        );
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    for h in hs {
+        let (free, left) = h.join().unwrap();
+        println!("asked {free} B free, about {left} B left");
+    }
+    let s = coroutines::stats().preempt;
+    println!(
+        "nearly full stacks ({per_frame} B/frame): {} preemptions, {} stack deferrals",
+        s.preemptions, s.deferred_stack
+    );
+    assert!(s.preemptions > 0);
+    assert!(
+        s.deferred_stack > 0,
+        "no coroutine came close enough to its stack limit"
+    );
+}
+
+#[test]
+fn migration_with_preemption() {
+    const NAME: &str = "migration_with_preemption";
+    if !is_child(NAME) {
+        print!(
+            "{}",
+            run_child(
+                NAME,
+                &[
+                    ("COROUTINES_WORKERS", "2"),
+                    ("COROUTINES_SLICE", "100us"),
+                    ("COROUTINES_MIGRATE", "1")
+                ]
+            )
+        );
+        return;
+    }
+    // Preempted coroutines may resume on another executor: the full
+    // restore must not depend on the thread.
+    let hs: Vec<_> = (0..6u64)
+        .map(|k| coroutines::spawn(move || integrity_job(k)))
+        .collect();
+    let got: Vec<Vec<u64>> = hs.into_iter().map(|h| h.join().unwrap()).collect();
+    let expected: Vec<Vec<u64>> = (0..6u64).map(integrity_job).collect();
+    assert_eq!(got, expected);
+    let s = coroutines::stats();
+    println!(
+        "migration: {} preemptions, {} steals",
+        s.preempt.preemptions, s.steals
+    );
+    assert!(s.preempt.preemptions > 100);
+}

@@ -1,0 +1,479 @@
+//! Preemption basics: CPU hogs share an executor without ever yielding, the
+//! no-preempt section, and SIGURG chaining to other handlers. Tests that need
+//! their own runtime settings re-run this binary as a child process.
+
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const CHILD: &str = "COROUTINES_PREEMPT_SPIN_CHILD";
+
+/// Runs test `name` of this binary as a child with `env`; returns stdout and
+/// asserts it succeeded.
+fn run_child(name: &str, env: &[(&str, &str)]) -> String {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(CHILD, name);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = output_with_deadline(cmd, Duration::from_secs(120));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "child {name} failed: {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+    stdout
+}
+
+/// Like `Command::output`, but a child that hangs (a preemption bug
+/// would show that way) is killed after `limit` and fails the test.
+fn output_with_deadline(mut cmd: Command, limit: Duration) -> std::process::Output {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut so = child.stdout.take().unwrap();
+    let mut se = child.stderr.take().unwrap();
+    let t_out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = so.read_to_end(&mut v);
+        v
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = se.read_to_end(&mut v);
+        v
+    });
+    let start = Instant::now();
+    let mut timed_out = false;
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if start.elapsed() > limit {
+            timed_out = true;
+            let _ = child.kill();
+            break child.wait().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let (stdout, stderr) = (t_out.join().unwrap(), t_err.join().unwrap());
+    assert!(
+        !timed_out,
+        "child hung for {limit:?} and was killed\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&stdout),
+        String::from_utf8_lossy(&stderr)
+    );
+    std::process::Output {
+        status,
+        stdout,
+        stderr,
+    }
+}
+
+fn is_child(name: &str) -> bool {
+    std::env::var(CHILD).as_deref() == Ok(name)
+}
+
+/// Spins until `stop`, counting iterations; never calls into the runtime.
+fn hog(stop: Arc<AtomicBool>, count: Arc<AtomicU64>) {
+    let mut x = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        for _ in 0..1000 {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+        count.fetch_add(1, Ordering::Relaxed);
+    }
+    std::hint::black_box(x);
+}
+
+#[test]
+fn one_worker_four_hogs() {
+    if !is_child("one_worker_four_hogs") {
+        run_child(
+            "one_worker_four_hogs",
+            &[("COROUTINES_WORKERS", "1"), ("COROUTINES_SLICE", "1ms")],
+        );
+        return;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let counts: Vec<_> = (0..4).map(|_| Arc::new(AtomicU64::new(0))).collect();
+    let hs: Vec<_> = counts
+        .iter()
+        .map(|c| {
+            let (s, c) = (stop.clone(), c.clone());
+            coroutines::spawn(move || hog(s, c))
+        })
+        .collect();
+    let t = Instant::now();
+    while counts.iter().any(|c| c.load(Ordering::Relaxed) == 0) {
+        // Ideally ~4 slices (4 ms); generous for a loaded machine.
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "a hog did not run within 2 s: {counts:?}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    stop.store(true, Ordering::Relaxed);
+    for h in hs {
+        h.join().unwrap();
+    }
+    let s = coroutines::stats();
+    println!(
+        "all four progressed after {:?}; {:?}",
+        t.elapsed(),
+        s.preempt
+    );
+    assert!(s.preempt.preemptions > 0);
+}
+
+#[test]
+fn no_preempt_section_is_not_preempted() {
+    if !is_child("no_preempt_section_is_not_preempted") {
+        run_child(
+            "no_preempt_section_is_not_preempted",
+            &[("COROUTINES_WORKERS", "1"), ("COROUTINES_SLICE", "200us")],
+        );
+        return;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let c = Arc::new(AtomicU64::new(0));
+    let other = {
+        let (s, c) = (stop.clone(), c.clone());
+        coroutines::spawn(move || hog(s, c))
+    };
+    let c2 = c.clone();
+    // While the section runs, the sibling hog must not advance.
+    let frozen = coroutines::spawn(move || {
+        coroutines::no_preempt(|| {
+            let before = c2.load(Ordering::Relaxed);
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_millis(50) {
+                std::hint::spin_loop();
+            }
+            c2.load(Ordering::Relaxed) == before
+        })
+    })
+    .join()
+    .unwrap();
+    stop.store(true, Ordering::Relaxed);
+    other.join().unwrap();
+    assert!(frozen, "a sibling ran inside no_preempt");
+    assert!(coroutines::stats().preempt.preemptions > 0);
+}
+
+static USER_HITS: AtomicU64 = AtomicU64::new(0);
+static USER_TKILL_HITS: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn user_sigurg(_sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
+    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
+    if unsafe { (*info).si_code } == libc::SI_TKILL {
+        USER_TKILL_HITS.fetch_add(1, Ordering::Relaxed);
+    } else {
+        USER_HITS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Runs 3 hogs on 1 executor for a while, sending `kills` process-directed
+/// SIGURGs meanwhile. Returns preemptions seen during the run.
+fn hogs_and_kills(kills: u64) -> u64 {
+    let stop = Arc::new(AtomicBool::new(false));
+    let hs: Vec<_> = (0..3)
+        .map(|_| {
+            let s = stop.clone();
+            coroutines::spawn(move || hog(s, Arc::new(AtomicU64::new(0))))
+        })
+        .collect();
+    let before = coroutines::stats().preempt.preemptions;
+    for _ in 0..kills {
+        std::thread::sleep(Duration::from_millis(20));
+        // SAFETY: sending SIGURG to our own process.
+        unsafe { libc::kill(libc::getpid(), libc::SIGURG) };
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let after = coroutines::stats().preempt.preemptions;
+    stop.store(true, Ordering::Relaxed);
+    for h in hs {
+        h.join().unwrap();
+    }
+    after - before
+}
+
+#[test]
+fn sigurg_chains_to_previous_sigaction() {
+    const NAME: &str = "sigurg_chains_to_previous_sigaction";
+    if !is_child(NAME) {
+        print!(
+            "{}",
+            run_child(
+                NAME,
+                &[("COROUTINES_WORKERS", "1"), ("COROUTINES_SLICE", "500us")]
+            )
+        );
+        return;
+    }
+    // Installed before the runtime starts: ours saves it as the previous
+    // action and must forward every SIGURG that is not its own.
+    // SAFETY: a valid SA_SIGINFO handler that only touches atomics.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = user_sigurg as *const () as usize;
+        sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+        libc::sigemptyset(&mut sa.sa_mask);
+        assert_eq!(libc::sigaction(libc::SIGURG, &sa, std::ptr::null_mut()), 0);
+    }
+    let preempted = hogs_and_kills(5);
+    let (user, tkill) = (
+        USER_HITS.load(Ordering::Relaxed),
+        USER_TKILL_HITS.load(Ordering::Relaxed),
+    );
+    println!("user handler: {user} external, {tkill} of ours leaked; {preempted} preemptions");
+    assert!(
+        user >= 1 && user <= 5,
+        "user handler saw {user} of 5 external SIGURGs"
+    );
+    assert_eq!(
+        tkill, 0,
+        "our own preemption signals reached the user's handler"
+    );
+    assert!(preempted > 20);
+}
+
+#[test]
+fn sigurg_with_signal_hook_installed_after_start() {
+    const NAME: &str = "sigurg_with_signal_hook_installed_after_start";
+    if !is_child(NAME) {
+        print!(
+            "{}",
+            run_child(
+                NAME,
+                &[("COROUTINES_WORKERS", "1"), ("COROUTINES_SLICE", "500us")]
+            )
+        );
+        return;
+    }
+    coroutines::spawn(|| ()).join().unwrap(); // runtime started
+                                              // Let the monitor finish starting, so that the first preemption after
+                                              // the registration meets signal-hook's action without SA_ONSTACK.
+    std::thread::sleep(Duration::from_millis(50));
+    static HOOK_EXTERNAL: AtomicU64 = AtomicU64::new(0);
+    static HOOK_OURS: AtomicU64 = AtomicU64::new(0);
+    // signal-hook installs its handler over ours (without SA_ONSTACK) and
+    // chains to ours as the previous action, passing the ucontext on.
+    // SAFETY: the action only touches atomics (async-signal-safe).
+    unsafe {
+        signal_hook_registry::register_sigaction(libc::SIGURG, |info: &libc::siginfo_t| {
+            if info.si_code == libc::SI_TKILL {
+                HOOK_OURS.fetch_add(1, Ordering::Relaxed);
+            } else {
+                HOOK_EXTERNAL.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+        .unwrap();
+    }
+    // SAFETY: querying SIGURG's action into a local.
+    let flags = unsafe {
+        let mut cur: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(libc::SIGURG, std::ptr::null(), &mut cur);
+        cur.sa_flags
+    };
+    println!(
+        "signal-hook's sa_flags: {flags:#x} (SA_ONSTACK {:#x})",
+        libc::SA_ONSTACK
+    );
+    let preempted = hogs_and_kills(5);
+    let s = coroutines::stats().preempt;
+    let (ext, ours) = (
+        HOOK_EXTERNAL.load(Ordering::Relaxed),
+        HOOK_OURS.load(Ordering::Relaxed),
+    );
+    println!(
+        "signal-hook action: {ext} external, {ours} of ours; {preempted} preemptions; not_on_altstack deferrals {}",
+        s.deferred_not_on_altstack
+    );
+    assert!(
+        ext >= 1 && ext <= 5,
+        "signal-hook action saw {ext} of 5 external SIGURGs"
+    );
+    assert!(
+        preempted > 20,
+        "preemption stopped working after signal-hook registered"
+    );
+    // SAFETY: querying SIGURG's action into a local.
+    let flags = unsafe {
+        let mut cur: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(libc::SIGURG, std::ptr::null(), &mut cur);
+        cur.sa_flags
+    };
+    assert!(
+        flags & libc::SA_ONSTACK != 0,
+        "the monitor should have added SA_ONSTACK to signal-hook's action"
+    );
+    assert!(
+        s.deferred_not_on_altstack >= 1,
+        "the handler did not notice it ran on the coroutine stack"
+    );
+}
+
+#[test]
+fn lone_coroutine_is_never_signalled() {
+    const NAME: &str = "lone_coroutine_is_never_signalled";
+    if !is_child(NAME) {
+        run_child(
+            NAME,
+            &[("COROUTINES_WORKERS", "1"), ("COROUTINES_SLICE", "200us")],
+        );
+        return;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let s2 = stop.clone();
+    let h = coroutines::spawn(move || hog(s2, Arc::new(AtomicU64::new(0))));
+    std::thread::sleep(Duration::from_millis(200));
+    stop.store(true, Ordering::Relaxed);
+    h.join().unwrap();
+    let s = coroutines::stats().preempt;
+    assert_eq!(s.signals, 0, "a lone coroutine was interrupted: {s:?}");
+}
+
+/// Voluntary context switches of the monitor thread so far.
+fn monitor_wakeups() -> Option<u64> {
+    for t in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        if comm.trim() == "coroutines-moni" {
+            let status = std::fs::read_to_string(t.path().join("status")).ok()?;
+            let line = status
+                .lines()
+                .find(|l| l.starts_with("voluntary_ctxt_switches"))?;
+            return line.split_whitespace().nth(1)?.parse().ok();
+        }
+    }
+    None
+}
+
+#[test]
+fn idle_runtime_monitor_sleeps() {
+    const NAME: &str = "idle_runtime_monitor_sleeps";
+    if !is_child(NAME) {
+        print!(
+            "{}",
+            run_child(
+                NAME,
+                &[("COROUTINES_WORKERS", "2"), ("COROUTINES_SLICE", "200us")]
+            )
+        );
+        return;
+    }
+    // Some work first, so the monitor has been busy.
+    let hs: Vec<_> = (0..4)
+        .map(|_| {
+            coroutines::spawn(|| {
+                let t = Instant::now();
+                while t.elapsed() < Duration::from_millis(50) {}
+            })
+        })
+        .collect();
+    for h in hs {
+        h.join().unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(100)); // executors park
+    let before = monitor_wakeups().expect("monitor thread not found");
+    std::thread::sleep(Duration::from_millis(500));
+    let after = monitor_wakeups().unwrap();
+    println!("monitor wake-ups in 500 ms of idleness: {}", after - before);
+    assert!(
+        after - before <= 2,
+        "the monitor keeps waking an idle process: {} times in 500 ms",
+        after - before
+    );
+    // And it comes back when work does.
+    let stop = Arc::new(AtomicBool::new(false));
+    let hs: Vec<_> = (0..4)
+        .map(|_| {
+            let s = stop.clone();
+            coroutines::spawn(move || hog(s, Arc::new(AtomicU64::new(0))))
+        })
+        .collect();
+    let p0 = coroutines::stats().preempt.preemptions;
+    std::thread::sleep(Duration::from_millis(100));
+    stop.store(true, Ordering::Relaxed);
+    for h in hs {
+        h.join().unwrap();
+    }
+    assert!(
+        coroutines::stats().preempt.preemptions > p0,
+        "no preemption after the monitor slept"
+    );
+}
+
+static IN_COMPARATOR: AtomicBool = AtomicBool::new(false);
+static SIBLING_RAN_INSIDE: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn slow_cmp(a: *const libc::c_void, b: *const libc::c_void) -> libc::c_int {
+    IN_COMPARATOR.store(true, Ordering::Relaxed);
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_micros(300) {
+        std::hint::spin_loop();
+    }
+    IN_COMPARATOR.store(false, Ordering::Relaxed);
+    // SAFETY: qsort passes pointers to our u32 elements.
+    unsafe { (*(a as *const u32)).cmp(&*(b as *const u32)) as libc::c_int }
+}
+
+#[test]
+fn libc_callback_is_a_no_preempt_zone() {
+    const NAME: &str = "libc_callback_is_a_no_preempt_zone";
+    if !is_child(NAME) {
+        print!(
+            "{}",
+            run_child(
+                NAME,
+                &[("COROUTINES_WORKERS", "1"), ("COROUTINES_SLICE", "100us")]
+            )
+        );
+        return;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let s2 = stop.clone();
+    // The sibling records whether it ever ran while the sorter was inside
+    // qsort's comparator (a libc frame on its stack: never preempted).
+    let sibling = coroutines::spawn(move || {
+        while !s2.load(Ordering::Relaxed) {
+            if IN_COMPARATOR.load(Ordering::Relaxed) {
+                SIBLING_RAN_INSIDE.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+    let sorter = coroutines::spawn(|| {
+        let mut v: Vec<u32> = (0..200u32)
+            .map(|i| i.wrapping_mul(2654435761) % 1000)
+            .collect();
+        // SAFETY: valid buffer, element size and comparator.
+        unsafe { libc::qsort(v.as_mut_ptr().cast(), v.len(), 4, Some(slow_cmp)) };
+        assert!(v.windows(2).all(|w| w[0] <= w[1]));
+    });
+    sorter.join().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    sibling.join().unwrap();
+    let s = coroutines::stats().preempt;
+    println!(
+        "zone deferrals {} foreign-code deferrals {} preemptions {}",
+        s.deferred_zone, s.deferred_foreign_code, s.preemptions
+    );
+    assert_eq!(
+        SIBLING_RAN_INSIDE.load(Ordering::Relaxed),
+        0,
+        "preempted inside a libc callback"
+    );
+    assert!(
+        s.deferred_zone > 0,
+        "the comparator was never even tried: {s:?}"
+    );
+}
