@@ -49,7 +49,7 @@ pub(crate) use runtime::{runtime, schedule, spawn_task, start_with, try_runtime 
 #[allow(unused_imports)]
 pub(crate) use runtime::Runtime;
 pub(crate) use worker::{
-    current_task, in_coroutine, init_task, park_current, yield_current, NoPreempt, WaitReason,
+    current_task, in_coroutine, in_coroutine_user_code, init_task, park_current, yield_current, NoPreempt, WaitReason,
 };
 #[allow(unused_imports)]
 pub(crate) use worker::{current_executor_shared, Action, ExecutorShared};

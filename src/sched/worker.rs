@@ -179,6 +179,15 @@ pub(crate) fn in_coroutine() -> bool {
     current_executor().is_some_and(|e| !e.current.get().is_null())
 }
 
+/// Whether the caller is user code on a coroutine: on a coroutine and not
+/// inside runtime code (no-preempt level 0). The I/O hooks' test for "may
+/// park here"; everything else gets the plain blocking call.
+#[inline]
+pub(crate) fn in_coroutine_user_code() -> bool {
+    current_executor()
+        .is_some_and(|e| !e.current.get().is_null() && e.shared.no_preempt.load(Ordering::Relaxed) == 0)
+}
+
 /// The running coroutine. Panics (clearly) outside a coroutine.
 pub(crate) fn current_task() -> Task {
     let exec = current_executor().expect("coroutines: not on an executor");
@@ -390,6 +399,9 @@ impl Executor {
 
     fn fire_timers(&self) {
         crate::reactor::timers().fire_due(Instant::now());
+        // I/O hooks: the same cadence polls epoll without blocking (every
+        // 61st pick and when out of work), while coroutines wait on fds.
+        crate::reactor::poll_nonblocking();
     }
 
     fn find_work(&self) -> Option<Task> {
@@ -443,7 +455,7 @@ impl Executor {
         let timers = crate::reactor::timers();
         let role = timers.claim_sleeper(self.index);
         let timeout = if role { timers.next_deadline().map(|d| d.saturating_duration_since(Instant::now())) } else { None };
-        self.shared.parker.wait(timeout);
+        self.shared.parker.wait(self.index, timeout);
         if role {
             timers.release_sleeper(self.index);
         }
