@@ -186,6 +186,10 @@ pub(crate) fn in_coroutine() -> bool {
 pub(crate) fn in_coroutine_user_code() -> bool {
     current_executor()
         .is_some_and(|e| !e.current.get().is_null() && e.shared.no_preempt.load(Ordering::Relaxed) == 0)
+        // A panicking coroutine must not park (the panic count is per
+        // thread: a second coroutine panicking on this executor meanwhile
+        // would abort the process), so its I/O blocks instead.
+        && !std::thread::panicking()
 }
 
 /// The running coroutine. Panics (clearly) outside a coroutine.
