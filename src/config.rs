@@ -39,6 +39,10 @@ pub enum ConfigError {
         /// What would have been accepted, and how to fix it.
         expected: &'static str,
     },
+    /// The libc hooks (I/O, sleep, getaddrinfo interposers) are not what
+    /// this binary's calls reach; the runtime refuses to start because
+    /// blocking calls would block executors.
+    HooksNotLinked(String),
 }
 
 impl fmt::Display for ConfigError {
@@ -55,6 +59,7 @@ impl fmt::Display for ConfigError {
             } => {
                 write!(f, "{source}={value:?} is not valid: expected {expected}")
             }
+            ConfigError::HooksNotLinked(why) => write!(f, "coroutines cannot start: {why}"),
         }
     }
 }

@@ -87,6 +87,7 @@ compile_error!(
 mod arch;
 mod config;
 mod coroutine;
+mod interpose;
 mod preempt;
 mod reactor;
 mod sched;

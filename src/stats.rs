@@ -117,6 +117,23 @@ pub struct Stats {
     pub timers_fired: u64,
     /// Preemption counters, summed over executors.
     pub preempt: PreemptStats,
+    /// I/O hooks: coroutine parks waiting for fd readiness.
+    pub io_parks: u64,
+    /// I/O hooks: coroutines parked on fd readiness right now.
+    pub io_waiting: u64,
+    /// Sleep hooks (nanosleep, clock_nanosleep, usleep, sleep): coroutine
+    /// parks on reactor timers.
+    pub sleep_parks: u64,
+    /// Hooked calls run on a helper thread (getaddrinfo, file I/O that
+    /// would block, poll/select/epoll_wait on fds the reactor does not
+    /// manage).
+    pub offloaded: u64,
+    /// fds registered with the reactor's epoll.
+    pub fds_registered: u64,
+    /// epoll waits (blocking and non-blocking) and events dispatched.
+    pub reactor_polls: u64,
+    /// epoll events dispatched to fd registrations.
+    pub reactor_events: u64,
     /// Per-executor counters.
     pub executors: Vec<ExecutorStats>,
 }
@@ -183,5 +200,13 @@ pub fn stats() -> Stats {
         s.executors.push(es);
     }
     s.timers_fired = crate::reactor::timers().fired_total.load(Ordering::Relaxed);
+    let io = &crate::reactor::COUNTERS;
+    s.io_parks = io.io_parks.load(Ordering::Relaxed);
+    s.io_waiting = io.io_waiting.load(Ordering::Relaxed);
+    s.sleep_parks = io.sleep_parks.load(Ordering::Relaxed);
+    s.offloaded = io.offloaded.load(Ordering::Relaxed);
+    s.fds_registered = io.registered.load(Ordering::Relaxed);
+    s.reactor_polls = io.polls.load(Ordering::Relaxed);
+    s.reactor_events = io.events.load(Ordering::Relaxed);
     s
 }

@@ -122,3 +122,68 @@ pub(crate) fn fatal(msg: &str) -> ! {
 pub(crate) fn fatal_fmt(msg: &str) -> ! {
     fatal(msg)
 }
+
+/// Raw system call with libc's return convention: on failure sets the
+/// calling thread's `errno` and returns -1 (the kernel's `-errno` range is
+/// -4095..=-1).
+#[inline]
+pub(crate) fn to_libc(r: isize) -> isize {
+    if (-4095..0).contains(&r) {
+        set_errno((-r) as i32);
+        -1
+    } else {
+        r
+    }
+}
+
+/// The calling thread's `errno`.
+#[inline]
+pub(crate) fn errno() -> i32 {
+    // SAFETY: __errno_location returns the calling thread's errno slot.
+    unsafe { *libc::__errno_location() }
+}
+
+/// Sets the calling thread's `errno`.
+#[inline]
+pub(crate) fn set_errno(e: i32) {
+    // SAFETY: as in `errno`.
+    unsafe { *libc::__errno_location() = e }
+}
+
+/// Shorthands for [`syscall6`] with fewer arguments (raw result).
+///
+/// # Safety
+/// As for [`syscall6`].
+#[inline]
+pub(crate) unsafe fn sc1(n: i64, a1: usize) -> isize {
+    // SAFETY: forwarded contract.
+    unsafe { syscall6(n as usize, a1, 0, 0, 0, 0, 0) }
+}
+/// # Safety
+/// As for [`syscall6`].
+#[inline]
+pub(crate) unsafe fn sc2(n: i64, a1: usize, a2: usize) -> isize {
+    // SAFETY: forwarded contract.
+    unsafe { syscall6(n as usize, a1, a2, 0, 0, 0, 0) }
+}
+/// # Safety
+/// As for [`syscall6`].
+#[inline]
+pub(crate) unsafe fn sc3(n: i64, a1: usize, a2: usize, a3: usize) -> isize {
+    // SAFETY: forwarded contract.
+    unsafe { syscall6(n as usize, a1, a2, a3, 0, 0, 0) }
+}
+/// # Safety
+/// As for [`syscall6`].
+#[inline]
+pub(crate) unsafe fn sc4(n: i64, a1: usize, a2: usize, a3: usize, a4: usize) -> isize {
+    // SAFETY: forwarded contract.
+    unsafe { syscall6(n as usize, a1, a2, a3, a4, 0, 0) }
+}
+/// # Safety
+/// As for [`syscall6`].
+#[inline]
+pub(crate) unsafe fn sc5(n: i64, a1: usize, a2: usize, a3: usize, a4: usize, a5: usize) -> isize {
+    // SAFETY: forwarded contract.
+    unsafe { syscall6(n as usize, a1, a2, a3, a4, a5, 0) }
+}

@@ -1,5 +1,5 @@
 //! Reactor: what wakes parked coroutines from outside the run queues —
-//! timers now, file-descriptor readiness (epoll) with the I/O hooks.
+//! timers and file-descriptor readiness (epoll).
 //!
 //! Timers (timer.rs) live in one ordered map keyed by (deadline, sequence),
 //! guarded by a mutex held for a few map operations only. Who fires them:
@@ -11,7 +11,16 @@
 //!   wakes an idle executor.
 //! - the monitor thread, when every executor is busy running coroutines
 //!   that do not switch (CPU hogs), so a sleeper wakes on time anyway.
+//!
+//! fd readiness: registration.rs (per-fd table, readiness states, wait
+//! protocol, stale-event rule) and epoll.rs (the epoll set, who polls,
+//! the eventfd wake-up of an executor blocked in epoll).
 
+mod epoll;
+pub(crate) mod registration;
 mod timer;
 
+pub(crate) use epoll::{
+    deregister, park_in_epoll, poll_nonblocking, register, wake_poller, COUNTERS,
+};
 pub(crate) use timer::{timers, Waker};

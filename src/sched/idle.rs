@@ -4,8 +4,18 @@
 //! (about to wait or waiting in FUTEX_WAIT), `NOTIFIED` (someone handed it
 //! work after it decided to sleep). Only the owner sets `SLEEPING` and
 //! `AWAKE`; anyone may swap `SLEEPING -> NOTIFIED` and must then FUTEX_WAKE.
+//!
+//! I/O: a sleeping executor may block in the reactor's epoll instead of
+//! the futex (at most one at a time, the *poller*; reactor/epoll.rs).
+//! Handshake so an unpark is never lost while it sits in epoll:
+//! 1. sleeper: `polling = true` (SeqCst), then re-read `state` (SeqCst);
+//!    epoll-wait only if still `SLEEPING`.
+//! 2. waker: swap `NOTIFIED` (SeqCst RMW), then read `polling` (SeqCst);
+//!    if set, write the reactor's eventfd.
+//! In the single SeqCst order either the sleeper sees `NOTIFIED` or the
+//! waker sees `polling` and the eventfd ends the epoll wait.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use crate::sys;
@@ -17,6 +27,8 @@ const NOTIFIED: u32 = 2;
 #[derive(Default)]
 pub(crate) struct Parker {
     state: AtomicU32,
+    /// The owner is (about to be) blocked in epoll (handshake above).
+    polling: AtomicBool,
 }
 
 impl Parker {
@@ -26,10 +38,14 @@ impl Parker {
         self.state.store(SLEEPING, Ordering::SeqCst);
     }
 
-    /// Owner: sleep until unparked or `timeout`, unless already notified.
-    pub(crate) fn wait(&self, timeout: Option<Duration>) {
+    /// Owner (executor `index`): sleep until unparked or `timeout`, unless
+    /// already notified; in epoll if it gets the poller role.
+    pub(crate) fn wait(&self, index: usize, timeout: Option<Duration>) {
         if self.state.load(Ordering::Acquire) == SLEEPING {
-            sys::futex_wait(&self.state, SLEEPING, timeout);
+            let still = || self.state.load(Ordering::SeqCst) == SLEEPING;
+            if !crate::reactor::park_in_epoll(index, &self.polling, still, timeout) {
+                sys::futex_wait(&self.state, SLEEPING, timeout);
+            }
         }
         self.state.store(AWAKE, Ordering::Release);
     }
@@ -46,8 +62,11 @@ impl Parker {
         if self.state.load(Ordering::SeqCst) != SLEEPING {
             return false;
         }
-        if self.state.swap(NOTIFIED, Ordering::AcqRel) == SLEEPING {
+        if self.state.swap(NOTIFIED, Ordering::SeqCst) == SLEEPING {
             sys::futex_wake(&self.state, 1);
+            if self.polling.load(Ordering::SeqCst) {
+                crate::reactor::wake_poller();
+            }
             true
         } else {
             false

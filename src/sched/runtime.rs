@@ -78,6 +78,9 @@ fn start_slow(config: Option<Config>) -> Result<&'static Runtime, ConfigError> {
         Some(c) => c,
         None => RuntimeBuilder::new().resolve()?,
     };
+    // The libc hooks must be linked and reached (this call also keeps
+    // their object in every build: see interpose/mod.rs).
+    crate::interpose::verify().map_err(ConfigError::HooksNotLinked)?;
     crate::stack::install_overflow_handler();
     crate::stack::set_current_name_fn(worker::current_name_raw);
     let mut workers = Vec::with_capacity(config.max_workers);

@@ -217,6 +217,19 @@ pub(crate) fn in_coroutine() -> bool {
     current_executor().is_some_and(|e| !e.current.get().is_null())
 }
 
+/// Whether the caller is user code on a coroutine: on a coroutine and not
+/// inside runtime code (no-preempt level 0). The I/O hooks' test for "may
+/// park here"; everything else gets the plain blocking call.
+#[inline]
+pub(crate) fn in_coroutine_user_code() -> bool {
+    current_executor()
+        .is_some_and(|e| !e.current.get().is_null() && e.shared.no_preempt.load(Ordering::Relaxed) == 0)
+        // A panicking coroutine must not park (the panic count is per
+        // thread: a second coroutine panicking on this executor meanwhile
+        // would abort the process), so its I/O blocks instead.
+        && !std::thread::panicking()
+}
+
 /// The running coroutine. Panics (clearly) outside a coroutine.
 pub(crate) fn current_task() -> Task {
     let exec = current_executor().expect("coroutines: not on an executor");
@@ -570,6 +583,9 @@ impl Executor {
 
     fn fire_timers(&self) {
         crate::reactor::timers().fire_due(Instant::now());
+        // I/O hooks: the same cadence polls epoll without blocking (every
+        // 61st pick and when out of work), while coroutines wait on fds.
+        crate::reactor::poll_nonblocking();
     }
 
     fn find_work(&self) -> Option<Task> {
@@ -638,7 +654,7 @@ impl Executor {
         } else {
             None
         };
-        self.shared.parker.wait(timeout);
+        self.shared.parker.wait(self.index, timeout);
         // Leaving the parker: the monitor may sleep because every executor
         // was parked (preempt/monitor.rs `run`, step 3).
         crate::preempt::executor_woke();

@@ -1,0 +1,55 @@
+//! getaddrinfo: glibc resolves names with its own internal socket calls
+//! (no hook reaches them) and may block for seconds, so a coroutine hands
+//! the whole call to a helper thread (offload.rs) and parks. The real
+//! function comes from `dlsym(RTLD_NEXT, "getaddrinfo")`, resolved once.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+type GetAddrInfo = unsafe extern "C" fn(
+    *const libc::c_char,
+    *const libc::c_char,
+    *const libc::addrinfo,
+    *mut *mut libc::addrinfo,
+) -> libc::c_int;
+
+static REAL: AtomicUsize = AtomicUsize::new(0);
+
+fn real() -> GetAddrInfo {
+    let mut p = REAL.load(Ordering::Relaxed);
+    if p == 0 {
+        // SAFETY: dlsym with a NUL-terminated name; RTLD_NEXT finds the
+        // definition after ours (libc's).
+        p = unsafe { libc::dlsym(libc::RTLD_NEXT, c"getaddrinfo".as_ptr()) } as usize;
+        if p == 0 {
+            crate::sys::fatal("dlsym(RTLD_NEXT, getaddrinfo) failed");
+        }
+        // Relaxed: every thread computes the same value.
+        REAL.store(p, Ordering::Relaxed);
+    }
+    // SAFETY: `p` is libc's getaddrinfo, which has this signature.
+    unsafe { std::mem::transmute::<usize, GetAddrInfo>(p) }
+}
+
+pub(crate) fn getaddrinfo(
+    node: *const libc::c_char,
+    service: *const libc::c_char,
+    hints: *const libc::addrinfo,
+    res: *mut *mut libc::addrinfo,
+) -> libc::c_int {
+    let f = real();
+    if !crate::sched::in_coroutine_user_code() {
+        // SAFETY: forwarded caller contract.
+        return unsafe { f(node, service, hints, res) };
+    }
+    let (n, s, h, r) = (
+        node as usize,
+        service as usize,
+        hints as usize,
+        res as usize,
+    );
+    super::offload::offload(move || {
+        // SAFETY: forwarded caller contract; the coroutine (owner of the
+        // pointed-to data) is parked until this returns.
+        unsafe { f(n as *const _, s as *const _, h as *const _, r as *mut _) }
+    })
+}

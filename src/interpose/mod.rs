@@ -1,0 +1,472 @@
+//! Interposed libc functions: blocking std (and C) I/O, sleeps and name
+//! lookups yield inside coroutines instead of blocking the executor.
+//!
+//! Problem: user code calls `read`, `accept`, `connect`, `nanosleep`… and
+//! expects to block. On a coroutine that would block the executor and
+//! every coroutine queued on it. These `#[no_mangle] extern "C"`
+//! definitions carry the libc names, so the static link binds std's (and
+//! every statically linked crate's) calls to them instead of libc.so's.
+//!
+//! Each shim is three lines calling its family module: io.rs (generic fd
+//! I/O, fd bookkeeping, poll/select/epoll_wait), net.rs (sockets), fs.rs
+//! (regular files), time.rs (sleeps), dns.rs (getaddrinfo), offload.rs
+//! (helper threads). The kernel is reached by raw syscalls (sys.rs) or, for
+//! getaddrinfo, libc's own function from `dlsym(RTLD_NEXT)`: never through
+//! a libc symbol that is itself one of these hooks.
+//!
+//! Paths, decided once per call by `sched::in_coroutine_user_code()` (one
+//! thread-local load):
+//! 1. *not user code on a coroutine* (main thread, plain threads, helper
+//!    threads, runtime code with a raised no-preempt level): the plain
+//!    syscall. Only an EAGAIN on an fd the runtime made non-blocking
+//!    behind a blocking user view costs more: a poll(2) wait, so plain
+//!    threads keep blocking semantics.
+//! 2. *user code on a coroutine*: the hook raises the no-preempt level
+//!    (no preemption inside hook code), lazily registers the fd, and parks
+//!    the coroutine when the call would block (io.rs).
+//!
+//! Exported symbols (keep in sync with `verify`): socket socketpair accept
+//! accept4 connect read readv write writev recv recvfrom recvmsg send
+//! sendto sendmsg setsockopt poll ppoll select epoll_wait close dup dup2
+//! dup3 fcntl fcntl64 ioctl pipe pipe2 nanosleep clock_nanosleep usleep
+//! sleep getaddrinfo pread pread64 preadv preadv64 pwrite pwrite64 pwritev
+//! pwritev64.
+//!
+//! What still blocks an executor: `PASS` fds (terminals, /dev/*, eventfd,
+//! timerfd, fds 0-2), `open`/`stat` and other metadata calls, `flock`/
+//! `fcntl(F_SETLKW)`, `waitpid`, C code issuing syscalls itself, and libc's
+//! internal calls (glibc calls its own `__read` etc., e.g. inside stdio).
+//! Shared libraries (.so) calling `read` through their PLT do reach the
+//! hooks: the executable exports them in its dynamic symbol table (checked
+//! by `verify` with `dlsym(RTLD_DEFAULT)`).
+//!
+//! Rejected: LD_PRELOAD or a separate C library (the seed crate's way:
+//! something to install, and easy to forget); patching libc's PLT/GOT at
+//! run time (fragile, and std's calls do not go through libc.so's own
+//! tables).
+//!
+//! Invariants: no shim unwinds (every family function is panic-free or
+//! catches — offload re-raises a helper's panic only inside the coroutine,
+//! where the coroutine's catch_unwind takes it); errno is set exactly as
+//! the kernel would, on the calling thread; `verify` runs at start-up.
+
+mod dns;
+mod fs;
+mod io;
+mod net;
+mod offload;
+mod time;
+
+use libc::{c_char, c_int, c_void, iovec, msghdr, size_t, sockaddr, socklen_t, ssize_t};
+
+use crate::reactor::registration::Dir;
+
+/// Start-up check: every hook must be what the program's calls to the libc
+/// name reach. Taking the addresses here also keeps the hooks linked in
+/// every build (debug, release, LTO): runtime start-up references this.
+pub(crate) fn verify() -> Result<(), String> {
+    macro_rules! pairs {
+        ($($name:ident),* $(,)?) => {
+            [$((stringify!($name), $name as *const () as usize, libc::$name as *const () as usize)),*]
+        };
+    }
+    let list = pairs![
+        socket,
+        accept,
+        accept4,
+        connect,
+        read,
+        readv,
+        write,
+        writev,
+        recv,
+        recvfrom,
+        recvmsg,
+        send,
+        sendto,
+        sendmsg,
+        setsockopt,
+        poll,
+        ppoll,
+        select,
+        epoll_wait,
+        close,
+        dup,
+        dup2,
+        dup3,
+        fcntl,
+        ioctl,
+        nanosleep,
+        clock_nanosleep,
+        usleep,
+        sleep,
+        getaddrinfo,
+        pread64,
+        preadv,
+        pwrite64,
+        pipe,
+        pipe2,
+        socketpair,
+    ];
+    let mut bad = Vec::new();
+    for (name, ours, seen) in list {
+        // 1. Static binding: the program's (std's) calls to the libc name.
+        // 2. Dynamic binding: what shared libraries calling the name get
+        //    (the executable exports the hooks in .dynsym); null means not
+        //    exported, which leaves only .so callers unhooked.
+        let cname = std::ffi::CString::new(name).unwrap_or_default();
+        // SAFETY: dlsym with a NUL-terminated name.
+        let dynamic = unsafe { libc::dlsym(libc::RTLD_DEFAULT, cname.as_ptr()) } as usize;
+        if std::hint::black_box(ours) != std::hint::black_box(seen)
+            || (dynamic != 0 && dynamic != ours)
+        {
+            bad.push(name);
+        }
+    }
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "calls to {} do not reach the coroutines hooks (they bind to libc directly); \
+             the crate's hook object was not linked into this binary",
+            bad.join(", ")
+        ))
+    }
+}
+
+// ---- sockets (net.rs) ----
+
+#[no_mangle]
+pub extern "C" fn socket(domain: c_int, ty: c_int, proto: c_int) -> c_int {
+    net::socket(domain, ty, proto)
+}
+
+#[no_mangle]
+pub extern "C" fn socketpair(domain: c_int, ty: c_int, proto: c_int, sv: *mut c_int) -> c_int {
+    net::socketpair(domain, ty, proto, sv)
+}
+
+#[no_mangle]
+pub extern "C" fn accept(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int {
+    net::accept4(fd, addr, len, 0)
+}
+
+#[no_mangle]
+pub extern "C" fn accept4(
+    fd: c_int,
+    addr: *mut sockaddr,
+    len: *mut socklen_t,
+    flags: c_int,
+) -> c_int {
+    net::accept4(fd, addr, len, flags)
+}
+
+#[no_mangle]
+pub extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
+    net::connect(fd, addr, len)
+}
+
+#[no_mangle]
+pub extern "C" fn recv(fd: c_int, buf: *mut c_void, n: size_t, flags: c_int) -> ssize_t {
+    net::recvfrom(
+        fd,
+        buf.cast(),
+        n,
+        flags,
+        std::ptr::null_mut(),
+        std::ptr::null_mut(),
+    )
+}
+
+#[no_mangle]
+pub extern "C" fn recvfrom(
+    fd: c_int,
+    buf: *mut c_void,
+    n: size_t,
+    flags: c_int,
+    addr: *mut sockaddr,
+    alen: *mut socklen_t,
+) -> ssize_t {
+    net::recvfrom(fd, buf.cast(), n, flags, addr, alen)
+}
+
+#[no_mangle]
+pub extern "C" fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t {
+    net::recvmsg(fd, msg, flags)
+}
+
+#[no_mangle]
+pub extern "C" fn send(fd: c_int, buf: *const c_void, n: size_t, flags: c_int) -> ssize_t {
+    net::sendto(fd, buf.cast(), n, flags, std::ptr::null(), 0)
+}
+
+#[no_mangle]
+pub extern "C" fn sendto(
+    fd: c_int,
+    buf: *const c_void,
+    n: size_t,
+    flags: c_int,
+    addr: *const sockaddr,
+    alen: socklen_t,
+) -> ssize_t {
+    net::sendto(fd, buf.cast(), n, flags, addr, alen)
+}
+
+#[no_mangle]
+pub extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t {
+    net::sendmsg(fd, msg, flags)
+}
+
+#[no_mangle]
+pub extern "C" fn setsockopt(
+    fd: c_int,
+    level: c_int,
+    name: c_int,
+    val: *const c_void,
+    len: socklen_t,
+) -> c_int {
+    net::setsockopt(fd, level, name, val, len)
+}
+
+// ---- generic fd I/O and bookkeeping (io.rs) ----
+
+#[no_mangle]
+pub extern "C" fn read(fd: c_int, buf: *mut c_void, n: size_t) -> ssize_t {
+    io::read(fd, buf.cast(), n)
+}
+
+#[no_mangle]
+pub extern "C" fn readv(fd: c_int, iov: *const iovec, cnt: c_int) -> ssize_t {
+    io::readv(fd, iov, cnt)
+}
+
+#[no_mangle]
+pub extern "C" fn write(fd: c_int, buf: *const c_void, n: size_t) -> ssize_t {
+    io::write(fd, buf.cast(), n)
+}
+
+#[no_mangle]
+pub extern "C" fn writev(fd: c_int, iov: *const iovec, cnt: c_int) -> ssize_t {
+    io::writev(fd, iov, cnt)
+}
+
+#[no_mangle]
+pub extern "C" fn close(fd: c_int) -> c_int {
+    io::close(fd)
+}
+
+#[no_mangle]
+pub extern "C" fn dup(fd: c_int) -> c_int {
+    io::dup(fd)
+}
+
+#[no_mangle]
+pub extern "C" fn dup2(old: c_int, new: c_int) -> c_int {
+    io::dup3(old, new, 0, true)
+}
+
+#[no_mangle]
+pub extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
+    io::dup3(old, new, flags, false)
+}
+
+/// Variadic in C; x86-64 passes the optional third argument in RDX, which
+/// this fixed-arity definition reads (garbage when absent, and unused).
+#[no_mangle]
+pub extern "C" fn fcntl(fd: c_int, cmd: c_int, arg: usize) -> c_int {
+    io::fcntl(fd, cmd, arg)
+}
+
+/// glibc's LFS name for `fcntl` (C code built with _FILE_OFFSET_BITS=64).
+#[no_mangle]
+pub extern "C" fn fcntl64(fd: c_int, cmd: c_int, arg: usize) -> c_int {
+    io::fcntl(fd, cmd, arg)
+}
+
+/// Variadic in C, like `fcntl`.
+#[no_mangle]
+pub extern "C" fn ioctl(fd: c_int, req: libc::c_ulong, arg: usize) -> c_int {
+    io::ioctl(fd, req, arg)
+}
+
+#[no_mangle]
+pub extern "C" fn pipe(fds: *mut c_int) -> c_int {
+    io::pipe2(fds, 0)
+}
+
+#[no_mangle]
+pub extern "C" fn pipe2(fds: *mut c_int, flags: c_int) -> c_int {
+    io::pipe2(fds, flags)
+}
+
+#[no_mangle]
+pub extern "C" fn poll(fds: *mut libc::pollfd, n: libc::nfds_t, timeout_ms: c_int) -> c_int {
+    io::poll(
+        fds,
+        n,
+        (timeout_ms >= 0).then(|| std::time::Duration::from_millis(timeout_ms as u64)),
+    )
+}
+
+#[no_mangle]
+pub extern "C" fn ppoll(
+    fds: *mut libc::pollfd,
+    n: libc::nfds_t,
+    ts: *const libc::timespec,
+    sigmask: *const libc::sigset_t,
+) -> c_int {
+    io::ppoll(fds, n, ts, sigmask)
+}
+
+#[no_mangle]
+pub extern "C" fn select(
+    n: c_int,
+    r: *mut libc::fd_set,
+    w: *mut libc::fd_set,
+    e: *mut libc::fd_set,
+    tv: *mut libc::timeval,
+) -> c_int {
+    io::select(n, r, w, e, tv)
+}
+
+#[no_mangle]
+pub extern "C" fn epoll_wait(
+    epfd: c_int,
+    events: *mut libc::epoll_event,
+    max: c_int,
+    timeout: c_int,
+) -> c_int {
+    io::epoll_wait(epfd, events, max, timeout)
+}
+
+// ---- regular files (fs.rs) ----
+
+#[no_mangle]
+pub extern "C" fn pread64(fd: c_int, buf: *mut c_void, n: size_t, off: libc::off64_t) -> ssize_t {
+    fs::positioned(
+        fd,
+        Dir::Read,
+        &iovec {
+            iov_base: buf,
+            iov_len: n,
+        },
+        1,
+        off,
+    )
+}
+
+#[no_mangle]
+pub extern "C" fn pread(fd: c_int, buf: *mut c_void, n: size_t, off: libc::off_t) -> ssize_t {
+    fs::positioned(
+        fd,
+        Dir::Read,
+        &iovec {
+            iov_base: buf,
+            iov_len: n,
+        },
+        1,
+        off,
+    )
+}
+
+#[no_mangle]
+pub extern "C" fn preadv(fd: c_int, iov: *const iovec, cnt: c_int, off: libc::off_t) -> ssize_t {
+    fs::positioned(fd, Dir::Read, iov, cnt, off)
+}
+
+#[no_mangle]
+pub extern "C" fn preadv64(
+    fd: c_int,
+    iov: *const iovec,
+    cnt: c_int,
+    off: libc::off64_t,
+) -> ssize_t {
+    fs::positioned(fd, Dir::Read, iov, cnt, off)
+}
+
+#[no_mangle]
+pub extern "C" fn pwrite64(
+    fd: c_int,
+    buf: *const c_void,
+    n: size_t,
+    off: libc::off64_t,
+) -> ssize_t {
+    fs::positioned(
+        fd,
+        Dir::Write,
+        &iovec {
+            iov_base: buf as *mut c_void,
+            iov_len: n,
+        },
+        1,
+        off,
+    )
+}
+
+#[no_mangle]
+pub extern "C" fn pwrite(fd: c_int, buf: *const c_void, n: size_t, off: libc::off_t) -> ssize_t {
+    fs::positioned(
+        fd,
+        Dir::Write,
+        &iovec {
+            iov_base: buf as *mut c_void,
+            iov_len: n,
+        },
+        1,
+        off,
+    )
+}
+
+#[no_mangle]
+pub extern "C" fn pwritev(fd: c_int, iov: *const iovec, cnt: c_int, off: libc::off_t) -> ssize_t {
+    fs::positioned(fd, Dir::Write, iov, cnt, off)
+}
+
+#[no_mangle]
+pub extern "C" fn pwritev64(
+    fd: c_int,
+    iov: *const iovec,
+    cnt: c_int,
+    off: libc::off64_t,
+) -> ssize_t {
+    fs::positioned(fd, Dir::Write, iov, cnt, off)
+}
+
+// ---- sleeps (time.rs) ----
+
+#[no_mangle]
+pub extern "C" fn nanosleep(req: *const libc::timespec, rem: *mut libc::timespec) -> c_int {
+    time::nanosleep(req, rem)
+}
+
+#[no_mangle]
+pub extern "C" fn clock_nanosleep(
+    clock: libc::clockid_t,
+    flags: c_int,
+    req: *const libc::timespec,
+    rem: *mut libc::timespec,
+) -> c_int {
+    time::clock_nanosleep(clock, flags, req, rem)
+}
+
+#[no_mangle]
+pub extern "C" fn usleep(us: libc::useconds_t) -> c_int {
+    time::usleep(us)
+}
+
+#[no_mangle]
+pub extern "C" fn sleep(secs: libc::c_uint) -> libc::c_uint {
+    time::sleep(secs)
+}
+
+// ---- names (dns.rs) ----
+
+#[no_mangle]
+pub extern "C" fn getaddrinfo(
+    node: *const c_char,
+    service: *const c_char,
+    hints: *const libc::addrinfo,
+    res: *mut *mut libc::addrinfo,
+) -> c_int {
+    dns::getaddrinfo(node, service, hints, res)
+}

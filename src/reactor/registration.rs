@@ -1,0 +1,496 @@
+//! Per-fd registration table: what the runtime knows about each file
+//! descriptor, and the reader/writer wait slots of pollable ones.
+//!
+//! The table is indexed by fd number: a fixed top level of `TOP` pointers
+//! to chunks of `CHUNK` entries, each chunk allocated on first use (CAS)
+//! and never freed, so a `&'static Registration` stays valid for the
+//! process lifetime and lookups take no lock (two loads). fds at or above
+//! `TOP * CHUNK` (1,048,576) are not tracked: hooks treat them as plain
+//! blocking fds. (Rejected: crossbeam-epoch growable array — entries are
+//! never freed, so there is nothing to reclaim; a sharded Mutex table —
+//! a lock per lookup on every hooked call.)
+//!
+//! ## Kind (what the fd is; `kind`)
+//! | kind      | meaning                                                  | hooks do            |
+//! |-----------|----------------------------------------------------------|---------------------|
+//! | `UNKNOWN` | never used by a coroutine since it was (re)created        | lazy init in a coroutine |
+//! | `INIT`    | one coroutine is running the lazy init (fstat, fcntl, epoll_ctl) | others spin    |
+//! | `POLL`    | socket or FIFO: kernel O_NONBLOCK set, registered in epoll (ET) | park on EAGAIN |
+//! | `FILE`    | regular file                                              | preadv2(RWF_NOWAIT), else offload |
+//! | `PASS`    | anything else (tty, /dev/*, eventfd, fd 0-2)              | plain blocking call |
+//!
+//! Transitions: `UNKNOWN -> INIT -> {POLL, FILE, PASS}` (only by the
+//! coroutine that won the CAS); any kind `-> UNKNOWN` by `reset` (close,
+//! dup2 over it, or the fd number being handed out again by socket/accept/
+//! pipe/dup, which proves the previous file is gone). `reset` bumps `gen`.
+//!
+//! ## Readiness, per direction (read, write)
+//! A direction has an edge counter (`rseq`/`wseq`) and a waiter list. The
+//! reactor increments the counter on each epoll edge, then wakes every
+//! waiter in the list (wake-all: with edge triggering, waking one waiter
+//! that then takes only part of the data would strand the others).
+//!
+//! Wait protocol (no lost edge), mirror sides:
+//! 1. Waiter: snapshot the counter (`seq`), try the syscall; on EAGAIN
+//!    take the lock, recheck `gen` (closed?) and the counter (edge since
+//!    the snapshot? then retry), push itself, unlock, park; recheck.
+//! 2. Reactor: increment the counter (SeqCst), load `nwaiters` (SeqCst);
+//!    if non-zero, take the lock and drain the list, then wake outside it.
+//! The waiter raises `nwaiters` (SeqCst) before its locked recheck, so
+//! either the reactor sees the waiter, or the waiter sees the new count.
+//!
+//! Stale events: epoll data is `gen << 32 | fd`; the reactor drops an event
+//! whose `gen` differs from the entry's (the fd was closed and reused).
+//! Closing an fd that coroutines wait on bumps `gen` and wakes them; they
+//! return EBADF.
+
+use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::coroutine::Task;
+use crate::sched::{self, NoPreempt, WaitReason};
+
+pub(crate) const UNKNOWN: u8 = 0;
+pub(crate) const INIT: u8 = 1;
+pub(crate) const POLL: u8 = 2;
+pub(crate) const FILE: u8 = 3;
+pub(crate) const PASS: u8 = 4;
+
+/// The user's own view of O_NONBLOCK (fcntl/ioctl/SOCK_NONBLOCK).
+pub(crate) const USER_NONBLOCK: u8 = 1;
+/// The fd shares a file description with a `POLL` fd (dup): the kernel's
+/// O_NONBLOCK was set by the runtime, `USER_NONBLOCK` holds the user view.
+pub(crate) const INHERITED: u8 = 2;
+/// It is a socket (SO_RCVTIMEO/SO_SNDTIMEO apply).
+pub(crate) const SOCKET: u8 = 4;
+/// preadv2/pwritev2 with RWF_NOWAIT is not supported on this file.
+pub(crate) const NO_NOWAIT: u8 = 8;
+
+/// Cached socket timeout not fetched yet.
+const TIMEO_UNKNOWN: u64 = u64::MAX;
+
+const CHUNK: usize = 1024;
+const TOP: usize = 1024;
+
+/// Readiness direction.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Dir {
+    Read,
+    Write,
+}
+
+/// Bitmask of directions for [`Registration::notify`].
+pub(crate) const READ: u8 = 1;
+pub(crate) const WRITE: u8 = 2;
+
+/// Outcome of a wait for readiness.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum WaitOutcome {
+    /// An edge arrived (or may have): retry the call.
+    Ready,
+    /// The deadline passed.
+    TimedOut,
+    /// The fd was closed (or reused) meanwhile.
+    Closed,
+}
+
+#[derive(Default)]
+struct Waiters {
+    readers: Vec<Task>,
+    writers: Vec<Task>,
+}
+
+/// What the runtime knows about one fd number.
+pub(crate) struct Registration {
+    /// Generation of the fd number; bumped by `reset` (under `waiters`).
+    gen: AtomicU32,
+    kind: AtomicU8,
+    flags: AtomicU8,
+    rseq: AtomicU32,
+    wseq: AtomicU32,
+    /// Coroutines in either waiter list (see the wait protocol).
+    nwaiters: AtomicU32,
+    rcvtimeo_ns: AtomicU64,
+    sndtimeo_ns: AtomicU64,
+    /// A socket error consumed by `connect`'s SO_ERROR check after the
+    /// connection was established (ECONNRESET/EPIPE: the peer reset it
+    /// before we looked). A blocking connect would have returned 0 and the
+    /// next read/write would report the error, so the I/O paths hand it
+    /// out once, when the kernel reports EOF/EPIPE in its place.
+    pending_err: AtomicI32,
+    /// Waiter lists. Lock held for pushes/drains only; never across a park
+    /// or a syscall.
+    waiters: Mutex<Waiters>,
+}
+
+impl Registration {
+    fn new() -> Self {
+        Registration {
+            gen: AtomicU32::new(0),
+            kind: AtomicU8::new(UNKNOWN),
+            flags: AtomicU8::new(0),
+            rseq: AtomicU32::new(0),
+            wseq: AtomicU32::new(0),
+            nwaiters: AtomicU32::new(0),
+            rcvtimeo_ns: AtomicU64::new(TIMEO_UNKNOWN),
+            sndtimeo_ns: AtomicU64::new(TIMEO_UNKNOWN),
+            pending_err: AtomicI32::new(0),
+            waiters: Mutex::new(Waiters::default()),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn kind(&self) -> u8 {
+        // Acquire: pairs with the Release store ending the lazy init, so
+        // the flags written by the initialiser are visible.
+        self.kind.load(Ordering::Acquire)
+    }
+
+    #[inline]
+    pub(crate) fn gen(&self) -> u32 {
+        self.gen.load(Ordering::Acquire)
+    }
+
+    #[inline]
+    pub(crate) fn flags(&self) -> u8 {
+        self.flags.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_flag(&self, f: u8, on: bool) {
+        if on {
+            self.flags.fetch_or(f, Ordering::Relaxed);
+        } else {
+            self.flags.fetch_and(!f, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether the kernel's O_NONBLOCK on this fd is the runtime's doing
+    /// (so the user's view is in `USER_NONBLOCK`).
+    #[inline]
+    pub(crate) fn managed(&self) -> bool {
+        self.kind() == POLL || self.flags() & INHERITED != 0
+    }
+
+    /// Whether a hook must give blocking semantics over a non-blocking fd.
+    #[inline]
+    pub(crate) fn emulates_blocking(&self) -> bool {
+        self.managed() && self.flags() & USER_NONBLOCK == 0
+    }
+
+    /// Tries `UNKNOWN -> INIT`; the winner must call `finish_init`.
+    pub(crate) fn begin_init(&self) -> bool {
+        self.kind
+            .compare_exchange(UNKNOWN, INIT, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Ends the lazy init with `kind` and `flags` (Release: see `kind()`).
+    pub(crate) fn finish_init(&self, kind: u8, flags: u8) {
+        self.flags.store(flags, Ordering::Relaxed);
+        self.kind.store(kind, Ordering::Release);
+    }
+
+    /// Sets the cached socket timeout for `dir` (setsockopt hook).
+    pub(crate) fn set_timeout(&self, dir: Dir, d: Option<Duration>) {
+        let ns = d.map_or(0, |d| d.as_nanos().min(u64::MAX as u128 - 1) as u64);
+        self.timeo(dir).store(ns, Ordering::Relaxed);
+    }
+
+    /// The socket timeout for `dir` (SO_RCVTIMEO/SO_SNDTIMEO), fetched with
+    /// getsockopt once per fd and cached; `None` for no timeout.
+    pub(crate) fn timeout(&self, fd: i32, dir: Dir) -> Option<Duration> {
+        if self.flags() & SOCKET == 0 {
+            return None;
+        }
+        let slot = self.timeo(dir);
+        let mut ns = slot.load(Ordering::Relaxed);
+        if ns == TIMEO_UNKNOWN {
+            let opt = if dir == Dir::Read {
+                libc::SO_RCVTIMEO
+            } else {
+                libc::SO_SNDTIMEO
+            };
+            let mut tv = libc::timeval {
+                tv_sec: 0,
+                tv_usec: 0,
+            };
+            let mut len = std::mem::size_of::<libc::timeval>() as libc::socklen_t;
+            // SAFETY: getsockopt writes at most `len` bytes into `tv`.
+            let r = unsafe {
+                crate::sys::sc5(
+                    libc::SYS_getsockopt,
+                    fd as usize,
+                    libc::SOL_SOCKET as usize,
+                    opt as usize,
+                    &mut tv as *mut _ as usize,
+                    &mut len as *mut _ as usize,
+                )
+            };
+            ns = if r < 0 {
+                0
+            } else {
+                tv.tv_sec as u64 * 1_000_000_000 + tv.tv_usec as u64 * 1000
+            };
+            slot.store(ns, Ordering::Relaxed);
+        }
+        (ns != 0).then(|| Duration::from_nanos(ns))
+    }
+
+    fn timeo(&self, dir: Dir) -> &AtomicU64 {
+        match dir {
+            Dir::Read => &self.rcvtimeo_ns,
+            Dir::Write => &self.sndtimeo_ns,
+        }
+    }
+
+    fn seq_of(&self, dir: Dir) -> &AtomicU32 {
+        match dir {
+            Dir::Read => &self.rseq,
+            Dir::Write => &self.wseq,
+        }
+    }
+
+    /// Snapshot of the edge counter for `dir` (take it before the syscall).
+    #[inline]
+    pub(crate) fn seq(&self, dir: Dir) -> u32 {
+        self.seq_of(dir).load(Ordering::SeqCst)
+    }
+
+    /// Parks the running coroutine until an edge for `dir` newer than
+    /// `snap`, the `deadline`, or a close (generation other than `gen`).
+    /// The caller holds `np` (we are in a hook on a coroutine).
+    pub(crate) fn wait(
+        &self,
+        dir: Dir,
+        gen: u32,
+        snap: u32,
+        deadline: Option<Instant>,
+        np: &NoPreempt,
+    ) -> WaitOutcome {
+        Self::wait_many(&[(self, dir, gen, snap)], deadline, np)
+    }
+
+    /// Like [`wait`](Self::wait) on several (registration, direction)
+    /// pairs at once (the poll hook); returns at the first of them.
+    pub(crate) fn wait_many(
+        list: &[(&Registration, Dir, u32, u32)],
+        deadline: Option<Instant>,
+        np: &NoPreempt,
+    ) -> WaitOutcome {
+        let co = sched::current_task();
+        let mut pushed = 0;
+        let mut early = None;
+        for &(reg, dir, gen, snap) in list {
+            reg.nwaiters.fetch_add(1, Ordering::SeqCst);
+            let mut w = reg.waiters.lock().unwrap_or_else(|e| e.into_inner());
+            if reg.gen.load(Ordering::SeqCst) != gen {
+                early = Some(WaitOutcome::Closed);
+            } else if reg.seq_of(dir).load(Ordering::SeqCst) != snap {
+                early = Some(WaitOutcome::Ready);
+            } else {
+                match dir {
+                    Dir::Read => w.readers.push(co.clone()),
+                    Dir::Write => w.writers.push(co.clone()),
+                }
+            }
+            drop(w);
+            pushed += 1;
+            if early.is_some() {
+                break;
+            }
+        }
+        let outcome = match early {
+            Some(o) => o,
+            None => {
+                super::epoll::COUNTERS
+                    .io_parks
+                    .fetch_add(1, Ordering::Relaxed);
+                // SeqCst: a poller that skips polling because this is 0
+                // leaves the edge queued in the kernel; see epoll.rs.
+                super::epoll::COUNTERS
+                    .io_waiting
+                    .fetch_add(1, Ordering::SeqCst);
+                let timer =
+                    deadline.map(|d| super::timers().add(d, super::Waker::Coroutine(co.clone())));
+                let outcome = loop {
+                    if let Some(o) = Self::check(list) {
+                        break o;
+                    }
+                    if timer.as_ref().is_some_and(|t| t.fired()) {
+                        break WaitOutcome::TimedOut;
+                    }
+                    sched::park_current(np, WaitReason::Io);
+                };
+                if let Some(t) = &timer {
+                    super::timers().cancel(t);
+                }
+                super::epoll::COUNTERS
+                    .io_waiting
+                    .fetch_sub(1, Ordering::SeqCst);
+                outcome
+            }
+        };
+        for &(reg, dir, _, _) in &list[..pushed] {
+            let mut w = reg.waiters.lock().unwrap_or_else(|e| e.into_inner());
+            let v = match dir {
+                Dir::Read => &mut w.readers,
+                Dir::Write => &mut w.writers,
+            };
+            if let Some(i) = v.iter().position(|t| std::sync::Arc::ptr_eq(t, &co)) {
+                v.swap_remove(i);
+            }
+            drop(w);
+            reg.nwaiters.fetch_sub(1, Ordering::SeqCst);
+        }
+        outcome
+    }
+
+    fn check(list: &[(&Registration, Dir, u32, u32)]) -> Option<WaitOutcome> {
+        for &(reg, dir, gen, snap) in list {
+            if reg.gen.load(Ordering::SeqCst) != gen {
+                return Some(WaitOutcome::Closed);
+            }
+            if reg.seq_of(dir).load(Ordering::SeqCst) != snap {
+                return Some(WaitOutcome::Ready);
+            }
+        }
+        None
+    }
+
+    /// Reactor side: an edge for the directions in `dirs` (READ|WRITE).
+    pub(crate) fn notify(&self, dirs: u8) {
+        if dirs & READ != 0 {
+            self.rseq.fetch_add(1, Ordering::SeqCst);
+        }
+        if dirs & WRITE != 0 {
+            self.wseq.fetch_add(1, Ordering::SeqCst);
+        }
+        if self.nwaiters.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        let (r, w) = {
+            let mut g = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+            let r = if dirs & READ != 0 {
+                std::mem::take(&mut g.readers)
+            } else {
+                Vec::new()
+            };
+            let w = if dirs & WRITE != 0 {
+                std::mem::take(&mut g.writers)
+            } else {
+                Vec::new()
+            };
+            (r, w)
+        };
+        for t in r.into_iter().chain(w) {
+            t.wake();
+        }
+    }
+
+    /// The fd number is closed or handed out anew: forget everything, bump
+    /// the generation (stale epoll events are dropped), and wake waiters
+    /// (they return EBADF). Returns the previous kind.
+    pub(crate) fn reset(&self) -> u8 {
+        let (r, w) = {
+            let mut g = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+            self.gen.fetch_add(1, Ordering::SeqCst);
+            (
+                std::mem::take(&mut g.readers),
+                std::mem::take(&mut g.writers),
+            )
+        };
+        let prev = self.kind.swap(UNKNOWN, Ordering::AcqRel);
+        self.flags.store(0, Ordering::Relaxed);
+        self.rcvtimeo_ns.store(TIMEO_UNKNOWN, Ordering::Relaxed);
+        self.sndtimeo_ns.store(TIMEO_UNKNOWN, Ordering::Relaxed);
+        self.pending_err.store(0, Ordering::Relaxed);
+        for t in r.into_iter().chain(w) {
+            t.wake();
+        }
+        prev
+    }
+
+    /// Remembers an error consumed on the user's behalf (see `pending_err`).
+    pub(crate) fn set_pending_error(&self, errno: i32) {
+        self.pending_err.store(errno, Ordering::Release);
+    }
+
+    /// Takes the remembered error, if any, as a kernel result (-errno).
+    pub(crate) fn take_pending_error(&self) -> Option<isize> {
+        if self.pending_err.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        match self.pending_err.swap(0, Ordering::AcqRel) {
+            0 => None,
+            e => Some(-(e as isize)),
+        }
+    }
+
+    /// Marks a fresh socket whose timeouts are known to be unset.
+    pub(crate) fn set_no_timeouts(&self) {
+        self.rcvtimeo_ns.store(0, Ordering::Relaxed);
+        self.sndtimeo_ns.store(0, Ordering::Relaxed);
+    }
+}
+
+type Chunk = [Registration; CHUNK];
+
+static TABLE: [AtomicPtr<Chunk>; TOP] = [const { AtomicPtr::new(std::ptr::null_mut()) }; TOP];
+
+/// The entry of `fd` if its chunk exists (never allocates).
+#[inline]
+pub(crate) fn get(fd: i32) -> Option<&'static Registration> {
+    if fd < 0 {
+        return None;
+    }
+    let (hi, lo) = (fd as usize / CHUNK, fd as usize % CHUNK);
+    if hi >= TOP {
+        return None;
+    }
+    // Acquire: pairs with the Release CAS publishing the chunk.
+    let p = TABLE[hi].load(Ordering::Acquire);
+    // SAFETY: chunks are published fully initialised and never freed.
+    (!p.is_null()).then(|| unsafe { &(*p)[lo] })
+}
+
+/// The entry of `fd`, allocating its chunk if needed; `None` for fds
+/// outside the table.
+pub(crate) fn get_or_alloc(fd: i32) -> Option<&'static Registration> {
+    if let Some(r) = get(fd) {
+        return Some(r);
+    }
+    if fd < 0 || fd as usize / CHUNK >= TOP {
+        return None;
+    }
+    let hi = fd as usize / CHUNK;
+    let chunk: Box<Chunk> = {
+        let v: Vec<Registration> = (0..CHUNK).map(|_| Registration::new()).collect();
+        match v.into_boxed_slice().try_into() {
+            Ok(b) => b,
+            Err(_) => crate::sys::fatal("registration chunk size mismatch"),
+        }
+    };
+    let p = Box::into_raw(chunk);
+    if TABLE[hi]
+        .compare_exchange(std::ptr::null_mut(), p, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        // SAFETY: we just created `p` and lost the race; nobody saw it.
+        drop(unsafe { Box::from_raw(p) });
+    }
+    get(fd)
+}
+
+/// An fd number was just returned by a creating call (socket, accept,
+/// pipe, dup…): whatever the table holds for it is stale.
+#[inline]
+pub(crate) fn fresh(fd: i32) {
+    if let Some(r) = get(fd) {
+        if r.kind.load(Ordering::Relaxed) != UNKNOWN || r.flags() != 0 {
+            if r.reset() == POLL {
+                super::epoll::deregister(fd);
+            }
+        }
+    }
+}
