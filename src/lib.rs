@@ -50,6 +50,7 @@ compile_error!(
 mod arch;
 mod config;
 mod coroutine;
+mod interpose;
 mod reactor;
 mod sched;
 mod stack;

@@ -78,6 +78,9 @@ fn start_slow(config: Option<Config>) -> Result<&'static Runtime, ConfigError> {
         Some(c) => c,
         None => RuntimeBuilder::new().resolve()?,
     };
+    if let Err(msg) = crate::interpose::futex::check_linked() {
+        crate::sys::fatal(msg);
+    }
     crate::stack::install_overflow_handler();
     crate::stack::set_current_name_fn(worker::current_name_raw);
     let mut workers = Vec::with_capacity(config.max_workers);
