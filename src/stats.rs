@@ -32,7 +32,8 @@ pub struct ExecutorStats {
 /// A snapshot of the runtime's counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Executors running now (including extra ones for blocked executors).
+    /// Executors running now (including extra ones for blocked executors,
+    /// not counting retired ones).
     pub workers: usize,
     /// Coroutines spawned in all (from coroutines and from plain threads).
     pub spawned: u64,
@@ -46,6 +47,22 @@ pub struct Stats {
     pub preemptions: u64,
     /// Timers fired (sleeps and timed waits).
     pub timers_fired: u64,
+    /// Futex waits of coroutines that parked instead of blocking their
+    /// executor (std `Mutex`, `Condvar`, `Barrier`, … under contention).
+    pub futex_parks: u64,
+    /// Of those, waits that ended with ETIMEDOUT.
+    pub futex_timeouts: u64,
+    /// Coroutines woken by a FUTEX_WAKE (from a coroutine or a thread).
+    pub futex_wakes: u64,
+    /// Blocked episodes: an executor made no progress for
+    /// `blocked_after` while work waited for it.
+    pub blocked_seen: u64,
+    /// Time executors spent blocked while work waited (sampled).
+    pub blocked_time: std::time::Duration,
+    /// Extra executors started for blocked ones.
+    pub extra_started: u64,
+    /// Extra executors retired after idling.
+    pub extra_retired: u64,
     /// Per-executor counters.
     pub executors: Vec<ExecutorStats>,
 }
@@ -62,7 +79,8 @@ pub fn stats() -> Stats {
     let Some(rt) = crate::sched::try_runtime_pub() else {
         return Stats::default();
     };
-    let mut s = Stats { workers: rt.live_executors().len(), ..Stats::default() };
+    let alive = rt.live_executors().iter().filter(|e| e.alive.load(Ordering::Relaxed)).count();
+    let mut s = Stats { workers: alive, ..Stats::default() };
     s.spawned = rt.external_spawns.load(Ordering::Relaxed);
     for e in rt.live_executors() {
         let st = &e.stats;
@@ -85,5 +103,18 @@ pub fn stats() -> Stats {
         s.executors.push(es);
     }
     s.timers_fired = crate::reactor::timers().fired_total.load(Ordering::Relaxed);
+    {
+        use crate::interpose::futex;
+        s.futex_parks = futex::WAITS_PARKED.load(Ordering::Relaxed);
+        s.futex_timeouts = futex::WAIT_TIMEOUTS.load(Ordering::Relaxed);
+        s.futex_wakes = futex::WAKES.load(Ordering::Relaxed);
+    }
+    {
+        use crate::sched::{BLOCKED_NS, BLOCKED_SEEN, EXTRA_RETIRED, EXTRA_STARTED};
+        s.blocked_seen = BLOCKED_SEEN.load(Ordering::Relaxed);
+        s.blocked_time = std::time::Duration::from_nanos(BLOCKED_NS.load(Ordering::Relaxed));
+        s.extra_started = EXTRA_STARTED.load(Ordering::Relaxed);
+        s.extra_retired = EXTRA_RETIRED.load(Ordering::Relaxed);
+    }
     s
 }

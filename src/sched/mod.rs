@@ -41,10 +41,12 @@
 //! started coroutines by default (unsound with thread-locals, above),
 //! spinning idle executors (burns CPU on an idle runtime).
 
+mod blocked;
 mod idle;
 mod runtime;
 mod worker;
 
+pub(crate) use blocked::{BLOCKED_NS, BLOCKED_SEEN, EXTRA_RETIRED, EXTRA_STARTED};
 pub(crate) use runtime::{runtime, schedule, spawn_task, start_with, try_runtime as try_runtime_pub};
 #[allow(unused_imports)]
 pub(crate) use runtime::Runtime;

@@ -97,8 +97,14 @@ pub(crate) struct ExecutorShared {
     pub(crate) no_preempt: AtomicU32,
     /// Kernel thread id, for tgkill.
     pub(crate) tid: AtomicI32,
-    /// Whether the thread runs (slot started).
+    /// Whether the slot's thread runs (false before start and after it
+    /// retired, see blocked.rs).
     pub(crate) alive: AtomicBool,
+    /// Live started coroutines whose home is this executor (incremented by
+    /// the owner at first run, decremented when one finishes). A surplus
+    /// executor retires only at 0: a homed coroutine's wake targets its
+    /// inbox.
+    pub(crate) homed: AtomicUsize,
     /// Set by the owner when it resumes a preempted coroutine; read by the
     /// preemption code. Kept here so the monitor protocol can extend it.
     pub(crate) preempt_pending: AtomicBool,
@@ -120,6 +126,7 @@ impl ExecutorShared {
             no_preempt: AtomicU32::new(0),
             tid: AtomicI32::new(0),
             alive: AtomicBool::new(false),
+            homed: AtomicUsize::new(0),
             preempt_pending: AtomicBool::new(false),
             ready_len: AtomicUsize::new(0),
             stats: ExecutorStats::default(),
@@ -150,6 +157,9 @@ pub(crate) struct Executor {
     ready: UnsafeCell<VecDeque<Task>>,
     pub(crate) fresh: Worker<Task>,
     tick: Cell<u32>,
+    /// When this executor last started looking for work without finding
+    /// any (None while it finds work). Drives retirement (blocked.rs).
+    idle_since: Cell<Option<Instant>>,
 }
 
 thread_local! {
@@ -163,8 +173,9 @@ thread_local! {
 #[inline(never)]
 pub(crate) fn current_executor() -> Option<&'static Executor> {
     let p = EXECUTOR.with(|e| e.get());
-    // SAFETY: set once by `executor_main` to an Executor that lives for the
-    // rest of the thread (executors never exit).
+    // SAFETY: set by `executor_main` to an Executor that lives until the
+    // thread retires, which clears this pointer first (blocked.rs); no
+    // coroutine runs on a retiring executor, so no reference outlives it.
     (!p.is_null()).then(|| unsafe { &*p })
 }
 
@@ -442,7 +453,14 @@ impl Executor {
         }
         let timers = crate::reactor::timers();
         let role = timers.claim_sleeper(self.index);
-        let timeout = if role { timers.next_deadline().map(|d| d.saturating_duration_since(Instant::now())) } else { None };
+        let mut timeout = if role { timers.next_deadline().map(|d| d.saturating_duration_since(Instant::now())) } else { None };
+        if self.is_surplus() {
+            // Wake up in time to retire (blocked.rs).
+            let since = *self.idle_since.get().get_or_insert(Instant::now());
+            let left = super::blocked::RETIRE_AFTER.saturating_sub(since.elapsed()) + std::time::Duration::from_millis(1);
+            timeout = Some(timeout.map_or(left, |t| t.min(left)));
+            self.idle_since.set(Some(since));
+        }
         self.shared.parker.wait(timeout);
         if role {
             timers.release_sleeper(self.index);
@@ -454,6 +472,7 @@ impl Executor {
 
     fn run_task(&self, task: Task) {
         let inner: &Inner = &task;
+        self.idle_since.set(None);
         if inner.state.load(Ordering::Relaxed) & STATE_MASK == RUNNABLE {
             // Acquire: see every condition set by the wakers (module doc of
             // coroutine.rs, step 3).
@@ -461,12 +480,14 @@ impl Executor {
         }
         if inner.home.load(Ordering::Relaxed) == NO_HOME {
             inner.home.store(self.index as u32, Ordering::Relaxed);
+            self.shared.homed.fetch_add(1, Ordering::Relaxed);
         }
         let p = Arc::as_ptr(&task);
         self.current.set(p);
         self.shared.current.store(p as *mut Inner, Ordering::Release);
         let s = self.shared.switches.load(Ordering::Relaxed);
         self.shared.switches.store(s + 1, Ordering::Relaxed);
+        super::blocked::note_running();
         // SAFETY: we own the right to run `task` (popped from a queue); its
         // saved sp is a suspended frame on its live stack; `task` keeps the
         // stack alive until the coroutine switches back.
@@ -496,6 +517,8 @@ impl Executor {
             }
             Action::Exit => {
                 inner.state.store(DONE, Ordering::Release);
+                let home = inner.home.load(Ordering::Relaxed) as usize;
+                self.rt.executors[home].homed.fetch_sub(1, Ordering::Relaxed);
                 self.shared.stats.finished.fetch_add(1, Ordering::Relaxed);
                 // SAFETY: the coroutine finished and will never run again;
                 // we own it, so taking its stack back is exclusive.
@@ -503,6 +526,35 @@ impl Executor {
                 drop(stack);
             }
         }
+    }
+
+    /// Whether this executor is an extra one, started for a blocked
+    /// executor, that may retire.
+    fn is_surplus(&self) -> bool {
+        self.index >= self.rt.config.workers
+    }
+
+    /// Whether it is time to retire (blocked.rs): surplus, idle long
+    /// enough, nothing homed here.
+    fn should_retire(&self) -> bool {
+        self.is_surplus()
+            && self.idle_since.get().is_some_and(|t| t.elapsed() >= super::blocked::RETIRE_AFTER)
+            && (self.rt.config.migrate || self.shared.homed.load(Ordering::Relaxed) == 0)
+    }
+
+    /// Steps 1-2 of retirement (blocked.rs): recheck and mark the slot dead
+    /// under the runtime's `pending_workers` lock. On success the caller
+    /// stops using this executor and hands its deque back
+    /// (`Runtime::return_slot`), which makes the slot reusable.
+    fn try_retire(&self) -> bool {
+        // SAFETY: owner thread; no reference into `ready` is live.
+        let ready_empty = unsafe { (*self.ready.get()).is_empty() };
+        self.rt.retire_slot(self.index, || {
+            ready_empty
+                && self.shared.inbox.is_empty()
+                && self.fresh.is_empty()
+                && (self.rt.config.migrate || self.shared.homed.load(Ordering::Relaxed) == 0)
+        })
     }
 
     fn requeue(&self, task: Task) {
@@ -521,7 +573,7 @@ pub(crate) fn executor_main(rt: &'static Runtime, index: usize, fresh: Worker<Ta
     let shared = &rt.executors[index];
     shared.tid.store(crate::sys::gettid(), Ordering::Relaxed);
     shared.alive.store(true, Ordering::Release);
-    let exec: &'static Executor = Box::leak(Box::new(Executor {
+    let exec_ptr: *mut Executor = Box::into_raw(Box::new(Executor {
         rt,
         shared,
         index,
@@ -531,17 +583,36 @@ pub(crate) fn executor_main(rt: &'static Runtime, index: usize, fresh: Worker<Ta
         ready: UnsafeCell::new(VecDeque::with_capacity(256)),
         fresh,
         tick: Cell::new(0),
+        idle_since: Cell::new(None),
     }));
-    EXECUTOR.with(|e| e.set(exec));
+    // SAFETY: freshly boxed; freed only below, after the loop ends and the
+    // thread-local pointer is cleared.
+    let exec: &Executor = unsafe { &*exec_ptr };
+    EXECUTOR.with(|e| e.set(exec_ptr));
     loop {
         let task = match exec.next_task() {
             Some(t) => Some(t),
             None => exec.find_work().or_else(|| exec.idle()),
         };
-        if let Some(task) = task {
-            exec.run_task(task);
+        match task {
+            Some(task) => exec.run_task(task),
+            None => {
+                if exec.idle_since.get().is_none() {
+                    exec.idle_since.set(Some(Instant::now()));
+                }
+                if exec.should_retire() && exec.try_retire() {
+                    break;
+                }
+            }
         }
     }
+    // Retired (blocked.rs step 3).
+    EXECUTOR.with(|e| e.set(std::ptr::null()));
+    // SAFETY: created by Box::into_raw above; the thread-local pointer is
+    // cleared and no coroutine runs here, so this is the last reference.
+    let exec = unsafe { Box::from_raw(exec_ptr) };
+    let Executor { fresh, .. } = *exec;
+    rt.return_slot(index, fresh);
 }
 
 /// Prepares a fresh coroutine's stack: called once, before it is queued.
