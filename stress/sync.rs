@@ -431,8 +431,8 @@ fn park_unpark_thread_and_coroutine() {
 #[test]
 fn crossbeam_channel_unmodified() {
     in_child("crossbeam_channel_unmodified", ONE, || {
-        // One blocking receiver per executor (see the limitation in the
-        // README: thread::park-based waits use the executor's Thread).
+        // One blocking receiver per executor: thread::park-based waits use
+        // the executor's park token (limitation, see interpose/futex.rs).
         let (tx, rx) = crossbeam_channel::unbounded::<u64>();
         let r = coroutines::spawn(move || rx.iter().sum::<u64>());
         let hs: Vec<_> = (0..100u64)

@@ -18,8 +18,11 @@
 //!    RUNNING->PARKED or requeue if notified meanwhile; Exit -> recycle the
 //!    stack and drop the scheduler's reference.
 //!
-//! Executors never exit (the runtime lives as long as the process);
-//! an extra executor started for a blocked one may go back to sleep.
+//! Executors of the first `config.workers` slots never exit (the runtime
+//! lives as long as the process). An extra executor, started for a blocked
+//! one, retires once it idled for a while with nothing homed on it: it
+//! leaves the loop, hands its `fresh` deque back to the runtime and its
+//! thread ends; the slot can be started again (sched/blocked.rs).
 //!
 //! No-preempt level: runtime code entered from a coroutine raises
 //! `ExecutorShared::no_preempt` (a `NoPreempt` guard) so the preemption
