@@ -111,7 +111,13 @@ fn blocked_executors_get_help_then_retire() {
                 s.extra_started,
                 s.workers
             );
-            assert!(cpu_done < Duration::from_millis(1200), "CPU work waited for the blocked executors: {cpu_done:?}");
+            // The blocked executors are still inside their 2 s call: the
+            // work did not wait for them. (No tighter wall-clock bound: the
+            // machine may be loaded; see the printed figures.)
+            assert!(
+                blockers.iter().all(|b| !b.is_finished()) && cpu_done < Duration::from_secs(2),
+                "CPU work waited for the blocked executors: {cpu_done:?}"
+            );
             assert!(s.extra_started >= 1 && s.blocked_seen >= 1, "{s:?}");
             assert!(s.workers > 2, "{s:?}");
             for h in blockers {
