@@ -65,6 +65,10 @@ pub struct PreemptStats {
     pub deferred_fpstate: u64,
     /// Times the monitor backed off an executor after deferrals.
     pub backoffs: u64,
+    /// Due preemptions not sent because the executor's thread was asleep
+    /// in the kernel (a call no hook covers): a signal would only have
+    /// interrupted that call.
+    pub skipped_in_kernel: u64,
 }
 
 impl PreemptStats {
@@ -95,13 +99,15 @@ impl PreemptStats {
         self.deferred_not_on_altstack += o.deferred_not_on_altstack;
         self.deferred_fpstate += o.deferred_fpstate;
         self.backoffs += o.backoffs;
+        self.skipped_in_kernel += o.skipped_in_kernel;
     }
 }
 
 /// A snapshot of the runtime's counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Executors running now (including extra ones for blocked executors).
+    /// Executors running now (including extra ones for blocked executors,
+    /// not counting retired ones).
     pub workers: usize,
     /// Coroutines spawned in all (from coroutines and from plain threads).
     pub spawned: u64,
@@ -134,6 +140,22 @@ pub struct Stats {
     pub reactor_polls: u64,
     /// epoll events dispatched to fd registrations.
     pub reactor_events: u64,
+    /// Futex waits of coroutines that parked instead of blocking their
+    /// executor (std `Mutex`, `Condvar`, `Barrier`, … under contention).
+    pub futex_parks: u64,
+    /// Of those, waits that ended with ETIMEDOUT.
+    pub futex_timeouts: u64,
+    /// Coroutines woken by a FUTEX_WAKE (from a coroutine or a thread).
+    pub futex_wakes: u64,
+    /// Blocked episodes: an executor made no progress for
+    /// `blocked_after` while work waited for it.
+    pub blocked_seen: u64,
+    /// Time executors spent blocked while work waited (sampled).
+    pub blocked_time: std::time::Duration,
+    /// Extra executors started for blocked ones.
+    pub extra_started: u64,
+    /// Extra executors retired after idling.
+    pub extra_retired: u64,
     /// Per-executor counters.
     pub executors: Vec<ExecutorStats>,
 }
@@ -156,6 +178,7 @@ fn preempt_stats(e: &crate::sched::ExecutorShared) -> PreemptStats {
         deferred_not_on_altstack: d(Defer::NotOnAltstack),
         deferred_fpstate: d(Defer::FpState),
         backoffs: p.backoffs.load(Ordering::Relaxed),
+        skipped_in_kernel: p.in_kernel.load(Ordering::Relaxed),
     }
 }
 
@@ -172,8 +195,13 @@ pub fn stats() -> Stats {
     let Some(rt) = crate::sched::try_runtime_pub() else {
         return Stats::default();
     };
+    let alive = rt
+        .live_executors()
+        .iter()
+        .filter(|e| e.alive.load(Ordering::Relaxed))
+        .count();
     let mut s = Stats {
-        workers: rt.live_executors().len(),
+        workers: alive,
         ..Stats::default()
     };
     s.spawned = rt.external_spawns.load(Ordering::Relaxed);
@@ -208,5 +236,18 @@ pub fn stats() -> Stats {
     s.fds_registered = io.registered.load(Ordering::Relaxed);
     s.reactor_polls = io.polls.load(Ordering::Relaxed);
     s.reactor_events = io.events.load(Ordering::Relaxed);
+    {
+        use crate::interpose::futex;
+        s.futex_parks = futex::WAITS_PARKED.load(Ordering::Relaxed);
+        s.futex_timeouts = futex::WAIT_TIMEOUTS.load(Ordering::Relaxed);
+        s.futex_wakes = futex::WAKES.load(Ordering::Relaxed);
+    }
+    {
+        use crate::sched::{BLOCKED_NS, BLOCKED_SEEN, EXTRA_RETIRED, EXTRA_STARTED};
+        s.blocked_seen = BLOCKED_SEEN.load(Ordering::Relaxed);
+        s.blocked_time = std::time::Duration::from_nanos(BLOCKED_NS.load(Ordering::Relaxed));
+        s.extra_started = EXTRA_STARTED.load(Ordering::Relaxed);
+        s.extra_retired = EXTRA_RETIRED.load(Ordering::Relaxed);
+    }
     s
 }

@@ -30,7 +30,8 @@
 //! sendto sendmsg setsockopt poll ppoll select epoll_wait close dup dup2
 //! dup3 fcntl fcntl64 ioctl pipe pipe2 nanosleep clock_nanosleep usleep
 //! sleep getaddrinfo pread pread64 preadv preadv64 pwrite pwrite64 pwritev
-//! pwritev64.
+//! pwritev64, and `syscall` (futex.rs: emulates FUTEX_WAIT/WAKE for
+//! coroutines; every other system call number passes straight through).
 //!
 //! What still blocks an executor: `PASS` fds (terminals, /dev/*, eventfd,
 //! timerfd, fds 0-2), `open`/`stat` and other metadata calls, `flock`/
@@ -52,6 +53,7 @@
 
 mod dns;
 mod fs;
+pub(crate) mod futex;
 mod io;
 mod net;
 mod offload;

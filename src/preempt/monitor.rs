@@ -252,6 +252,16 @@ fn check(
     if !(early || due) {
         return (ran < slice).then(|| s.since + slice);
     }
+    // A coroutine that has "run" for a slice without a switch may in fact
+    // be asleep in the kernel, in a call no hook covers (a raw `syscall`,
+    // a C library's internal I/O): a signal would only make that call fail
+    // with EINTR, and there is nothing to preempt — the blocked-executor
+    // detector's business (sched/blocked.rs). Look at the thread's state
+    // first; only a running thread ('R') is signalled.
+    if !thread_is_running(e.tid.load(Ordering::Relaxed)) {
+        e.preempt.in_kernel.fetch_add(1, Ordering::Relaxed);
+        return Some(now + slice);
+    }
     let deferred = e.preempt.deferred_total();
     if signal::request(e) {
         s.sent_at = Some(now);
@@ -264,4 +274,20 @@ fn check(
         return Some(now + slice);
     }
     None
+}
+
+/// Whether thread `tid` of this process is running or runnable (state `R`
+/// in `/proc/self/task/<tid>/stat`) rather than sleeping in the kernel.
+/// Read only when a preemption is due (at most once per slice per
+/// executor); if the file cannot be read, assume running (signal as before).
+fn thread_is_running(tid: i32) -> bool {
+    let Ok(stat) = std::fs::read(format!("/proc/self/task/{tid}/stat")) else {
+        return true;
+    };
+    // "tid (comm) S ...": comm may hold spaces and parentheses, so the state
+    // is the first byte after the last ") ".
+    match stat.iter().rposition(|&b| b == b')') {
+        Some(i) => stat.get(i + 2).is_none_or(|&st| st == b'R'),
+        None => true,
+    }
 }

@@ -56,6 +56,8 @@ pub(crate) struct PreemptCounters {
     pub(crate) wakeup_signals: AtomicU64,
     /// Times the monitor backed off after repeated deferrals.
     pub(crate) backoffs: AtomicU64,
+    /// Due preemptions not sent: the thread was asleep in the kernel.
+    pub(crate) in_kernel: AtomicU64,
     pub(crate) deferred: [AtomicU64; DEFER_KINDS],
 }
 

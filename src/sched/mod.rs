@@ -44,10 +44,12 @@
 //! started coroutines by default (unsound with thread-locals, above),
 //! spinning idle executors (burns CPU on an idle runtime).
 
+mod blocked;
 mod idle;
 mod runtime;
 mod worker;
 
+pub(crate) use blocked::{BLOCKED_NS, BLOCKED_SEEN, EXTRA_RETIRED, EXTRA_STARTED};
 #[allow(unused_imports)]
 pub(crate) use runtime::Runtime;
 pub(crate) use runtime::{

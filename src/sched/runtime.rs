@@ -24,7 +24,8 @@ pub(crate) struct Runtime {
     pub(crate) injector: Injector<Task>,
     /// `config.max_workers` slots; the first `started` are live threads.
     pub(crate) executors: Box<[ExecutorShared]>,
-    /// Number of executor slots whose thread was started (only grows).
+    /// High-water mark of started executor slots (only grows; slots below
+    /// it may be retired and reused, see blocked.rs).
     pub(crate) started: AtomicUsize,
     /// Executors announced as sleeping (idle.rs protocol).
     pub(crate) sleepers: AtomicUsize,
@@ -81,6 +82,9 @@ fn start_slow(config: Option<Config>) -> Result<&'static Runtime, ConfigError> {
     // The libc hooks must be linked and reached (this call also keeps
     // their object in every build: see interpose/mod.rs).
     crate::interpose::verify().map_err(ConfigError::HooksNotLinked)?;
+    if let Err(msg) = crate::interpose::futex::check_linked() {
+        crate::sys::fatal(msg);
+    }
     crate::stack::install_overflow_handler();
     crate::stack::set_current_name_fn(worker::current_name_raw);
     let mut workers = Vec::with_capacity(config.max_workers);
@@ -105,6 +109,11 @@ fn start_slow(config: Option<Config>) -> Result<&'static Runtime, ConfigError> {
             crate::sys::fatal_fmt(&format!("cannot start executor thread: {e}"));
         }
     }
+    if let Err(e) = super::blocked::start_detector(rt) {
+        crate::sys::fatal_fmt(&format!(
+            "cannot start the blocked-executor detector thread: {e}"
+        ));
+    }
     RUNTIME.store(rt as *const Runtime as *mut Runtime, Ordering::Release);
     if let Some(slice) = rt.config.time_slice {
         crate::preempt::start(rt, slice);
@@ -113,13 +122,18 @@ fn start_slow(config: Option<Config>) -> Result<&'static Runtime, ConfigError> {
 }
 
 impl Runtime {
-    /// Starts the thread of the next executor slot. Returns its index.
+    /// Starts the thread of a free executor slot: a retired one if any
+    /// (its deque is back in `pending_workers`), else the next one never
+    /// started. Returns its index.
     pub(crate) fn start_executor(&'static self) -> io::Result<usize> {
         let mut pending = self
             .pending_workers
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        let index = self.started.load(Ordering::Relaxed);
+        let started = self.started.load(Ordering::Relaxed);
+        let index = (0..started)
+            .find(|&i| pending[i].is_some())
+            .unwrap_or(started);
         if index >= self.executors.len() {
             return Err(io::Error::other(
                 "all executor slots are in use (COROUTINES_MAX_WORKERS)",
@@ -132,11 +146,39 @@ impl Runtime {
             .spawn(move || worker::executor_main(self, index, fresh));
         match spawned {
             Ok(_) => {
-                self.started.store(index + 1, Ordering::Release);
+                if index == started {
+                    self.started.store(index + 1, Ordering::Release);
+                }
                 Ok(index)
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Retirement step 1-2 (blocked.rs): if `still_idle()` holds under the
+    /// slot lock, marks slot `index` as not alive and returns true.
+    pub(crate) fn retire_slot(&self, index: usize, still_idle: impl FnOnce() -> bool) -> bool {
+        let _pending = self
+            .pending_workers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if !still_idle() {
+            return false;
+        }
+        self.executors[index].alive.store(false, Ordering::Release);
+        true
+    }
+
+    /// Retirement step 3 (blocked.rs): the retired thread hands its slot's
+    /// deque back; from now on `start_executor` may reuse the slot.
+    pub(crate) fn return_slot(&self, index: usize, fresh: Worker<Task>) {
+        let mut pending = self
+            .pending_workers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        debug_assert!(fresh.is_empty());
+        pending[index] = Some(fresh);
+        super::blocked::EXTRA_RETIRED.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Live executors' shared halves.

@@ -22,8 +22,11 @@
 //!    RUNNING->PARKED or requeue if notified meanwhile; Exit -> recycle the
 //!    stack and drop the scheduler's reference.
 //!
-//! Executors never exit (the runtime lives as long as the process);
-//! an extra executor started for a blocked one may go back to sleep.
+//! Executors of the first `config.workers` slots never exit (the runtime
+//! lives as long as the process). An extra executor, started for a blocked
+//! one, retires once it idled for a while with nothing homed on it: it
+//! leaves the loop, hands its `fresh` deque back to the runtime and its
+//! thread ends; the slot can be started again (sched/blocked.rs).
 //!
 //! No-preempt level: runtime code entered from a coroutine raises
 //! `ExecutorShared::no_preempt` (a `NoPreempt` guard) so the preemption
@@ -110,8 +113,14 @@ pub(crate) struct ExecutorShared {
     pub(crate) no_preempt: AtomicU32,
     /// Kernel thread id, for tgkill.
     pub(crate) tid: AtomicI32,
-    /// Whether the thread runs (slot started).
+    /// Whether the slot's thread runs (false before start and after it
+    /// retired, see blocked.rs).
     pub(crate) alive: AtomicBool,
+    /// Live started coroutines whose home is this executor (incremented by
+    /// the owner at first run, decremented when one finishes). A surplus
+    /// executor retires only at 0: a homed coroutine's wake targets its
+    /// inbox.
+    pub(crate) homed: AtomicUsize,
     /// A preemption request in flight: set by the monitor (CAS false ->
     /// true) right before it sends SIGURG, consumed by the handler (swap to
     /// false). See preempt/mod.rs, protocol step 2.
@@ -136,6 +145,7 @@ impl ExecutorShared {
             no_preempt: AtomicU32::new(0),
             tid: AtomicI32::new(0),
             alive: AtomicBool::new(false),
+            homed: AtomicUsize::new(0),
             preempt_pending: AtomicBool::new(false),
             ready_len: AtomicUsize::new(0),
             stats: ExecutorStats::default(),
@@ -181,6 +191,9 @@ pub(crate) struct Executor {
     /// ran (own `fresh`, then the global injector), so new coroutines start
     /// within a slice even when started ones keep `ready` full of CPU hogs.
     prefer_new: Cell<bool>,
+    /// When this executor last started looking for work without finding
+    /// any (None while it finds work). Drives retirement (blocked.rs).
+    idle_since: Cell<Option<Instant>>,
 }
 
 thread_local! {
@@ -194,8 +207,9 @@ thread_local! {
 #[inline(never)]
 pub(crate) fn current_executor() -> Option<&'static Executor> {
     let p = EXECUTOR.with(|e| e.get());
-    // SAFETY: set once by `executor_main` to an Executor that lives for the
-    // rest of the thread (executors never exit).
+    // SAFETY: set by `executor_main` to an Executor that lives until the
+    // thread retires, which clears this pointer first (blocked.rs); no
+    // coroutine runs on a retiring executor, so no reference outlives it.
     (!p.is_null()).then(|| unsafe { &*p })
 }
 
@@ -647,13 +661,21 @@ impl Executor {
         }
         let timers = crate::reactor::timers();
         let role = timers.claim_sleeper(self.index);
-        let timeout = if role {
+        let mut timeout = if role {
             timers
                 .next_deadline()
                 .map(|d| d.saturating_duration_since(Instant::now()))
         } else {
             None
         };
+        if self.is_surplus() {
+            // Wake up in time to retire (blocked.rs).
+            let since = *self.idle_since.get().get_or_insert(Instant::now());
+            let left = super::blocked::RETIRE_AFTER.saturating_sub(since.elapsed())
+                + std::time::Duration::from_millis(1);
+            timeout = Some(timeout.map_or(left, |t| t.min(left)));
+            self.idle_since.set(Some(since));
+        }
         self.shared.parker.wait(self.index, timeout);
         // Leaving the parker: the monitor may sleep because every executor
         // was parked (preempt/monitor.rs `run`, step 3).
@@ -671,6 +693,7 @@ impl Executor {
     #[inline]
     fn prepare_resume(&self, task: Task) -> usize {
         let inner: &Inner = &task;
+        self.idle_since.set(None);
         if inner.state.load(Ordering::Relaxed) & STATE_MASK == RUNNABLE {
             // Acquire: see every condition set by the wakers (module doc of
             // coroutine.rs, step 3).
@@ -678,6 +701,7 @@ impl Executor {
         }
         if inner.home.load(Ordering::Relaxed) == NO_HOME {
             inner.home.store(self.index as u32, Ordering::Relaxed);
+            self.shared.homed.fetch_add(1, Ordering::Relaxed);
         }
         inner.preempted.store(false, Ordering::Relaxed);
         let p = Arc::as_ptr(&task);
@@ -686,6 +710,7 @@ impl Executor {
             .current
             .store(p as *mut Inner, Ordering::Release);
         bump(&self.shared.switches);
+        super::blocked::note_running();
         // SAFETY: we own the right to run `task`; nobody else touches `sp`.
         let sp = unsafe { *inner.sp.get() };
         // SAFETY: owner thread; `running` is only touched around switches.
@@ -740,6 +765,10 @@ impl Executor {
             }
             Action::Exit => {
                 inner.state.store(DONE, Ordering::Release);
+                let home = inner.home.load(Ordering::Relaxed) as usize;
+                self.rt.executors[home]
+                    .homed
+                    .fetch_sub(1, Ordering::Relaxed);
                 bump(&self.shared.stats.finished);
                 // SAFETY: the coroutine finished and will never run again;
                 // we own it, so taking its stack back is exclusive.
@@ -762,6 +791,50 @@ impl Executor {
         }
     }
 
+    /// Whether this executor is an extra one, started for a blocked
+    /// executor, that may retire.
+    fn is_surplus(&self) -> bool {
+        self.index >= self.rt.config.workers
+    }
+
+    /// Whether it is time to retire (blocked.rs): surplus, idle long
+    /// enough, nothing homed here.
+    fn should_retire(&self) -> bool {
+        self.is_surplus()
+            && self
+                .idle_since
+                .get()
+                .is_some_and(|t| t.elapsed() >= super::blocked::RETIRE_AFTER)
+            && (self.rt.config.migrate || self.shared.homed.load(Ordering::Relaxed) == 0)
+    }
+
+    /// Steps 1-2 of retirement (blocked.rs): recheck and mark the slot dead
+    /// under the runtime's `pending_workers` lock. On success the caller
+    /// stops using this executor and hands its deque back
+    /// (`Runtime::return_slot`), which makes the slot reusable.
+    fn try_retire(&self) -> bool {
+        // SAFETY: owner thread; no reference into `ready` is live.
+        let ready_empty = unsafe { (*self.ready.get()).is_empty() };
+        // `next` is empty here (find_work took it), but check: a coroutine
+        // left there would never run.
+        let next_empty = match self.next.take() {
+            Some(t) => {
+                self.next.set(Some(t));
+                false
+            }
+            None => true,
+        };
+        if !next_empty {
+            return false;
+        }
+        self.rt.retire_slot(self.index, || {
+            ready_empty
+                && self.shared.inbox.is_empty()
+                && self.fresh.is_empty()
+                && (self.rt.config.migrate || self.shared.homed.load(Ordering::Relaxed) == 0)
+        })
+    }
+
     fn requeue(&self, task: Task) {
         if self.rt.config.migrate {
             self.fresh.push(task);
@@ -778,7 +851,7 @@ pub(crate) fn executor_main(rt: &'static Runtime, index: usize, fresh: Worker<Ta
     let shared = &rt.executors[index];
     shared.tid.store(crate::sys::gettid(), Ordering::Relaxed);
     shared.alive.store(true, Ordering::Release);
-    let exec: &'static Executor = Box::leak(Box::new(Executor {
+    let exec_ptr: *mut Executor = Box::into_raw(Box::new(Executor {
         rt,
         shared,
         index,
@@ -791,8 +864,12 @@ pub(crate) fn executor_main(rt: &'static Runtime, index: usize, fresh: Worker<Ta
         next: Cell::new(None),
         tick: Cell::new(0),
         prefer_new: Cell::new(false),
+        idle_since: Cell::new(None),
     }));
-    EXECUTOR.with(|e| e.set(exec));
+    // SAFETY: freshly boxed; freed only below, after the loop ends and the
+    // thread-local pointer is cleared.
+    let exec: &Executor = unsafe { &*exec_ptr };
+    EXECUTOR.with(|e| e.set(exec_ptr));
     // An executor started while the monitor sleeps (an extra one for a
     // blocked executor) must wake it, like one leaving its parker.
     crate::preempt::executor_woke();
@@ -801,10 +878,25 @@ pub(crate) fn executor_main(rt: &'static Runtime, index: usize, fresh: Worker<Ta
             Some(t) => Some(t),
             None => exec.find_work().or_else(|| exec.idle()),
         };
-        if let Some(task) = task {
-            exec.run_task(task);
+        match task {
+            Some(task) => exec.run_task(task),
+            None => {
+                if exec.idle_since.get().is_none() {
+                    exec.idle_since.set(Some(Instant::now()));
+                }
+                if exec.should_retire() && exec.try_retire() {
+                    break;
+                }
+            }
         }
     }
+    // Retired (blocked.rs step 3).
+    EXECUTOR.with(|e| e.set(std::ptr::null()));
+    // SAFETY: created by Box::into_raw above; the thread-local pointer is
+    // cleared and no coroutine runs here, so this is the last reference.
+    let exec = unsafe { Box::from_raw(exec_ptr) };
+    let Executor { fresh, .. } = *exec;
+    rt.return_slot(index, fresh);
 }
 
 /// Prepares a fresh coroutine's stack: called once, before it is queued.

@@ -1,0 +1,224 @@
+//! Blocked-executor detector: extra executors for executors stuck in calls
+//! no hook covers, and their retirement.
+//!
+//! Problem: an executor inside a call nothing can turn into a park (a C
+//! library's internal I/O, a pthread mutex, a raw `syscall` instruction, a
+//! long computation preemption cannot interrupt) stops switching, and the
+//! coroutines queued behind it wait. Go hands the P of a thread in a
+//! syscall to another M (sysmon's retake); tokio's `block_in_place` hands
+//! off its Core. Here the executor's *stealable* work is served by an extra
+//! executor thread.
+//!
+//! ## What counts as blocked
+//! Executor E is blocked at time `now` when all hold:
+//! 1. E runs a coroutine (`current` non-null; an idle executor is never
+//!    blocked),
+//! 2. E's `switches` counter has not moved for at least
+//!    `config.blocked_after` (`COROUTINES_BLOCKED_AFTER`, default 20 ms:
+//!    above the preemption slice, so a CPU-bound coroutine is normally
+//!    preempted before it looks blocked, and well below what a user
+//!    notices), as seen by samples taken every `blocked_after / 4`,
+//! 3. runnable work waits that E would otherwise serve: E's `ready`/`inbox`
+//!    /`fresh` queues or the global injector.
+//!
+//! ## What happens then (per blocked *episode*: at most once until E's
+//! counter moves again)
+//! 1. Count it (`Stats::blocked_seen`; `blocked_time` accumulates while it
+//!    lasts).
+//! 2. If the waiting work can move (E's `fresh` deque or the global
+//!    injector; with migration on, everything E queues is stealable):
+//!    if an executor sleeps, wake it (`notify_idle`) — it steals the work;
+//!    otherwise start an extra executor (`Runtime::start_executor`, up to
+//!    `config.max_workers` slots). It runs the ordinary loop: global
+//!    injector, then stealing never-run coroutines.
+//! 3. Work that cannot move — started coroutines pinned to E (`ready`,
+//!    `inbox`) while migration is off — waits for E. That is the documented
+//!    exception: moving a started coroutine to another thread is unsound
+//!    with `thread_local!` (sched/mod.rs); it resumes when E's call returns.
+//!
+//! ## Retirement of surplus executors
+//! An executor whose index is at or above `config.workers` (a *surplus*
+//! slot) retires once it has found no work for `RETIRE_AFTER` (1 s), no
+//! live coroutine has it as home (`homed == 0`; otherwise a later wake
+//! would be pushed to its inbox and nobody would drain it) and its queues
+//! are empty. Steps, in `worker.rs::Executor::try_retire`, under the
+//! runtime's `pending_workers` lock:
+//! 1. recheck `homed == 0` and empty `ready`/`inbox`/`fresh` (only the
+//!    owner pushes to `fresh` and increments `homed`, and inbox pushes
+//!    target homed coroutines only, so once the recheck passes nobody can
+//!    add work for this slot);
+//! 2. `alive = false`, put the `fresh` deque (whose `Stealer` lives on in
+//!    `ExecutorShared`) back into `pending_workers[index]`;
+//! 3. unlock, clear the thread-local executor pointer, free the
+//!    `Executor`, and return from the thread's main function.
+//!
+//! `start_executor` reuses a slot below `started` whose deque is back in
+//! `pending_workers` before growing `started`, so slots are recycled and
+//! `started` stays a high-water mark (`live_executors()` may thus include
+//! retired slots: their deques are empty and their parkers never sleep,
+//! so stealing from them and unparking them are harmless no-ops).
+//!
+//! ## Who runs the check
+//! For now a small dedicated thread (`coroutines-detector`, started with
+//! the runtime) calls [`check_blocked`] every `blocked_after / 4`, and
+//! sleeps on a futex word while no coroutine runs anywhere (an executor
+//! that starts running a coroutine wakes it: `note_running`; the sleep is
+//! capped at 100 ms because that wake-up check is fence-free). When the
+//! monitor thread (preempt/monitor.rs) lands, its tick calls
+//! `check_blocked(rt, now)` instead and this thread goes away; the
+//! function keeps its own sampling state, so the caller only needs to call
+//! it periodically from one thread.
+//!
+//! Rejected: handing the blocked executor's whole run queue to a new
+//! thread (tokio's Core hand-off) — the queue holds started coroutines that
+//! must stay on their thread; a fixed pool of spare executors spinning —
+//! burns CPU on an idle runtime; starting one per tick while blocked —
+//! one blocked call would create `max_workers` threads.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::runtime::Runtime;
+
+/// Idle time after which a surplus executor retires.
+pub(crate) const RETIRE_AFTER: Duration = Duration::from_secs(1);
+
+/// Counters for `stats()` (Relaxed: monotonic counts, read approximately).
+pub(crate) static BLOCKED_SEEN: AtomicU64 = AtomicU64::new(0);
+pub(crate) static BLOCKED_NS: AtomicU64 = AtomicU64::new(0);
+pub(crate) static EXTRA_STARTED: AtomicU64 = AtomicU64::new(0);
+pub(crate) static EXTRA_RETIRED: AtomicU64 = AtomicU64::new(0);
+
+/// Per-executor sampling state, touched only by the thread calling
+/// `check_blocked` (the mutex just makes that safe to rely on).
+#[derive(Clone, Copy)]
+struct Sample {
+    switches: u64,
+    /// When `switches` was last seen moving (or the executor idle).
+    since: Instant,
+    /// Last time blocked time was accounted.
+    accounted: Instant,
+    /// This blocked episode was handled already.
+    helped: bool,
+}
+
+static SAMPLES: Mutex<Vec<Sample>> = Mutex::new(Vec::new());
+
+/// Samples every live executor and helps the blocked ones (module doc).
+/// Call periodically (about every `blocked_after / 4`) from one thread.
+pub(crate) fn check_blocked(rt: &'static Runtime, now: Instant) {
+    let mut samples = SAMPLES.lock().unwrap_or_else(|e| e.into_inner());
+    let live = rt.live_executors();
+    if samples.len() < live.len() {
+        samples.resize(
+            live.len(),
+            Sample {
+                switches: 0,
+                since: now,
+                accounted: now,
+                helped: false,
+            },
+        );
+    }
+    let after = rt.config.blocked_after;
+    for (e, s) in live.iter().zip(samples.iter_mut()) {
+        let switches = e.switches.load(Ordering::Relaxed);
+        // Acquire pairs with the Release store in run_task; we only need
+        // "is something running", so a stale value costs one tick.
+        let running = !e.current.load(Ordering::Acquire).is_null();
+        if switches != s.switches || !running || !e.alive.load(Ordering::Acquire) {
+            *s = Sample {
+                switches,
+                since: now,
+                accounted: now,
+                helped: false,
+            };
+            continue;
+        }
+        let stuck_for = now.saturating_duration_since(s.since);
+        if stuck_for < after {
+            continue;
+        }
+        let own_movable = !e.stealer.is_empty() || (rt.config.migrate && e.has_waiting_work());
+        let global = !rt.injector.is_empty();
+        if !(own_movable || global || e.has_waiting_work()) {
+            continue;
+        }
+        // Blocked while work waits.
+        BLOCKED_NS.fetch_add(
+            now.saturating_duration_since(s.accounted).as_nanos() as u64,
+            Ordering::Relaxed,
+        );
+        s.accounted = now;
+        if s.helped {
+            continue;
+        }
+        s.helped = true;
+        BLOCKED_SEEN.fetch_add(1, Ordering::Relaxed);
+        if !(own_movable || global) {
+            continue; // pinned work only: it waits for this executor
+        }
+        if rt.sleepers.load(Ordering::SeqCst) > 0 {
+            rt.notify_idle();
+            continue;
+        }
+        if rt.start_executor().is_ok() {
+            EXTRA_STARTED.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Longest sleep of the idle detector thread (see `start_detector`).
+const IDLE_RECHECK: Duration = Duration::from_millis(100);
+
+/// 1 while the detector thread sleeps because no coroutine runs.
+static DETECTOR_IDLE: AtomicU32 = AtomicU32::new(0);
+
+/// Called by an executor before it resumes a coroutine: wakes the
+/// detector thread if it sleeps (one Relaxed load otherwise).
+#[inline]
+pub(crate) fn note_running() {
+    if DETECTOR_IDLE.load(Ordering::Relaxed) != 0 && DETECTOR_IDLE.swap(0, Ordering::SeqCst) != 0 {
+        crate::sys::futex_wake(&DETECTOR_IDLE, 1);
+    }
+}
+
+/// Starts the detector thread (temporary home of `check_blocked`, see the
+/// module doc).
+pub(crate) fn start_detector(rt: &'static Runtime) -> std::io::Result<()> {
+    let tick = (rt.config.blocked_after / 4).max(Duration::from_micros(250));
+    std::thread::Builder::new()
+        .name("coroutines-detector".into())
+        .stack_size(128 * 1024)
+        .spawn(move || loop {
+            let now = Instant::now();
+            check_blocked(rt, now);
+            let any_running = rt
+                .live_executors()
+                .iter()
+                .any(|e| !e.current.load(Ordering::Acquire).is_null());
+            if any_running {
+                std::thread::sleep(tick);
+                continue;
+            }
+            // Announce, then recheck (SeqCst on both sides: an executor either
+            // sees the flag in note_running, or we see its `current`).
+            DETECTOR_IDLE.store(1, Ordering::SeqCst);
+            if rt
+                .live_executors()
+                .iter()
+                .any(|e| !e.current.load(Ordering::SeqCst).is_null())
+            {
+                DETECTOR_IDLE.store(0, Ordering::SeqCst);
+                continue;
+            }
+            // The executor side reads the flag with a plain load after its
+            // Release store of `current` (no fence on the switch path), so on
+            // x86 the two can pass each other in a window of nanoseconds; the
+            // timeout bounds what that rare miss costs.
+            crate::sys::futex_wait(&DETECTOR_IDLE, 1, Some(IDLE_RECHECK));
+            DETECTOR_IDLE.store(0, Ordering::SeqCst);
+        })?;
+    Ok(())
+}

@@ -1,0 +1,188 @@
+//! Blocked-executor detector: executors stuck in a call nothing can hook
+//! get help from extra executors, which retire afterwards.
+//!
+//! Runs in a child process (this binary, one test) with a fixed number of
+//! executors, since the runtime is global per process.
+
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const CHILD: &str = "COROUTINES_BLOCKED_STRESS_CHILD";
+
+fn in_child(name: &str, env: &[(&str, &str)], body: impl FnOnce()) {
+    if std::env::var_os(CHILD).is_some() {
+        body();
+        return;
+    }
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD, "1")
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let out = child.wait_with_output().unwrap();
+            let text = format!(
+                "{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(
+                status.success() && text.contains("1 passed"),
+                "child {name} failed ({status}):\n{text}"
+            );
+            eprintln!("{text}");
+            return;
+        }
+        if t.elapsed() > Duration::from_secs(60) {
+            child.kill().ok();
+            panic!("child {name} hung for 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Sleeps with a raw `syscall` instruction: no hook can turn it into a
+/// park, so the executor running it is blocked.
+fn raw_nanosleep(d: Duration) {
+    let ts = libc::timespec {
+        tv_sec: d.as_secs() as i64,
+        tv_nsec: d.subsec_nanos() as i64,
+    };
+    let mut ret: isize = libc::SYS_nanosleep as isize;
+    // SAFETY: nanosleep reads one timespec and writes none (rem = null).
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            inout("rax") ret,
+            in("rdi") &ts as *const libc::timespec,
+            in("rsi") 0usize,
+            lateout("rcx") _, lateout("r11") _,
+            options(nostack),
+        );
+    }
+    assert!(
+        ret == 0 || ret == -(libc::EINTR as isize),
+        "nanosleep: {ret}"
+    );
+}
+
+fn spin_for(d: Duration) -> u64 {
+    let t = Instant::now();
+    let mut x = 0u64;
+    while t.elapsed() < d {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        std::hint::black_box(x);
+    }
+    x
+}
+
+#[test]
+fn blocked_executors_get_help_then_retire() {
+    in_child(
+        "blocked_executors_get_help_then_retire",
+        &[
+            ("COROUTINES_WORKERS", "2"),
+            ("COROUTINES_BLOCKED_AFTER", "20ms"),
+            ("COROUTINES_MAX_WORKERS", "8"),
+        ],
+        || {
+            let t0 = Instant::now();
+            let blocking = Arc::new(AtomicUsize::new(0));
+            let blockers: Vec<_> = (0..2)
+                .map(|_| {
+                    let blocking = blocking.clone();
+                    coroutines::spawn(move || {
+                        blocking.fetch_add(1, Ordering::SeqCst);
+                        raw_nanosleep(Duration::from_secs(2));
+                    })
+                })
+                .collect();
+            while blocking.load(Ordering::SeqCst) < 2 {
+                std::thread::yield_now();
+            }
+            // Both executors are now stuck in the kernel.
+            let t1 = Instant::now();
+            let workers: Vec<_> = (0..100)
+                .map(|_| coroutines::spawn(|| spin_for(Duration::from_millis(2))))
+                .collect();
+            let mut first = None;
+            for h in workers {
+                h.join().unwrap();
+                first.get_or_insert_with(|| t1.elapsed());
+            }
+            let cpu_done = t1.elapsed();
+            let s = coroutines::stats();
+            eprintln!(
+                "first worker done after {:?}, all 100 after {cpu_done:?}; blocked_seen={} extra_started={} workers={}",
+                first.unwrap(),
+                s.blocked_seen,
+                s.extra_started,
+                s.workers
+            );
+            // The blocked executors are still inside their 2 s call: the
+            // work did not wait for them. (No tighter wall-clock bound: the
+            // machine may be loaded; see the printed figures.)
+            assert!(
+                blockers.iter().all(|b| !b.is_finished()) && cpu_done < Duration::from_secs(2),
+                "CPU work waited for the blocked executors: {cpu_done:?}"
+            );
+            assert!(s.extra_started >= 1 && s.blocked_seen >= 1, "{s:?}");
+            assert!(s.workers > 2, "{s:?}");
+            for h in blockers {
+                h.join().unwrap();
+            }
+            assert!(t0.elapsed() >= Duration::from_secs(2));
+            // Extra executors retire after ~1 s idle.
+            let deadline = Instant::now() + Duration::from_secs(15);
+            loop {
+                let s = coroutines::stats();
+                if s.extra_retired >= s.extra_started && s.workers == 2 {
+                    eprintln!("retired: {s:?}");
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "extra executors did not retire: {s:?}"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            // A retired slot is reused: block again, get help again.
+            let started_before = coroutines::stats().extra_started;
+            let blocking = Arc::new(AtomicUsize::new(0));
+            let spawn_blocker = || {
+                let blocking = blocking.clone();
+                coroutines::spawn(move || {
+                    blocking.fetch_add(1, Ordering::SeqCst);
+                    raw_nanosleep(Duration::from_millis(300));
+                })
+            };
+            let (b, b2) = (spawn_blocker(), spawn_blocker());
+            while blocking.load(Ordering::SeqCst) < 2 {
+                std::thread::yield_now();
+            }
+            let t2 = Instant::now();
+            let hs: Vec<_> = (0..20)
+                .map(|_| coroutines::spawn(|| spin_for(Duration::from_millis(1))))
+                .collect();
+            for h in hs {
+                h.join().unwrap();
+            }
+            let again = t2.elapsed();
+            b.join().unwrap();
+            b2.join().unwrap();
+            let s = coroutines::stats();
+            eprintln!("second round: 20 done after {again:?}; {s:?}");
+            assert!(s.extra_started > started_before);
+            assert!(s.executors.len() <= 8);
+        },
+    );
+}

@@ -1,0 +1,487 @@
+//! std::sync (and crates built on futexes) inside coroutines.
+//!
+//! Most tests run on ONE executor, where any wait that blocked the executor
+//! instead of parking the coroutine would deadlock: the runtime is global
+//! per process, so each such test re-runs this binary as a child process
+//! with `COROUTINES_WORKERS=1` and a watchdog (a hang fails the test).
+
+use std::collections::VecDeque;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Barrier, Condvar, Mutex, OnceLock, RwLock};
+use std::time::{Duration, Instant};
+
+const CHILD: &str = "COROUTINES_SYNC_STRESS_CHILD";
+
+/// Runs `body` in a child process (this test binary, only test `name`)
+/// with `env` set; fails if the child fails or runs longer than 60 s.
+fn in_child(name: &str, env: &[(&str, &str)], body: impl FnOnce()) {
+    if std::env::var_os(CHILD).is_some() {
+        body();
+        return;
+    }
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD, "1")
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let out = child.wait_with_output().unwrap();
+            let text = format!(
+                "{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(
+                status.success() && text.contains("1 passed"),
+                "child {name} failed ({status}):\n{text}"
+            );
+            return;
+        }
+        if t.elapsed() > Duration::from_secs(60) {
+            child.kill().ok();
+            panic!("child {name} hung for 60 s (deadlock?)");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+const ONE: &[(&str, &str)] = &[("COROUTINES_WORKERS", "1")];
+
+#[test]
+fn mutex_held_across_sleep_and_yield() {
+    in_child("mutex_held_across_sleep_and_yield", ONE, || {
+        let m = Arc::new(Mutex::new(0u64));
+        let hs: Vec<_> = (0..200)
+            .map(|i| {
+                let m = m.clone();
+                coroutines::spawn(move || {
+                    for k in 0..5 {
+                        let mut g = m.lock().unwrap();
+                        let v = *g;
+                        match (i + k) % 3 {
+                            0 => coroutines::sleep(Duration::from_micros(50)),
+                            1 => coroutines::yield_now(),
+                            _ => std::thread::yield_now(),
+                        }
+                        *g = v + 1;
+                    }
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+        assert_eq!(*m.lock().unwrap(), 1000);
+        assert_eq!(coroutines::stats().workers, 1);
+    });
+}
+
+#[test]
+fn mutex_held_across_thread_sleep() {
+    // std::thread::sleep blocks the executor until the sleep hooks land;
+    // the count must be exact either way.
+    in_child("mutex_held_across_thread_sleep", ONE, || {
+        let m = Arc::new(Mutex::new(0u64));
+        let hs: Vec<_> = (0..200)
+            .map(|_| {
+                let m = m.clone();
+                coroutines::spawn(move || {
+                    for _ in 0..2 {
+                        let mut g = m.lock().unwrap();
+                        let v = *g;
+                        std::thread::sleep(Duration::from_micros(20));
+                        coroutines::yield_now();
+                        *g = v + 1;
+                    }
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+        assert_eq!(*m.lock().unwrap(), 400);
+    });
+}
+
+#[test]
+fn barrier_64_reused() {
+    in_child("barrier_64_reused", ONE, || {
+        let b = Arc::new(Barrier::new(64));
+        let leaders = Arc::new(AtomicUsize::new(0));
+        let hs: Vec<_> = (0..64)
+            .map(|_| {
+                let (b, leaders) = (b.clone(), leaders.clone());
+                coroutines::spawn(move || {
+                    for _ in 0..10 {
+                        if b.wait().is_leader() {
+                            leaders.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+        assert_eq!(leaders.load(Ordering::Relaxed), 10);
+    });
+}
+
+#[test]
+fn condvar_producer_consumer_wait_timeout() {
+    in_child("condvar_producer_consumer_wait_timeout", ONE, || {
+        let pair = Arc::new((Mutex::new(VecDeque::<u64>::new()), Condvar::new()));
+        // 1. Nothing produced: wait_timeout times out, not early.
+        let p = pair.clone();
+        let (timed_out, waited) = coroutines::spawn(move || {
+            let (m, cv) = &*p;
+            let t = Instant::now();
+            let g = m.lock().unwrap();
+            let (_g, r) = cv.wait_timeout(g, Duration::from_millis(30)).unwrap();
+            (r.timed_out(), t.elapsed())
+        })
+        .join()
+        .unwrap();
+        assert!(timed_out);
+        assert!(waited >= Duration::from_millis(30), "{waited:?}");
+        // 2. Producers and consumers: every item arrives, no false timeout
+        //    while items keep coming.
+        let consumed = Arc::new(AtomicUsize::new(0));
+        let consumers: Vec<_> = (0..4)
+            .map(|_| {
+                let (p, consumed) = (pair.clone(), consumed.clone());
+                coroutines::spawn(move || {
+                    let (m, cv) = &*p;
+                    let mut sum = 0u64;
+                    let mut g = m.lock().unwrap();
+                    loop {
+                        if let Some(v) = g.pop_front() {
+                            if v == u64::MAX {
+                                return sum;
+                            }
+                            sum += v;
+                            consumed.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
+                        let (g2, r) = cv.wait_timeout(g, Duration::from_secs(10)).unwrap();
+                        assert!(!r.timed_out(), "consumer starved: wakes lost");
+                        g = g2;
+                    }
+                })
+            })
+            .collect();
+        let producers: Vec<_> = (0..8u64)
+            .map(|i| {
+                let p = pair.clone();
+                coroutines::spawn(move || {
+                    let (m, cv) = &*p;
+                    for k in 0..250u64 {
+                        m.lock().unwrap().push_back(i * 1000 + k);
+                        cv.notify_one();
+                        if k % 16 == 0 {
+                            coroutines::yield_now();
+                        }
+                    }
+                })
+            })
+            .collect();
+        for h in producers {
+            h.join().unwrap();
+        }
+        {
+            let (m, cv) = &*pair;
+            let mut g = m.lock().unwrap();
+            for _ in 0..4 {
+                g.push_back(u64::MAX);
+            }
+            cv.notify_all();
+        }
+        let total: u64 = consumers.into_iter().map(|h| h.join().unwrap()).sum();
+        let want: u64 = (0..8u64)
+            .flat_map(|i| (0..250u64).map(move |k| i * 1000 + k))
+            .sum();
+        assert_eq!(total, want);
+        assert_eq!(consumed.load(Ordering::Relaxed), 2000);
+    });
+}
+
+#[test]
+fn mpsc_fan_in_1000_producers() {
+    in_child("mpsc_fan_in_1000_producers", ONE, || {
+        let (tx, rx) = mpsc::channel::<u64>();
+        let rx = coroutines::spawn(move || {
+            let mut n = 0u64;
+            let mut sum = 0u64;
+            while let Ok(v) = rx.recv() {
+                n += 1;
+                sum += v;
+            }
+            (n, sum)
+        });
+        let hs: Vec<_> = (0..1000u64)
+            .map(|i| {
+                let tx = tx.clone();
+                coroutines::spawn(move || {
+                    for k in 0..10 {
+                        tx.send(i * 10 + k).unwrap();
+                        if k == 5 {
+                            coroutines::yield_now();
+                        }
+                    }
+                })
+            })
+            .collect();
+        drop(tx);
+        for h in hs {
+            h.join().unwrap();
+        }
+        let (n, sum) = rx.join().unwrap();
+        assert_eq!(n, 10_000);
+        assert_eq!(sum, (0..10_000u64).sum());
+    });
+}
+
+#[test]
+fn rwlock_readers_writers() {
+    in_child("rwlock_readers_writers", ONE, || {
+        let l = Arc::new(RwLock::new(Vec::<u64>::new()));
+        let writers: Vec<_> = (0..50u64)
+            .map(|i| {
+                let l = l.clone();
+                coroutines::spawn(move || {
+                    for k in 0..20 {
+                        let mut g = l.write().unwrap();
+                        let len = g.len();
+                        coroutines::yield_now(); // readers and writers queue up
+                        assert_eq!(g.len(), len);
+                        g.push(i * 100 + k);
+                    }
+                })
+            })
+            .collect();
+        let readers: Vec<_> = (0..100)
+            .map(|_| {
+                let l = l.clone();
+                coroutines::spawn(move || {
+                    let mut seen = 0;
+                    for _ in 0..20 {
+                        let g = l.read().unwrap();
+                        let len = g.len();
+                        coroutines::yield_now(); // hold the read lock across a switch
+                        assert_eq!(g.len(), len, "a writer got in under a read lock");
+                        seen = seen.max(len);
+                    }
+                    seen
+                })
+            })
+            .collect();
+        for h in writers {
+            h.join().unwrap();
+        }
+        for h in readers {
+            h.join().unwrap();
+        }
+        assert_eq!(l.read().unwrap().len(), 1000);
+    });
+}
+
+#[test]
+fn oncelock_init_race() {
+    in_child("oncelock_init_race", ONE, || {
+        static CELL: OnceLock<u64> = OnceLock::new();
+        let inits = Arc::new(AtomicUsize::new(0));
+        let hs: Vec<_> = (0..100)
+            .map(|_| {
+                let inits = inits.clone();
+                coroutines::spawn(move || {
+                    *CELL.get_or_init(|| {
+                        inits.fetch_add(1, Ordering::Relaxed);
+                        // Others arrive meanwhile and wait in Once's futex.
+                        coroutines::sleep(Duration::from_millis(20));
+                        42
+                    })
+                })
+            })
+            .collect();
+        for h in hs {
+            assert_eq!(h.join().unwrap(), 42);
+        }
+        assert_eq!(inits.load(Ordering::Relaxed), 1);
+    });
+}
+
+#[test]
+fn mixed_threads_and_coroutines_mutex_condvar() {
+    in_child(
+        "mixed_threads_and_coroutines_mutex_condvar",
+        &[("COROUTINES_WORKERS", "2")],
+        || {
+            let m = Arc::new(Mutex::new(0u64));
+            let threads: Vec<_> = (0..4)
+                .map(|_| {
+                    let m = m.clone();
+                    std::thread::spawn(move || {
+                        for k in 0..2000 {
+                            *m.lock().unwrap() += 1;
+                            if k % 100 == 0 {
+                                std::thread::yield_now();
+                            }
+                        }
+                    })
+                })
+                .collect();
+            let cos: Vec<_> = (0..100)
+                .map(|_| {
+                    let m = m.clone();
+                    coroutines::spawn(move || {
+                        for k in 0..200 {
+                            let mut g = m.lock().unwrap();
+                            if k % 50 == 0 {
+                                coroutines::yield_now(); // hold it across a switch
+                            }
+                            *g += 1;
+                        }
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap();
+            }
+            for h in cos {
+                h.join().unwrap();
+            }
+            assert_eq!(*m.lock().unwrap(), 4 * 2000 + 100 * 200);
+
+            // Condvar ping-pong: a plain thread and a coroutine take turns.
+            let pair = Arc::new((Mutex::new(0u32), Condvar::new()));
+            let p = pair.clone();
+            let co = coroutines::spawn(move || {
+                let (m, cv) = &*p;
+                let mut g = m.lock().unwrap();
+                for _ in 0..500 {
+                    while *g % 2 == 0 {
+                        g = cv.wait(g).unwrap();
+                    }
+                    *g += 1;
+                    cv.notify_all();
+                }
+            });
+            let (m, cv) = &*pair;
+            let mut g = m.lock().unwrap();
+            for _ in 0..500 {
+                while *g % 2 == 1 {
+                    g = cv.wait(g).unwrap();
+                }
+                *g += 1;
+                cv.notify_all();
+            }
+            while *g != 1000 {
+                g = cv.wait(g).unwrap();
+            }
+            drop(g);
+            co.join().unwrap();
+        },
+    );
+}
+
+#[test]
+fn park_unpark_thread_and_coroutine() {
+    in_child("park_unpark_thread_and_coroutine", ONE, || {
+        use std::sync::atomic::AtomicBool;
+        // Coroutine parks with std::thread::park; a plain thread unparks it.
+        let flag = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::channel();
+        let f = flag.clone();
+        let co = coroutines::spawn(move || {
+            tx.send(std::thread::current()).unwrap();
+            while !f.load(Ordering::Acquire) {
+                std::thread::park();
+            }
+        });
+        // Meanwhile another coroutine must still run on the one executor.
+        let other = coroutines::spawn(|| 5);
+        assert_eq!(other.join().unwrap(), 5);
+        let t = rx.recv().unwrap();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            flag.store(true, Ordering::Release);
+            t.unpark();
+        })
+        .join()
+        .unwrap();
+        co.join().unwrap();
+
+        // A plain thread parks; a coroutine unparks it.
+        let flag = Arc::new(AtomicBool::new(false));
+        let f = flag.clone();
+        let th = std::thread::spawn(move || {
+            while !f.load(Ordering::Acquire) {
+                std::thread::park();
+            }
+        });
+        let handle = th.thread().clone();
+        coroutines::spawn(move || {
+            coroutines::sleep(Duration::from_millis(20));
+            flag.store(true, Ordering::Release);
+            handle.unpark();
+        })
+        .join()
+        .unwrap();
+        th.join().unwrap();
+    });
+}
+
+#[test]
+fn crossbeam_channel_unmodified() {
+    in_child("crossbeam_channel_unmodified", ONE, || {
+        // One blocking receiver per executor: thread::park-based waits use
+        // the executor's park token (limitation, see interpose/futex.rs).
+        let (tx, rx) = crossbeam_channel::unbounded::<u64>();
+        let r = coroutines::spawn(move || rx.iter().sum::<u64>());
+        let hs: Vec<_> = (0..100u64)
+            .map(|i| {
+                let tx = tx.clone();
+                coroutines::spawn(move || {
+                    for k in 0..10 {
+                        tx.send(i * 10 + k).unwrap();
+                        coroutines::yield_now();
+                    }
+                })
+            })
+            .collect();
+        drop(tx);
+        for h in hs {
+            h.join().unwrap();
+        }
+        assert_eq!(r.join().unwrap(), (0..1000u64).sum());
+    });
+}
+
+#[test]
+fn parking_lot_unmodified() {
+    in_child("parking_lot_unmodified", ONE, || {
+        // parking_lot parks through syscall(SYS_futex) on a per-thread
+        // word: one coroutine per executor may block in it at a time.
+        let m = Arc::new(parking_lot::Mutex::new(0u64));
+        let g = m.lock();
+        let m2 = m.clone();
+        let waiter = coroutines::spawn(move || {
+            *m2.lock() += 1; // blocks: must park, not block the executor
+        });
+        // Runs on the same single executor while `waiter` is blocked.
+        let other = coroutines::spawn(|| {
+            coroutines::sleep(Duration::from_millis(30));
+            7
+        });
+        assert_eq!(other.join().unwrap(), 7);
+        drop(g);
+        waiter.join().unwrap();
+        assert_eq!(*m.lock(), 1);
+    });
+}
