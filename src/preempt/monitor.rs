@@ -124,6 +124,11 @@ fn run(rt: &'static Runtime, slice: Duration) {
     let mut seen: Vec<Seen> = Vec::new();
     let mut altstack_defers: u64 = 0;
     let mut last_zone_check = Instant::now();
+    // The blocked-executor detector (sched/blocked.rs) samples every
+    // blocked_after/4 while coroutines run; it has nothing to look at while
+    // every executor is idle, so it adds no wake-up to an idle runtime.
+    let blocked_tick = (rt.config.blocked_after / 4).max(Duration::from_micros(250));
+    let mut next_blocked_check = Instant::now();
     loop {
         let now = Instant::now();
         let execs = rt.live_executors();
@@ -146,6 +151,10 @@ fn run(rt: &'static Runtime, slice: Duration) {
             .any(|e| !e.current.load(Ordering::Relaxed).is_null());
         if running {
             crate::reactor::timers().fire_due(now);
+            if now >= next_blocked_check {
+                crate::sched::check_blocked(rt, now);
+                next_blocked_check = now + blocked_tick;
+            }
         }
         // 2. Per executor: preempt, or learn when to look again.
         let mut next = now + tick;
@@ -171,10 +180,13 @@ fn run(rt: &'static Runtime, slice: Duration) {
         }
         // 3. Idle runtime: sleep until an executor wakes (no periodic
         //    wake-ups). Mirror of `executor_woke`: announce, fence, recheck.
-        if !running && execs.iter().all(|e| e.parker.is_sleeping()) {
+        // Retired extra executors (not `alive`) count as asleep.
+        let asleep =
+            |e: &ExecutorShared| !e.alive.load(Ordering::Relaxed) || e.parker.is_sleeping();
+        if !running && execs.iter().all(asleep) {
             STATE.store(SLEEPING, Ordering::SeqCst);
             fence(Ordering::SeqCst);
-            if execs.iter().all(|e| e.parker.is_sleeping()) {
+            if execs.iter().all(asleep) {
                 crate::sys::futex_wait(&STATE, SLEEPING, None);
             }
             STATE.store(AWAKE, Ordering::SeqCst);
@@ -185,6 +197,9 @@ fn run(rt: &'static Runtime, slice: Duration) {
         //    the end of a backoff, one tick.
         if let Some(d) = crate::reactor::timers().next_deadline() {
             next = next.min(d);
+        }
+        if running {
+            next = next.min(next_blocked_check);
         }
         sleep_until(next);
     }

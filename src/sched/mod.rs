@@ -49,7 +49,7 @@ mod idle;
 mod runtime;
 mod worker;
 
-pub(crate) use blocked::{BLOCKED_NS, BLOCKED_SEEN, EXTRA_RETIRED, EXTRA_STARTED};
+pub(crate) use blocked::{check_blocked, BLOCKED_NS, BLOCKED_SEEN, EXTRA_RETIRED, EXTRA_STARTED};
 #[allow(unused_imports)]
 pub(crate) use runtime::Runtime;
 pub(crate) use runtime::{

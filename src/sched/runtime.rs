@@ -109,14 +109,19 @@ fn start_slow(config: Option<Config>) -> Result<&'static Runtime, ConfigError> {
             crate::sys::fatal_fmt(&format!("cannot start executor thread: {e}"));
         }
     }
-    if let Err(e) = super::blocked::start_detector(rt) {
-        crate::sys::fatal_fmt(&format!(
-            "cannot start the blocked-executor detector thread: {e}"
-        ));
-    }
     RUNTIME.store(rt as *const Runtime as *mut Runtime, Ordering::Release);
-    if let Some(slice) = rt.config.time_slice {
-        crate::preempt::start(rt, slice);
+    // The blocked-executor detector runs in the preemption monitor's loop
+    // (one thread watching the executors, asleep while they are idle); with
+    // preemption off it gets a thread of its own.
+    match rt.config.time_slice {
+        Some(slice) => crate::preempt::start(rt, slice),
+        None => {
+            if let Err(e) = super::blocked::start_detector(rt) {
+                crate::sys::fatal_fmt(&format!(
+                    "cannot start the blocked-executor detector thread: {e}"
+                ));
+            }
+        }
     }
     Ok(rt)
 }
