@@ -27,9 +27,14 @@ fn main() {
 
     // 1. Blocking sleeps.
     let t = Instant::now();
-    let hs: Vec<_> = (0..1000).map(|_| coroutines::spawn(|| std::thread::sleep(Duration::from_millis(200)))).collect();
+    let hs: Vec<_> = (0..1000)
+        .map(|_| coroutines::spawn(|| std::thread::sleep(Duration::from_millis(200))))
+        .collect();
     hs.into_iter().for_each(|h| h.join().unwrap());
-    println!("1. 1000 x thread::sleep(200 ms) on 2 threads: {:.0} ms", t.elapsed().as_secs_f64() * 1e3);
+    println!(
+        "1. 1000 x thread::sleep(200 ms) on 2 threads: {:.0} ms",
+        t.elapsed().as_secs_f64() * 1e3
+    );
 
     // 2. CPU hogs and a punctual sleeper.
     let stop = Arc::new(AtomicBool::new(false));
@@ -96,7 +101,10 @@ fn main() {
         })
         .collect();
     clients.into_iter().for_each(|h| h.join().unwrap());
-    println!("3. 200 std::net clients x 10 echoes: {:.0} ms", t.elapsed().as_secs_f64() * 1e3);
+    println!(
+        "3. 200 std::net clients x 10 echoes: {:.0} ms",
+        t.elapsed().as_secs_f64() * 1e3
+    );
 
     // 4. A contended std Mutex.
     let total = Arc::new(Mutex::new(0u64));
@@ -115,7 +123,11 @@ fn main() {
         .collect();
     hs.into_iter().for_each(|h| h.join().unwrap());
     assert_eq!(*total.lock().unwrap(), 100_000);
-    println!("4. 100 coroutines x 1000 locked increments: total {} in {:.0} ms", total.lock().unwrap(), t.elapsed().as_secs_f64() * 1e3);
+    println!(
+        "4. 100 coroutines x 1000 locked increments: total {} in {:.0} ms",
+        total.lock().unwrap(),
+        t.elapsed().as_secs_f64() * 1e3
+    );
 
     let s = coroutines::stats();
     println!(

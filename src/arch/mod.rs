@@ -85,7 +85,10 @@ pub(crate) unsafe fn init_stack(top: usize, entry: EntryFn, arg: usize) -> usize
     let words: [(usize, u64); 9] = [
         (top - 0x08, 0),
         (top - 0x10, 0),
-        (sp + FRAME_RET, coroutines_entry as usize as u64),
+        (
+            sp + FRAME_RET,
+            coroutines_entry as *const () as usize as u64,
+        ),
         (sp + FRAME_RBP, 0),
         (sp + 0x28, 0), // RBX
         (sp + FRAME_R12, arg as u64),
@@ -106,7 +109,10 @@ pub(crate) unsafe fn init_stack(top: usize, entry: EntryFn, arg: usize) -> usize
 /// Address range of the switch routine, `[start, end)`: a signal landing
 /// there finds a half-switched stack and must not preempt.
 pub(crate) fn switch_code_range() -> (usize, usize) {
-    (coroutines_switch as usize, coroutines_switch_end as usize)
+    (
+        coroutines_switch as *const () as usize,
+        coroutines_switch_end as *const () as usize,
+    )
 }
 
 /// Signal context: address range of the full-restore routine, `[start, end)`: a signal

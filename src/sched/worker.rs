@@ -90,7 +90,6 @@ pub(crate) struct ExecutorStats {
     pub(crate) parks: AtomicU64,
     pub(crate) yields: AtomicU64,
     pub(crate) preemptions: AtomicU64,
-    pub(crate) sleeps: AtomicU64,
 }
 
 /// The half of an executor that other threads (spawners, wakers, the
@@ -221,6 +220,7 @@ pub(crate) fn current_executor_raw() -> *const Executor {
 }
 
 /// The shared half of the calling thread's executor.
+#[allow(dead_code)]
 pub(crate) fn current_executor_shared() -> Option<&'static ExecutorShared> {
     current_executor().map(|e| e.shared)
 }

@@ -69,6 +69,7 @@ mod mmap;
 mod overflow;
 mod pool;
 
+#[allow(unused_imports)]
 pub(crate) use mmap::{MIN_STACK_SIZE, PAGE_SIZE};
 pub(crate) use overflow::{ensure_sigaltstack, install_overflow_handler, set_current_name_fn};
 pub(crate) use pool::{alloc, Stack};
