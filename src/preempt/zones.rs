@@ -343,11 +343,11 @@ mod tests {
         eprintln!("zones::refresh took {:?}", t0.elapsed());
         let t = table().unwrap();
         assert!(t.have_symtab, "test binaries keep their symbol table");
-        assert!(t.in_exe_text(tables as usize));
-        assert!(!t.in_zone(tables as usize));
+        assert!(t.in_exe_text(tables as *const () as usize));
+        assert!(!t.in_zone(tables as *const () as usize));
         // libc's qsort is a zone; so is std's printing.
-        assert!(t.in_zone(libc::qsort as usize));
-        assert!(!t.in_exe_text(libc::qsort as usize));
+        assert!(t.in_zone(libc::qsort as *const () as usize));
+        assert!(!t.in_exe_text(libc::qsort as *const () as usize));
         assert!(STD_ZONE_FUNCS.load(Ordering::Relaxed) > 10);
         assert!(matches_zone(b"_ZN3std2io5stdio6_print17h0123456789abcdefE"));
         assert!(matches_zone(
