@@ -4,7 +4,8 @@
 //! Runs in a child process (this binary, one test) with a fixed number of
 //! executors, since the runtime is global per process.
 
-use std::process::Command;
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,40 +13,7 @@ use std::time::{Duration, Instant};
 const CHILD: &str = "COROUTINES_BLOCKED_STRESS_CHILD";
 
 fn in_child(name: &str, env: &[(&str, &str)], body: impl FnOnce()) {
-    if std::env::var_os(CHILD).is_some() {
-        body();
-        return;
-    }
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([name, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD, "1")
-        .envs(env.iter().copied())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let t = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let out = child.wait_with_output().unwrap();
-            let text = format!(
-                "{}\n{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            assert!(
-                status.success() && text.contains("1 passed"),
-                "child {name} failed ({status}):\n{text}"
-            );
-            eprintln!("{text}");
-            return;
-        }
-        if t.elapsed() > Duration::from_secs(60) {
-            child.kill().ok();
-            panic!("child {name} hung for 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    common::in_child(CHILD, name, env, Duration::from_secs(60), body)
 }
 
 /// Sleeps with a raw `syscall` instruction: no hook can turn it into a

@@ -5,8 +5,9 @@
 //! per process, so each such test re-runs this binary as a child process
 //! with `COROUTINES_WORKERS=1` and a watchdog (a hang fails the test).
 
+mod common;
+
 use std::collections::VecDeque;
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Barrier, Condvar, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
@@ -16,39 +17,7 @@ const CHILD: &str = "COROUTINES_SYNC_STRESS_CHILD";
 /// Runs `body` in a child process (this test binary, only test `name`)
 /// with `env` set; fails if the child fails or runs longer than 60 s.
 fn in_child(name: &str, env: &[(&str, &str)], body: impl FnOnce()) {
-    if std::env::var_os(CHILD).is_some() {
-        body();
-        return;
-    }
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([name, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD, "1")
-        .envs(env.iter().copied())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let t = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let out = child.wait_with_output().unwrap();
-            let text = format!(
-                "{}\n{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            assert!(
-                status.success() && text.contains("1 passed"),
-                "child {name} failed ({status}):\n{text}"
-            );
-            return;
-        }
-        if t.elapsed() > Duration::from_secs(60) {
-            child.kill().ok();
-            panic!("child {name} hung for 60 s (deadlock?)");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    common::in_child(CHILD, name, env, Duration::from_secs(60), body)
 }
 
 const ONE: &[(&str, &str)] = &[("COROUTINES_WORKERS", "1")];

@@ -2,6 +2,10 @@
 //! no-preempt section, and SIGURG chaining to other handlers. Tests that need
 //! their own runtime settings re-run this binary as a child process.
 
+#[path = "../stress/common/mod.rs"]
+mod common;
+
+use common::output_with_deadline;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -27,55 +31,6 @@ fn run_child(name: &str, env: &[(&str, &str)]) -> String {
         out.status
     );
     stdout
-}
-
-/// Like `Command::output`, but a child that hangs (a preemption bug
-/// would show that way) is killed after `limit` and fails the test.
-fn output_with_deadline(mut cmd: Command, limit: Duration) -> std::process::Output {
-    use std::io::Read;
-    use std::process::Stdio;
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut so = child.stdout.take().unwrap();
-    let mut se = child.stderr.take().unwrap();
-    let t_out = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = so.read_to_end(&mut v);
-        v
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = se.read_to_end(&mut v);
-        v
-    });
-    let start = Instant::now();
-    let mut timed_out = false;
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if start.elapsed() > limit {
-            timed_out = true;
-            let _ = child.kill();
-            break child.wait().unwrap();
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let (stdout, stderr) = (t_out.join().unwrap(), t_err.join().unwrap());
-    assert!(
-        !timed_out,
-        "child hung for {limit:?} and was killed\nstdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&stdout),
-        String::from_utf8_lossy(&stderr)
-    );
-    std::process::Output {
-        status,
-        stdout,
-        stderr,
-    }
 }
 
 fn is_child(name: &str) -> bool {

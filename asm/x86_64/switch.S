@@ -91,27 +91,17 @@ coroutines_switch:
     jne 1f
     cmp r8w, [rsp + FRAME_CTRL + 4]
     je 2f
+    // Second half: pop a suspended frame at RSP and return into it.
+    // The preemption handler enters here directly (the slow path, control
+    // bits loaded unconditionally), with RSP pointing at the scheduler's
+    // suspended frame (RAX is then meaningless to the scheduler, which
+    // never uses the value of the switch call it resumes from).
+    .globl coroutines_switch_restore
+coroutines_switch_restore:
 1:
     ldmxcsr [rsp + FRAME_CTRL]
     fldcw [rsp + FRAME_CTRL + 4]
 2:
-    add rsp, 8
-    pop r15
-    pop r14
-    pop r13
-    pop r12
-    pop rbx
-    pop rbp
-    ret
-
-    // Second half: pop a suspended frame at RSP and return into it.
-    // The preemption handler enters here directly, with RSP pointing at the
-    // scheduler's suspended frame (RAX is then meaningless to the scheduler,
-    // which only ever resumes from coroutines_switch without using it).
-    .globl coroutines_switch_restore
-coroutines_switch_restore:
-    ldmxcsr [rsp + FRAME_CTRL]
-    fldcw [rsp + FRAME_CTRL + 4]
     add rsp, 8
     pop r15
     pop r14

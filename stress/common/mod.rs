@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 /// Re-runs the current test binary for exactly one test (`name`), with
 /// `COROUTINES_TEST_CHILD=1` and the given extra environment. The child
@@ -38,4 +39,86 @@ impl Rng {
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
+}
+
+/// Like `Command::output`, but a child that hangs (a preemption bug
+/// would show that way) is killed after `limit` and fails the test.
+pub fn output_with_deadline(mut cmd: Command, limit: Duration) -> std::process::Output {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut so = child.stdout.take().unwrap();
+    let mut se = child.stderr.take().unwrap();
+    let t_out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = so.read_to_end(&mut v);
+        v
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = se.read_to_end(&mut v);
+        v
+    });
+    let start = Instant::now();
+    let mut timed_out = false;
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if start.elapsed() > limit {
+            timed_out = true;
+            let _ = child.kill();
+            break child.wait().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let (stdout, stderr) = (t_out.join().unwrap(), t_err.join().unwrap());
+    assert!(
+        !timed_out,
+        "child hung for {limit:?} and was killed\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&stdout),
+        String::from_utf8_lossy(&stderr)
+    );
+    std::process::Output {
+        status,
+        stdout,
+        stderr,
+    }
+}
+
+/// Runs `body` when this process is the child for the current test;
+/// otherwise re-runs this test binary for test `name` only, with
+/// `child_var` set and `env`, and fails unless the child passes within
+/// `limit` (a hang — a deadlock — is killed and fails the test).
+pub fn in_child(
+    child_var: &str,
+    name: &str,
+    env: &[(&str, &str)],
+    limit: Duration,
+    body: impl FnOnce(),
+) {
+    if std::env::var_os(child_var).is_some() {
+        body();
+        return;
+    }
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(child_var, "1")
+        .envs(env.iter().copied());
+    let out = output_with_deadline(cmd, limit);
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.contains("1 passed"),
+        "child {name} failed ({}):\n{text}",
+        out.status
+    );
+    eprintln!("{text}");
 }
