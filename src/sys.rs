@@ -187,3 +187,27 @@ pub(crate) unsafe fn sc5(n: i64, a1: usize, a2: usize, a3: usize, a4: usize, a5:
     // SAFETY: forwarded contract.
     unsafe { syscall6(n as usize, a1, a2, a3, a4, a5, 0) }
 }
+
+/// Whether thread `tid` of this process is running or runnable (state `R`
+/// in `/proc/self/task/<tid>/stat`) rather than asleep in the kernel.
+/// Not for hot paths (a /proc read); not signal-safe (allocates). If the
+/// file cannot be read, answers "running".
+pub(crate) fn thread_is_running(tid: i32) -> bool {
+    let Ok(stat) = std::fs::read(format!("/proc/self/task/{tid}/stat")) else {
+        return true;
+    };
+    // "tid (comm) S ...": comm may hold spaces and parentheses, so the state
+    // is the first byte after the last ") ".
+    match stat.iter().rposition(|&b| b == b')') {
+        Some(i) => stat.get(i + 2).is_none_or(|&st| st == b'R'),
+        None => true,
+    }
+}
+
+/// On-CPU time of thread `tid` of this process, in nanoseconds (first
+/// field of `/proc/self/task/<tid>/schedstat`). Not for hot paths; not
+/// signal-safe. None if it cannot be read.
+pub(crate) fn thread_cpu_ns(tid: i32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).ok()?;
+    s.split_whitespace().next()?.parse().ok()
+}

@@ -273,7 +273,7 @@ fn check(
     // with EINTR, and there is nothing to preempt — the blocked-executor
     // detector's business (sched/blocked.rs). Look at the thread's state
     // first; only a running thread ('R') is signalled.
-    if !thread_is_running(e.tid.load(Ordering::Relaxed)) {
+    if !crate::sys::thread_is_running(e.tid.load(Ordering::Relaxed)) {
         e.preempt.in_kernel.fetch_add(1, Ordering::Relaxed);
         return Some(now + slice);
     }
@@ -289,20 +289,4 @@ fn check(
         return Some(now + slice);
     }
     None
-}
-
-/// Whether thread `tid` of this process is running or runnable (state `R`
-/// in `/proc/self/task/<tid>/stat`) rather than sleeping in the kernel.
-/// Read only when a preemption is due (at most once per slice per
-/// executor); if the file cannot be read, assume running (signal as before).
-fn thread_is_running(tid: i32) -> bool {
-    let Ok(stat) = std::fs::read(format!("/proc/self/task/{tid}/stat")) else {
-        return true;
-    };
-    // "tid (comm) S ...": comm may hold spaces and parentheses, so the state
-    // is the first byte after the last ") ".
-    match stat.iter().rposition(|&b| b == b')') {
-        Some(i) => stat.get(i + 2).is_none_or(|&st| st == b'R'),
-        None => true,
-    }
 }

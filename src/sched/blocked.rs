@@ -101,6 +101,9 @@ struct Sample {
     accounted: Instant,
     /// This blocked episode was handled already.
     helped: bool,
+    /// Thread CPU time (ns, /proc schedstat) and when it was read, taken
+    /// once the executor made no progress for `blocked_after`.
+    cpu: Option<(u64, Instant)>,
 }
 
 static SAMPLES: Mutex<Vec<Sample>> = Mutex::new(Vec::new());
@@ -118,6 +121,7 @@ pub(crate) fn check_blocked(rt: &'static Runtime, now: Instant) {
                 since: now,
                 accounted: now,
                 helped: false,
+                cpu: None,
             },
         );
     }
@@ -133,6 +137,7 @@ pub(crate) fn check_blocked(rt: &'static Runtime, now: Instant) {
                 since: now,
                 accounted: now,
                 helped: false,
+                cpu: None,
             };
             continue;
         }
@@ -144,6 +149,33 @@ pub(crate) fn check_blocked(rt: &'static Runtime, now: Instant) {
         let global = !rt.injector.is_empty();
         if !(own_movable || global || e.has_waiting_work()) {
             continue;
+        }
+        // A thread that keeps using CPU is computing, not stuck in a call:
+        // a CPU-bound coroutine is the preemption monitor's business, and an
+        // extra executor would only oversubscribe the CPUs (measured: W2a's
+        // spawning coroutine, busy in runtime code for > 20 ms, made the
+        // detector start one). So the first tick past `blocked_after` reads
+        // the thread's CPU time; a later tick counts it blocked only if it
+        // got less than a quarter of the wall time since (asleep in the
+        // kernel). Costs one /proc read per tick while stalled, and up to
+        // one tick (`blocked_after / 4`) of reaction time.
+        if !s.helped {
+            let Some(cpu_now) = crate::sys::thread_cpu_ns(e.tid.load(Ordering::Relaxed)) else {
+                continue;
+            };
+            match s.cpu {
+                None => {
+                    s.cpu = Some((cpu_now, now));
+                    continue;
+                }
+                Some((cpu0, t0)) => {
+                    let wall = now.saturating_duration_since(t0).as_nanos() as u64;
+                    if wall == 0 || cpu_now.saturating_sub(cpu0) * 4 > wall {
+                        s.cpu = Some((cpu_now, now));
+                        continue;
+                    }
+                }
+            }
         }
         // Blocked while work waits.
         BLOCKED_NS.fetch_add(
