@@ -33,7 +33,10 @@
 //! Wait protocol (no lost edge), mirror sides:
 //! 1. Waiter: snapshot the counter (`seq`), try the syscall; on EAGAIN
 //!    take the lock, recheck `gen` (closed?) and the counter (edge since
-//!    the snapshot? then retry), push itself, unlock, park; recheck.
+//!    the snapshot? then retry), push itself, unlock, park; recheck. After
+//!    a wake-up that shows no change, push itself again under the lock if
+//!    it is no longer listed (`rearm`: a reactor that counted an edge
+//!    before the snapshot may drain a waiter registered after it).
 //! 2. Reactor: increment the counter (SeqCst), load `nwaiters` (SeqCst);
 //!    if non-zero, take the lock and drain the list, then wake outside it.
 //! The waiter raises `nwaiters` (SeqCst) before its locked recheck, so
@@ -313,6 +316,7 @@ impl Registration {
                     .fetch_add(1, Ordering::SeqCst);
                 let timer =
                     deadline.map(|d| super::timers().add(d, super::Waker::Coroutine(co.clone())));
+                let mut woken = false;
                 let outcome = loop {
                     if let Some(o) = Self::check(list) {
                         break o;
@@ -320,7 +324,16 @@ impl Registration {
                     if timer.as_ref().is_some_and(|t| t.fired()) {
                         break WaitOutcome::TimedOut;
                     }
+                    // Woken without a change we can see: a reactor that
+                    // counted its edge before our snapshot may have drained
+                    // us from the list since (see `rearm`). Get back in.
+                    if woken {
+                        if let Some(o) = Self::rearm(list, &co) {
+                            break o;
+                        }
+                    }
                     sched::park_current(np, WaitReason::Io);
+                    woken = true;
                 };
                 if let Some(t) = &timer {
                     super::timers().cancel(t);
@@ -344,6 +357,42 @@ impl Registration {
             reg.nwaiters.fetch_sub(1, Ordering::SeqCst);
         }
         outcome
+    }
+
+    /// After a wake-up that `check` found no reason for: puts `co` back in
+    /// every waiter list it is missing from, rechecking `gen` and the edge
+    /// counter under each lock (as the first registration does).
+    ///
+    /// Why a waiter can be missing: `notify` counts the edge, *then* drains
+    /// the list under the lock. A coroutine that snapshotted the counter
+    /// after that count (so this edge is not news to it), got EAGAIN and
+    /// registered before the drain is taken with the drained list and
+    /// woken; `check` sees its snapshot unchanged and it parks again, now
+    /// in no list, while `nwaiters` still counts it — the next edge finds
+    /// an empty list and the wake-up is lost (seen in stress/io.rs
+    /// `echo_10k_connections` under CPU load: a reader parked forever with
+    /// data or an EOF queued). `nwaiters` stays raised for the whole wait,
+    /// so the registration protocol's argument applies to the re-push: a
+    /// later edge either precedes our locked recheck (we see the new
+    /// count) or drains the list after we are back in it.
+    fn rearm(list: &[(&Registration, Dir, u32, u32)], co: &Task) -> Option<WaitOutcome> {
+        for &(reg, dir, gen, snap) in list {
+            let mut w = reg.waiters.lock().unwrap_or_else(|e| e.into_inner());
+            if reg.gen.load(Ordering::SeqCst) != gen {
+                return Some(WaitOutcome::Closed);
+            }
+            if reg.seq_of(dir).load(Ordering::SeqCst) != snap {
+                return Some(WaitOutcome::Ready);
+            }
+            let v = match dir {
+                Dir::Read => &mut w.readers,
+                Dir::Write => &mut w.writers,
+            };
+            if !v.iter().any(|t| std::sync::Arc::ptr_eq(t, co)) {
+                v.push(co.clone());
+            }
+        }
+        None
     }
 
     fn check(list: &[(&Registration, Dir, u32, u32)]) -> Option<WaitOutcome> {

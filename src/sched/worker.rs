@@ -897,6 +897,13 @@ pub(crate) fn executor_main(rt: &'static Runtime, index: usize, fresh: Worker<Ta
     let exec = unsafe { Box::from_raw(exec_ptr) };
     let Executor { fresh, .. } = *exec;
     rt.return_slot(index, fresh);
+    // This thread may have been the reactor's poller until its last sleep
+    // (the role is released before `park_in_epoll` returns). Executors
+    // that went to sleep meanwhile found the role taken and sleep on their
+    // futex, so nobody would collect epoll edges. Wake one: it takes the
+    // free role when it sleeps again (notify_idle: an executor searching or
+    // about to sleep will try the role itself).
+    rt.notify_idle();
 }
 
 /// Prepares a fresh coroutine's stack: called once, before it is queued.
