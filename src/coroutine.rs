@@ -34,7 +34,7 @@ use std::fmt;
 use std::io;
 use std::marker::PhantomData;
 use std::num::NonZeroU64;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::sched;
@@ -59,12 +59,18 @@ pub(crate) struct Inner {
     pub(crate) sp: UnsafeCell<usize>,
     /// The stack; taken back by the executor after the coroutine finished.
     pub(crate) stack: UnsafeCell<Option<Stack>>,
-    /// Lowest and highest address of the usable stack (immutable). The
-    /// preemption handler checks that RSP lies inside.
-    pub(crate) stack_lo: usize,
-    pub(crate) stack_hi: usize,
-    /// The body, taken by the entry function on first run.
-    pub(crate) entry: UnsafeCell<Option<Box<dyn FnOnce() + Send>>>,
+    /// Lowest and highest address of the usable stack, 0 until the stack
+    /// is allocated at first run. Written by the executor before it first
+    /// switches in (Relaxed: the preemption handler that checks RSP lies
+    /// inside runs on that same thread).
+    pub(crate) stack_lo: AtomicUsize,
+    pub(crate) stack_hi: AtomicUsize,
+    /// Usable stack size to allocate at first run.
+    pub(crate) stack_size: usize,
+    /// The body, taken on first run. Called with `None` on the coroutine's
+    /// stack; with `Some(error)` (on the executor's stack) when no stack
+    /// could be allocated: it then only reports the error to the joiner.
+    pub(crate) entry: UnsafeCell<Option<Body>>,
     pub(crate) state: AtomicU8,
     /// std-like park token for [`park`]/[`Coroutine::unpark`].
     pub(crate) token: AtomicBool,
@@ -84,6 +90,9 @@ unsafe impl Sync for Inner {}
 unsafe impl Send for Inner {}
 
 pub(crate) type Task = Arc<Inner>;
+
+/// A coroutine's body (see `Inner::entry`).
+pub(crate) type Body = Box<dyn FnOnce(Option<io::Error>) + Send>;
 
 impl Inner {
     /// Wakes the coroutine if it is parked, or makes its next park return at
@@ -387,8 +396,11 @@ impl Builder {
     }
 
     /// Spawns the coroutine. Errors: an invalid stack size or name (a NUL
-    /// byte), a runtime that cannot start (bad `COROUTINES_*` value), or
-    /// no memory/address space for the stack.
+    /// byte), or a runtime that cannot start (bad `COROUTINES_*` value).
+    /// The stack is allocated when the coroutine first runs; if that fails
+    /// (no memory or address space), `join` returns `Err` with a message
+    /// naming the coroutine, the operation and the sizes, and the runtime
+    /// keeps serving the other coroutines.
     pub fn spawn<F, T>(self, f: F) -> io::Result<JoinHandle<T>>
     where
         F: FnOnce() -> T + Send + 'static,
@@ -407,19 +419,28 @@ impl Builder {
                 ));
             }
         }
-        let stack = {
-            // The pool uses a thread-local cache: no preemption inside.
-            let _np = sched::NoPreempt::new();
-            crate::stack::alloc(stack_size)?
-        };
         let packet = Arc::new(Packet {
             done: AtomicBool::new(false),
             result: UnsafeCell::new(None),
             waiter: Mutex::new(None),
         });
         let their_packet = packet.clone();
-        let body: Box<dyn FnOnce() + Send> = Box::new(move || {
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        let name_for_error = self.name.clone();
+        let body: Body = Box::new(move |no_stack: Option<io::Error>| {
+            let result = match no_stack {
+                None => std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)),
+                // The stack is allocated when the coroutine first runs (a
+                // coroutine that never ran costs no stack, and stacks freed
+                // by finished coroutines serve new ones while they are hot);
+                // failing then, the error reaches `join` as the payload.
+                Some(e) => {
+                    let msg = format!(
+                        "coroutines: coroutine '{}' could not start: {e}",
+                        name_for_error.as_deref().unwrap_or("<unnamed>")
+                    );
+                    Err(Box::new(msg) as Box<dyn Any + Send>)
+                }
+            };
             let p = &*their_packet;
             // SAFETY: only this coroutine writes the result, before `done`.
             unsafe { *p.result.get() = Some(result) };
@@ -437,16 +458,16 @@ impl Builder {
             id: CoroutineId::next(),
             name: self.name.map(String::into_boxed_str),
             sp: UnsafeCell::new(0),
-            stack_lo: stack.bottom(),
-            stack_hi: stack.top(),
-            stack: UnsafeCell::new(Some(stack)),
+            stack_lo: AtomicUsize::new(0),
+            stack_hi: AtomicUsize::new(0),
+            stack_size,
+            stack: UnsafeCell::new(None),
             entry: UnsafeCell::new(Some(body)),
             state: AtomicU8::new(RUNNING),
             token: AtomicBool::new(false),
             home: AtomicU32::new(NO_HOME),
             preempted: AtomicBool::new(false),
         });
-        sched::init_task(&inner);
         let coroutine = Coroutine {
             inner: inner.clone(),
         };

@@ -483,3 +483,68 @@ fn spawned_work_spreads_across_executors() {
         );
     }
 }
+
+/// Exhausted address space: a coroutine whose stack cannot be allocated
+/// finishes with a clear error at `join`, and the runtime keeps serving.
+#[test]
+fn stack_exhaustion_is_reported_at_join() {
+    if is_child() {
+        // 3 GiB of address space: a few 1 GiB stacks fit, 8 cannot.
+        let lim = libc::rlimit {
+            rlim_cur: 3 << 30,
+            rlim_max: libc::RLIM_INFINITY,
+        };
+        // SAFETY: plain setrlimit on this process.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_AS, &lim) }, 0);
+        let go = Arc::new(AtomicUsize::new(0));
+        let hs: Vec<_> = (0..8)
+            .map(|i| {
+                let go = go.clone();
+                coroutines::Builder::new()
+                    .name(format!("big-{i}"))
+                    .stack_size(1 << 30)
+                    .spawn(move || {
+                        // Stay alive (holding the stack) until all ran or failed.
+                        while go.load(Ordering::SeqCst) == 0 {
+                            coroutines::sleep(Duration::from_millis(1));
+                        }
+                        i
+                    })
+                    .expect("spawn itself does not allocate the stack")
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        go.store(1, Ordering::SeqCst);
+        let (mut ok, mut failed) = (0, 0);
+        for h in hs {
+            match h.join() {
+                Ok(_) => ok += 1,
+                Err(p) => {
+                    let msg = p.downcast_ref::<String>().cloned().unwrap_or_default();
+                    assert!(
+                        msg.contains("could not start") && msg.contains("big-"),
+                        "{msg}"
+                    );
+                    assert!(msg.contains("ENOMEM") || msg.contains("memory"), "{msg}");
+                    println!("ERR:{msg}");
+                    failed += 1;
+                }
+            }
+        }
+        println!("OK:{ok} FAILED:{failed}");
+        assert!(
+            failed > 0,
+            "8 stacks of 1 GiB fit in 3 GiB of address space?"
+        );
+        // Still serving.
+        assert_eq!(coroutines::spawn(|| 7).join().unwrap(), 7);
+        return;
+    }
+    let out = run_child(
+        "stack_exhaustion_is_reported_at_join",
+        &[("COROUTINES_WORKERS", "2")],
+    );
+    let (o, e) = text(&out);
+    assert!(out.status.success(), "{o}\n{e}");
+    assert!(o.contains("FAILED:"), "{o}");
+}

@@ -267,7 +267,10 @@ unsafe fn preempt_here(exec: &Executor, ctx: *mut libc::c_void) -> Result<(), De
     // SAFETY: caller contract.
     let mut regs = unsafe { ucontext::regs(ctx) };
     let (rip, rsp) = (regs.rip(), regs.rsp());
-    let (lo, hi) = (co.stack_lo, co.stack_hi);
+    let (lo, hi) = (
+        co.stack_lo.load(Ordering::Relaxed),
+        co.stack_hi.load(Ordering::Relaxed),
+    );
     // 3. On the coroutine's stack (not the scheduler's: run_task publishes
     //    `current` a few instructions before the switch).
     if rsp <= lo || rsp > hi {

@@ -60,6 +60,6 @@ pub(crate) use worker::{
     current_executor_raw, current_executor_shared, Action, Executor, ExecutorShared,
 };
 pub(crate) use worker::{
-    current_task, in_coroutine, in_coroutine_user_code, init_task, park_current, yield_current,
-    NoPreempt, WaitReason,
+    current_task, in_coroutine, in_coroutine_user_code, park_current, yield_current, NoPreempt,
+    WaitReason,
 };

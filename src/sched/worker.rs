@@ -396,6 +396,9 @@ fn direct_yield() -> bool {
         exec.next.set(Some(next));
         return false;
     }
+    if !ensure_started(exec, &next) {
+        return false; // finished with an error instead; the scheduler picks on
+    }
     // SAFETY: owner thread; we are the running coroutine.
     let me = unsafe { (*exec.running.get()).take() }.expect("running coroutine");
     let my_sp: *mut usize = me.sp.get();
@@ -437,7 +440,7 @@ unsafe extern "C" fn coroutine_main(arg: usize, exec: usize) -> ! {
         // The body catches the user's panic itself; this outer catch only
         // guards the runtime's own bookkeeping, which must not unwind into
         // the assembly frame (it has no landing pad).
-        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).is_err() {
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(None))).is_err() {
             crate::sys::fatal("coroutine bookkeeping panicked");
         }
     }
@@ -719,6 +722,9 @@ impl Executor {
     }
 
     fn run_task(&self, task: Task) {
+        if !ensure_started(self, &task) {
+            return;
+        }
         let sp = self.prepare_resume(task);
         // SAFETY: we own the right to run the task (popped from a queue);
         // its saved sp is a suspended frame on its live stack, which
@@ -906,9 +912,37 @@ pub(crate) fn executor_main(rt: &'static Runtime, index: usize, fresh: Worker<Ta
     rt.notify_idle();
 }
 
-/// Prepares a fresh coroutine's stack: called once, before it is queued.
-pub(crate) fn init_task(task: &Task) {
-    let top = task.stack_hi;
-    // SAFETY: the stack is ours (not queued yet), writable, 16-aligned top.
-    unsafe { *task.sp.get() = arch::init_stack(top, coroutine_main, Arc::as_ptr(task) as usize) };
+/// Gives a coroutine that never ran its stack and initial frame (first
+/// run, by the executor that owns the right to run it, with preemption of
+/// the caller disabled: the stack pool has a thread cache). Returns false
+/// if no stack could be had: the coroutine is then finished here, its
+/// joiner getting the error, and must not be switched to.
+fn ensure_started(exec: &Executor, task: &Task) -> bool {
+    // SAFETY: we own the right to run `task`; `sp` is 0 only before the
+    // first run.
+    if unsafe { *task.sp.get() } != 0 {
+        return true;
+    }
+    match crate::stack::alloc(task.stack_size) {
+        Ok(stack) => {
+            let top = stack.top();
+            task.stack_lo.store(stack.bottom(), Ordering::Relaxed);
+            task.stack_hi.store(top, Ordering::Relaxed);
+            // SAFETY: as above; the stack is fresh, writable, 16-aligned top.
+            unsafe {
+                *task.stack.get() = Some(stack);
+                *task.sp.get() = arch::init_stack(top, coroutine_main, Arc::as_ptr(task) as usize);
+            }
+            true
+        }
+        Err(e) => {
+            // SAFETY: as above: the body is ours to take on first run.
+            if let Some(body) = unsafe { (*task.entry.get()).take() } {
+                body(Some(e));
+            }
+            task.state.store(DONE, Ordering::Release);
+            bump(&exec.shared.stats.finished);
+            false
+        }
+    }
 }
