@@ -5,32 +5,15 @@
 #[path = "../stress/common/mod.rs"]
 mod common;
 
-use common::output_with_deadline;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const CHILD: &str = "COROUTINES_PREEMPT_SPIN_CHILD";
 
-/// Runs test `name` of this binary as a child with `env`; returns stdout and
-/// asserts it succeeded.
+/// Runs test `name` of this binary as a child with `env` (see common).
 fn run_child(name: &str, env: &[(&str, &str)]) -> String {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", name, "--nocapture", "--test-threads=1"])
-        .env(CHILD, name);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = output_with_deadline(cmd, Duration::from_secs(120));
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "child {name} failed: {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
-        out.status
-    );
-    stdout
+    common::run_named_child(CHILD, name, env)
 }
 
 fn is_child(name: &str) -> bool {

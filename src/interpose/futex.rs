@@ -833,7 +833,10 @@ mod tests {
             std::thread::sleep(Duration::from_millis(1));
         }
         std::thread::sleep(Duration::from_millis(20));
-        assert!(!(b.is_finished() && c.is_finished()), "a wake of 1 woke two");
+        assert!(
+            !(b.is_finished() && c.is_finished()),
+            "a wake of 1 woke two"
+        );
         assert!(!a.is_finished(), "bit 0 waiter woken by a bit 1 wake");
         assert_eq!(
             call(

@@ -122,3 +122,24 @@ pub fn in_child(
     );
     eprintln!("{text}");
 }
+
+/// Runs test `name` of this binary as a child with `child_var=name` and
+/// `env`, killed after 120 s; asserts it succeeded and returns its stdout.
+pub fn run_named_child(child_var: &str, name: &str, env: &[(&str, &str)]) -> String {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(child_var, name);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = output_with_deadline(cmd, Duration::from_secs(120));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "child {name} failed: {:?}\nstdout (tail):\n{}\nstderr:\n{stderr}",
+        out.status,
+        &stdout[stdout.len().saturating_sub(4000)..]
+    );
+    stdout
+}
