@@ -16,7 +16,12 @@ use std::time::Duration;
 
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").expect("read /proc/self/statm");
-    statm.split_whitespace().nth(1).and_then(|s| s.parse::<u64>().ok()).expect("statm format") * 4096
+    statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse::<u64>().ok())
+        .expect("statm format")
+        * 4096
 }
 
 fn main() {
@@ -28,7 +33,10 @@ fn main() {
         None => 9000,
     };
     // Raise the soft fd limit to the hard one (both ends of n connections).
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit/setrlimit on this process with a valid struct.
     unsafe {
         libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
@@ -36,14 +44,20 @@ fn main() {
         libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
     }
     if (lim.rlim_cur as usize) < 2 * n + 64 {
-        eprintln!("idle_connections: need {} fds, RLIMIT_NOFILE allows {}; pass a smaller N", 2 * n + 64, lim.rlim_cur);
+        eprintln!(
+            "idle_connections: need {} fds, RLIMIT_NOFILE allows {}; pass a smaller N",
+            2 * n + 64,
+            lim.rlim_cur
+        );
         std::process::exit(2);
     }
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let parked = Arc::new(AtomicUsize::new(0));
     // Warm the runtime and the reactor up before the baseline.
-    coroutines::spawn(|| std::thread::sleep(Duration::from_millis(1))).join().unwrap();
+    coroutines::spawn(|| std::thread::sleep(Duration::from_millis(1)))
+        .join()
+        .unwrap();
     let base = rss_bytes();
     let p = parked.clone();
     drop(coroutines::spawn(move || {

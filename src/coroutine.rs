@@ -253,10 +253,9 @@ pub fn try_current() -> Option<Coroutine> {
 /// Gives the executor to other coroutines waiting for it; outside a
 /// coroutine it is `std::thread::yield_now`.
 pub fn yield_now() {
-    if !sched::in_coroutine() {
-        return std::thread::yield_now();
+    if !sched::yield_now_fast() {
+        std::thread::yield_now();
     }
-    sched::yield_current();
 }
 
 /// Where a join waits: a coroutine or a plain thread.

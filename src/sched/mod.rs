@@ -60,6 +60,6 @@ pub(crate) use worker::{
     current_executor_raw, current_executor_shared, Action, Executor, ExecutorShared,
 };
 pub(crate) use worker::{
-    current_task, in_coroutine, in_coroutine_user_code, park_current, yield_current, NoPreempt,
+    current_task, in_coroutine, in_coroutine_user_code, park_current, yield_now_fast, NoPreempt,
     WaitReason,
 };

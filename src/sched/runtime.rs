@@ -145,6 +145,9 @@ impl Runtime {
             ));
         }
         let fresh = pending[index].take().expect("executor slot started twice");
+        // Alive from now on (stats count it at once; the thread may take a
+        // moment to run).
+        self.executors[index].alive.store(true, Ordering::Release);
         let spawned = std::thread::Builder::new()
             .name(format!("coroutines-executor-{index}"))
             .stack_size(256 * 1024)
@@ -156,7 +159,10 @@ impl Runtime {
                 }
                 Ok(index)
             }
-            Err(e) => Err(e),
+            Err(e) => {
+                self.executors[index].alive.store(false, Ordering::Release);
+                Err(e)
+            }
         }
     }
 

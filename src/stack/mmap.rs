@@ -425,8 +425,9 @@ pub(super) mod tests {
         );
         assert_eq!(guard_hit(r.base + PAGE_SIZE), None);
         assert_eq!(guard_hit(r.base + r.len - 1), None);
-        assert_eq!(guard_hit(r.base + r.len), None);
-        assert_eq!(guard_hit(r.base - 1), None);
+        // Addresses just outside are not checked: other tests' reservations
+        // (made concurrently) may be mapped right next to this one, with a
+        // guard page at their base.
     }
 
     #[test]
