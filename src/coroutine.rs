@@ -35,7 +35,7 @@ use std::io;
 use std::marker::PhantomData;
 use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use crate::sched;
 use crate::stack::Stack;
@@ -282,15 +282,30 @@ impl Waiter {
 }
 
 /// Result slot shared between a coroutine and its [`JoinHandle`].
+///
+/// `state` protocol (two RMWs per join, no lock):
+/// - joiner: if `state` is `DONE`, take the result. Else write `waiter`
+///   (nobody reads it before `WAITING` is published), then CAS `EMPTY ->
+///   WAITING` (Release): on success park until `DONE`; on failure the
+///   coroutine finished meanwhile: drop the waiter, take the result.
+/// - coroutine: write `result`, then swap in `DONE` (AcqRel); if the old
+///   state was `WAITING`, take `waiter` (Acquire made its write visible)
+///   and wake it.
 struct Packet<T> {
-    done: AtomicBool,
+    state: AtomicU8,
     result: UnsafeCell<Option<std::thread::Result<T>>>,
-    waiter: Mutex<Option<Waiter>>,
+    waiter: UnsafeCell<Option<Waiter>>,
 }
 
-// SAFETY: `result` is written once by the coroutine before `done` is set
-// (Release) and read by the single JoinHandle after it sees `done`
-// (Acquire); T: Send moves it between threads.
+const EMPTY: u8 = 0;
+const WAITING: u8 = 1;
+const FINISHED: u8 = 2;
+
+// SAFETY: `result` is written once by the coroutine before `state` becomes
+// FINISHED (Release) and read by the single JoinHandle after it sees
+// FINISHED (Acquire); `waiter` is written by the joiner before it publishes
+// WAITING (Release) and read by the coroutine only after its swap saw
+// WAITING (Acquire). T: Send moves the result between threads.
 unsafe impl<T: Send> Sync for Packet<T> {}
 
 /// An owned permission to join a coroutine, like
@@ -319,19 +334,27 @@ impl<T> JoinHandle<T> {
     /// ```
     pub fn join(self) -> std::thread::Result<T> {
         let p = &*self.packet;
-        if !p.done.load(Ordering::Acquire) {
+        if p.state.load(Ordering::Acquire) != FINISHED {
             let np = sched::NoPreempt::new();
-            let mut slot = p.waiter.lock().unwrap_or_else(|e| e.into_inner());
-            if !p.done.load(Ordering::Acquire) {
-                *slot = Some(Waiter::current());
-                drop(slot);
-                while !p.done.load(Ordering::Acquire) {
+            // SAFETY: only this (single) joiner writes `waiter`, and the
+            // coroutine reads it only after seeing WAITING, published below.
+            unsafe { *p.waiter.get() = Some(Waiter::current()) };
+            if p.state
+                .compare_exchange(EMPTY, WAITING, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                while p.state.load(Ordering::Acquire) != FINISHED {
                     if sched::in_coroutine() {
                         sched::park_current(&np, sched::WaitReason::Join);
                     } else {
                         std::thread::park();
                     }
                 }
+            } else {
+                // Finished meanwhile: the coroutine never saw WAITING, so
+                // the waiter is still ours.
+                // SAFETY: as above.
+                drop(unsafe { (*p.waiter.get()).take() });
             }
         }
         // SAFETY: `done` was observed with Acquire after the coroutine wrote
@@ -341,7 +364,7 @@ impl<T> JoinHandle<T> {
 
     /// Whether the coroutine has finished running (its result is ready).
     pub fn is_finished(&self) -> bool {
-        self.packet.done.load(Ordering::Acquire)
+        self.packet.state.load(Ordering::Acquire) == FINISHED
     }
 
     /// The handle of the coroutine.
@@ -419,9 +442,9 @@ impl Builder {
             }
         }
         let packet = Arc::new(Packet {
-            done: AtomicBool::new(false),
+            state: AtomicU8::new(EMPTY),
             result: UnsafeCell::new(None),
-            waiter: Mutex::new(None),
+            waiter: UnsafeCell::new(None),
         });
         let their_packet = packet.clone();
         let name_for_error = self.name.clone();
@@ -441,16 +464,15 @@ impl Builder {
                 }
             };
             let p = &*their_packet;
-            // SAFETY: only this coroutine writes the result, before `done`.
+            // SAFETY: only this coroutine writes the result, before FINISHED.
             unsafe { *p.result.get() = Some(result) };
             let _np = sched::NoPreempt::new();
-            let waiter = {
-                let mut slot = p.waiter.lock().unwrap_or_else(|e| e.into_inner());
-                p.done.store(true, Ordering::Release);
-                slot.take()
-            };
-            if let Some(w) = waiter {
-                w.wake();
+            if p.state.swap(FINISHED, Ordering::AcqRel) == WAITING {
+                // SAFETY: the joiner wrote `waiter` before publishing
+                // WAITING and never touches it again (protocol above).
+                if let Some(w) = unsafe { (*p.waiter.get()).take() } {
+                    w.wake();
+                }
             }
         });
         let inner = Arc::new(Inner {
