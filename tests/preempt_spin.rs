@@ -17,20 +17,10 @@ fn run_child(name: &str, env: &[(&str, &str)]) -> String {
 }
 
 fn is_child(name: &str) -> bool {
-    std::env::var(CHILD).as_deref() == Ok(name)
+    common::is_named_child(CHILD, name)
 }
 
-/// Spins until `stop`, counting iterations; never calls into the runtime.
-fn hog(stop: Arc<AtomicBool>, count: Arc<AtomicU64>) {
-    let mut x = 0u64;
-    while !stop.load(Ordering::Relaxed) {
-        for _ in 0..1000 {
-            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
-        }
-        count.fetch_add(1, Ordering::Relaxed);
-    }
-    std::hint::black_box(x);
-}
+use common::hog;
 
 #[test]
 fn one_worker_four_hogs() {

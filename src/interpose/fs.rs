@@ -63,6 +63,21 @@ pub(crate) fn file_rw(
 
 /// pread64/pwrite64/preadv/pwritev: on regular files from a coroutine via
 /// `file_rw`; otherwise the plain call (pipes/sockets get ESPIPE anyway).
+/// `positioned` for one buffer (pread/pwrite and their 64 names).
+pub(crate) fn positioned_one(
+    fd: i32,
+    dir: Dir,
+    buf: *mut libc::c_void,
+    n: usize,
+    offset: i64,
+) -> isize {
+    let iov = libc::iovec {
+        iov_base: buf,
+        iov_len: n,
+    };
+    positioned(fd, dir, &iov, 1, offset)
+}
+
 pub(crate) fn positioned(
     fd: i32,
     dir: Dir,

@@ -307,18 +307,24 @@ pub(crate) fn write_all_like<F: FnMut(usize) -> isize>(
     done as isize
 }
 
+/// The registration of `fd` if the caller is user code on a coroutine and
+/// `fd` is a regular file (fs.rs handles it), else None.
+#[inline]
+fn coroutine_file(fd: i32) -> Option<&'static Registration> {
+    if !sched::in_coroutine_user_code() {
+        return None;
+    }
+    ensure(fd).filter(|reg| reg.kind() == FILE)
+}
+
 /// read(2): sockets/pipes park; regular files try RWF_NOWAIT first.
 pub(crate) fn read(fd: i32, buf: *mut u8, count: usize) -> isize {
-    if sched::in_coroutine_user_code() {
-        if let Some(reg) = ensure(fd) {
-            if reg.kind() == FILE {
-                let iov = libc::iovec {
-                    iov_base: buf.cast(),
-                    iov_len: count,
-                };
-                return super::fs::file_rw(fd, reg, Dir::Read, &iov, 1, -1);
-            }
-        }
+    if let Some(reg) = coroutine_file(fd) {
+        let iov = libc::iovec {
+            iov_base: buf.cast(),
+            iov_len: count,
+        };
+        return super::fs::file_rw(fd, reg, Dir::Read, &iov, 1, -1);
     }
     // SAFETY: the caller's buffer contract is the syscall's.
     io(fd, Dir::Read, false, || unsafe {
@@ -328,12 +334,8 @@ pub(crate) fn read(fd: i32, buf: *mut u8, count: usize) -> isize {
 
 /// readv(2).
 pub(crate) fn readv(fd: i32, iov: *const libc::iovec, cnt: i32) -> isize {
-    if sched::in_coroutine_user_code() {
-        if let Some(reg) = ensure(fd) {
-            if reg.kind() == FILE {
-                return super::fs::file_rw(fd, reg, Dir::Read, iov, cnt, -1);
-            }
-        }
+    if let Some(reg) = coroutine_file(fd) {
+        return super::fs::file_rw(fd, reg, Dir::Read, iov, cnt, -1);
     }
     // SAFETY: the caller's iovec contract is the syscall's.
     io(fd, Dir::Read, false, || unsafe {
@@ -343,16 +345,12 @@ pub(crate) fn readv(fd: i32, iov: *const libc::iovec, cnt: i32) -> isize {
 
 /// write(2): sockets/pipes park and write everything; files see fs.rs.
 pub(crate) fn write(fd: i32, buf: *const u8, count: usize) -> isize {
-    if sched::in_coroutine_user_code() {
-        if let Some(reg) = ensure(fd) {
-            if reg.kind() == FILE {
-                let iov = libc::iovec {
-                    iov_base: buf as *mut _,
-                    iov_len: count,
-                };
-                return super::fs::file_rw(fd, reg, Dir::Write, &iov, 1, -1);
-            }
-        }
+    if let Some(reg) = coroutine_file(fd) {
+        let iov = libc::iovec {
+            iov_base: buf as *mut _,
+            iov_len: count,
+        };
+        return super::fs::file_rw(fd, reg, Dir::Write, &iov, 1, -1);
     }
     write_all_like(fd, count, false, |done| {
         // SAFETY: `done <= count`; the caller's buffer contract.
@@ -369,12 +367,8 @@ pub(crate) fn write(fd: i32, buf: *const u8, count: usize) -> isize {
 
 /// writev(2) (a partial write is returned as is).
 pub(crate) fn writev(fd: i32, iov: *const libc::iovec, cnt: i32) -> isize {
-    if sched::in_coroutine_user_code() {
-        if let Some(reg) = ensure(fd) {
-            if reg.kind() == FILE {
-                return super::fs::file_rw(fd, reg, Dir::Write, iov, cnt, -1);
-            }
-        }
+    if let Some(reg) = coroutine_file(fd) {
+        return super::fs::file_rw(fd, reg, Dir::Write, iov, cnt, -1);
     }
     // SAFETY: the caller's iovec contract is the syscall's.
     io(fd, Dir::Write, false, || unsafe {

@@ -345,30 +345,12 @@ pub extern "C" fn epoll_wait(
 
 #[no_mangle]
 pub extern "C" fn pread64(fd: c_int, buf: *mut c_void, n: size_t, off: libc::off64_t) -> ssize_t {
-    fs::positioned(
-        fd,
-        Dir::Read,
-        &iovec {
-            iov_base: buf,
-            iov_len: n,
-        },
-        1,
-        off,
-    )
+    fs::positioned_one(fd, Dir::Read, buf, n, off)
 }
 
 #[no_mangle]
 pub extern "C" fn pread(fd: c_int, buf: *mut c_void, n: size_t, off: libc::off_t) -> ssize_t {
-    fs::positioned(
-        fd,
-        Dir::Read,
-        &iovec {
-            iov_base: buf,
-            iov_len: n,
-        },
-        1,
-        off,
-    )
+    fs::positioned_one(fd, Dir::Read, buf, n, off)
 }
 
 #[no_mangle]
@@ -393,30 +375,12 @@ pub extern "C" fn pwrite64(
     n: size_t,
     off: libc::off64_t,
 ) -> ssize_t {
-    fs::positioned(
-        fd,
-        Dir::Write,
-        &iovec {
-            iov_base: buf as *mut c_void,
-            iov_len: n,
-        },
-        1,
-        off,
-    )
+    fs::positioned_one(fd, Dir::Write, buf as *mut c_void, n, off)
 }
 
 #[no_mangle]
 pub extern "C" fn pwrite(fd: c_int, buf: *const c_void, n: size_t, off: libc::off_t) -> ssize_t {
-    fs::positioned(
-        fd,
-        Dir::Write,
-        &iovec {
-            iov_base: buf as *mut c_void,
-            iov_len: n,
-        },
-        1,
-        off,
-    )
+    fs::positioned_one(fd, Dir::Write, buf as *mut c_void, n, off)
 }
 
 #[no_mangle]

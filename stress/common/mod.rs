@@ -143,3 +143,26 @@ pub fn run_named_child(child_var: &str, name: &str, env: &[(&str, &str)]) -> Str
     );
     stdout
 }
+
+/// Whether this process is the child started by `run_named_child` for test
+/// `name` (`child_var` holds the test name).
+pub fn is_named_child(child_var: &str, name: &str) -> bool {
+    std::env::var(child_var).as_deref() == Ok(name)
+}
+
+/// A CPU hog for preemption tests: spins until `stop`, counting batches of
+/// 1,000 iterations in `count`; never calls into the runtime.
+pub fn hog(
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    count: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
+    use std::sync::atomic::Ordering;
+    let mut x = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        for _ in 0..1000 {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+        count.fetch_add(1, Ordering::Relaxed);
+    }
+    std::hint::black_box(x);
+}
