@@ -79,6 +79,9 @@ pub(crate) struct Inner {
     /// Set by the executor when the coroutine was preempted (it resumes
     /// through the full-restore path); cleared when resumed. Owner only.
     pub(crate) preempted: AtomicBool,
+    /// The coroutine's std thread identity while it is switched out
+    /// (sched/identity.rs). Owner only, like `sp`.
+    pub(crate) ident: UnsafeCell<crate::sched::Ident>,
 }
 
 // SAFETY: the UnsafeCell fields are only touched by the single party that
@@ -488,6 +491,7 @@ impl Builder {
             token: AtomicBool::new(false),
             home: AtomicU32::new(NO_HOME),
             preempted: AtomicBool::new(false),
+            ident: UnsafeCell::new([0; 4]),
         });
         let coroutine = Coroutine {
             inner: inner.clone(),

@@ -392,8 +392,10 @@ fn idle_runtime_uses_no_cpu() {
 /// it, a started coroutine always resumes on the executor it started on.
 #[test]
 fn started_coroutines_stay_home_unless_migration() {
-    fn executor_name() -> String {
-        std::thread::current().name().unwrap_or("").to_string()
+    // The OS thread (a coroutine's std::thread::current() is its own).
+    fn executor_name() -> i32 {
+        // SAFETY: gettid has no preconditions.
+        unsafe { libc::gettid() }
     }
     if is_child() {
         let migrate = std::env::var("COROUTINES_MIGRATE").as_deref() == Ok("1");
@@ -466,7 +468,8 @@ fn spawned_work_spreads_across_executors() {
                     }
                     s.lock()
                         .unwrap()
-                        .insert(std::thread::current().name().unwrap_or("").to_string());
+                        // SAFETY: gettid has no preconditions.
+                        .insert(unsafe { libc::gettid() });
                 })
             })
             .collect();

@@ -409,8 +409,6 @@ fn park_unpark_thread_and_coroutine() {
 #[test]
 fn crossbeam_channel_unmodified() {
     in_child("crossbeam_channel_unmodified", ONE, || {
-        // One blocking receiver per executor: thread::park-based waits use
-        // the executor's park token (limitation, see interpose/futex.rs).
         let (tx, rx) = crossbeam_channel::unbounded::<u64>();
         let r = coroutines::spawn(move || rx.iter().sum::<u64>());
         let hs: Vec<_> = (0..100u64)
@@ -435,8 +433,6 @@ fn crossbeam_channel_unmodified() {
 #[test]
 fn parking_lot_unmodified() {
     in_child("parking_lot_unmodified", ONE, || {
-        // parking_lot parks through syscall(SYS_futex) on a per-thread
-        // word: one coroutine per executor may block in it at a time.
         let m = Arc::new(parking_lot::Mutex::new(0u64));
         let g = m.lock();
         let m2 = m.clone();
@@ -452,5 +448,199 @@ fn parking_lot_unmodified() {
         drop(g);
         waiter.join().unwrap();
         assert_eq!(*m.lock(), 1);
+    });
+}
+
+#[test]
+fn thread_identity_per_coroutine() {
+    in_child("thread_identity_per_coroutine", ONE, || {
+        // Every coroutine has its own std ThreadId, stable across switches.
+        let main_id = std::thread::current().id();
+        let hs: Vec<_> = (0..100)
+            .map(|i| {
+                coroutines::spawn(move || {
+                    let a = std::thread::current().id();
+                    if i % 2 == 0 {
+                        coroutines::yield_now();
+                    } else {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    let b = std::thread::current().id();
+                    assert_eq!(a, b, "a coroutine's ThreadId changed across a switch");
+                    a
+                })
+            })
+            .collect();
+        let mut ids: Vec<_> = hs.into_iter().map(|h| h.join().unwrap()).collect();
+        assert!(!ids.contains(&main_id));
+        let n = ids.len();
+        ids.sort_by_key(|id| format!("{id:?}"));
+        ids.dedup();
+        assert_eq!(ids.len(), n, "two coroutines shared a ThreadId");
+        assert_eq!(coroutines::stats().workers, 1);
+    });
+}
+
+#[test]
+fn thread_park_many_on_one_executor() {
+    in_child("thread_park_many_on_one_executor", ONE, || {
+        use std::sync::atomic::AtomicBool;
+        // 50 coroutines of one executor blocked in std::thread::park at
+        // once, each woken by its own unpark (in reverse order).
+        const N: usize = 50;
+        let flags: Arc<Vec<AtomicBool>> =
+            Arc::new((0..N).map(|_| AtomicBool::new(false)).collect());
+        let (tx, rx) = mpsc::channel();
+        let hs: Vec<_> = (0..N)
+            .map(|i| {
+                let (tx, flags) = (tx.clone(), flags.clone());
+                coroutines::spawn(move || {
+                    tx.send((i, std::thread::current())).unwrap();
+                    let mut parks = 0u32;
+                    while !flags[i].load(Ordering::Acquire) {
+                        std::thread::park();
+                        parks += 1;
+                    }
+                    (i, parks)
+                })
+            })
+            .collect();
+        let mut threads: Vec<(usize, std::thread::Thread)> =
+            (0..N).map(|_| rx.recv().unwrap()).collect();
+        std::thread::sleep(Duration::from_millis(20));
+        threads.sort_by_key(|t| std::cmp::Reverse(t.0));
+        for (i, t) in &threads {
+            flags[*i].store(true, Ordering::Release);
+            t.unpark();
+        }
+        for (k, h) in hs.into_iter().enumerate() {
+            let (i, parks) = h.join().unwrap();
+            assert_eq!(i, k);
+            assert!(parks >= 1, "coroutine {i} never parked");
+        }
+    });
+}
+
+#[test]
+fn crossbeam_ping_pong_and_two_receivers_one_executor() {
+    in_child(
+        "crossbeam_ping_pong_and_two_receivers_one_executor",
+        ONE,
+        || {
+            let (t1, r1) = crossbeam_channel::unbounded::<u64>();
+            let (t2, r2) = crossbeam_channel::bounded::<u64>(0);
+            let p = coroutines::spawn(move || {
+                let mut sum = 0;
+                for i in 0..10_000u64 {
+                    t1.send(i).unwrap();
+                    sum += r2.recv().unwrap();
+                }
+                sum
+            });
+            let q = coroutines::spawn(move || {
+                for _ in 0..10_000u64 {
+                    let v = r1.recv().unwrap();
+                    t2.send(v * 2).unwrap();
+                }
+            });
+            q.join().unwrap();
+            assert_eq!(p.join().unwrap(), 2 * (0..10_000u64).sum::<u64>());
+
+            // Two receivers blocked at once on the one executor.
+            let (ta, ra) = crossbeam_channel::unbounded::<u32>();
+            let (tb, rb) = crossbeam_channel::bounded::<u32>(0);
+            let a = coroutines::spawn(move || ra.recv().unwrap());
+            let b = coroutines::spawn(move || rb.recv().unwrap());
+            coroutines::spawn(move || {
+                coroutines::sleep(Duration::from_millis(20));
+                ta.send(1).unwrap();
+                tb.send(2).unwrap();
+            })
+            .join()
+            .unwrap();
+            assert_eq!((a.join().unwrap(), b.join().unwrap()), (1, 2));
+        },
+    );
+}
+
+#[test]
+fn parking_lot_many_waiters_one_executor() {
+    in_child("parking_lot_many_waiters_one_executor", ONE, || {
+        // The lock is held across a sleep, so up to 49 coroutines of the one
+        // executor are blocked in parking_lot at once.
+        let m = Arc::new(parking_lot::Mutex::new(0u64));
+        let cv = Arc::new(parking_lot::Condvar::new());
+        let hs: Vec<_> = (0..50)
+            .map(|_| {
+                let m = m.clone();
+                coroutines::spawn(move || {
+                    for _ in 0..3 {
+                        let mut g = m.lock();
+                        let v = *g;
+                        coroutines::sleep(Duration::from_micros(200));
+                        *g = v + 1;
+                    }
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+        assert_eq!(*m.lock(), 150);
+        // Condvar: 10 waiters on one executor, notify_all.
+        let ready = Arc::new(parking_lot::Mutex::new(false));
+        let hs: Vec<_> = (0..10)
+            .map(|_| {
+                let (ready, cv) = (ready.clone(), cv.clone());
+                coroutines::spawn(move || {
+                    let mut g = ready.lock();
+                    while !*g {
+                        cv.wait(&mut g);
+                    }
+                })
+            })
+            .collect();
+        coroutines::spawn({
+            let (ready, cv) = (ready.clone(), cv.clone());
+            move || {
+                coroutines::sleep(Duration::from_millis(20));
+                *ready.lock() = true;
+                cv.notify_all();
+            }
+        })
+        .join()
+        .unwrap();
+        for h in hs {
+            h.join().unwrap();
+        }
+    });
+}
+
+#[test]
+fn stdout_lock_is_not_reentered_by_a_sibling() {
+    in_child("stdout_lock_is_not_reentered_by_a_sibling", ONE, || {
+        use std::io::Write;
+        use std::sync::atomic::AtomicBool;
+        // std's stdout lock is reentrant per thread identity: a sibling
+        // coroutine on the same executor must wait for it, not re-enter.
+        let held = Arc::new(AtomicBool::new(false));
+        let h = held.clone();
+        let a = coroutines::spawn(move || {
+            let mut out = std::io::stdout().lock();
+            h.store(true, Ordering::SeqCst);
+            coroutines::sleep(Duration::from_millis(30));
+            h.store(false, Ordering::SeqCst);
+            out.write_all(b"").unwrap();
+        });
+        let b = coroutines::spawn(move || {
+            coroutines::sleep(Duration::from_millis(5));
+            let _out = std::io::stdout().lock();
+            !held.load(Ordering::SeqCst)
+        });
+        a.join().unwrap();
+        assert!(
+            b.join().unwrap(),
+            "a sibling coroutine re-entered another's stdout lock"
+        );
     });
 }

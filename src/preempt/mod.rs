@@ -131,7 +131,7 @@ mod guard;
 mod monitor;
 mod signal;
 mod ucontext;
-mod zones;
+pub(crate) mod zones;
 
 pub use guard::no_preempt;
 pub(crate) use monitor::{executor_woke, start, timer_armed};

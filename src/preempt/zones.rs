@@ -248,18 +248,28 @@ fn rd<T: Copy>(b: &[u8], off: usize) -> Option<T> {
 /// `.symtab` (addresses relocated by `bias`). Returns whether a symbol
 /// table was found.
 fn std_zones(bias: usize, out: &mut Vec<(usize, usize)>) -> bool {
-    let Ok(file) = std::fs::File::open("/proc/self/exe") else {
-        return false;
-    };
-    let Ok(meta) = file.metadata() else {
-        return false;
-    };
-    let len = meta.len() as usize;
+    with_exe_image(|b| {
+        for_each_symbol(b, |name, info, value, size| {
+            if info & 0xf == 2 /* STT_FUNC */ && value != 0 && size != 0 && matches_zone(name) {
+                let lo = bias + value as usize;
+                out.push((lo, lo + size as usize));
+            }
+        })
+    })
+    .flatten()
+    .is_some()
+}
+
+/// Runs `f` on the bytes of `/proc/self/exe` (a private read-only mapping,
+/// unmapped afterwards). None if the file cannot be opened or mapped.
+pub(crate) fn with_exe_image<R>(f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+    let file = std::fs::File::open("/proc/self/exe").ok()?;
+    let len = file.metadata().ok()?.len() as usize;
     if len < 64 {
-        return false;
+        return None;
     }
     // SAFETY: read-only private mapping of a file we opened; unmapped below
-    // and no reference into it escapes.
+    // and no reference into it escapes (`f` only borrows the slice).
     let base = unsafe {
         libc::mmap(
             std::ptr::null_mut(),
@@ -271,14 +281,13 @@ fn std_zones(bias: usize, out: &mut Vec<(usize, usize)>) -> bool {
         )
     };
     if base == libc::MAP_FAILED {
-        return false;
+        return None;
     }
     // SAFETY: the mapping is `len` readable bytes.
-    let b = unsafe { std::slice::from_raw_parts(base as *const u8, len) };
-    let found = parse_symtab(b, bias, out).is_some();
-    // SAFETY: `b` is not used after this.
+    let r = f(unsafe { std::slice::from_raw_parts(base as *const u8, len) });
+    // SAFETY: the slice is not used after this.
     unsafe { libc::munmap(base, len) };
-    found
+    Some(r)
 }
 
 /// Whether a symbol name contains one of [`ZONE_PATTERNS`]. Cheap
@@ -292,7 +301,10 @@ fn matches_zone(name: &[u8]) -> bool {
     ZONE_PATTERNS.iter().any(|p| has(p)) && !ZONE_EXCEPTIONS.iter().any(|p| has(p))
 }
 
-fn parse_symtab(b: &[u8], bias: usize, out: &mut Vec<(usize, usize)>) -> Option<()> {
+/// Calls `f(name, st_info, st_value, st_size)` for every entry of the
+/// `.symtab` of the ELF64 image `b`. None if `b` is not ELF64 or has no
+/// symbol table (stripped).
+pub(crate) fn for_each_symbol(b: &[u8], mut f: impl FnMut(&[u8], u8, u64, u64)) -> Option<()> {
     if b.get(0..4)? != b"\x7fELF" || *b.get(4)? != 2 {
         return None; // not ELF64
     }
@@ -316,20 +328,35 @@ fn parse_symtab(b: &[u8], bias: usize, out: &mut Vec<(usize, usize)>) -> Option<
         let value: u64 = rd(b, off + 8)?;
         let size: u64 = rd(b, off + 16)?;
         off += 24;
-        if info & 0xf != 2 /* STT_FUNC */ || value == 0 || size == 0 {
-            continue;
-        }
         let Some(rest) = strtab.get(name as usize..) else {
             continue;
         };
         let n = rest.iter().position(|&c| c == 0).unwrap_or(rest.len());
-        let name = &rest[..n];
-        if matches_zone(name) {
-            let lo = bias + value as usize;
-            out.push((lo, lo + size as usize));
-        }
+        f(&rest[..n], info, value, size);
     }
     Some(())
+}
+
+/// The file bytes of the executable's TLS initialisation image (`.tdata`;
+/// `.tbss` follows it implicitly as zeroes) and its in-memory size, from
+/// the PT_TLS program header of the ELF64 image `b`.
+pub(crate) fn tls_image(b: &[u8]) -> Option<(&[u8], usize)> {
+    let phoff: u64 = rd(b, 0x20)?;
+    let phentsize: u16 = rd(b, 0x36)?;
+    let phnum: u16 = rd(b, 0x38)?;
+    (0..phnum as usize).find_map(|i| {
+        let ph = phoff as usize + i * phentsize as usize;
+        if rd::<u32>(b, ph)? != libc::PT_TLS {
+            return None;
+        }
+        let offset: u64 = rd(b, ph + 8)?;
+        let filesz: u64 = rd(b, ph + 32)?;
+        let memsz: u64 = rd(b, ph + 40)?;
+        Some((
+            b.get(offset as usize..(offset + filesz) as usize)?,
+            memsz as usize,
+        ))
+    })
 }
 
 #[cfg(test)]

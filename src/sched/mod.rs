@@ -45,12 +45,14 @@
 //! spinning idle executors (burns CPU on an idle runtime).
 
 mod blocked;
+mod identity;
 mod idle;
 mod runtime;
 mod worker;
 
 pub(crate) use blocked::{check_blocked, BLOCKED_NS, BLOCKED_SEEN, EXTRA_RETIRED, EXTRA_STARTED};
 #[allow(unused_imports)]
+pub(crate) use identity::Ident;
 pub(crate) use runtime::Runtime;
 pub(crate) use runtime::{
     runtime, schedule, spawn_task, start_with, try_runtime as try_runtime_pub,

@@ -45,6 +45,7 @@ use std::time::Instant;
 
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 
+use super::identity::{self, Slots};
 use super::idle::Parker;
 use super::runtime::Runtime;
 use crate::arch;
@@ -193,6 +194,8 @@ pub(crate) struct Executor {
     /// When this executor last started looking for work without finding
     /// any (None while it finds work). Drives retirement (blocked.rs).
     idle_since: Cell<Option<Instant>>,
+    /// This thread's std-identity slots (identity.rs).
+    ident: Slots,
 }
 
 thread_local! {
@@ -435,6 +438,9 @@ fn direct_yield_on(exec: &'static Executor) -> Option<&'static Executor> {
     let my_sp: *mut usize = me.sp.get();
     let level = exec.shared.no_preempt.load(Ordering::Relaxed);
     bump(&exec.shared.stats.yields);
+    // SAFETY: we are `me`, running on this thread: its identity is in the
+    // slots and ours to save before anyone else can run it.
+    unsafe { exec.ident.save(&mut *me.ident.get()) };
     exec.push_ready(me);
     let sp = exec.prepare_resume(next);
     // SAFETY: `my_sp` belongs to the coroutine we run on (kept alive by
@@ -476,6 +482,9 @@ unsafe extern "C" fn coroutine_main(arg: usize, exec: usize) -> ! {
         }
     }
     let np = NoPreempt::new();
+    if let Some(e) = current_executor() {
+        e.ident.release_current();
+    }
     suspend(&np, Action::Exit);
     crate::sys::fatal("a finished coroutine was resumed");
 }
@@ -745,8 +754,12 @@ impl Executor {
             .store(p as *mut Inner, Ordering::Release);
         bump(&self.shared.switches);
         super::blocked::note_running();
-        // SAFETY: we own the right to run `task`; nobody else touches `sp`.
-        let sp = unsafe { *inner.sp.get() };
+        // SAFETY: we own the right to run `task`; nobody else touches `sp`
+        // or `ident`; the slots are this thread's.
+        let sp = unsafe {
+            self.ident.load(&*inner.ident.get());
+            *inner.sp.get()
+        };
         // SAFETY: owner thread; `running` is only touched around switches.
         unsafe { *self.running.get() = Some(task) };
         sp
@@ -767,6 +780,12 @@ impl Executor {
         let task = unsafe { (*self.running.get()).take() }
             .unwrap_or_else(|| crate::sys::fatal("scheduler resumed with no running coroutine"));
         let inner: &Inner = &task;
+        // SAFETY: owner thread; the coroutine is switched out, so its
+        // identity is ours to save; the slots are this thread's.
+        unsafe {
+            self.ident.save(&mut *inner.ident.get());
+            self.ident.restore_own();
+        }
         self.shared
             .current
             .store(std::ptr::null_mut(), Ordering::Release);
@@ -888,6 +907,9 @@ pub(crate) fn executor_main(rt: &'static Runtime, index: usize, fresh: Worker<Ta
     let shared = &rt.executors[index];
     shared.tid.store(crate::sys::gettid(), Ordering::Relaxed);
     shared.alive.store(true, Ordering::Release);
+    // Before any coroutine runs here (and before this thread counts as an
+    // executor for the hooks: it may start a probe thread).
+    let ident = identity::init_executor();
     let exec_ptr: *mut Executor = Box::into_raw(Box::new(Executor {
         rt,
         shared,
@@ -902,6 +924,7 @@ pub(crate) fn executor_main(rt: &'static Runtime, index: usize, fresh: Worker<Ta
         tick: Cell::new(0),
         prefer_new: Cell::new(false),
         idle_since: Cell::new(None),
+        ident,
     }));
     // SAFETY: freshly boxed; freed only below, after the loop ends and the
     // thread-local pointer is cleared.
