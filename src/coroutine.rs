@@ -82,6 +82,9 @@ pub(crate) struct Inner {
     /// The coroutine's std thread identity while it is switched out
     /// (sched/identity.rs). Owner only, like `sp`.
     pub(crate) ident: UnsafeCell<crate::sched::Ident>,
+    /// Thread-pointer value of the coroutine's TLS alias window, 0 for
+    /// none (sched/alias.rs). Owner only.
+    pub(crate) window: UnsafeCell<usize>,
 }
 
 // SAFETY: the UnsafeCell fields are only touched by the single party that
@@ -492,6 +495,7 @@ impl Builder {
             home: AtomicU32::new(NO_HOME),
             preempted: AtomicBool::new(false),
             ident: UnsafeCell::new([0; 4]),
+            window: UnsafeCell::new(0),
         });
         let coroutine = Coroutine {
             inner: inner.clone(),

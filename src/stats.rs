@@ -156,6 +156,9 @@ pub struct Stats {
     pub extra_started: u64,
     /// Extra executors retired after idling.
     pub extra_retired: u64,
+    /// TLS alias windows in existence (one per started coroutine that got
+    /// its own thread-local addresses; pooled, capped at 16,384).
+    pub tls_windows: u64,
     /// Per-executor counters.
     pub executors: Vec<ExecutorStats>,
 }
@@ -249,5 +252,6 @@ pub fn stats() -> Stats {
         s.extra_started = EXTRA_STARTED.load(Ordering::Relaxed);
         s.extra_retired = EXTRA_RETIRED.load(Ordering::Relaxed);
     }
+    s.tls_windows = crate::sched::tls_windows() as u64;
     s
 }

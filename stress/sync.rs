@@ -644,3 +644,167 @@ fn stdout_lock_is_not_reentered_by_a_sibling() {
         );
     });
 }
+
+#[test]
+fn mpsc_ping_pong_one_executor() {
+    in_child("mpsc_ping_pong_one_executor", ONE, || {
+        // Sender and blocked receiver on the same executor: std's channel
+        // skips waking a receiver registered from "the same thread" (by
+        // thread-local address), so this needs per-coroutine addresses.
+        fn ping_pong<S: Send + 'static, R: Send + 'static>(
+            (t1, r1): (S, R),
+            (t2, r2): (S, R),
+            send: fn(&S, u64),
+            recv: fn(&R) -> u64,
+        ) -> u64 {
+            let p = coroutines::spawn(move || {
+                let mut sum = 0;
+                for i in 0..5_000u64 {
+                    send(&t1, i);
+                    sum += recv(&r2);
+                }
+                sum
+            });
+            let q = coroutines::spawn(move || {
+                for _ in 0..5_000u64 {
+                    let v = recv(&r1);
+                    send(&t2, v + 1);
+                }
+            });
+            q.join().unwrap();
+            p.join().unwrap()
+        }
+        let want = (1..=5_000u64).sum::<u64>();
+        let got = ping_pong(
+            mpsc::channel(),
+            mpsc::channel(),
+            |t, v| t.send(v).unwrap(),
+            |r| r.recv().unwrap(),
+        );
+        assert_eq!(got, want, "unbounded channel");
+        for cap in [0, 1] {
+            let got = ping_pong(
+                mpsc::sync_channel(cap),
+                mpsc::sync_channel(cap),
+                |t, v| t.send(v).unwrap(),
+                |r| r.recv().unwrap(),
+            );
+            assert_eq!(got, want, "sync_channel({cap})");
+        }
+        assert!(coroutines::stats().tls_windows >= 2);
+    });
+}
+
+#[test]
+fn mpsc_many_receivers_one_executor() {
+    in_child("mpsc_many_receivers_one_executor", ONE, || {
+        const N: u64 = 40;
+        let (txs, hs): (Vec<_>, Vec<_>) = (0..N)
+            .map(|i| {
+                let (tx, rx) = mpsc::channel::<u64>();
+                (tx, coroutines::spawn(move || rx.recv().unwrap() + i))
+            })
+            .unzip();
+        coroutines::spawn(move || {
+            coroutines::sleep(Duration::from_millis(20)); // all are blocked by now
+            for (i, tx) in txs.iter().enumerate().rev() {
+                tx.send(1000 * i as u64).unwrap();
+                if i % 3 == 0 {
+                    coroutines::yield_now();
+                }
+            }
+        })
+        .join()
+        .unwrap();
+        for (i, h) in hs.into_iter().enumerate() {
+            assert_eq!(h.join().unwrap(), 1001 * i as u64);
+        }
+    });
+}
+
+#[test]
+fn thread_local_values_per_executor_addresses_per_coroutine() {
+    in_child(
+        "thread_local_values_per_executor_addresses_per_coroutine",
+        ONE,
+        || {
+            use std::cell::Cell;
+            thread_local! {
+                static V: Cell<u64> = const { Cell::new(0) };
+            }
+            // Values are the executor's (documented): a write by one coroutine
+            // is seen by the next one on the same executor ...
+            coroutines::spawn(|| V.with(|v| v.set(41))).join().unwrap();
+            assert_eq!(
+                coroutines::spawn(|| V.with(|v| v.get())).join().unwrap(),
+                41
+            );
+            // ... while two live coroutines see the thread-local at different
+            // addresses (std's channels tell threads apart by such addresses).
+            let (tx, rx) = mpsc::channel::<usize>();
+            let gate = Arc::new(Barrier::new(2));
+            let hs: Vec<_> = (0..2)
+                .map(|_| {
+                    let (tx, gate) = (tx.clone(), gate.clone());
+                    coroutines::spawn(move || {
+                        tx.send(V.with(|v| v as *const Cell<u64> as usize)).unwrap();
+                        gate.wait(); // both alive
+                        V.with(|v| v.get())
+                    })
+                })
+                .collect();
+            let (a, b) = (rx.recv().unwrap(), rx.recv().unwrap());
+            assert_ne!(a, b);
+            for h in hs {
+                assert_eq!(h.join().unwrap(), 41);
+            }
+        },
+    );
+}
+
+#[test]
+fn fork_from_a_coroutine() {
+    in_child("fork_from_a_coroutine", ONE, || {
+        use std::os::unix::process::CommandExt;
+        // The child must not share the executor's TLS region (the kernel
+        // writes the child's tid into the TCB at fork, and clears it when
+        // the child exits).
+        let r = coroutines::spawn(|| {
+            let id = std::thread::current().id();
+            // SAFETY: the child only calls async-signal-safe _exit.
+            let pid = unsafe { libc::fork() };
+            if pid == 0 {
+                // SAFETY: terminate the child at once.
+                unsafe { libc::_exit(7) };
+            }
+            assert!(pid > 0, "fork failed: {}", std::io::Error::last_os_error());
+            let mut status = 0;
+            // SAFETY: waits for our own child.
+            assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+            assert_eq!(libc::WEXITSTATUS(status), 7);
+            // The executor's TCB still names this thread (pthread_kill
+            // checks the tid stored there).
+            // SAFETY: signal 0 only checks the target.
+            assert_eq!(unsafe { libc::pthread_kill(libc::pthread_self(), 0) }, 0);
+            assert_eq!(std::thread::current().id(), id);
+            // Command with pre_exec forks (no posix_spawn).
+            // SAFETY: the closure is async-signal-safe (does nothing).
+            let st = unsafe {
+                std::process::Command::new("sh")
+                    .args(["-c", "exit 3"])
+                    .pre_exec(|| Ok(()))
+                    .status()
+            }
+            .unwrap();
+            st.code()
+        });
+        assert_eq!(r.join().unwrap(), Some(3));
+        // The executor keeps working, channels included.
+        let (tx, rx) = mpsc::channel::<u32>();
+        let a = coroutines::spawn(move || rx.recv().unwrap());
+        coroutines::spawn(move || tx.send(9).unwrap())
+            .join()
+            .unwrap();
+        assert_eq!(a.join().unwrap(), 9);
+    });
+}

@@ -30,7 +30,8 @@
 //! sendto sendmsg setsockopt poll ppoll select epoll_wait close dup dup2
 //! dup3 fcntl fcntl64 ioctl pipe pipe2 nanosleep clock_nanosleep usleep
 //! sleep getaddrinfo pread pread64 preadv preadv64 pwrite pwrite64 pwritev
-//! pwritev64, and `syscall` (futex.rs: emulates FUTEX_WAIT/WAKE for
+//! pwritev64, fork (sched/alias.rs: keeps a fork child off the executor's
+//! shared TLS region), and `syscall` (futex.rs: emulates FUTEX_WAIT/WAKE for
 //! coroutines; every other system call number passes straight through).
 //!
 //! What still blocks an executor: `PASS` fds (terminals, /dev/*, eventfd,
@@ -109,6 +110,7 @@ pub(crate) fn verify() -> Result<(), String> {
         pipe,
         pipe2,
         socketpair,
+        fork,
     ];
     let mut bad = Vec::new();
     for (name, ours, seen) in list {
@@ -435,4 +437,26 @@ pub extern "C" fn getaddrinfo(
     res: *mut *mut libc::addrinfo,
 ) -> c_int {
     dns::getaddrinfo(node, service, hints, res)
+}
+
+// ---- processes (sched/alias.rs) ----
+
+/// fork(2): on an executor thread the shared TLS region is made private
+/// for the duration of the fork (see sched/alias.rs); elsewhere libc's.
+#[no_mangle]
+pub extern "C" fn fork() -> libc::pid_t {
+    static REAL: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let mut p = REAL.load(std::sync::atomic::Ordering::Relaxed);
+    if p == 0 {
+        // SAFETY: dlsym with a NUL-terminated name; RTLD_NEXT finds libc's.
+        p = unsafe { libc::dlsym(libc::RTLD_NEXT, c"fork".as_ptr()) } as usize;
+        if p == 0 {
+            crate::sys::fatal("dlsym(RTLD_NEXT, fork) failed");
+        }
+        // Relaxed: every thread computes the same value.
+        REAL.store(p, std::sync::atomic::Ordering::Relaxed);
+    }
+    // SAFETY: `p` is libc's fork, which has this signature.
+    let real = unsafe { std::mem::transmute::<usize, unsafe extern "C" fn() -> libc::pid_t>(p) };
+    crate::sched::fork_on_executor(real)
 }

@@ -44,19 +44,22 @@
 //! started coroutines by default (unsound with thread-locals, above),
 //! spinning idle executors (burns CPU on an idle runtime).
 
+mod alias;
 mod blocked;
 mod identity;
 mod idle;
 mod runtime;
 mod worker;
 
-pub(crate) use blocked::{check_blocked, BLOCKED_NS, BLOCKED_SEEN, EXTRA_RETIRED, EXTRA_STARTED};
 #[allow(unused_imports)]
+pub(crate) use alias::windows_created as tls_windows;
+pub(crate) use blocked::{check_blocked, BLOCKED_NS, BLOCKED_SEEN, EXTRA_RETIRED, EXTRA_STARTED};
 pub(crate) use identity::Ident;
 pub(crate) use runtime::Runtime;
 pub(crate) use runtime::{
     runtime, schedule, spawn_task, start_with, try_runtime as try_runtime_pub,
 };
+pub(crate) use worker::fork_on_executor;
 #[allow(unused_imports)]
 pub(crate) use worker::{
     current_executor_raw, current_executor_shared, Action, Executor, ExecutorShared,

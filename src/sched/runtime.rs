@@ -13,6 +13,7 @@ use std::sync::Mutex;
 
 use crossbeam_deque::{Injector, Worker};
 
+use super::alias::{self, ThreadStack};
 use super::worker::{self, ExecutorShared};
 use crate::config::{Config, ConfigError, RuntimeBuilder};
 use crate::coroutine::{Task, NO_HOME};
@@ -126,6 +127,21 @@ fn start_slow(config: Option<Config>) -> Result<&'static Runtime, ConfigError> {
     Ok(rt)
 }
 
+/// Usable stack of an executor thread (the scheduler and the signal
+/// handlers' frames; coroutines run on their own stacks).
+const EXECUTOR_STACK: usize = 256 * 1024;
+
+fn warn_plain_stack(e: &io::Error) {
+    crate::sys::write_stderr(
+        format!(
+            "coroutines: warning: cannot set up an executor stack with a TLS alias region ({e}); \
+             this executor runs on a plain thread stack, where std::sync::mpsc cannot wake a \
+             receiver blocked in another coroutine of the same executor.\n"
+        )
+        .as_bytes(),
+    );
+}
+
 impl Runtime {
     /// Starts the thread of a free executor slot: a retired one if any
     /// (its deque is back in `pending_workers`), else the next one never
@@ -148,12 +164,43 @@ impl Runtime {
         // Alive from now on (stats count it at once; the thread may take a
         // moment to run).
         self.executors[index].alive.store(true, Ordering::Release);
-        let spawned = std::thread::Builder::new()
-            .name(format!("coroutines-executor-{index}"))
-            .stack_size(256 * 1024)
-            .spawn(move || worker::executor_main(self, index, fresh));
+        let name = format!("coroutines-executor-{index}");
+        let spawned = {
+            let mut slot = self.executors[index]
+                .thread
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if let Some(old) = slot.pthread.take() {
+                // A retired thread of this slot: it left its loop; wait
+                // until it is gone before its stack is reused.
+                // SAFETY: joinable thread created by `spawn_on`, joined once.
+                unsafe { libc::pthread_join(old, std::ptr::null_mut()) };
+            }
+            if slot.stack.is_none() {
+                match ThreadStack::new(EXECUTOR_STACK) {
+                    Ok(s) => slot.stack = Some(s),
+                    Err(e) => warn_plain_stack(&e),
+                }
+            }
+            match &slot.stack {
+                Some(stack) => {
+                    let info = stack.info();
+                    alias::spawn_on(
+                        stack,
+                        &name,
+                        Box::new(move || worker::executor_main(self, index, fresh, Some(info))),
+                    )
+                    .map(|th| slot.pthread = Some(th))
+                }
+                None => std::thread::Builder::new()
+                    .name(name)
+                    .stack_size(EXECUTOR_STACK)
+                    .spawn(move || worker::executor_main(self, index, fresh, None))
+                    .map(drop),
+            }
+        };
         match spawned {
-            Ok(_) => {
+            Ok(()) => {
                 if index == started {
                     self.started.store(index + 1, Ordering::Release);
                 }

@@ -45,6 +45,7 @@ use std::time::Instant;
 
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 
+use super::alias::{StackInfo, ThreadStack, Windows};
 use super::identity::{self, Slots};
 use super::idle::Parker;
 use super::runtime::Runtime;
@@ -131,6 +132,9 @@ pub(crate) struct ExecutorShared {
     pub(crate) stats: ExecutorStats,
     /// Preemption requests and deferrals (preempt/signal.rs).
     pub(crate) preempt: crate::preempt::PreemptCounters,
+    /// The slot's executor thread: its stack (alias.rs; kept and reused
+    /// across retirements) and the thread to join before reuse.
+    pub(crate) thread: std::sync::Mutex<SlotThread>,
 }
 
 impl ExecutorShared {
@@ -150,6 +154,10 @@ impl ExecutorShared {
             ready_len: AtomicUsize::new(0),
             stats: ExecutorStats::default(),
             preempt: crate::preempt::PreemptCounters::default(),
+            thread: std::sync::Mutex::new(SlotThread {
+                stack: None,
+                pthread: None,
+            }),
         }
     }
 
@@ -196,6 +204,8 @@ pub(crate) struct Executor {
     idle_since: Cell<Option<Instant>>,
     /// This thread's std-identity slots (identity.rs).
     ident: Slots,
+    /// This thread's TLS alias windows (alias.rs).
+    windows: Windows,
 }
 
 thread_local! {
@@ -758,6 +768,7 @@ impl Executor {
         // or `ident`; the slots are this thread's.
         let sp = unsafe {
             self.ident.load(&*inner.ident.get());
+            self.windows.enter(*inner.window.get());
             *inner.sp.get()
         };
         // SAFETY: owner thread; `running` is only touched around switches.
@@ -786,6 +797,7 @@ impl Executor {
             self.ident.save(&mut *inner.ident.get());
             self.ident.restore_own();
         }
+        self.windows.leave();
         self.shared
             .current
             .store(std::ptr::null_mut(), Ordering::Release);
@@ -827,8 +839,11 @@ impl Executor {
                     .fetch_sub(1, Ordering::Relaxed);
                 bump(&self.shared.stats.finished);
                 // SAFETY: the coroutine finished and will never run again;
-                // we own it, so taking its stack back is exclusive.
+                // we own it, so taking its stack and window back is
+                // exclusive (the window is this executor's: no migration).
                 let stack = unsafe { (*inner.stack.get()).take() };
+                self.windows
+                    .give(std::mem::take(unsafe { &mut *inner.window.get() }));
                 drop(stack);
             }
         }
@@ -901,8 +916,33 @@ impl Executor {
     }
 }
 
-/// Body of an executor thread.
-pub(crate) fn executor_main(rt: &'static Runtime, index: usize, fresh: Worker<Task>) {
+/// The `fork` hook (interpose/mod.rs): on an executor thread, forks with
+/// the executor's TLS region made private meanwhile (alias.rs).
+pub(crate) fn fork_on_executor(real: unsafe extern "C" fn() -> libc::pid_t) -> libc::pid_t {
+    match current_executor() {
+        Some(exec) => {
+            let _np = NoPreempt::new();
+            exec.windows.fork(real)
+        }
+        // SAFETY: libc's fork.
+        None => unsafe { real() },
+    }
+}
+
+/// An executor slot's OS thread (runtime.rs `start_executor`).
+pub(crate) struct SlotThread {
+    pub(crate) stack: Option<ThreadStack>,
+    pub(crate) pthread: Option<libc::pthread_t>,
+}
+
+/// Body of an executor thread. `stack`: the alias-capable stack it runs
+/// on, if any (alias.rs).
+pub(crate) fn executor_main(
+    rt: &'static Runtime,
+    index: usize,
+    fresh: Worker<Task>,
+    stack: Option<StackInfo>,
+) {
     crate::stack::ensure_sigaltstack();
     let shared = &rt.executors[index];
     shared.tid.store(crate::sys::gettid(), Ordering::Relaxed);
@@ -910,6 +950,11 @@ pub(crate) fn executor_main(rt: &'static Runtime, index: usize, fresh: Worker<Ta
     // Before any coroutine runs here (and before this thread counts as an
     // executor for the hooks: it may start a probe thread).
     let ident = identity::init_executor();
+    let windows = if rt.config.migrate {
+        Windows::off()
+    } else {
+        Windows::init(stack)
+    };
     let exec_ptr: *mut Executor = Box::into_raw(Box::new(Executor {
         rt,
         shared,
@@ -925,6 +970,7 @@ pub(crate) fn executor_main(rt: &'static Runtime, index: usize, fresh: Worker<Ta
         prefer_new: Cell::new(false),
         idle_since: Cell::new(None),
         ident,
+        windows,
     }));
     // SAFETY: freshly boxed; freed only below, after the loop ends and the
     // thread-local pointer is cleared.
@@ -984,6 +1030,7 @@ fn ensure_started(exec: &Executor, task: &Task) -> bool {
             task.stack_hi.store(top, Ordering::Relaxed);
             // SAFETY: as above; the stack is fresh, writable, 16-aligned top.
             unsafe {
+                *task.window.get() = exec.windows.take();
                 *task.stack.get() = Some(stack);
                 *task.sp.get() = arch::init_stack(top, coroutine_main, Arc::as_ptr(task) as usize);
             }

@@ -1,0 +1,486 @@
+//! Per-coroutine addresses for thread-locals: TLS alias windows.
+//!
+//! Problem: some code identifies "the current thread" by the *address* of
+//! a thread-local — std's mpsc/mpmc channels do (`current_thread_id` is the
+//! address of a thread-local byte), and skip waking a receiver registered
+//! from "the same thread" as the sender. Two coroutines of one executor
+//! share the executor's thread-locals, so a send from one never woke a
+//! receive blocked in the other: a hang. Swapping values (identity.rs)
+//! cannot change an address.
+//!
+//! Design: on x86-64 the address of a static thread-local is computed from
+//! the thread pointer stored at `%fs:0` (the TCB's self pointer) plus a
+//! link-time offset; plain loads and stores use `%fs:offset` directly and
+//! never read `%fs:0`. An executor thread runs on a stack we allocate
+//! whose top `REGION` bytes — static TLS blocks and the TCB, which glibc
+//! places at the top of a user-supplied stack — are a shared memfd mapping.
+//! Each started coroutine gets an *alias window*: a second mapping of the
+//! same memfd pages. While it runs, `%fs:0` holds the thread pointer's
+//! position inside its window. Addresses of thread-locals taken in the
+//! coroutine then differ per coroutine, while the bytes they reach are the
+//! executor's own (same physical pages): thread-local *values* stay per
+//! executor (identity.rs swaps the few that must not), only their
+//! *addresses* become per coroutine. The scheduler runs with the real
+//! thread pointer. Windows are pooled per executor and never unmapped
+//! while the executor's stack exists (an address a coroutine took, e.g. a
+//! thread-local destructor registration, stays valid); a retired
+//! executor's stack and windows are reused by the next thread of its slot.
+//!
+//! fork(2): the region is shared memory, which a child would keep sharing
+//! with the parent (and the kernel writes the child's tid into the TCB).
+//! The `fork` hook therefore swaps a private copy in for the duration of
+//! the fork and restores the shared mapping in the parent (signals blocked
+//! meanwhile); windows are MADV_DONTFORK. glibc-internal forks (`forkpty`,
+//! `daemon`) bypass the hook: do not call them from coroutines.
+//!
+//! Limits: at most `MAX_WINDOWS` windows per process (each is a kernel
+//! VMA; vm.max_map_count is 65,530 by default). A coroutine started when
+//! none is free runs with the executor's addresses (then it shares std's
+//! channel identity with its executor, as without windows). Off with
+//! migration (a window belongs to one executor's stack).
+
+use std::cell::RefCell;
+use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::sys::syscall6;
+
+/// Size of the shared top of an executor stack: static TLS + TCB (a few
+/// KiB in practice; checked at executor start).
+pub(crate) const REGION: usize = 64 * 1024;
+const PAGE: usize = 4096;
+/// Process-wide cap on alias windows.
+pub(crate) const MAX_WINDOWS: usize = 16_384;
+static WINDOWS: AtomicUsize = AtomicUsize::new(0);
+/// Windows in existence, for stats and tests.
+pub(crate) fn windows_created() -> usize {
+    WINDOWS.load(Ordering::Relaxed)
+}
+
+/// An executor thread's stack: [guard page | private stack | shared REGION].
+pub(crate) struct ThreadStack {
+    base: usize,
+    total: usize,
+    memfd: i32,
+}
+
+// SAFETY: plain addresses and an fd; the memory is used by one thread at a
+// time (the slot's executor), handed over through thread start/join.
+unsafe impl Send for ThreadStack {}
+// SAFETY: as above (shared references only read the fields).
+unsafe impl Sync for ThreadStack {}
+
+fn os_err(what: &str) -> io::Error {
+    let e = io::Error::last_os_error();
+    io::Error::new(e.kind(), format!("{what}: {e}"))
+}
+
+impl ThreadStack {
+    /// Reserves a stack of `size` usable bytes plus the shared region.
+    pub(crate) fn new(size: usize) -> io::Result<ThreadStack> {
+        let size = size.div_ceil(PAGE) * PAGE;
+        let total = PAGE + size + REGION;
+        // SAFETY: fresh anonymous reservation; nothing else refers to it.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                total,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(os_err("mmap executor stack"));
+        }
+        let base = base as usize;
+        let fail = |what: &str, fd: i32| {
+            let e = os_err(what);
+            // SAFETY: our own fresh mapping and fd, not yet shared.
+            unsafe {
+                libc::munmap(base as *mut _, total);
+                if fd >= 0 {
+                    libc::close(fd);
+                }
+            }
+            e
+        };
+        // SAFETY: the lowest page of our reservation becomes the guard.
+        if unsafe { libc::mprotect(base as *mut _, PAGE, libc::PROT_NONE) } != 0 {
+            return Err(fail("mprotect executor stack guard", -1));
+        }
+        // SAFETY: plain syscall wrappers on a name we own.
+        let fd = unsafe { libc::memfd_create(c"coroutines-tls".as_ptr(), libc::MFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(fail("memfd_create for the executor TLS region", -1));
+        }
+        // SAFETY: as above.
+        if unsafe { libc::ftruncate(fd, REGION as libc::off_t) } != 0 {
+            return Err(fail("ftruncate executor TLS region", fd));
+        }
+        let lo = base + total - REGION;
+        // SAFETY: replaces the top REGION bytes of our own reservation.
+        let r = unsafe {
+            libc::mmap(
+                lo as *mut _,
+                REGION,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_FIXED,
+                fd,
+                0,
+            )
+        };
+        if r as usize != lo {
+            return Err(fail("mmap executor TLS region", fd));
+        }
+        Ok(ThreadStack {
+            base,
+            total,
+            memfd: fd,
+        })
+    }
+
+    /// What the thread running on this stack needs to know about it.
+    pub(crate) fn info(&self) -> StackInfo {
+        StackInfo {
+            region_lo: self.base + self.total - REGION,
+            top: self.base + self.total,
+            memfd: self.memfd,
+        }
+    }
+}
+
+/// Where an executor's shared region is (see `ThreadStack`).
+#[derive(Clone, Copy)]
+pub(crate) struct StackInfo {
+    region_lo: usize,
+    top: usize,
+    memfd: i32,
+}
+
+/// Starts an OS thread named `name` running `f` on `stack` (glibc places
+/// the thread's TLS and TCB at the top of it). The thread is joinable;
+/// the caller joins it before reusing the stack.
+pub(crate) fn spawn_on(
+    stack: &ThreadStack,
+    name: &str,
+    f: Box<dyn FnOnce() + Send>,
+) -> io::Result<libc::pthread_t> {
+    extern "C" fn start(arg: *mut libc::c_void) -> *mut libc::c_void {
+        // SAFETY: `arg` is the Box we leaked below, passed exactly once.
+        let f = unsafe { Box::from_raw(arg as *mut Box<dyn FnOnce() + Send>) };
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {
+            crate::sys::fatal("an executor thread panicked");
+        }
+        std::ptr::null_mut()
+    }
+    let arg = Box::into_raw(Box::new(f));
+    // SAFETY: attr is initialised before use and destroyed after; the
+    // stack range is ours, writable except its guard page, and unused by
+    // any other thread (the slot's previous thread was joined).
+    unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        libc::pthread_attr_init(&mut attr);
+        let mut rc = libc::pthread_attr_setstack(&mut attr, stack.base as *mut _, stack.total);
+        let mut th: libc::pthread_t = 0;
+        if rc == 0 {
+            rc = libc::pthread_create(&mut th, &attr, start, arg as *mut libc::c_void);
+        }
+        libc::pthread_attr_destroy(&mut attr);
+        if rc != 0 {
+            drop(Box::from_raw(arg));
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        let mut n = name.as_bytes()[..name.len().min(15)].to_vec();
+        n.push(0);
+        libc::pthread_setname_np(th, n.as_ptr() as *const libc::c_char);
+        Ok(th)
+    }
+}
+
+#[inline(always)]
+fn read_tp() -> usize {
+    let v: usize;
+    // SAFETY: reads the TCB self pointer of the calling thread.
+    unsafe {
+        std::arch::asm!("mov {}, qword ptr fs:[0]", out(reg) v, options(nostack, readonly, preserves_flags))
+    };
+    v
+}
+
+/// # Safety
+/// `v` is the thread's real thread pointer or its position in one of the
+/// thread's alias windows (same bytes at a different address).
+#[inline(always)]
+unsafe fn write_tp(v: usize) {
+    // SAFETY: caller; `%fs:0` is only used to form thread-local addresses.
+    unsafe {
+        std::arch::asm!("mov qword ptr fs:[0], {}", in(reg) v, options(nostack, preserves_flags))
+    };
+}
+
+/// One executor's windows. Owner thread only.
+pub(crate) struct Windows {
+    /// 0: windows are off on this executor.
+    real_tp: usize,
+    region_lo: usize,
+    memfd: i32,
+    pool: RefCell<Vec<usize>>,
+}
+
+impl Windows {
+    /// Windows off (plain thread stack, migration on, or a failed check).
+    pub(crate) fn off() -> Windows {
+        Windows {
+            real_tp: 0,
+            region_lo: 0,
+            memfd: -1,
+            pool: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Called on the executor thread at start. `stack` is the stack the
+    /// thread runs on (None: a plain thread stack, windows off).
+    pub(crate) fn init(stack: Option<StackInfo>) -> Windows {
+        let Some(s) = stack else {
+            return Windows::off();
+        };
+        let tp = read_tp();
+        let lo = s.region_lo;
+        // The TCB and every static TLS block must lie inside the region.
+        if tp <= lo || tp >= s.top || !static_tls_within(lo, tp) {
+            return Windows::off();
+        }
+        Windows {
+            real_tp: tp,
+            region_lo: lo,
+            memfd: s.memfd,
+            pool: RefCell::new(Vec::new()),
+        }
+    }
+
+    #[allow(dead_code)] // read by tests
+    pub(crate) fn enabled(&self) -> bool {
+        self.real_tp != 0
+    }
+
+    /// A window for a coroutine starting here: its thread-pointer value, or
+    /// 0 (none free and the cap reached, or windows off).
+    pub(crate) fn take(&self) -> usize {
+        if self.real_tp == 0 {
+            return 0;
+        }
+        if let Some(w) = self.pool.borrow_mut().pop() {
+            return w;
+        }
+        if WINDOWS.fetch_add(1, Ordering::Relaxed) >= MAX_WINDOWS {
+            WINDOWS.fetch_sub(1, Ordering::Relaxed);
+            return 0;
+        }
+        // SAFETY: a new shared mapping of our memfd at a kernel-chosen
+        // address; DONTFORK keeps it out of fork children.
+        let w = unsafe {
+            let w = libc::mmap(
+                std::ptr::null_mut(),
+                REGION,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                self.memfd,
+                0,
+            );
+            if w == libc::MAP_FAILED {
+                WINDOWS.fetch_sub(1, Ordering::Relaxed);
+                return 0;
+            }
+            libc::madvise(w, REGION, libc::MADV_DONTFORK);
+            w as usize
+        };
+        w + (self.real_tp - self.region_lo)
+    }
+
+    /// Returns a finished coroutine's window to the pool.
+    pub(crate) fn give(&self, w: usize) {
+        if w != 0 {
+            self.pool.borrow_mut().push(w);
+        }
+    }
+
+    /// Switch-in of a coroutine holding window `w` (0: none).
+    #[inline(always)]
+    pub(crate) fn enter(&self, w: usize) {
+        if self.real_tp != 0 {
+            let v = if w != 0 { w } else { self.real_tp };
+            // SAFETY: `v` is ours: the real pointer or one of our windows.
+            unsafe { write_tp(v) };
+        }
+    }
+
+    /// The scheduler runs next: real thread pointer.
+    #[inline(always)]
+    pub(crate) fn leave(&self) {
+        if self.real_tp != 0 {
+            // SAFETY: the real thread pointer.
+            unsafe { write_tp(self.real_tp) };
+        }
+    }
+
+    /// fork(2) for a coroutine of this executor (see module doc): `real`
+    /// is libc's fork. Returns what fork returns; errno as fork sets it.
+    pub(crate) fn fork(&self, real: unsafe extern "C" fn() -> libc::pid_t) -> libc::pid_t {
+        if self.real_tp == 0 {
+            // SAFETY: libc's fork.
+            return unsafe { real() };
+        }
+        let tp_before = read_tp();
+        let all = sigset_all();
+        let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: sigprocmask with valid sets; undone below.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old) };
+        // SAFETY: the real pointer.
+        unsafe { write_tp(self.real_tp) };
+        let pid = match self.privatize() {
+            // SAFETY: libc's fork.
+            Ok(()) => unsafe { real() },
+            Err(e) => {
+                // SAFETY: as above.
+                unsafe {
+                    write_tp(tp_before);
+                    libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+                }
+                crate::sys::set_errno(e);
+                return -1;
+            }
+        };
+        if pid != 0 {
+            let errno = crate::sys::errno();
+            if let Err(e) = self.reshare() {
+                crate::sys::fatal_fmt(&format!(
+                    "coroutines: cannot restore the executor's shared TLS region after fork (errno {e})"
+                ));
+            }
+            // SAFETY: back to the coroutine's window (still mapped).
+            unsafe { write_tp(tp_before) };
+            crate::sys::set_errno(errno);
+        }
+        // SAFETY: restores the caller's mask.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+        pid
+    }
+
+    /// Replaces the shared region with a private copy of itself. Raw
+    /// syscalls only, signals blocked: no thread-local is written between
+    /// the copy and the swap.
+    fn privatize(&self) -> Result<(), i32> {
+        // SAFETY: a fresh private mapping, filled from the region (readable,
+        // ours), then moved over the region's addresses in one mremap.
+        unsafe {
+            let tmp = syscall6(
+                libc::SYS_mmap as usize,
+                0,
+                REGION,
+                (libc::PROT_READ | libc::PROT_WRITE) as usize,
+                (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as usize,
+                usize::MAX,
+                0,
+            );
+            if (-4095..0).contains(&tmp) {
+                return Err(-tmp as i32);
+            }
+            std::ptr::copy_nonoverlapping(self.region_lo as *const u8, tmp as *mut u8, REGION);
+            let r = syscall6(
+                libc::SYS_mremap as usize,
+                tmp as usize,
+                REGION,
+                REGION,
+                (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as usize,
+                self.region_lo,
+                0,
+            );
+            if r as usize != self.region_lo {
+                syscall6(libc::SYS_munmap as usize, tmp as usize, REGION, 0, 0, 0, 0);
+                return Err(if r < 0 { -r as i32 } else { libc::EINVAL });
+            }
+        }
+        Ok(())
+    }
+
+    /// Parent after fork: writes the private region's bytes back into the
+    /// memfd and maps the memfd over the region again.
+    fn reshare(&self) -> Result<(), i32> {
+        // SAFETY: the region is ours and readable; the memfd is REGION
+        // bytes; the MAP_FIXED mapping replaces exactly the region.
+        unsafe {
+            let mut done = 0usize;
+            while done < REGION {
+                let n = syscall6(
+                    libc::SYS_pwrite64 as usize,
+                    self.memfd as usize,
+                    self.region_lo + done,
+                    REGION - done,
+                    done,
+                    0,
+                    0,
+                );
+                if n == -(libc::EINTR as isize) {
+                    continue;
+                }
+                if n <= 0 {
+                    return Err(if n < 0 { -n as i32 } else { libc::EIO });
+                }
+                done += n as usize;
+            }
+            let r = syscall6(
+                libc::SYS_mmap as usize,
+                self.region_lo,
+                REGION,
+                (libc::PROT_READ | libc::PROT_WRITE) as usize,
+                (libc::MAP_SHARED | libc::MAP_FIXED) as usize,
+                self.memfd as usize,
+                0,
+            );
+            if r as usize != self.region_lo {
+                return Err(if r < 0 { -r as i32 } else { libc::EINVAL });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn sigset_all() -> libc::sigset_t {
+    // SAFETY: sigfillset initialises the set.
+    unsafe {
+        let mut s: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut s);
+        s
+    }
+}
+
+/// Whether every loaded object's static TLS block of the calling thread
+/// (blocks within 1 MiB below the thread pointer) starts at or above `lo`.
+fn static_tls_within(lo: usize, tp: usize) -> bool {
+    struct Acc {
+        lo: usize,
+        tp: usize,
+        ok: bool,
+    }
+    unsafe extern "C" fn cb(
+        info: *mut libc::dl_phdr_info,
+        _size: usize,
+        data: *mut libc::c_void,
+    ) -> libc::c_int {
+        // SAFETY: glibc passes a valid info; data is our &mut Acc.
+        unsafe {
+            let a = &mut *(data as *mut Acc);
+            let p = (*info).dlpi_tls_data as usize;
+            if p != 0 && p < a.tp && a.tp - p < (1 << 20) && p < a.lo {
+                a.ok = false;
+            }
+        }
+        0
+    }
+    let mut a = Acc { lo, tp, ok: true };
+    // SAFETY: the callback only reads the info and writes our Acc.
+    unsafe { libc::dl_iterate_phdr(Some(cb), &mut a as *mut Acc as *mut libc::c_void) };
+    a.ok
+}
