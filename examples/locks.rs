@@ -1,4 +1,5 @@
-//! Coroutines sharing std's `Mutex`, `Condvar` and `mpsc` on ONE executor.
+//! Coroutines sharing std's `Mutex`, `Condvar`, `mpsc` and `thread::park`
+//! on ONE executor.
 //!
 //! Without the futex interposition a coroutine waiting for a lock held by
 //! a parked coroutine would block the only executor forever; here waiting
@@ -106,6 +107,54 @@ fn main() {
         "mpsc: sum = {} ({} expected)",
         rx.join().unwrap(),
         (0..1000u64).sum::<u64>()
+    );
+
+    // 4. mpsc ping-pong and rendezvous between two coroutines of the one
+    //    executor: each coroutine is its own "thread" to std.
+    let (to_q, from_p) = mpsc::channel::<u64>();
+    let (to_p, from_q) = mpsc::sync_channel::<u64>(0);
+    let p = coroutines::spawn(move || {
+        (0..10_000u64)
+            .map(|i| {
+                to_q.send(i).unwrap();
+                from_q.recv().unwrap()
+            })
+            .sum::<u64>()
+    });
+    let q = coroutines::spawn(move || {
+        for v in from_p {
+            to_p.send(v * 2).unwrap();
+        }
+    });
+    let sum = p.join().unwrap();
+    q.join().unwrap();
+    println!(
+        "mpsc ping-pong: 10,000 round trips, sum = {sum} ({} expected)",
+        2 * (0..10_000u64).sum::<u64>()
+    );
+
+    // 5. std::thread::park/unpark: 10 coroutines parked at once.
+    let (tx, rx) = mpsc::channel();
+    let parked: Vec<_> = (0..10)
+        .map(|i| {
+            let tx = tx.clone();
+            coroutines::spawn(move || {
+                let me = std::thread::current();
+                tx.send(me.clone()).unwrap();
+                std::thread::park(); // may return spuriously; fine for a demo
+                (i, me.id())
+            })
+        })
+        .collect();
+    let handles: Vec<std::thread::Thread> = (0..10).map(|_| rx.recv().unwrap()).collect();
+    for t in handles.iter().rev() {
+        t.unpark();
+    }
+    let ids: std::collections::HashSet<_> =
+        parked.into_iter().map(|h| h.join().unwrap().1).collect();
+    println!(
+        "thread::park: 10 coroutines woken, {} distinct ThreadIds",
+        ids.len()
     );
 
     let s = coroutines::stats();
