@@ -13,7 +13,8 @@
 //! link-time offset; plain loads and stores use `%fs:offset` directly and
 //! never read `%fs:0`. An executor thread runs on a stack we allocate
 //! whose top `REGION` bytes — static TLS blocks and the TCB, which glibc
-//! places at the top of a user-supplied stack — are a shared memfd mapping.
+//! places at the top of a user-supplied stack — are a shared mapping (a
+//! memfd, closed once mapped).
 //! Each started coroutine gets an *alias window*: a second mapping of the
 //! same memfd pages. While it runs, `%fs:0` holds the thread pointer's
 //! position inside its window. Addresses of thread-locals taken in the
@@ -57,11 +58,15 @@ pub(crate) fn windows_created() -> usize {
     WINDOWS.load(Ordering::Relaxed)
 }
 
-/// An executor thread's stack: [guard page | private stack | shared REGION].
+/// An executor thread's stack: [guard page | private stack | shared REGION],
+/// plus a *keeper*: one more mapping of the region's pages, never used as a
+/// window, from which windows are duplicated (`mremap` with old size 0) and
+/// through which the region is shared again after a fork. No fd is kept
+/// open (a program closing fds it does not know cannot break this).
 pub(crate) struct ThreadStack {
     base: usize,
     total: usize,
-    memfd: i32,
+    keeper: usize,
 }
 
 // SAFETY: plain addresses and an fd; the memory is used by one thread at a
@@ -134,10 +139,30 @@ impl ThreadStack {
         if r as usize != lo {
             return Err(fail("mmap executor TLS region", fd));
         }
+        // SAFETY: a second shared mapping of the same fd, kernel-placed.
+        let keeper = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                REGION,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd,
+                0,
+            )
+        };
+        if keeper == libc::MAP_FAILED {
+            return Err(fail("mmap executor TLS keeper", fd));
+        }
+        // SAFETY: our fd; the mappings keep the pages alive; the keeper
+        // stays out of fork children.
+        unsafe {
+            libc::madvise(keeper, REGION, libc::MADV_DONTFORK);
+            libc::close(fd);
+        }
         Ok(ThreadStack {
             base,
             total,
-            memfd: fd,
+            keeper: keeper as usize,
         })
     }
 
@@ -146,7 +171,7 @@ impl ThreadStack {
         StackInfo {
             region_lo: self.base + self.total - REGION,
             top: self.base + self.total,
-            memfd: self.memfd,
+            keeper: self.keeper,
         }
     }
 }
@@ -156,7 +181,7 @@ impl ThreadStack {
 pub(crate) struct StackInfo {
     region_lo: usize,
     top: usize,
-    memfd: i32,
+    keeper: usize,
 }
 
 /// Starts an OS thread named `name` running `f` on `stack` (glibc places
@@ -225,7 +250,7 @@ pub(crate) struct Windows {
     /// 0: windows are off on this executor.
     real_tp: usize,
     region_lo: usize,
-    memfd: i32,
+    keeper: usize,
     pool: RefCell<Vec<usize>>,
 }
 
@@ -235,7 +260,7 @@ impl Windows {
         Windows {
             real_tp: 0,
             region_lo: 0,
-            memfd: -1,
+            keeper: 0,
             pool: RefCell::new(Vec::new()),
         }
     }
@@ -255,7 +280,7 @@ impl Windows {
         Windows {
             real_tp: tp,
             region_lo: lo,
-            memfd: s.memfd,
+            keeper: s.keeper,
             pool: RefCell::new(Vec::new()),
         }
     }
@@ -278,17 +303,11 @@ impl Windows {
             WINDOWS.fetch_sub(1, Ordering::Relaxed);
             return 0;
         }
-        // SAFETY: a new shared mapping of our memfd at a kernel-chosen
-        // address; DONTFORK keeps it out of fork children.
+        // SAFETY: mremap with old size 0 maps the keeper's (shared) pages
+        // once more at a kernel-chosen address; DONTFORK keeps the window
+        // out of fork children.
         let w = unsafe {
-            let w = libc::mmap(
-                std::ptr::null_mut(),
-                REGION,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                self.memfd,
-                0,
-            );
+            let w = libc::mremap(self.keeper as *mut _, 0, REGION, libc::MREMAP_MAYMOVE);
             if w == libc::MAP_FAILED {
                 WINDOWS.fetch_sub(1, Ordering::Relaxed);
                 return 0;
@@ -405,43 +424,42 @@ impl Windows {
         Ok(())
     }
 
-    /// Parent after fork: writes the private region's bytes back into the
-    /// memfd and maps the memfd over the region again.
+    /// Parent after fork: copies the private region's bytes into the
+    /// shared pages (through the keeper) and maps those over the region
+    /// again (mremap with old size 0 at a fixed address replaces the
+    /// private copy).
     fn reshare(&self) -> Result<(), i32> {
-        // SAFETY: the region is ours and readable; the memfd is REGION
-        // bytes; the MAP_FIXED mapping replaces exactly the region.
+        // SAFETY: the region and the keeper are ours, REGION bytes each and
+        // disjoint; the fixed mapping replaces exactly the region.
         unsafe {
-            let mut done = 0usize;
-            while done < REGION {
-                let n = syscall6(
-                    libc::SYS_pwrite64 as usize,
-                    self.memfd as usize,
-                    self.region_lo + done,
-                    REGION - done,
-                    done,
-                    0,
-                    0,
-                );
-                if n == -(libc::EINTR as isize) {
-                    continue;
-                }
-                if n <= 0 {
-                    return Err(if n < 0 { -n as i32 } else { libc::EIO });
-                }
-                done += n as usize;
-            }
-            let r = syscall6(
-                libc::SYS_mmap as usize,
-                self.region_lo,
+            std::ptr::copy_nonoverlapping(
+                self.region_lo as *const u8,
+                self.keeper as *mut u8,
                 REGION,
-                (libc::PROT_READ | libc::PROT_WRITE) as usize,
-                (libc::MAP_SHARED | libc::MAP_FIXED) as usize,
-                self.memfd as usize,
+            );
+            let r = syscall6(
+                libc::SYS_mremap as usize,
+                self.keeper,
+                0,
+                REGION,
+                (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as usize,
+                self.region_lo,
                 0,
             );
             if r as usize != self.region_lo {
                 return Err(if r < 0 { -r as i32 } else { libc::EINVAL });
             }
+            // The duplicate inherited the keeper's DONTFORK; the region
+            // itself is inherited like any thread stack.
+            syscall6(
+                libc::SYS_madvise as usize,
+                self.region_lo,
+                REGION,
+                libc::MADV_DOFORK as usize,
+                0,
+                0,
+                0,
+            );
         }
         Ok(())
     }
