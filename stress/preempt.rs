@@ -518,20 +518,26 @@ fn thread_local_borrow_across_preemption() {
     std::panic::set_hook(Box::new(|_| {}));
     let holding = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicBool::new(false));
-    let (h2, d2) = (holding.clone(), done.clone());
+    let conflicted = Arc::new(AtomicBool::new(false));
+    let (h2, d2, c2) = (holding.clone(), done.clone(), conflicted.clone());
     let holder = coroutines::spawn(move || {
         SCRATCH.with(|s| {
             let mut g = s.borrow_mut();
             h2.store(true, Ordering::Relaxed);
             let t = Instant::now();
-            while t.elapsed() < Duration::from_millis(100) {
+            // At least 100 ms, and until the contender ran into the borrow
+            // once (a heavily loaded machine may delay the first
+            // preemption), at most 10 s.
+            while t.elapsed() < Duration::from_millis(100)
+                || (!c2.load(Ordering::Relaxed) && t.elapsed() < Duration::from_secs(10))
+            {
                 g.push(1);
                 g.pop();
             }
         });
         d2.store(true, Ordering::Relaxed);
     });
-    let (h3, d3) = (holding.clone(), done.clone());
+    let (h3, d3, c3) = (holding.clone(), done.clone(), conflicted.clone());
     let contender = coroutines::spawn(move || {
         let mut conflicts = 0u64;
         let mut ok = 0u64;
@@ -542,7 +548,10 @@ fn thread_local_borrow_across_preemption() {
             // A sibling holds the borrow: borrowing must fail cleanly.
             match std::panic::catch_unwind(|| SCRATCH.with(|s| s.borrow_mut().len())) {
                 Ok(_) => ok += 1,
-                Err(_) => conflicts += 1,
+                Err(_) => {
+                    conflicts += 1;
+                    c3.store(true, Ordering::Relaxed);
+                }
             }
         }
         (conflicts, ok)
@@ -568,6 +577,22 @@ fn plain_threads_see_no_eintr() {
         return;
     }
     with_hogs(6, || {
+        // Rounds until the hogs were preempted often enough to matter (a
+        // heavily loaded machine gives the executors little CPU), at most 20.
+        for _round in 0..20 {
+            plain_thread_io_round();
+            if coroutines::stats().preempt.preemptions > 100 {
+                break;
+            }
+        }
+    });
+    assert!(coroutines::stats().preempt.preemptions > 100);
+}
+
+/// One round of `plain_threads_see_no_eintr`: plain threads sleep and
+/// block on a pipe while executors are being preempted.
+fn plain_thread_io_round() {
+    {
         let errors = Arc::new(Mutex::new(Vec::<String>::new()));
         let e1 = errors.clone();
         let sleeper = std::thread::spawn(move || {
@@ -611,8 +636,7 @@ fn plain_threads_see_no_eintr() {
         reader.join().unwrap();
         let errors = errors.lock().unwrap();
         assert!(errors.is_empty(), "{errors:?}");
-    });
-    assert!(coroutines::stats().preempt.preemptions > 100);
+    }
 }
 
 /// Recurses `depth` frames of ~1 KiB each, then spins until `stop`.

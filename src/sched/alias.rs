@@ -285,6 +285,24 @@ impl Windows {
         }
     }
 
+    /// Takes over the windows of this slot's previous thread (their base
+    /// addresses; they map the same pages, the slot's stack being reused).
+    pub(crate) fn adopt(&self, bases: Vec<usize>) {
+        if self.real_tp != 0 {
+            let off = self.real_tp - self.region_lo;
+            self.pool
+                .borrow_mut()
+                .extend(bases.into_iter().map(|b| b + off));
+        }
+    }
+
+    /// At retirement (no coroutine homed here holds a window): the base
+    /// addresses of all windows, for the slot's next thread.
+    pub(crate) fn release_all(&self) -> Vec<usize> {
+        let off = self.real_tp.wrapping_sub(self.region_lo);
+        self.pool.borrow_mut().drain(..).map(|w| w - off).collect()
+    }
+
     #[allow(dead_code)] // read by tests
     pub(crate) fn enabled(&self) -> bool {
         self.real_tp != 0

@@ -157,6 +157,7 @@ impl ExecutorShared {
             thread: std::sync::Mutex::new(SlotThread {
                 stack: None,
                 pthread: None,
+                windows: Vec::new(),
             }),
         }
     }
@@ -933,6 +934,8 @@ pub(crate) fn fork_on_executor(real: unsafe extern "C" fn() -> libc::pid_t) -> l
 pub(crate) struct SlotThread {
     pub(crate) stack: Option<ThreadStack>,
     pub(crate) pthread: Option<libc::pthread_t>,
+    /// TLS alias windows (base addresses) left by the slot's last thread.
+    pub(crate) windows: Vec<usize>,
 }
 
 /// Body of an executor thread. `stack`: the alias-capable stack it runs
@@ -955,6 +958,13 @@ pub(crate) fn executor_main(
     } else {
         Windows::init(stack)
     };
+    windows.adopt(std::mem::take(
+        &mut shared
+            .thread
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .windows,
+    ));
     let exec_ptr: *mut Executor = Box::into_raw(Box::new(Executor {
         rt,
         shared,
@@ -1001,6 +1011,11 @@ pub(crate) fn executor_main(
     // SAFETY: created by Box::into_raw above; the thread-local pointer is
     // cleared and no coroutine runs here, so this is the last reference.
     let exec = unsafe { Box::from_raw(exec_ptr) };
+    shared
+        .thread
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .windows = exec.windows.release_all();
     let Executor { fresh, .. } = *exec;
     rt.return_slot(index, fresh);
     // This thread may have been the reactor's poller until its last sleep
