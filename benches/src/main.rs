@@ -1,5 +1,6 @@
 //! Side-by-side benchmarks of `coroutines` against `may`, `tokio` and OS
-//! threads, following the workloads in BENCH.md (W1..W8).
+//! threads, following the workloads in BENCH.md (W1..W8), plus the std::sync
+//! and sleep workloads S1, S2, S3 and SL (README.md).
 //!
 //! The binary has two modes:
 //!
@@ -21,6 +22,8 @@ mod hog;
 mod parent;
 mod report;
 mod runtimes;
+mod sl_sleep;
+mod sync;
 mod sys;
 mod w1_yield;
 mod w2_spawn;
@@ -65,7 +68,7 @@ impl Runtime {
     }
 }
 
-/// The workloads of BENCH.md.
+/// The workloads of BENCH.md, then the sync and sleep ones (README.md).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Workload {
     W1,
@@ -77,10 +80,14 @@ pub enum Workload {
     W6,
     W7,
     W8,
+    S1,
+    S2,
+    S3,
+    SL,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 9] = [
+    pub const ALL: [Workload; 13] = [
         Workload::W1,
         Workload::W2a,
         Workload::W2b,
@@ -90,6 +97,10 @@ impl Workload {
         Workload::W6,
         Workload::W7,
         Workload::W8,
+        Workload::S1,
+        Workload::S2,
+        Workload::S3,
+        Workload::SL,
     ];
     /// Run when no workload is named on the command line.
     pub const CORE: [Workload; 6] = [
@@ -100,6 +111,8 @@ impl Workload {
         Workload::W5,
         Workload::W8,
     ];
+    /// Selected by `sync` on the command line.
+    pub const SYNC: [Workload; 4] = [Workload::S1, Workload::S2, Workload::S3, Workload::SL];
 
     pub fn id(self) -> &'static str {
         match self {
@@ -112,6 +125,10 @@ impl Workload {
             Workload::W6 => "W6",
             Workload::W7 => "W7",
             Workload::W8 => "W8",
+            Workload::S1 => "S1",
+            Workload::S2 => "S2",
+            Workload::S3 => "S3",
+            Workload::SL => "SL",
         }
     }
 
@@ -133,6 +150,10 @@ impl Workload {
             Workload::W6 => "preempt-cost: 8 hogs for 3 s, default time slice vs COROUTINES_SLICE=off",
             Workload::W7 => "slice: 1 worker, COROUTINES_SLICE=1ms, 1 hog + 1 task sleeping 1 ms 200 times",
             Workload::W8 => "scale: 1,000,000 blocked tasks, default settings",
+            Workload::S1 => "mutex contention: 1,000 tasks × 1,000 increments of one counter under a mutex (threads: 1,000)",
+            Workload::S2 => "channel ping-pong: 2 tasks bounce a u64 through 2 channels, 100,000 round trips (threads: 20,000)",
+            Workload::S3 => "uncontended mutex: 1 task locks and unlocks a mutex 10,000,000 times",
+            Workload::SL => "sleep lateness: 1 task sleeps 1 ms 2,000 times on an otherwise idle runtime",
         }
     }
 
@@ -154,6 +175,10 @@ impl Workload {
             Workload::W4 => Some("lateness_p99_ms"),
             Workload::W5 | Workload::W8 => Some("bytes_per_task"),
             Workload::W6 | Workload::W7 => None,
+            Workload::S1 => Some("ms"),
+            Workload::S2 => Some("ns_per_round_trip"),
+            Workload::S3 => Some("ns_per_lock"),
+            Workload::SL => Some("lateness_p99_ms"),
         }
     }
 }
@@ -178,9 +203,9 @@ impl Params {
 pub const WORKERS: usize = 2;
 
 fn usage() -> &'static str {
-    "usage: bench [--reps N] [--scale X] [--runtimes coroutines,may,tokio,threads] [--timeout SECS] [W1 W2a W2b W3 W4 W5 W6 W7 W8 | all]\n\
+    "usage: bench [--reps N] [--scale X] [--runtimes coroutines,may,tokio,threads] [--timeout SECS] [W1 W2a W2b W3 W4 W5 W6 W7 W8 S1 S2 S3 SL | sync | all]\n\
      \x20      bench --child <workload> <runtime> [--scale X]   (one measurement; used by the parent)\n\
-     no workload = the core set: W1 W2a W2b W3 W5 W8"
+     no workload = the core set: W1 W2a W2b W3 W5 W8; sync = S1 S2 S3 SL; all = every workload"
 }
 
 fn main() -> ExitCode {
@@ -269,6 +294,7 @@ fn parse_args(args: &[String]) -> Result<Mode, String> {
                     .collect::<Result<_, _>>()?;
             }
             "all" | "ALL" => opts.workloads.extend(Workload::ALL),
+            "sync" | "SYNC" => opts.workloads.extend(Workload::SYNC),
             w => opts
                 .workloads
                 .push(Workload::parse(w).ok_or_else(|| format!("unknown argument {w}"))?),
@@ -310,5 +336,7 @@ fn run_child(w: Workload, rt: Runtime, p: &Params) {
         Workload::W5 | Workload::W8 => blocked::run(w, rt, p),
         Workload::W6 => w6_preempt_cost::run(rt, p),
         Workload::W7 => w7_slice::run(rt, p),
+        Workload::S1 | Workload::S2 | Workload::S3 => sync::run(w, rt, p),
+        Workload::SL => sl_sleep::run(rt, p),
     }
 }
