@@ -526,3 +526,47 @@ fn poll_in_coroutine() {
     b.write_all(b"x").unwrap();
     assert_eq!(h.join().unwrap(), (1, true));
 }
+
+/// A short read followed by end of stream: the read after the short one
+/// must see EOF whether the FIN arrived before the short read (its edge
+/// already counted) or after it (a new edge).
+#[test]
+fn short_read_then_eof_both_orders() {
+    for fin_first in [true, false] {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let srv = coroutines::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            if fin_first {
+                coroutines::sleep(Duration::from_millis(30)); // data and FIN are in
+            }
+            let mut got = Vec::new();
+            let mut buf = [0u8; 64];
+            loop {
+                let n = s.read(&mut buf).unwrap(); // short reads: 10 < 64
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+            }
+            got
+        });
+        let cl = coroutines::spawn(move || {
+            let mut c = TcpStream::connect(addr).unwrap();
+            c.write_all(b"0123456789").unwrap();
+            if !fin_first {
+                coroutines::sleep(Duration::from_millis(30)); // the server read it short
+                c.write_all(b"abc").unwrap();
+                coroutines::sleep(Duration::from_millis(10));
+            }
+            c.shutdown(Shutdown::Write).unwrap();
+        });
+        cl.join().unwrap();
+        let want: &[u8] = if fin_first {
+            b"0123456789"
+        } else {
+            b"0123456789abc"
+        };
+        assert_eq!(srv.join().unwrap(), want, "fin_first={fin_first}");
+    }
+}

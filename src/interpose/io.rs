@@ -15,8 +15,8 @@
 use std::time::{Duration, Instant};
 
 use crate::reactor::registration::{
-    self, Dir, Registration, WaitOutcome, FILE, INHERITED, INIT, PASS, POLL, SOCKET, UNKNOWN,
-    USER_NONBLOCK,
+    self, Dir, Registration, WaitOutcome, FILE, INHERITED, INIT, PASS, POLL, SOCKET, STREAM,
+    UNKNOWN, USER_NONBLOCK,
 };
 use crate::sched::{self, NoPreempt};
 use crate::sys::{self, sc1, sc2, sc3, sc4, to_libc};
@@ -97,6 +97,25 @@ fn init(fd: i32, reg: &Registration) -> bool {
     }
     if fmt == libc::S_IFSOCK {
         flags |= SOCKET;
+        let mut ty: i32 = 0;
+        let mut len = std::mem::size_of::<i32>() as libc::socklen_t;
+        // SAFETY: getsockopt writes one int into `ty`.
+        let r = unsafe {
+            sys::syscall6(
+                libc::SYS_getsockopt as usize,
+                fd as usize,
+                libc::SOL_SOCKET as usize,
+                libc::SO_TYPE as usize,
+                &mut ty as *mut i32 as usize,
+                &mut len as *mut libc::socklen_t as usize,
+                0,
+            )
+        };
+        if r == 0 && ty == libc::SOCK_STREAM {
+            flags |= STREAM;
+        }
+    } else {
+        flags |= STREAM; // a pipe or FIFO
     }
     if crate::reactor::register(fd, gen) < 0 {
         if set_nb {
@@ -121,7 +140,7 @@ fn init(fd: i32, reg: &Registration) -> bool {
 
 /// Initialises the entry of a socket the runtime just created or accepted
 /// non-blocking from a coroutine (kind known: no fstat/fcntl needed).
-pub(crate) fn init_new_socket(fd: i32, user_nonblock: bool, no_timeouts: bool) {
+pub(crate) fn init_new_socket(fd: i32, user_nonblock: bool, no_timeouts: bool, stream: bool) {
     registration::fresh(fd);
     let Some(reg) = registration::get_or_alloc(fd) else {
         return;
@@ -132,7 +151,8 @@ pub(crate) fn init_new_socket(fd: i32, user_nonblock: bool, no_timeouts: bool) {
     if no_timeouts {
         reg.set_no_timeouts();
     }
-    let flags = SOCKET | if user_nonblock { USER_NONBLOCK } else { 0 };
+    let flags =
+        SOCKET | if user_nonblock { USER_NONBLOCK } else { 0 } | if stream { STREAM } else { 0 };
     if crate::reactor::register(fd, reg.gen()) < 0 {
         reg.finish_init(UNKNOWN, 0);
         return;
@@ -149,7 +169,19 @@ pub(crate) fn io<F: FnMut() -> isize>(fd: i32, dir: Dir, dontwait: bool, op: F) 
         return thread_io(fd, dir, dontwait, op);
     }
     let np = NoPreempt::new();
-    to_libc(co_io(fd, dir, dontwait, op, &np))
+    to_libc(co_io(fd, dir, dontwait, 0, op, &np))
+}
+
+/// `io` for a plain read of `want` bytes (read, recv/recvfrom without
+/// flags): on a byte stream, a short read lets the next blocking read park
+/// without a system call that would say EAGAIN (`Registration::drained`).
+#[inline]
+pub(crate) fn io_read<F: FnMut() -> isize>(fd: i32, dontwait: bool, want: usize, op: F) -> isize {
+    if !sched::in_coroutine_user_code() {
+        return thread_io(fd, Dir::Read, dontwait, op);
+    }
+    let np = NoPreempt::new();
+    to_libc(co_io(fd, Dir::Read, dontwait, want, op, &np))
 }
 
 /// Thread path (module doc). Pass-through unless EAGAIN was caused by the
@@ -247,6 +279,7 @@ pub(crate) fn co_io<F: FnMut() -> isize>(
     fd: i32,
     dir: Dir,
     dontwait: bool,
+    want: usize,
     mut op: F,
     np: &NoPreempt,
 ) -> isize {
@@ -255,10 +288,20 @@ pub(crate) fn co_io<F: FnMut() -> isize>(
         return op();
     }
     let gen = reg.gen();
+    // A plain read of a byte stream that would park on EAGAIN anyway.
+    let stream_read = want > 0 && !dontwait && reg.flags() & STREAM != 0;
     let mut deadline: Option<Option<Instant>> = None;
     loop {
         let snap = reg.seq(dir);
-        let r = op();
+        let r = if stream_read && reg.drained_at(snap) && reg.emulates_blocking() {
+            EAGAIN // empty as of the last (short) read, no edge since
+        } else {
+            let r = op();
+            if stream_read && r > 0 && (r as usize) < want {
+                reg.set_drained(snap);
+            }
+            r
+        };
         if r == 0 || r == -(libc::EPIPE as isize) {
             return reg.take_pending_error().unwrap_or(r);
         }
@@ -327,7 +370,7 @@ pub(crate) fn read(fd: i32, buf: *mut u8, count: usize) -> isize {
         return super::fs::file_rw(fd, reg, Dir::Read, &iov, 1, -1);
     }
     // SAFETY: the caller's buffer contract is the syscall's.
-    io(fd, Dir::Read, false, || unsafe {
+    io_read(fd, false, count, || unsafe {
         sc3(libc::SYS_read, fd as usize, buf as usize, count)
     })
 }

@@ -5,8 +5,8 @@
 
 use std::time::Instant;
 
-use super::io::{ensure, init_new_socket, io, thread_wait, write_all_like};
-use crate::reactor::registration::{self, Dir, WaitOutcome, POLL};
+use super::io::{ensure, init_new_socket, io, io_read, thread_wait, write_all_like};
+use crate::reactor::registration::{self, Dir, WaitOutcome, POLL, STREAM};
 use crate::sched::{self, NoPreempt};
 use crate::sys::{sc3, sc4, syscall6, to_libc};
 
@@ -33,7 +33,8 @@ pub(crate) fn socket(domain: i32, type_: i32, proto: i32) -> i32 {
     if r >= 0 {
         if managed {
             let _np = NoPreempt::new();
-            init_new_socket(r, type_ & libc::SOCK_NONBLOCK != 0, true);
+            let stream = type_ & 0xf == libc::SOCK_STREAM;
+            init_new_socket(r, type_ & libc::SOCK_NONBLOCK != 0, true, stream);
         } else {
             registration::fresh(r);
         }
@@ -93,7 +94,9 @@ pub(crate) fn accept4(
     if r >= 0 {
         if co {
             let _np = NoPreempt::new();
-            init_new_socket(r, flags & libc::SOCK_NONBLOCK != 0, false);
+            // Same type as the listener.
+            let stream = ensure(fd).is_some_and(|l| l.flags() & STREAM != 0);
+            init_new_socket(r, flags & libc::SOCK_NONBLOCK != 0, false, stream);
         } else {
             registration::fresh(r);
         }
@@ -205,7 +208,13 @@ pub(crate) fn recvfrom(
     addr: *mut libc::sockaddr,
     alen: *mut libc::socklen_t,
 ) -> isize {
-    io(fd, Dir::Read, flags & libc::MSG_DONTWAIT != 0, || {
+    // Only plain receives count toward `drained` (not MSG_PEEK, WAITALL…).
+    let want = if flags & !(libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) == 0 {
+        n
+    } else {
+        0
+    };
+    io_read(fd, flags & libc::MSG_DONTWAIT != 0, want, || {
         // SAFETY: the caller's buffer/address contract.
         unsafe {
             syscall6(

@@ -286,6 +286,9 @@ impl Epoll {
             if e & (libc::EPOLLOUT | libc::EPOLLHUP | libc::EPOLLERR) != 0 {
                 dirs |= WRITE;
             }
+            if e & (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) != 0 {
+                reg.set_read_closed(); // before `notify` counts the edge
+            }
             reg.notify(dirs);
             dispatched += 1;
         }

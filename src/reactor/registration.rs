@@ -42,12 +42,22 @@
 //! The waiter raises `nwaiters` (SeqCst) before its locked recheck, so
 //! either the reactor sees the waiter, or the waiter sees the new count.
 //!
+//! Short reads (tokio's trick): on a byte stream, a plain read that
+//! returned less than asked for emptied the kernel buffer; while the read
+//! edge count is still what it was when that read began, the next blocking
+//! read parks at once instead of making a system call that would say
+//! EAGAIN (`drained`). End of stream and errors are states, not arrivals:
+//! once the reactor saw RDHUP/HUP/ERR the fd is `read_closed` and reads
+//! always make the call.
+//!
 //! Stale events: epoll data is `gen << 32 | fd`; the reactor drops an event
 //! whose `gen` differs from the entry's (the fd was closed and reused).
 //! Closing an fd that coroutines wait on bumps `gen` and wakes them; they
 //! return EBADF.
 
-use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{
+    AtomicBool, AtomicI32, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering,
+};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -69,6 +79,9 @@ pub(crate) const INHERITED: u8 = 2;
 pub(crate) const SOCKET: u8 = 4;
 /// preadv2/pwritev2 with RWF_NOWAIT is not supported on this file.
 pub(crate) const NO_NOWAIT: u8 = 8;
+/// A byte stream (SOCK_STREAM socket, pipe/FIFO): a read that returns less
+/// than asked for drained the kernel buffer at that moment.
+pub(crate) const STREAM: u8 = 16;
 
 /// Cached socket timeout not fetched yet.
 const TIMEO_UNKNOWN: u64 = u64::MAX;
@@ -122,6 +135,16 @@ pub(crate) struct Registration {
     /// next read/write would report the error, so the I/O paths hand it
     /// out once, when the kernel reports EOF/EPIPE in its place.
     pending_err: AtomicI32,
+    /// `1 << 32 | seq`: a stream read that began at read-edge count `seq`
+    /// came back short (the buffer was empty when it returned); 0: none.
+    /// While the count is still `seq`, a blocking read parks at once
+    /// instead of making a system call that would say EAGAIN (any byte
+    /// arriving since raises an edge). What tokio does with readiness.
+    drained: AtomicU64,
+    /// The reactor saw EPOLLRDHUP/HUP/ERR: end of stream or an error is
+    /// pending, a state (not an arrival) that raises no further edge, so
+    /// reads always make the system call (`drained` is ignored).
+    read_closed: AtomicBool,
     /// Waiter lists. Lock held for pushes/drains only; never across a park
     /// or a syscall.
     waiters: Mutex<Waiters>,
@@ -139,6 +162,8 @@ impl Registration {
             rcvtimeo_ns: AtomicU64::new(TIMEO_UNKNOWN),
             sndtimeo_ns: AtomicU64::new(TIMEO_UNKNOWN),
             pending_err: AtomicI32::new(0),
+            drained: AtomicU64::new(0),
+            read_closed: AtomicBool::new(false),
             waiters: Mutex::new(Waiters::default()),
         }
     }
@@ -454,10 +479,37 @@ impl Registration {
         self.rcvtimeo_ns.store(TIMEO_UNKNOWN, Ordering::Relaxed);
         self.sndtimeo_ns.store(TIMEO_UNKNOWN, Ordering::Relaxed);
         self.pending_err.store(0, Ordering::Relaxed);
+        self.drained.store(0, Ordering::Relaxed);
+        self.read_closed.store(false, Ordering::Relaxed);
         for t in r.into_iter().chain(w) {
             t.wake();
         }
         prev
+    }
+
+    /// Records a short stream read that began at read-edge count `snap`.
+    #[inline]
+    pub(crate) fn set_drained(&self, snap: u32) {
+        self.drained.store(1 << 32 | snap as u64, Ordering::Relaxed);
+    }
+
+    /// Whether a stream read beginning now (read-edge count `snap`) would
+    /// find the buffer empty: the last read came back short and no edge
+    /// was counted since it began.
+    /// `snap` is read (SeqCst) after the reactor's `set_read_closed` +
+    /// edge increment, or before that increment (then the count moved on):
+    /// either way a pending end of stream is never skipped.
+    #[inline]
+    pub(crate) fn drained_at(&self, snap: u32) -> bool {
+        self.drained.load(Ordering::Relaxed) == (1 << 32 | snap as u64)
+            && !self.read_closed.load(Ordering::SeqCst)
+    }
+
+    /// Reactor: end of stream or an error is pending (before it counts the
+    /// edge: see `drained_at`).
+    #[inline]
+    pub(crate) fn set_read_closed(&self) {
+        self.read_closed.store(true, Ordering::SeqCst);
     }
 
     /// Remembers an error consumed on the user's behalf (see `pending_err`).

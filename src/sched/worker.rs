@@ -566,7 +566,7 @@ impl Executor {
             if let Some(t) = self.steal_global() {
                 return Some(t);
             }
-            self.fire_timers();
+            self.fire_timers(true);
         }
         self.drain_inbox();
         if tick % 8 == 0 {
@@ -649,15 +649,19 @@ impl Executor {
         None
     }
 
-    fn fire_timers(&self) {
+    /// Due timers, and (if `poll`) a non-blocking epoll poll while
+    /// coroutines wait on fds.
+    fn fire_timers(&self, poll: bool) {
         crate::reactor::timers().fire_due(Instant::now());
-        // I/O hooks: the same cadence polls epoll without blocking (every
-        // 61st pick and when out of work), while coroutines wait on fds.
-        crate::reactor::poll_nonblocking();
+        if poll {
+            crate::reactor::poll_nonblocking();
+        }
     }
 
-    fn find_work(&self) -> Option<Task> {
-        self.fire_timers();
+    /// Every source of work in turn. `poll`: include a non-blocking epoll
+    /// poll (a system call; the idle search asks only now and then).
+    fn find_work(&self, poll: bool) -> Option<Task> {
+        self.fire_timers(poll);
         self.drain_inbox();
         if let Some(t) = self.next.take() {
             return Some(t);
@@ -687,17 +691,21 @@ impl Executor {
             || crate::reactor::timers().any_due(Instant::now())
     }
 
-    /// Nothing to run: search a little, then sleep until woken or until
+    /// Nothing to run: search a little (`SEARCH_SPINS` rounds spinning,
+    /// then a few `sched_yield`s that let a thread sharing the CPU — say a
+    /// client of this server — run), then sleep until woken or until
     /// the next timer is due (if this executor holds the timer role).
     fn idle(&self) -> Option<Task> {
         let rt = self.rt;
         rt.searching.fetch_add(1, Ordering::SeqCst);
-        for i in 0..64 {
-            if let Some(t) = self.find_work() {
+        for i in 0..SEARCH_ROUNDS {
+            // epoll at the start and every 16th round (each is a system
+            // call; the blocking poll at sleep time catches the rest).
+            if let Some(t) = self.find_work(i % 16 == 0) {
                 rt.searching.fetch_sub(1, Ordering::SeqCst);
                 return Some(t);
             }
-            if i < 48 {
+            if i < SEARCH_SPINS {
                 std::hint::spin_loop();
             } else {
                 std::thread::yield_now();
@@ -938,6 +946,10 @@ pub(crate) struct SlotThread {
     pub(crate) windows: Vec<usize>,
 }
 
+/// Idle search: rounds in all, and how many spin before yielding the CPU.
+const SEARCH_ROUNDS: u32 = 64;
+const SEARCH_SPINS: u32 = 48;
+
 /// Body of an executor thread. `stack`: the alias-capable stack it runs
 /// on, if any (alias.rs).
 pub(crate) fn executor_main(
@@ -992,7 +1004,7 @@ pub(crate) fn executor_main(
     loop {
         let task = match exec.next_task() {
             Some(t) => Some(t),
-            None => exec.find_work().or_else(|| exec.idle()),
+            None => exec.find_work(true).or_else(|| exec.idle()),
         };
         match task {
             Some(task) => exec.run_task(task),
