@@ -85,6 +85,8 @@ pub(crate) struct Inner {
     /// Thread-pointer value of the coroutine's TLS alias window, 0 for
     /// none (sched/alias.rs). Owner only.
     pub(crate) window: UnsafeCell<usize>,
+    /// Counted in its executor's `risky` (sched/worker.rs). Owner only.
+    pub(crate) risky: AtomicBool,
 }
 
 // SAFETY: the UnsafeCell fields are only touched by the single party that
@@ -496,6 +498,7 @@ impl Builder {
             preempted: AtomicBool::new(false),
             ident: UnsafeCell::new([0; 4]),
             window: UnsafeCell::new(0),
+            risky: AtomicBool::new(false),
         });
         let coroutine = Coroutine {
             inner: inner.clone(),

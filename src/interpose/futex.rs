@@ -452,6 +452,11 @@ fn wait(
         bitset,
         woken: AtomicBool::new(false),
     });
+    let reason = if sched::is_own_std_parker(uaddr) {
+        WaitReason::StdParker
+    } else {
+        WaitReason::Futex
+    };
     let queued = shard.with(|q| {
         shard.waiters.fetch_add(1, Ordering::SeqCst);
         // Pairs with the fence in `wake` (store-buffering, module doc).
@@ -502,7 +507,7 @@ fn wait(
                 Waker::Coroutine(node.task.clone()),
             ));
         }
-        sched::park_current(&np, WaitReason::Futex);
+        sched::park_current(&np, reason);
     };
     if let Some(t) = timer {
         timers().cancel(&t);

@@ -27,6 +27,17 @@
 //! thread-local destructor registration, stays valid); a retired
 //! executor's stack and windows are reused by the next thread of its slot.
 //!
+//! Windows are lazy (each costs a VMA and ~12 KiB of page-table-mapped
+//! RSS): a coroutine runs with the executor's own addresses until it is
+//! switched in while a *risky* window-less sibling exists — one parked in
+//! its std parker (`thread::park`, std channel waits: it may be registered
+//! in a channel under the executor's addresses) or preempted (it may have
+//! registered and not parked yet). Then it gets a window for good, so its
+//! address differs from every registration made with the executor's. Two
+//! window-less coroutines can thus never be sender and blocked receiver of
+//! one std channel on one executor; coroutines that only lock, sleep or do
+//! I/O never get a window.
+//!
 //! fork(2): the region is shared memory, which a child would keep sharing
 //! with the parent (and the kernel writes the child's tid into the TCB).
 //! The `fork` hook therefore swaps a private copy in for the duration of

@@ -103,6 +103,16 @@ impl Slots {
         !self.current.is_null()
     }
 
+    /// The running code's `CURRENT` value (0 when the swap is off).
+    #[inline]
+    pub(crate) fn current_value(&self) -> u64 {
+        if self.current.is_null() {
+            return 0;
+        }
+        // SAFETY: this thread's slot (callers run on the executor).
+        unsafe { *self.current }
+    }
+
     /// Installs a coroutine's values (switch-in).
     ///
     /// # Safety

@@ -73,6 +73,9 @@ pub(crate) enum WaitReason {
     Join,
     Io,
     Futex,
+    /// A futex wait on the coroutine's own std parker (`thread::park`,
+    /// std channels): see alias.rs, lazy windows.
+    StdParker,
     Offload,
 }
 
@@ -207,6 +210,11 @@ pub(crate) struct Executor {
     ident: Slots,
     /// This thread's TLS alias windows (alias.rs).
     windows: Windows,
+    /// Window-less coroutines of this executor that may be registered in a
+    /// std channel with the executor's thread-local addresses (parked in
+    /// their std parker, or preempted): while any exists, a window-less
+    /// coroutine being switched in gets a window first (alias.rs).
+    risky: Cell<u32>,
 }
 
 thread_local! {
@@ -355,8 +363,24 @@ fn suspend(_np: &NoPreempt, action: Action) {
 
 /// Parks the running coroutine until woken (`Inner::wake`). May return
 /// spuriously: callers loop on their condition.
-pub(crate) fn park_current(np: &NoPreempt, _reason: WaitReason) {
+pub(crate) fn park_current(np: &NoPreempt, reason: WaitReason) {
+    if reason == WaitReason::StdParker {
+        if let Some(exec) = current_executor() {
+            // SAFETY: we are the running coroutine of this executor.
+            exec.mark_risky(unsafe { &*exec.current.get() });
+        }
+    }
     suspend(np, Action::Park);
+}
+
+/// Whether `uaddr` (a futex word the running coroutine is about to wait
+/// on) is inside the coroutine's own std `Thread` handle, i.e. it parks in
+/// `std::thread::park` (identity.rs gives it its own handle).
+pub(crate) fn is_own_std_parker(uaddr: usize) -> bool {
+    current_executor().is_some_and(|e| {
+        let cur = e.ident.current_value();
+        cur > 2 && uaddr.wrapping_sub(cur as usize) < 64
+    })
 }
 
 /// `coroutines::yield_now`: puts the running coroutine at the back of its
@@ -750,6 +774,16 @@ impl Executor {
         None
     }
 
+    /// Counts `inner` (switched out, or about to be) as risky if it has
+    /// no window (see `risky`).
+    fn mark_risky(&self, inner: &Inner) {
+        // SAFETY: owner thread; the window slot is touched only by it.
+        let windowless = unsafe { *inner.window.get() } == 0;
+        if windowless && !inner.risky.swap(true, Ordering::Relaxed) {
+            self.risky.set(self.risky.get() + 1);
+        }
+    }
+
     /// Makes `task` the running coroutine of this executor (state, home,
     /// `current`, switch counter). The caller switches to it next.
     #[inline]
@@ -777,6 +811,12 @@ impl Executor {
         // or `ident`; the slots are this thread's.
         let sp = unsafe {
             self.ident.load(&*inner.ident.get());
+            if inner.risky.swap(false, Ordering::Relaxed) {
+                self.risky.set(self.risky.get() - 1);
+            }
+            if *inner.window.get() == 0 && self.risky.get() > 0 {
+                *inner.window.get() = self.windows.take();
+            }
             self.windows.enter(*inner.window.get());
             *inner.sp.get()
         };
@@ -819,6 +859,7 @@ impl Executor {
             }
             Action::Preempted => {
                 bump(&self.shared.stats.preemptions);
+                self.mark_risky(inner);
                 // It resumes through the full-restore path, which does not
                 // restore a no-preempt level: see `direct_yield`.
                 inner.preempted.store(true, Ordering::Relaxed);
@@ -993,6 +1034,7 @@ pub(crate) fn executor_main(
         idle_since: Cell::new(None),
         ident,
         windows,
+        risky: Cell::new(0),
     }));
     // SAFETY: freshly boxed; freed only below, after the loop ends and the
     // thread-local pointer is cleared.
@@ -1057,7 +1099,6 @@ fn ensure_started(exec: &Executor, task: &Task) -> bool {
             task.stack_hi.store(top, Ordering::Relaxed);
             // SAFETY: as above; the stack is fresh, writable, 16-aligned top.
             unsafe {
-                *task.window.get() = exec.windows.take();
                 *task.stack.get() = Some(stack);
                 *task.sp.get() = arch::init_stack(top, coroutine_main, Arc::as_ptr(task) as usize);
             }
