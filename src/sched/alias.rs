@@ -263,6 +263,10 @@ pub(crate) struct Windows {
     region_lo: usize,
     keeper: usize,
     pool: RefCell<Vec<usize>>,
+    /// What `%fs:0` holds now (only this code and `fork` write it): an
+    /// unchanged value is not written again (a store there delays the next
+    /// thread-local access, which reads it).
+    installed: std::cell::Cell<usize>,
 }
 
 impl Windows {
@@ -273,6 +277,7 @@ impl Windows {
             region_lo: 0,
             keeper: 0,
             pool: RefCell::new(Vec::new()),
+            installed: std::cell::Cell::new(0),
         }
     }
 
@@ -293,6 +298,7 @@ impl Windows {
             region_lo: lo,
             keeper: s.keeper,
             pool: RefCell::new(Vec::new()),
+            installed: std::cell::Cell::new(tp),
         }
     }
 
@@ -359,15 +365,19 @@ impl Windows {
     pub(crate) fn enter(&self, w: usize) {
         if self.real_tp != 0 {
             let v = if w != 0 { w } else { self.real_tp };
-            // SAFETY: `v` is ours: the real pointer or one of our windows.
-            unsafe { write_tp(v) };
+            if v != self.installed.get() {
+                self.installed.set(v);
+                // SAFETY: `v` is ours: the real pointer or one of our windows.
+                unsafe { write_tp(v) };
+            }
         }
     }
 
     /// The scheduler runs next: real thread pointer.
     #[inline(always)]
     pub(crate) fn leave(&self) {
-        if self.real_tp != 0 {
+        if self.real_tp != 0 && self.installed.get() != self.real_tp {
+            self.installed.set(self.real_tp);
             // SAFETY: the real thread pointer.
             unsafe { write_tp(self.real_tp) };
         }

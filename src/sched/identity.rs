@@ -90,12 +90,15 @@ pub(crate) struct Slots {
 }
 
 impl Slots {
-    pub(crate) const OFF: Slots = Slots {
-        current: std::ptr::null_mut(),
-        id: std::ptr::null_mut(),
-        cb_tid: std::ptr::null_mut(),
-        own: [0; 4],
-    };
+    /// Identity swapping off.
+    pub(crate) fn off() -> Slots {
+        Slots {
+            current: std::ptr::null_mut(),
+            id: std::ptr::null_mut(),
+            cb_tid: std::ptr::null_mut(),
+            own: [0; 4],
+        }
+    }
 
     /// Whether per-coroutine identity is on for this executor.
     #[allow(dead_code)] // read by tests and stats
@@ -113,7 +116,9 @@ impl Slots {
         unsafe { *self.current }
     }
 
-    /// Installs a coroutine's values (switch-in).
+    /// Installs a coroutine's values (switch-in). A slot that already
+    /// holds the value is not written (two coroutines that never asked std
+    /// for their identity: nothing to do).
     ///
     /// # Safety
     /// Called on the executor thread these slots belong to.
@@ -127,9 +132,13 @@ impl Slots {
         // across a switch (std reads them afresh on every access, and the
         // switch is an opaque call).
         unsafe {
-            *self.current = v[0];
-            *self.id = v[1];
-            if !self.cb_tid.is_null() {
+            if *self.current != v[0] {
+                *self.current = v[0];
+            }
+            if *self.id != v[1] {
+                *self.id = v[1];
+            }
+            if !self.cb_tid.is_null() && *self.cb_tid != [v[2], v[3]] {
                 *self.cb_tid = [v[2], v[3]];
             }
         }
@@ -216,10 +225,10 @@ pub(crate) fn init_executor() -> Slots {
         }
     });
     let Some(l) = layout else {
-        return Slots::OFF;
+        return Slots::off();
     };
     let Some(base) = tls_block() else {
-        return Slots::OFF;
+        return Slots::off();
     };
     // The executor's own handle exists before any coroutine runs here.
     drop(std::thread::current());

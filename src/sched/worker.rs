@@ -774,12 +774,21 @@ impl Executor {
         None
     }
 
+    /// Slow path of `prepare_resume`: a window for `inner` (alias.rs).
+    #[cold]
+    #[inline(never)]
+    fn give_window(&self, inner: &Inner) {
+        // SAFETY: owner thread, the coroutine is not running.
+        unsafe { *inner.window.get() = self.windows.take() };
+    }
+
     /// Counts `inner` (switched out, or about to be) as risky if it has
     /// no window (see `risky`).
     fn mark_risky(&self, inner: &Inner) {
         // SAFETY: owner thread; the window slot is touched only by it.
         let windowless = unsafe { *inner.window.get() } == 0;
-        if windowless && !inner.risky.swap(true, Ordering::Relaxed) {
+        if windowless && !inner.risky.load(Ordering::Relaxed) {
+            inner.risky.store(true, Ordering::Relaxed);
             self.risky.set(self.risky.get() + 1);
         }
     }
@@ -811,11 +820,14 @@ impl Executor {
         // or `ident`; the slots are this thread's.
         let sp = unsafe {
             self.ident.load(&*inner.ident.get());
-            if inner.risky.swap(false, Ordering::Relaxed) {
+            // Owner-only flag: plain load/store (a swap would be a locked
+            // instruction on every switch).
+            if inner.risky.load(Ordering::Relaxed) {
+                inner.risky.store(false, Ordering::Relaxed);
                 self.risky.set(self.risky.get() - 1);
             }
             if *inner.window.get() == 0 && self.risky.get() > 0 {
-                *inner.window.get() = self.windows.take();
+                self.give_window(inner);
             }
             self.windows.enter(*inner.window.get());
             *inner.sp.get()
