@@ -820,3 +820,78 @@ fn fork_from_a_coroutine() {
         assert_eq!(a.join().unwrap(), 9);
     });
 }
+
+#[test]
+fn mpsc_and_park_under_preemption_one_executor() {
+    // One executor with a 100 µs slice and two CPU hogs: coroutines blocked
+    // in std channels and thread::park are preempted around their waits,
+    // get TLS windows lazily and resume through the full-restore path.
+    in_child(
+        "mpsc_and_park_under_preemption_one_executor",
+        &[("COROUTINES_WORKERS", "1"), ("COROUTINES_SLICE", "100us")],
+        || {
+            use std::sync::atomic::AtomicBool;
+            let stop = Arc::new(AtomicBool::new(false));
+            let hogs: Vec<_> = (0..2)
+                .map(|_| {
+                    let stop = stop.clone();
+                    coroutines::spawn(move || {
+                        let mut x = 0u64;
+                        while !stop.load(Ordering::Relaxed) {
+                            x = std::hint::black_box(
+                                x.wrapping_mul(6364136223846793005).wrapping_add(1),
+                            );
+                        }
+                        x
+                    })
+                })
+                .collect();
+            let pairs: Vec<_> = (0..4u64)
+                .map(|k| {
+                    let (t1, r1) = mpsc::channel::<u64>();
+                    let (t2, r2) = mpsc::sync_channel::<u64>(0);
+                    // Every 100th round trip spins past the slice, so the
+                    // pair itself is preempted between its waits.
+                    let spin = |i: u64| {
+                        if i % 100 == 0 {
+                            let t = Instant::now();
+                            while t.elapsed() < Duration::from_micros(300) {
+                                std::hint::spin_loop();
+                            }
+                        }
+                    };
+                    let p = coroutines::spawn(move || {
+                        (0..2_000u64)
+                            .map(|i| {
+                                spin(i);
+                                t1.send(i + k).unwrap();
+                                r2.recv().unwrap()
+                            })
+                            .sum::<u64>()
+                    });
+                    let q = coroutines::spawn(move || {
+                        for v in r1 {
+                            spin(v + 50);
+                            t2.send(v * 3).unwrap();
+                        }
+                    });
+                    (k, p, q)
+                })
+                .collect();
+            for (k, p, q) in pairs {
+                assert_eq!(
+                    p.join().unwrap(),
+                    3 * (0..2_000u64).map(|i| i + k).sum::<u64>()
+                );
+                q.join().unwrap();
+            }
+            stop.store(true, Ordering::Relaxed);
+            for h in hogs {
+                h.join().unwrap();
+            }
+            let s = coroutines::stats();
+            assert!(s.preemptions > 0, "no preemption happened: {s:?}");
+            assert!(s.tls_windows >= 1, "no TLS window was needed: {s:?}");
+        },
+    );
+}
