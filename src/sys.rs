@@ -211,3 +211,22 @@ pub(crate) fn thread_cpu_ns(tid: i32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).ok()?;
     s.split_whitespace().next()?.parse().ok()
 }
+
+/// Calls `f` for every loaded object as `dl_iterate_phdr` reports them
+/// (the executable first) until `f` returns false. `f` must not panic (it
+/// runs under a C frame).
+pub(crate) fn for_each_object<F: FnMut(&libc::dl_phdr_info) -> bool>(mut f: F) {
+    unsafe extern "C" fn cb<G: FnMut(&libc::dl_phdr_info) -> bool>(
+        info: *mut libc::dl_phdr_info,
+        _size: usize,
+        data: *mut libc::c_void,
+    ) -> libc::c_int {
+        // SAFETY: glibc passes a valid info for the duration of the call;
+        // `data` is the `&mut F` below, used only during the iteration.
+        unsafe { i32::from(!(*(data as *mut G))(&*info)) }
+    }
+    // SAFETY: the callback only calls `f`; the pointer outlives the call.
+    unsafe {
+        libc::dl_iterate_phdr(Some(cb::<F>), &mut f as *mut F as *mut libc::c_void);
+    }
+}

@@ -108,21 +108,34 @@ fn std_increments(m: &Mutex<u64>, n: u64) {
     }
 }
 
-fn co_contended(tasks: u64, increments: u64) -> (Duration, u64) {
+/// S1 with std's `Mutex`: `spawn` starts one task (a coroutine or an OS
+/// thread) and returns what joins it.
+fn std_contended<J: FnOnce()>(
+    tasks: u64,
+    increments: u64,
+    spawn: impl Fn(Box<dyn FnOnce() + Send>) -> J,
+) -> (Duration, u64) {
     let m = Arc::new(Mutex::new(0u64));
     let t0 = Instant::now();
-    let handles: Vec<_> = (0..tasks)
+    let joins: Vec<J> = (0..tasks)
         .map(|_| {
             let m = m.clone();
-            coroutines::spawn(move || std_increments(&m, increments))
+            spawn(Box::new(move || std_increments(&m, increments)))
         })
         .collect();
-    for h in handles {
-        h.join().unwrap();
+    for join in joins {
+        join();
     }
     let elapsed = t0.elapsed();
     let count = *m.lock().unwrap();
     (elapsed, count)
+}
+
+fn co_contended(tasks: u64, increments: u64) -> (Duration, u64) {
+    std_contended(tasks, increments, |f| {
+        let h = coroutines::spawn(f);
+        move || h.join().unwrap()
+    })
 }
 
 fn may_contended(tasks: u64, increments: u64) -> (Duration, u64) {
@@ -168,20 +181,10 @@ async fn tokio_contended(tasks: u64, increments: u64) -> (Duration, u64) {
 }
 
 fn threads_contended(tasks: u64, increments: u64) -> (Duration, u64) {
-    let m = Arc::new(Mutex::new(0u64));
-    let t0 = Instant::now();
-    let handles: Vec<_> = (0..tasks)
-        .map(|_| {
-            let m = m.clone();
-            std::thread::spawn(move || std_increments(&m, increments))
-        })
-        .collect();
-    for h in handles {
-        h.join().unwrap();
-    }
-    let elapsed = t0.elapsed();
-    let count = *m.lock().unwrap();
-    (elapsed, count)
+    std_contended(tasks, increments, |f| {
+        let h = std::thread::spawn(f);
+        move || h.join().unwrap()
+    })
 }
 
 // ---------------------------------------------------------------- S2

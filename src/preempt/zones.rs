@@ -137,17 +137,10 @@ pub(crate) fn stale() -> bool {
 
 fn current_adds() -> u64 {
     let mut adds: u64 = 0;
-    unsafe extern "C" fn cb(
-        info: *mut libc::dl_phdr_info,
-        _size: usize,
-        data: *mut libc::c_void,
-    ) -> libc::c_int {
-        // SAFETY: glibc passes a valid info; data is our &mut u64.
-        unsafe { *(data as *mut u64) = (*info).dlpi_adds };
-        1 // stop after the first object: dlpi_adds is global
-    }
-    // SAFETY: the callback only reads the info and writes our local.
-    unsafe { libc::dl_iterate_phdr(Some(cb), &mut adds as *mut u64 as *mut libc::c_void) };
+    crate::sys::for_each_object(|info| {
+        adds = info.dlpi_adds;
+        false // dlpi_adds is global: the first object suffices
+    });
     adds
 }
 
@@ -169,40 +162,28 @@ pub(crate) fn refresh() {
         zones: Vec::new(),
         adds: 0,
     };
-    unsafe extern "C" fn cb(
-        info: *mut libc::dl_phdr_info,
-        _size: usize,
-        data: *mut libc::c_void,
-    ) -> libc::c_int {
-        // SAFETY: glibc passes a valid info with dlpi_phnum program headers;
-        // data is our &mut Collect (this runs synchronously, not in a
-        // signal handler, so allocating is fine).
-        unsafe {
-            let c = &mut *(data as *mut Collect);
-            let info = &*info;
-            c.adds = info.dlpi_adds;
-            let first = std::mem::replace(&mut c.first, false);
-            if first {
-                c.exe_bias = info.dlpi_addr as usize;
+    crate::sys::for_each_object(|info| {
+        c.adds = info.dlpi_adds;
+        let first = std::mem::replace(&mut c.first, false);
+        if first {
+            c.exe_bias = info.dlpi_addr as usize;
+        }
+        for i in 0..info.dlpi_phnum as usize {
+            // SAFETY: glibc's info has `dlpi_phnum` program headers.
+            let ph = unsafe { &*info.dlpi_phdr.add(i) };
+            if ph.p_type != libc::PT_LOAD || ph.p_flags & libc::PF_X == 0 {
+                continue;
             }
-            for i in 0..info.dlpi_phnum as usize {
-                let ph = &*info.dlpi_phdr.add(i);
-                if ph.p_type != libc::PT_LOAD || ph.p_flags & libc::PF_X == 0 {
-                    continue;
-                }
-                let lo = info.dlpi_addr as usize + ph.p_vaddr as usize;
-                let r = (lo, lo + ph.p_memsz as usize);
-                if first {
-                    c.exe_text.push(r);
-                } else {
-                    c.zones.push(r);
-                }
+            let lo = info.dlpi_addr as usize + ph.p_vaddr as usize;
+            let r = (lo, lo + ph.p_memsz as usize);
+            if first {
+                c.exe_text.push(r);
+            } else {
+                c.zones.push(r);
             }
         }
-        0
-    }
-    // SAFETY: the callback only reads the info and writes our Collect.
-    unsafe { libc::dl_iterate_phdr(Some(cb), &mut c as *mut Collect as *mut libc::c_void) };
+        true
+    });
     let before = c.zones.len();
     let have_symtab = std_zones(c.exe_bias, &mut c.zones);
     if !have_symtab && table().is_none() {

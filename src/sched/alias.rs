@@ -516,28 +516,13 @@ fn sigset_all() -> libc::sigset_t {
 /// Whether every loaded object's static TLS block of the calling thread
 /// (blocks within 1 MiB below the thread pointer) starts at or above `lo`.
 fn static_tls_within(lo: usize, tp: usize) -> bool {
-    struct Acc {
-        lo: usize,
-        tp: usize,
-        ok: bool,
-    }
-    unsafe extern "C" fn cb(
-        info: *mut libc::dl_phdr_info,
-        _size: usize,
-        data: *mut libc::c_void,
-    ) -> libc::c_int {
-        // SAFETY: glibc passes a valid info; data is our &mut Acc.
-        unsafe {
-            let a = &mut *(data as *mut Acc);
-            let p = (*info).dlpi_tls_data as usize;
-            if p != 0 && p < a.tp && a.tp - p < (1 << 20) && p < a.lo {
-                a.ok = false;
-            }
+    let mut ok = true;
+    crate::sys::for_each_object(|info| {
+        let p = info.dlpi_tls_data as usize;
+        if p != 0 && p < tp && tp - p < (1 << 20) && p < lo {
+            ok = false;
         }
-        0
-    }
-    let mut a = Acc { lo, tp, ok: true };
-    // SAFETY: the callback only reads the info and writes our Acc.
-    unsafe { libc::dl_iterate_phdr(Some(cb), &mut a as *mut Acc as *mut libc::c_void) };
-    a.ok
+        true
+    });
+    ok
 }

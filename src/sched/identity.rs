@@ -274,18 +274,10 @@ unsafe fn slot_is_zero(p: *const u8, n: usize) -> bool {
 /// The calling thread's TLS block of the executable (module 1).
 fn tls_block() -> Option<usize> {
     let mut out: usize = 0;
-    unsafe extern "C" fn cb(
-        info: *mut libc::dl_phdr_info,
-        _size: usize,
-        data: *mut libc::c_void,
-    ) -> libc::c_int {
-        // SAFETY: glibc passes a valid info; data is our &mut usize. The
-        // first object reported is the executable.
-        unsafe { *(data as *mut usize) = (*info).dlpi_tls_data as usize };
-        1
-    }
-    // SAFETY: the callback only reads the info and writes our local.
-    unsafe { libc::dl_iterate_phdr(Some(cb), &mut out as *mut usize as *mut libc::c_void) };
+    crate::sys::for_each_object(|info| {
+        out = info.dlpi_tls_data as usize;
+        false // the first object is the executable
+    });
     (out != 0).then_some(out)
 }
 
