@@ -320,7 +320,6 @@ impl Windows {
         self.pool.borrow_mut().drain(..).map(|w| w - off).collect()
     }
 
-    #[allow(dead_code)] // read by tests
     pub(crate) fn enabled(&self) -> bool {
         self.real_tp != 0
     }

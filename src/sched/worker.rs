@@ -785,6 +785,12 @@ impl Executor {
     /// Counts `inner` (switched out, or about to be) as risky if it has
     /// no window (see `risky`).
     fn mark_risky(&self, inner: &Inner) {
+        if !self.windows.enabled() {
+            // No windows (migration on, or a plain stack): nothing to
+            // decide, and a migrating coroutine must not carry a count
+            // from one executor to another.
+            return;
+        }
         // SAFETY: owner thread; the window slot is touched only by it.
         let windowless = unsafe { *inner.window.get() } == 0;
         if windowless && !inner.risky.load(Ordering::Relaxed) {
