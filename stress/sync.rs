@@ -895,3 +895,65 @@ fn mpsc_and_park_under_preemption_one_executor() {
         },
     );
 }
+
+#[test]
+fn fork_keeps_glibc_thread_list_intact() {
+    // glibc keeps its threads in a list linked through each thread's
+    // descriptor; a fork child unlinks the other threads. Executor
+    // descriptors must not be shared memory, or the child's unlinking
+    // corrupts the parent's list: a later setresuid (which walks the list)
+    // would then skip a thread. Needs root to change uids; skipped if not.
+    in_child(
+        "fork_keeps_glibc_thread_list_intact",
+        &[("COROUTINES_WORKERS", "2")],
+        || {
+            // SAFETY: geteuid has no preconditions.
+            if unsafe { libc::geteuid() } != 0 {
+                println!("not root: skipped");
+                return;
+            }
+            // Make sure both executors run, then fork from a coroutine on
+            // each of them and from the main thread.
+            let hs: Vec<_> = (0..8)
+                .map(|_| {
+                    coroutines::spawn(|| {
+                        // SAFETY: the child only calls _exit.
+                        let pid = unsafe { libc::fork() };
+                        if pid == 0 {
+                            // SAFETY: terminate the child at once.
+                            unsafe { libc::_exit(0) };
+                        }
+                        let mut st = 0;
+                        // SAFETY: our own child.
+                        unsafe { libc::waitpid(pid, &mut st, 0) };
+                        std::thread::sleep(Duration::from_millis(5));
+                    })
+                })
+                .collect();
+            for h in hs {
+                h.join().unwrap();
+            }
+            assert_eq!(coroutines::stats().workers, 2);
+            // And from the main thread (not an executor: no hook work).
+            // SAFETY: the child only calls _exit.
+            let pid = unsafe { libc::fork() };
+            if pid == 0 {
+                // SAFETY: terminate the child at once.
+                unsafe { libc::_exit(0) };
+            }
+            let mut st = 0;
+            // SAFETY: our own child.
+            unsafe { libc::waitpid(pid, &mut st, 0) };
+            // SAFETY: drop to nobody in every thread (glibc's setxid walk).
+            assert_eq!(unsafe { libc::setresuid(65534, 65534, 65534) }, 0);
+            for t in std::fs::read_dir("/proc/self/task").unwrap() {
+                let status = std::fs::read_to_string(t.unwrap().path().join("status")).unwrap();
+                let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+                assert!(
+                    uid.split_whitespace().skip(1).all(|u| u == "65534"),
+                    "a thread kept its uid after setresuid: {uid}"
+                );
+            }
+        },
+    );
+}

@@ -9,25 +9,26 @@
 //! cannot change an address.
 //!
 //! Design: on x86-64 the address of a static thread-local is computed from
-//! the thread pointer stored at `%fs:0` (the TCB's self pointer) plus a
-//! link-time offset; plain loads and stores use `%fs:offset` directly and
-//! never read `%fs:0`. An executor thread runs on a stack we allocate
-//! whose top `REGION` bytes — static TLS blocks and the TCB, which glibc
-//! places at the top of a user-supplied stack — are a shared mapping (a
-//! memfd, closed once mapped).
-//! Each started coroutine gets an *alias window*: a second mapping of the
-//! same memfd pages. While it runs, `%fs:0` holds the thread pointer's
-//! position inside its window. Addresses of thread-locals taken in the
-//! coroutine then differ per coroutine, while the bytes they reach are the
-//! executor's own (same physical pages): thread-local *values* stay per
-//! executor (identity.rs swaps the few that must not), only their
-//! *addresses* become per coroutine. The scheduler runs with the real
-//! thread pointer. Windows are pooled per executor and never unmapped
+//! the thread pointer stored at `%fs:0` (the TCB's self pointer glibc and
+//! the compiler use) plus a link-time negative offset; plain loads and
+//! stores use `%fs:offset` directly and glibc reaches its thread
+//! descriptor through `%fs:0x10`, neither reading `%fs:0`. An executor
+//! thread runs on a stack we allocate (`ThreadStack`) laid out so that its
+//! static TLS blocks — just below the thread pointer, where glibc places
+//! them in a user-supplied stack — are a shared memfd mapping, while the
+//! thread descriptor above stays private. A coroutine may get an *alias
+//! window*: a second mapping of the same pages (with a guard page where
+//! the descriptor would be). While it runs, `%fs:0` holds the thread
+//! pointer's position in its window: addresses of thread-locals taken in
+//! the coroutine differ from its siblings', while the bytes they reach are
+//! the executor's own (thread-local *values* stay per executor;
+//! identity.rs swaps the few that must not). The scheduler runs with the
+//! real thread pointer. Windows are pooled per executor and never unmapped
 //! while the executor's stack exists (an address a coroutine took, e.g. a
 //! thread-local destructor registration, stays valid); a retired
 //! executor's stack and windows are reused by the next thread of its slot.
 //!
-//! Windows are lazy (each costs a VMA and ~12 KiB of page-table-mapped
+//! Windows are lazy (each costs a VMA and ~8 KiB of page-table-mapped
 //! RSS): a coroutine runs with the executor's own addresses until it is
 //! switched in while a *risky* window-less sibling exists — one parked in
 //! its std parker (`thread::park`, std channel waits: it may be registered
@@ -38,12 +39,19 @@
 //! one std channel on one executor; coroutines that only lock, sleep or do
 //! I/O never get a window.
 //!
+//! Why the descriptor must stay private: glibc links threads through their
+//! descriptors, and a fork child unlinks the other threads — writes that
+//! would land in the parent's executors if descriptors were shared (a
+//! later `setresuid` then skipped a thread: found by review, test
+//! `fork_keeps_glibc_thread_list_intact`).
+//!
 //! fork(2): the region is shared memory, which a child would keep sharing
-//! with the parent (and the kernel writes the child's tid into the TCB).
-//! The `fork` hook therefore swaps a private copy in for the duration of
-//! the fork and restores the shared mapping in the parent (signals blocked
-//! meanwhile); windows are MADV_DONTFORK. glibc-internal forks (`forkpty`,
-//! `daemon`) bypass the hook: do not call them from coroutines.
+//! with the parent. The `fork` hook swaps a private copy in for the
+//! duration of the fork (all signals blocked with the raw syscall) and
+//! restores the shared mapping in the parent; windows are MADV_DONTFORK,
+//! and in the child a private copy is mapped where the forking coroutine's
+//! window was. glibc-internal forks (`forkpty`, `daemon`) bypass the hook:
+//! do not call them from coroutines.
 //!
 //! Limits: at most `MAX_WINDOWS` windows per process (each is a kernel
 //! VMA; vm.max_map_count is 65,530 by default). A coroutine started when
@@ -57,31 +65,44 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::sys::syscall6;
 
-/// Size of the shared top of an executor stack: static TLS + TCB (a few
-/// KiB in practice; checked at executor start).
+/// Size of the shared part of an executor stack: the pages right below
+/// the thread pointer, which hold every static TLS block (a few KiB in
+/// practice; checked at executor start).
 pub(crate) const REGION: usize = 64 * 1024;
 const PAGE: usize = 4096;
 /// Process-wide cap on alias windows.
 pub(crate) const MAX_WINDOWS: usize = 16_384;
 static WINDOWS: AtomicUsize = AtomicUsize::new(0);
+/// Set once the cap was reached (a cheap check before the counter).
+static EXHAUSTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 /// Windows in existence, for stats and tests.
 pub(crate) fn windows_created() -> usize {
     WINDOWS.load(Ordering::Relaxed)
 }
 
-/// An executor thread's stack: [guard page | private stack | shared REGION],
-/// plus a *keeper*: one more mapping of the region's pages, never used as a
-/// window, from which windows are duplicated (`mremap` with old size 0) and
-/// through which the region is shared again after a fork. No fd is kept
-/// open (a program closing fds it does not know cannot break this).
+/// An executor thread's stack:
+/// `[guard page | private stack | shared REGION | private TCB page(s)]`,
+/// laid out so that the thread pointer glibc computes for it (the start of
+/// `struct pthread`, `tcb_span()` below the stack top) is exactly the
+/// boundary between the shared region and the private TCB pages. Only
+/// static TLS is shared; glibc's thread descriptor (its thread-list links,
+/// tid, robust list...) stays private, so a fork child writing to those
+/// cannot reach the parent. Plus a *keeper*: one more mapping of the
+/// region's pages, never used as a window, from which windows are
+/// duplicated (`mremap` with old size 0) and through which the region is
+/// shared again after a fork. No fd is kept open.
 pub(crate) struct ThreadStack {
+    /// Lowest address of the reservation (the guard page).
     base: usize,
-    total: usize,
+    /// What pthread is given: `[base, base + stack_size)`.
+    stack_size: usize,
+    /// The thread pointer the thread will have.
+    tp: usize,
     keeper: usize,
 }
 
-// SAFETY: plain addresses and an fd; the memory is used by one thread at a
-// time (the slot's executor), handed over through thread start/join.
+// SAFETY: plain addresses; the memory is used by one thread at a time (the
+// slot's executor), handed over through thread start/join.
 unsafe impl Send for ThreadStack {}
 // SAFETY: as above (shared references only read the fields).
 unsafe impl Sync for ThreadStack {}
@@ -91,11 +112,78 @@ fn os_err(what: &str) -> io::Error {
     io::Error::new(e.kind(), format!("{what}: {e}"))
 }
 
+/// Distance from the top of a user-supplied stack to the thread pointer
+/// glibc places in it (`struct pthread` plus alignment), measured once on
+/// two probe threads: one to measure, one to check that a stack whose top
+/// is a page boundary plus that distance gets a page-aligned thread
+/// pointer. None if glibc does not behave so (then executors get plain
+/// stacks and no windows).
+fn tcb_span() -> Option<usize> {
+    static SPAN: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+    *SPAN.get_or_init(|| {
+        let size = 256 * 1024;
+        // SAFETY: a fresh private reservation for the probes, unmapped below.
+        let m = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                size,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if m == libc::MAP_FAILED {
+            return None;
+        }
+        let base = m as usize;
+        let top1 = base + size; // page aligned
+        let d = probe_tp(base, size).and_then(|tp| top1.checked_sub(tp));
+        let ok = d.filter(|&d| d > 0 && d < 16 * PAGE).and_then(|d| {
+            let p = top1 - 2 * PAGE - d.div_ceil(PAGE) * PAGE;
+            (probe_tp(base, p + d - base) == Some(p)).then_some(d)
+        });
+        // SAFETY: our reservation; both probe threads were joined.
+        unsafe { libc::munmap(m, size) };
+        ok
+    })
+}
+
+/// Runs a thread on `[base, base + size)` and returns its thread pointer.
+fn probe_tp(base: usize, size: usize) -> Option<usize> {
+    extern "C" fn body(_: *mut libc::c_void) -> *mut libc::c_void {
+        read_tp() as *mut libc::c_void
+    }
+    // SAFETY: attr initialised before use and destroyed after; the range
+    // is our writable reservation, used by this one thread until joined.
+    unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        libc::pthread_attr_init(&mut attr);
+        let mut rc = libc::pthread_attr_setstack(&mut attr, base as *mut _, size);
+        let mut th: libc::pthread_t = 0;
+        if rc == 0 {
+            rc = libc::pthread_create(&mut th, &attr, body, std::ptr::null_mut());
+        }
+        libc::pthread_attr_destroy(&mut attr);
+        if rc != 0 {
+            return None;
+        }
+        let mut out: *mut libc::c_void = std::ptr::null_mut();
+        libc::pthread_join(th, &mut out);
+        Some(out as usize)
+    }
+}
+
 impl ThreadStack {
-    /// Reserves a stack of `size` usable bytes plus the shared region.
+    /// Reserves a stack of `size` usable bytes plus the shared region and
+    /// the private TCB pages (layout in the type's doc).
     pub(crate) fn new(size: usize) -> io::Result<ThreadStack> {
+        let d = tcb_span().ok_or_else(|| {
+            io::Error::other("glibc does not place the thread pointer predictably in a user stack")
+        })?;
         let size = size.div_ceil(PAGE) * PAGE;
-        let total = PAGE + size + REGION;
+        let tcb_pages = d.div_ceil(PAGE) * PAGE;
+        let total = PAGE + size + REGION + tcb_pages;
         // SAFETY: fresh anonymous reservation; nothing else refers to it.
         let base = unsafe {
             libc::mmap(
@@ -111,6 +199,8 @@ impl ThreadStack {
             return Err(os_err("mmap executor stack"));
         }
         let base = base as usize;
+        let tp = base + PAGE + size + REGION;
+        let lo = tp - REGION;
         let fail = |what: &str, fd: i32| {
             let e = os_err(what);
             // SAFETY: our own fresh mapping and fd, not yet shared.
@@ -135,8 +225,7 @@ impl ThreadStack {
         if unsafe { libc::ftruncate(fd, REGION as libc::off_t) } != 0 {
             return Err(fail("ftruncate executor TLS region", fd));
         }
-        let lo = base + total - REGION;
-        // SAFETY: replaces the top REGION bytes of our own reservation.
+        // SAFETY: replaces REGION bytes of our own reservation.
         let r = unsafe {
             libc::mmap(
                 lo as *mut _,
@@ -172,7 +261,8 @@ impl ThreadStack {
         }
         Ok(ThreadStack {
             base,
-            total,
+            stack_size: tp + d - base,
+            tp,
             keeper: keeper as usize,
         })
     }
@@ -180,8 +270,8 @@ impl ThreadStack {
     /// What the thread running on this stack needs to know about it.
     pub(crate) fn info(&self) -> StackInfo {
         StackInfo {
-            region_lo: self.base + self.total - REGION,
-            top: self.base + self.total,
+            region_lo: self.tp - REGION,
+            tp: self.tp,
             keeper: self.keeper,
         }
     }
@@ -191,7 +281,7 @@ impl ThreadStack {
 #[derive(Clone, Copy)]
 pub(crate) struct StackInfo {
     region_lo: usize,
-    top: usize,
+    tp: usize,
     keeper: usize,
 }
 
@@ -218,7 +308,7 @@ pub(crate) fn spawn_on(
     unsafe {
         let mut attr: libc::pthread_attr_t = std::mem::zeroed();
         libc::pthread_attr_init(&mut attr);
-        let mut rc = libc::pthread_attr_setstack(&mut attr, stack.base as *mut _, stack.total);
+        let mut rc = libc::pthread_attr_setstack(&mut attr, stack.base as *mut _, stack.stack_size);
         let mut th: libc::pthread_t = 0;
         if rc == 0 {
             rc = libc::pthread_create(&mut th, &attr, start, arg as *mut libc::c_void);
@@ -281,21 +371,29 @@ impl Windows {
         }
     }
 
-    /// Called on the executor thread at start. `stack` is the stack the
-    /// thread runs on (None: a plain thread stack, windows off).
-    pub(crate) fn init(stack: Option<StackInfo>) -> Windows {
+    /// Called on the executor thread at start. `stack`: the stack the
+    /// thread runs on (None: a plain thread stack). `use_windows`: false
+    /// with migration. The shared region is remembered even when windows
+    /// are off (fork must still keep a child off it).
+    pub(crate) fn init(stack: Option<StackInfo>, use_windows: bool) -> Windows {
         let Some(s) = stack else {
             return Windows::off();
         };
         let tp = read_tp();
-        let lo = s.region_lo;
-        // The TCB and every static TLS block must lie inside the region.
-        if tp <= lo || tp >= s.top || !static_tls_within(lo, tp) {
-            return Windows::off();
+        // The thread pointer must be where the layout put it (struct
+        // pthread private, above the region) and every static TLS block
+        // inside the region.
+        let fits = tp == s.tp && static_tls_within(s.region_lo, tp);
+        if !fits {
+            crate::sys::write_stderr(
+                b"coroutines: warning: an executor's thread pointer is not where its stack \
+                  layout put it; TLS alias windows are off on it (std::sync::mpsc between two \
+                  coroutines of that executor can hang).\n",
+            );
         }
         Windows {
-            real_tp: tp,
-            region_lo: lo,
+            real_tp: if fits && use_windows { tp } else { 0 },
+            region_lo: s.region_lo,
             keeper: s.keeper,
             pool: RefCell::new(Vec::new()),
             installed: std::cell::Cell::new(tp),
@@ -333,20 +431,45 @@ impl Windows {
         if let Some(w) = self.pool.borrow_mut().pop() {
             return w;
         }
-        if WINDOWS.fetch_add(1, Ordering::Relaxed) >= MAX_WINDOWS {
-            WINDOWS.fetch_sub(1, Ordering::Relaxed);
+        if EXHAUSTED.load(Ordering::Relaxed) {
             return 0;
         }
-        // SAFETY: mremap with old size 0 maps the keeper's (shared) pages
-        // once more at a kernel-chosen address; DONTFORK keeps the window
-        // out of fork children.
+        if WINDOWS.fetch_add(1, Ordering::Relaxed) >= MAX_WINDOWS {
+            WINDOWS.fetch_sub(1, Ordering::Relaxed);
+            EXHAUSTED.store(true, Ordering::Relaxed);
+            return 0;
+        }
+        // SAFETY: a PROT_NONE reservation of REGION + one page; mremap
+        // with old size 0 maps the keeper's (shared) pages once more over
+        // its first REGION bytes, leaving a guard page above (where the
+        // thread pointer's TCB would be: nothing may reach it through a
+        // window). DONTFORK keeps windows out of fork children.
         let w = unsafe {
-            let w = libc::mremap(self.keeper as *mut _, 0, REGION, libc::MREMAP_MAYMOVE);
-            if w == libc::MAP_FAILED {
+            let res = libc::mmap(
+                std::ptr::null_mut(),
+                REGION + PAGE,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            );
+            if res == libc::MAP_FAILED {
                 WINDOWS.fetch_sub(1, Ordering::Relaxed);
                 return 0;
             }
-            libc::madvise(w, REGION, libc::MADV_DONTFORK);
+            let w = libc::mremap(
+                self.keeper as *mut _,
+                0,
+                REGION,
+                libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+                res,
+            );
+            if w != res {
+                libc::munmap(res, REGION + PAGE);
+                WINDOWS.fetch_sub(1, Ordering::Relaxed);
+                return 0;
+            }
+            libc::madvise(res, REGION + PAGE, libc::MADV_DONTFORK);
             w as usize
         };
         w + (self.real_tp - self.region_lo)
@@ -385,26 +508,42 @@ impl Windows {
     /// fork(2) for a coroutine of this executor (see module doc): `real`
     /// is libc's fork. Returns what fork returns; errno as fork sets it.
     pub(crate) fn fork(&self, real: unsafe extern "C" fn() -> libc::pid_t) -> libc::pid_t {
-        if self.real_tp == 0 {
-            // SAFETY: libc's fork.
+        if self.region_lo == 0 {
+            // SAFETY: libc's fork (a plain thread stack: nothing shared).
             return unsafe { real() };
         }
         let tp_before = read_tp();
-        let all = sigset_all();
-        let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
-        // SAFETY: sigprocmask with valid sets; undone below.
-        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old) };
-        // SAFETY: the real pointer.
-        unsafe { write_tp(self.real_tp) };
+        // Raw rt_sigprocmask: glibc's own wrappers leave its internal
+        // signals (setxid, cancellation) unblocked, whose handlers write the
+        // thread's TLS.
+        let all: u64 = !0;
+        let mut old: u64 = 0;
+        let mask = |set: *const u64, old: *mut u64| {
+            // SAFETY: 8-byte kernel sigsets, ours.
+            unsafe {
+                syscall6(
+                    libc::SYS_rt_sigprocmask as usize,
+                    libc::SIG_SETMASK as usize,
+                    set as usize,
+                    old as usize,
+                    8,
+                    0,
+                    0,
+                )
+            };
+        };
+        mask(&all, &mut old);
+        if self.real_tp != 0 {
+            // SAFETY: the real pointer.
+            unsafe { write_tp(self.real_tp) };
+        }
         let pid = match self.privatize() {
             // SAFETY: libc's fork.
             Ok(()) => unsafe { real() },
             Err(e) => {
-                // SAFETY: as above.
-                unsafe {
-                    write_tp(tp_before);
-                    libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
-                }
+                // SAFETY: back to the caller's value.
+                unsafe { write_tp(tp_before) };
+                mask(&old, std::ptr::null_mut());
                 crate::sys::set_errno(e);
                 return -1;
             }
@@ -419,9 +558,33 @@ impl Windows {
             // SAFETY: back to the coroutine's window (still mapped).
             unsafe { write_tp(tp_before) };
             crate::sys::set_errno(errno);
+        } else if tp_before != read_tp() {
+            // Child: the windows are gone (DONTFORK), but code of the
+            // forking coroutine may still hold addresses in its window:
+            // map a private copy of the region there.
+            let w = tp_before - (self.real_tp - self.region_lo);
+            // SAFETY: the window's address range, absent in the child; a
+            // fixed private mapping filled from the child's own region.
+            unsafe {
+                let r = syscall6(
+                    libc::SYS_mmap as usize,
+                    w,
+                    REGION,
+                    (libc::PROT_READ | libc::PROT_WRITE) as usize,
+                    (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED) as usize,
+                    usize::MAX,
+                    0,
+                );
+                if r as usize == w {
+                    std::ptr::copy_nonoverlapping(
+                        self.region_lo as *const u8,
+                        w as *mut u8,
+                        REGION,
+                    );
+                }
+            }
         }
-        // SAFETY: restores the caller's mask.
-        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+        mask(&old, std::ptr::null_mut());
         pid
     }
 
@@ -500,15 +663,6 @@ impl Windows {
             );
         }
         Ok(())
-    }
-}
-
-fn sigset_all() -> libc::sigset_t {
-    // SAFETY: sigfillset initialises the set.
-    unsafe {
-        let mut s: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut s);
-        s
     }
 }
 

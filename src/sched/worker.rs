@@ -1024,11 +1024,7 @@ pub(crate) fn executor_main(
     // Before any coroutine runs here (and before this thread counts as an
     // executor for the hooks: it may start a probe thread).
     let ident = identity::init_executor();
-    let windows = if rt.config.migrate {
-        Windows::off()
-    } else {
-        Windows::init(stack)
-    };
+    let windows = Windows::init(stack, !rt.config.migrate);
     windows.adopt(std::mem::take(
         &mut shared
             .thread
