@@ -414,9 +414,16 @@ fn discover() -> Result<Layout, String> {
             *((base + id.0) as *const u64),
         )
     };
-    // `CURRENT` holds Arc::into_raw (the data, 16 bytes past the counts).
+    // `CURRENT` holds Arc::into_raw (the data, 16 bytes past the counts)
+    // and owns a strong count: with our clone `t` alive there are >= 2.
     if cur_v != bits + 16 || id_v != tid {
         return Err("std's CURRENT/ID thread-locals do not hold this thread's handle".into());
+    }
+    // SAFETY: `bits` is the ArcInner of the live handle `t` (checked just
+    // above); its first word is the strong count.
+    let strong = unsafe { *(bits as *const usize) };
+    if strong < 2 {
+        return Err("std's CURRENT does not own a reference to the thread handle".into());
     }
     drop(t);
 
