@@ -957,3 +957,48 @@ fn fork_keeps_glibc_thread_list_intact() {
         },
     );
 }
+
+#[test]
+fn windows_lent_out_during_sleeps_keep_channels_working() {
+    // A background receiver waits in `recv` for good (window-less, in its
+    // std parker), so every coroutine switched in needs a TLS window; the
+    // senders lend theirs back to the pool while they sleep and take one
+    // again when they wake. The collector keeps its window while it waits.
+    in_child(
+        "windows_lent_out_during_sleeps_keep_channels_working",
+        ONE,
+        || {
+            let (bg_tx, bg_rx) = mpsc::channel::<()>();
+            let bg = coroutines::spawn(move || bg_rx.recv().is_err());
+            std::thread::sleep(Duration::from_millis(20)); // bg is parked
+            let (tx, rx) = mpsc::channel::<u64>();
+            let collector = coroutines::spawn(move || rx.iter().sum::<u64>());
+            let senders: Vec<_> = (0..20u64)
+                .map(|k| {
+                    let tx = tx.clone();
+                    coroutines::spawn(move || {
+                        for i in 0..50u64 {
+                            std::thread::sleep(Duration::from_micros(100));
+                            tx.send(k * 1000 + i).unwrap();
+                        }
+                    })
+                })
+                .collect();
+            drop(tx);
+            for s in senders {
+                s.join().unwrap();
+            }
+            let want: u64 = (0..20u64)
+                .flat_map(|k| (0..50u64).map(move |i| k * 1000 + i))
+                .sum();
+            assert_eq!(collector.join().unwrap(), want);
+            let w = coroutines::stats().tls_windows;
+            assert!(
+                (1..=22).contains(&w),
+                "tls_windows = {w} (lent windows should be reused)"
+            );
+            drop(bg_tx);
+            assert!(bg.join().unwrap());
+        },
+    );
+}

@@ -37,7 +37,11 @@
 //! address differs from every registration made with the executor's. Two
 //! window-less coroutines can thus never be sender and blocked receiver of
 //! one std channel on one executor; coroutines that only lock, sleep or do
-//! I/O never get a window.
+//! I/O never get a window. A coroutine that parks for I/O, a sleep, a join
+//! or `coroutines::park` lends its window back to the pool meanwhile (no
+//! std channel wait can be in progress then; addresses computed through it
+//! stay valid, every window mapping the same pages), so windows number the
+//! coroutines holding one *now*, not all that ever needed one.
 //!
 //! Why the descriptor must stay private: glibc links threads through their
 //! descriptors, and a fork child unlinks the other threads — writes that

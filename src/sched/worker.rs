@@ -364,10 +364,26 @@ fn suspend(_np: &NoPreempt, action: Action) {
 /// Parks the running coroutine until woken (`Inner::wake`). May return
 /// spuriously: callers loop on their condition.
 pub(crate) fn park_current(np: &NoPreempt, reason: WaitReason) {
-    if reason == WaitReason::StdParker {
-        if let Some(exec) = current_executor() {
-            // SAFETY: we are the running coroutine of this executor.
-            exec.mark_risky(unsafe { &*exec.current.get() });
+    if let Some(exec) = current_executor() {
+        // SAFETY: we are the running coroutine of this executor.
+        let me = unsafe { &*exec.current.get() };
+        match reason {
+            WaitReason::StdParker => exec.mark_risky(me),
+            // A futex wait may be inside std's channel code after it took
+            // the thread's identity address (e.g. waiting for the waker
+            // list's lock before registering): keep the window.
+            WaitReason::Futex => {}
+            // I/O, sleeps, joins, our own park: no std channel wait is in
+            // progress, so the window may serve another coroutine while we
+            // wait (a new one is taken at resume if still needed). An
+            // address computed through it stays valid: every window maps
+            // the same pages and none is ever unmapped.
+            _ => {
+                // SAFETY: owner thread; our own window slot; the window is
+                // handed out only after we switched out.
+                let w = unsafe { std::mem::take(&mut *me.window.get()) };
+                exec.windows.give(w);
+            }
         }
     }
     suspend(np, Action::Park);
