@@ -210,6 +210,9 @@ pub(crate) struct Executor {
     ident: Slots,
     /// This thread's TLS alias windows (alias.rs).
     windows: Windows,
+    /// References of coroutines that parked through `direct_park_on`,
+    /// dropped by the scheduler (owner thread only).
+    released: UnsafeCell<Vec<Task>>,
     /// Window-less coroutines of this executor that may be registered in a
     /// std channel with the executor's thread-local addresses (parked in
     /// their std parker, or preempted): while any exists, a window-less
@@ -385,8 +388,98 @@ pub(crate) fn park_current(np: &NoPreempt, reason: WaitReason) {
                 exec.windows.give(w);
             }
         }
+        if direct_park_on(exec).is_some() {
+            return;
+        }
     }
     suspend(np, Action::Park);
+}
+
+/// Fast path of a park: publish PARKED and switch straight to the next
+/// local coroutine, without a round trip through the scheduler (what
+/// `direct_yield_on` does for a yield). None, having done nothing: the
+/// scheduler must decide. Some: parked and resumed, or not parked at all
+/// because a wake had already arrived (a spurious return: callers loop).
+///
+/// Invariants: the PARKED state is published before our context is saved,
+/// which is sound because whoever wins PARKED -> RUNNABLE can only queue us
+/// on this executor (no migration here), and only this thread, busy with
+/// the switch, resumes from those queues. Our reference moves to
+/// `released` (dropped by the scheduler later) so that the coroutine —
+/// and the `sp` slot the switch writes — stays alive through the switch.
+#[inline]
+fn direct_park_on(exec: &'static Executor) -> Option<&'static Executor> {
+    if exec.rt.config.migrate {
+        return None;
+    }
+    let tick = exec.tick.get().wrapping_add(1);
+    if tick % 61 == 0 {
+        return None;
+    }
+    exec.tick.set(tick);
+    exec.drain_inbox();
+    let from_slot = exec.next.take();
+    let took_slot = from_slot.is_some();
+    let next = match from_slot {
+        Some(t) => t,
+        None => {
+            // SAFETY: owner thread; no reference into `ready` is live.
+            let ready = unsafe { &mut *exec.ready.get() };
+            match ready.front() {
+                Some(t) if !t.preempted.load(Ordering::Relaxed) => {
+                    exec.pop_ready().expect("front exists")
+                }
+                _ => return None,
+            }
+        }
+    };
+    if next.preempted.load(Ordering::Relaxed) {
+        exec.next.set(Some(next));
+        return None;
+    }
+    if !ensure_started(exec, &next) {
+        return None; // finished with an error instead; the scheduler picks on
+    }
+    // SAFETY: owner thread; we are the running coroutine.
+    let me = unsafe { (*exec.running.get()).take() }.expect("running coroutine");
+    // Release: our writes before parking are seen by the waker that wins
+    // PARKED -> RUNNABLE (as in `run_task`).
+    if me
+        .state
+        .compare_exchange(RUNNING, PARKED, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        // Woken since we started (NOTIFIED): consume it and keep running.
+        me.state.swap(RUNNING, Ordering::AcqRel);
+        // SAFETY: owner thread, as above.
+        unsafe { *exec.running.get() = Some(me) };
+        if took_slot {
+            exec.next.set(Some(next));
+        } else {
+            exec.push_woken(next); // back to the front of `ready`
+        }
+        return Some(exec);
+    }
+    let my_sp: *mut usize = me.sp.get();
+    let level = exec.shared.no_preempt.load(Ordering::Relaxed);
+    bump(&exec.shared.stats.parks);
+    // SAFETY: we are `me`, running on this thread: its identity is in the
+    // slots and ours to save.
+    unsafe {
+        exec.ident.save(&mut *me.ident.get());
+        (*exec.released.get()).push(me);
+    }
+    let sp = exec.prepare_resume(next);
+    // SAFETY: `my_sp` belongs to the coroutine we run on (kept alive by
+    // `released`); `sp` is the suspended frame of a coroutine we own the
+    // right to run and that restores its own no-preempt level.
+    let resumed_on =
+        unsafe { arch::switch(my_sp, sp, exec as *const Executor as usize) } as *const Executor;
+    // SAFETY: whoever resumes us passes its Executor.
+    let exec = unsafe { &*resumed_on };
+    exec.shared.no_preempt.store(level, Ordering::Relaxed);
+    compiler_fence(Ordering::SeqCst);
+    Some(exec)
 }
 
 /// Whether `uaddr` (a futex word the running coroutine is about to wait
@@ -860,6 +953,12 @@ impl Executor {
     }
 
     fn run_task(&self, task: Task) {
+        // SAFETY: owner thread, scheduler context: no coroutine runs, so
+        // none of these is mid-switch.
+        let released = unsafe { &mut *self.released.get() };
+        if !released.is_empty() {
+            released.clear();
+        }
         if !ensure_started(self, &task) {
             return;
         }
@@ -1065,6 +1164,7 @@ pub(crate) fn executor_main(
         ident,
         windows,
         risky: Cell::new(0),
+        released: UnsafeCell::new(Vec::new()),
     }));
     // SAFETY: freshly boxed; freed only below, after the loop ends and the
     // thread-local pointer is cleared.
