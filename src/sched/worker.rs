@@ -22,6 +22,15 @@
 //!    RUNNING->PARKED or requeue if notified meanwhile; Exit -> recycle the
 //!    stack and drop the scheduler's reference.
 //!
+//! Direct switches skip the scheduler when the next coroutine is local and
+//! was not preempted: a yield (`direct_yield_on`) queues itself and a park
+//! (`direct_park_on`) publishes PARKED, then each switches straight to the
+//! next coroutine; every 61st pick goes through the scheduler for fairness
+//! (global queue, timers, epoll, references of directly parked coroutines).
+//!
+//! Per-coroutine state swapped at every switch besides the registers: std's
+//! thread identity (identity.rs) and the TLS alias window (alias.rs).
+//!
 //! Executors of the first `config.workers` slots never exit (the runtime
 //! lives as long as the process). An extra executor, started for a blocked
 //! one, retires once it idled for a while with nothing homed on it: it
