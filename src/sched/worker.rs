@@ -418,37 +418,7 @@ pub(crate) fn park_current(np: &NoPreempt, reason: WaitReason) {
 /// and the `sp` slot the switch writes — stays alive through the switch.
 #[inline]
 fn direct_park_on(exec: &'static Executor) -> Option<&'static Executor> {
-    if exec.rt.config.migrate {
-        return None;
-    }
-    let tick = exec.tick.get().wrapping_add(1);
-    if tick % 61 == 0 {
-        return None;
-    }
-    exec.tick.set(tick);
-    exec.drain_inbox();
-    let from_slot = exec.next.take();
-    let took_slot = from_slot.is_some();
-    let next = match from_slot {
-        Some(t) => t,
-        None => {
-            // SAFETY: owner thread; no reference into `ready` is live.
-            let ready = unsafe { &mut *exec.ready.get() };
-            match ready.front() {
-                Some(t) if !t.preempted.load(Ordering::Relaxed) => {
-                    exec.pop_ready().expect("front exists")
-                }
-                _ => return None,
-            }
-        }
-    };
-    if next.preempted.load(Ordering::Relaxed) {
-        exec.next.set(Some(next));
-        return None;
-    }
-    if !ensure_started(exec, &next) {
-        return None; // finished with an error instead; the scheduler picks on
-    }
+    let (next, took_slot) = direct_next(exec)?;
     // SAFETY: owner thread; we are the running coroutine.
     let me = unsafe { (*exec.running.get()).take() }.expect("running coroutine");
     // Release: our writes before parking are seen by the waker that wins
@@ -539,24 +509,14 @@ pub(crate) fn yield_now_fast() -> bool {
     true
 }
 
-/// Fast path of a yield: switch straight to the next local coroutine,
-/// without a round trip through the scheduler context (one switch instead
-/// of two). Returns None, having done nothing, when the scheduler must
-/// decide (fairness ticks, migration, nothing local, or a next coroutine
-/// that resumes through the preemption full-restore path — that path does
-/// not restore a no-preempt level, so it must be entered from the
-/// scheduler, which zeroes the level).
-///
-/// Invariant: the yielding coroutine is pushed on the local ready queue
-/// *before* its context is saved; that is sound because only this thread
-/// pops that queue (no migration here), and this thread is busy running the
-/// switch until the context is saved. The handler does not preempt this
-/// window (the no-preempt level is raised until the switch).
-///
-/// `exec` is the calling thread's executor; returns the executor the
-/// coroutine was resumed on (None: nothing was done).
+/// The coroutine a direct switch (yield or park) goes to, and whether it
+/// came from the `next` slot: the `next` slot, else the front of `ready`,
+/// if it did not get there by preemption (that one resumes through the
+/// full-restore path, which must be entered from the scheduler) and could
+/// be started. None when the scheduler must decide: migration, the
+/// fairness tick (every 61st pick), nothing local.
 #[inline]
-fn direct_yield_on(exec: &'static Executor) -> Option<&'static Executor> {
+fn direct_next(exec: &'static Executor) -> Option<(Task, bool)> {
     if exec.rt.config.migrate {
         return None;
     }
@@ -566,7 +526,9 @@ fn direct_yield_on(exec: &'static Executor) -> Option<&'static Executor> {
     }
     exec.tick.set(tick);
     exec.drain_inbox();
-    let next = match exec.next.take() {
+    let from_slot = exec.next.take();
+    let took_slot = from_slot.is_some();
+    let next = match from_slot {
         Some(t) => t,
         None => {
             // SAFETY: owner thread; no reference into `ready` is live.
@@ -586,6 +548,28 @@ fn direct_yield_on(exec: &'static Executor) -> Option<&'static Executor> {
     if !ensure_started(exec, &next) {
         return None; // finished with an error instead; the scheduler picks on
     }
+    Some((next, took_slot))
+}
+
+/// Fast path of a yield: switch straight to the next local coroutine,
+/// without a round trip through the scheduler context (one switch instead
+/// of two). Returns None, having done nothing, when the scheduler must
+/// decide (fairness ticks, migration, nothing local, or a next coroutine
+/// that resumes through the preemption full-restore path — that path does
+/// not restore a no-preempt level, so it must be entered from the
+/// scheduler, which zeroes the level).
+///
+/// Invariant: the yielding coroutine is pushed on the local ready queue
+/// *before* its context is saved; that is sound because only this thread
+/// pops that queue (no migration here), and this thread is busy running the
+/// switch until the context is saved. The handler does not preempt this
+/// window (the no-preempt level is raised until the switch).
+///
+/// `exec` is the calling thread's executor; returns the executor the
+/// coroutine was resumed on (None: nothing was done).
+#[inline]
+fn direct_yield_on(exec: &'static Executor) -> Option<&'static Executor> {
+    let (next, _) = direct_next(exec)?;
     // SAFETY: owner thread; we are the running coroutine.
     let me = unsafe { (*exec.running.get()).take() }.expect("running coroutine");
     let my_sp: *mut usize = me.sp.get();
