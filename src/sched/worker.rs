@@ -448,17 +448,8 @@ fn direct_park_on(exec: &'static Executor) -> Option<&'static Executor> {
         exec.ident.save(&mut *me.ident.get());
         (*exec.released.get()).push(me);
     }
-    let sp = exec.prepare_resume(next);
-    // SAFETY: `my_sp` belongs to the coroutine we run on (kept alive by
-    // `released`); `sp` is the suspended frame of a coroutine we own the
-    // right to run and that restores its own no-preempt level.
-    let resumed_on =
-        unsafe { arch::switch(my_sp, sp, exec as *const Executor as usize) } as *const Executor;
-    // SAFETY: whoever resumes us passes its Executor.
-    let exec = unsafe { &*resumed_on };
-    exec.shared.no_preempt.store(level, Ordering::Relaxed);
-    compiler_fence(Ordering::SeqCst);
-    Some(exec)
+    // SAFETY: `my_sp` is ours, kept alive by `released`.
+    Some(unsafe { switch_direct(exec, my_sp, next, level) })
 }
 
 /// Whether `uaddr` (a futex word the running coroutine is about to wait
@@ -579,19 +570,37 @@ fn direct_yield_on(exec: &'static Executor) -> Option<&'static Executor> {
     // slots and ours to save before anyone else can run it.
     unsafe { exec.ident.save(&mut *me.ident.get()) };
     exec.push_ready(me);
+    // SAFETY: `my_sp` is ours, kept alive by the ready queue.
+    Some(unsafe { switch_direct(exec, my_sp, next, level) })
+}
+
+/// The switch of a direct yield or park: makes `next` the running
+/// coroutine and switches to it, saving our context at `my_sp`. Returns
+/// the executor we are resumed on, with our no-preempt `level` restored.
+///
+/// # Safety
+/// `my_sp` is the `sp` slot of the calling coroutine, kept alive by a
+/// reference outside this stack; `next` is a coroutine this executor owns
+/// the right to run (from `direct_next`).
+#[inline(always)]
+unsafe fn switch_direct(
+    exec: &'static Executor,
+    my_sp: *mut usize,
+    next: Task,
+    level: u32,
+) -> &'static Executor {
     let sp = exec.prepare_resume(next);
-    // SAFETY: `my_sp` belongs to the coroutine we run on (kept alive by
-    // the ready queue); `sp` is the suspended frame of a coroutine we own
-    // the right to run and that restores its own no-preempt level (it
-    // suspended through `suspend`/`direct_yield`, or is fresh and starts
-    // at level 0 in `coroutine_main`).
+    // SAFETY: caller for `my_sp`; `sp` is the suspended frame of a
+    // coroutine we own the right to run and that restores its own
+    // no-preempt level (it suspended through `suspend` or a direct switch,
+    // or is fresh and starts at level 0 in `coroutine_main`).
     let resumed_on =
         unsafe { arch::switch(my_sp, sp, exec as *const Executor as usize) } as *const Executor;
     // SAFETY: whoever resumes us passes its Executor.
     let exec = unsafe { &*resumed_on };
     exec.shared.no_preempt.store(level, Ordering::Relaxed);
     compiler_fence(Ordering::SeqCst);
-    Some(exec)
+    exec
 }
 
 /// Entry function of every coroutine (see asm/x86_64/entry.S).
