@@ -470,6 +470,16 @@ fn discover() -> Result<Layout, String> {
         [one] if in_block(*one, 16) && pristine_zero(*one) => Some(one.0),
         _ => None,
     };
+    if cb_tid.is_none() && !f.cb_context.is_empty() {
+        // crossbeam-channel is linked but its cached thread id cannot be
+        // swapped (several versions, or an unexpected layout): its
+        // channels then take two coroutines of one executor for one thread.
+        crate::sys::write_stderr(
+            b"coroutines: warning: crossbeam-channel's thread id cannot be made per coroutine \
+              (several crossbeam-channel versions linked?); a send between two coroutines of \
+              one executor may not wake the receiver. Use one crossbeam-channel version.\n",
+        );
+    }
     let mut alive_none = vec![ctx_off];
     alive_none.extend(
         f.cb_context
