@@ -36,8 +36,9 @@
 //! registered and not parked yet). Then it gets a window for good, so its
 //! address differs from every registration made with the executor's. Two
 //! window-less coroutines can thus never be sender and blocked receiver of
-//! one std channel on one executor; coroutines that only lock, sleep or do
-//! I/O never get a window. A coroutine that parks for I/O, a sleep, a join
+//! one std channel on one executor; a program that never blocks in a std
+//! channel or `thread::park` and is never preempted maps no window at all.
+//! A coroutine that parks for I/O, a sleep, a join
 //! or `coroutines::park` lends its window back to the pool meanwhile (no
 //! std channel wait can be in progress then; addresses computed through it
 //! stay valid, every window mapping the same pages), so windows number the
