@@ -303,6 +303,12 @@ struct Packet<T> {
     state: AtomicU8,
     result: UnsafeCell<Option<std::thread::Result<T>>>,
     waiter: UnsafeCell<Option<Waiter>>,
+    /// The body of a coroutine that could not start (no stack): kept here
+    /// so that whatever it captured is dropped with the packet — by the
+    /// joiner, in user context — not in the scheduler, where a `Drop` that
+    /// blocks would block the executor (a detached coroutine's packet still
+    /// goes with the scheduler's reference). Written like `result`.
+    orphan: UnsafeCell<Option<Box<dyn Send>>>,
 }
 
 const EMPTY: u8 = 0;
@@ -313,7 +319,9 @@ const FINISHED: u8 = 2;
 // FINISHED (Release) and read by the single JoinHandle after it sees
 // FINISHED (Acquire); `waiter` is written by the joiner before it publishes
 // WAITING (Release) and read by the coroutine only after its swap saw
-// WAITING (Acquire). T: Send moves the result between threads.
+// WAITING (Acquire). T: Send moves the result between threads. `orphan`
+// (Send) is written once by the coroutine's body before FINISHED and only
+// dropped with the packet, by its last owner.
 unsafe impl<T: Send> Sync for Packet<T> {}
 
 /// An owned permission to join a coroutine, like
@@ -453,10 +461,12 @@ impl Builder {
             state: AtomicU8::new(EMPTY),
             result: UnsafeCell::new(None),
             waiter: UnsafeCell::new(None),
+            orphan: UnsafeCell::new(None),
         });
         let their_packet = packet.clone();
         let name_for_error = self.name.clone();
         let body: Body = Box::new(move |no_stack: Option<io::Error>| {
+            let p = &*their_packet;
             let result = match no_stack {
                 None => std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)),
                 // The stack is allocated when the coroutine first runs (a
@@ -464,6 +474,9 @@ impl Builder {
                 // by finished coroutines serve new ones while they are hot);
                 // failing then, the error reaches `join` as the payload.
                 Some(e) => {
+                    // SAFETY: only this body writes `orphan`, before
+                    // FINISHED; the packet drops it (joiner's context).
+                    unsafe { *p.orphan.get() = Some(Box::new(f)) };
                     let msg = format!(
                         "coroutines: coroutine '{}' could not start: {e}",
                         name_for_error.as_deref().unwrap_or("<unnamed>")
@@ -471,7 +484,6 @@ impl Builder {
                     Err(Box::new(msg) as Box<dyn Any + Send>)
                 }
             };
-            let p = &*their_packet;
             // SAFETY: only this coroutine writes the result, before FINISHED.
             unsafe { *p.result.get() = Some(result) };
             let _np = sched::NoPreempt::new();

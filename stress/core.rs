@@ -500,13 +500,25 @@ fn stack_exhaustion_is_reported_at_join() {
         // SAFETY: plain setrlimit on this process.
         assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_AS, &lim) }, 0);
         let go = Arc::new(AtomicUsize::new(0));
+        // What a body that never ran captured is dropped by its joiner
+        // (here, this thread), not by an executor thread.
+        struct DropWhere(Arc<std::sync::Mutex<Vec<i32>>>);
+        impl Drop for DropWhere {
+            fn drop(&mut self) {
+                // SAFETY: gettid has no preconditions.
+                self.0.lock().unwrap().push(unsafe { libc::gettid() });
+            }
+        }
+        let dropped_on = Arc::new(std::sync::Mutex::new(Vec::new()));
         let hs: Vec<_> = (0..8)
             .map(|i| {
                 let go = go.clone();
+                let guard = DropWhere(dropped_on.clone());
                 coroutines::Builder::new()
                     .name(format!("big-{i}"))
                     .stack_size(1 << 30)
                     .spawn(move || {
+                        let _guard = guard;
                         // Stay alive (holding the stack) until all ran or failed.
                         while go.load(Ordering::SeqCst) == 0 {
                             coroutines::sleep(Duration::from_millis(1));
@@ -538,6 +550,15 @@ fn stack_exhaustion_is_reported_at_join() {
         assert!(
             failed > 0,
             "8 stacks of 1 GiB fit in 3 GiB of address space?"
+        );
+        // SAFETY: gettid has no preconditions.
+        let me = unsafe { libc::gettid() };
+        let on = dropped_on.lock().unwrap().clone();
+        assert_eq!(on.len(), 8, "every captured guard dropped once: {on:?}");
+        assert_eq!(
+            on.iter().filter(|&&t| t == me).count(),
+            failed,
+            "the bodies that never ran were dropped by their joiner: {on:?}"
         );
         // Still serving.
         assert_eq!(coroutines::spawn(|| 7).join().unwrap(), 7);
