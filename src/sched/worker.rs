@@ -506,7 +506,7 @@ pub(crate) fn yield_now_fast() -> bool {
 /// full-restore path, which must be entered from the scheduler) and could
 /// be started. None when the scheduler must decide: migration, the
 /// fairness tick (every 61st pick), nothing local.
-#[inline]
+#[inline(always)]
 fn direct_next(exec: &'static Executor) -> Option<(Task, bool)> {
     if exec.rt.config.migrate {
         return None;
@@ -912,7 +912,7 @@ impl Executor {
 
     /// Makes `task` the running coroutine of this executor (state, home,
     /// `current`, switch counter). The caller switches to it next.
-    #[inline]
+    #[inline(always)]
     fn prepare_resume(&self, task: Task) -> usize {
         let inner: &Inner = &task;
         self.idle_since.set(None);
