@@ -33,16 +33,17 @@
 //! switched in while a *risky* window-less sibling exists — one parked in
 //! its std parker (`thread::park`, std channel waits: it may be registered
 //! in a channel under the executor's addresses) or preempted (it may have
-//! registered and not parked yet). Then it gets a window for good, so its
-//! address differs from every registration made with the executor's. Two
+//! registered and not parked yet). Then it gets a window, so its address
+//! differs from every registration made with the executor's. Two
 //! window-less coroutines can thus never be sender and blocked receiver of
 //! one std channel on one executor; a program that never blocks in a std
 //! channel or `thread::park` and is never preempted maps no window at all.
-//! A coroutine that parks for I/O, a sleep, a join
-//! or `coroutines::park` lends its window back to the pool meanwhile (no
-//! std channel wait can be in progress then; addresses computed through it
-//! stay valid, every window mapping the same pages), so windows number the
-//! coroutines holding one *now*, not all that ever needed one.
+//! A coroutine keeps its window while it runs and while it waits in a
+//! futex or its parker, but lends it back to the pool while it parks for
+//! I/O, a sleep, a join or `coroutines::park` (no std channel wait can be
+//! in progress then; addresses computed through it stay valid, every
+//! window mapping the same pages), so windows number the coroutines
+//! holding one *now*, not all that ever needed one.
 //!
 //! Why the descriptor must stay private: glibc links threads through their
 //! descriptors, and a fork child unlinks the other threads — writes that
