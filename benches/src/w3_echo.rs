@@ -152,7 +152,7 @@ fn start_server(rt: Runtime) -> io::Result<SocketAddr> {
             // Detached: the handle is dropped, the accept loop never ends.
             drop(coroutines::spawn(move || {
                 std_accept_loop(listener, |s| {
-                    drop(coroutines::spawn(move || std_echo(s)));
+                    drop(coroutines::spawn(move || echo(s)));
                 })
             }));
             Ok(addr)
@@ -162,7 +162,7 @@ fn start_server(rt: Runtime) -> io::Result<SocketAddr> {
             let addr = listener.local_addr()?;
             std::thread::spawn(move || {
                 std_accept_loop(listener, |s| {
-                    std::thread::spawn(move || std_echo(s));
+                    std::thread::spawn(move || echo(s));
                 })
             });
             Ok(addr)
@@ -175,7 +175,7 @@ fn start_server(rt: Runtime) -> io::Result<SocketAddr> {
                 for s in listener.incoming() {
                     match s {
                         Ok(s) => {
-                            may::go!(move || may_echo(s));
+                            may::go!(move || echo(s));
                         }
                         Err(e) => eprintln!("W3 may accept: {e}"),
                     }
@@ -216,24 +216,9 @@ fn std_accept_loop(listener: TcpListener, mut serve: impl FnMut(TcpStream)) {
     }
 }
 
-/// Echo until EOF with std blocking I/O (coroutines, threads).
-fn std_echo(mut s: TcpStream) {
-    let mut buf = [0u8; 1024];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => return,
-            Ok(n) => {
-                if s.write_all(&buf[..n]).is_err() {
-                    return;
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return,
-        }
-    }
-}
-
-fn may_echo(mut s: may::net::TcpStream) {
+/// Echo until EOF with blocking `Read`/`Write` (std's stream for
+/// coroutines and threads, may's own stream for may).
+fn echo<S: Read + Write>(mut s: S) {
     let mut buf = [0u8; 1024];
     loop {
         match s.read(&mut buf) {

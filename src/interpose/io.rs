@@ -553,33 +553,29 @@ pub(crate) fn pipe2(fds: *mut i32, flags: i32) -> i32 {
     r
 }
 
+/// The plain ppoll(2) system call on the caller's `n` pollfds at `fds`
+/// (libc convention); `t` None waits forever.
+fn raw_ppoll(fds: usize, n: u64, t: Option<Duration>) -> i32 {
+    let ts = t.map(|d| libc::timespec {
+        tv_sec: d.as_secs() as i64,
+        tv_nsec: d.subsec_nanos() as i64,
+    });
+    let tsp = ts
+        .as_ref()
+        .map_or(0, |t| t as *const libc::timespec as usize);
+    // SAFETY: the caller's pollfd array (valid for the call, by poll's
+    // contract; the offload path keeps the caller parked); our own
+    // timespec copy.
+    to_libc(unsafe { sys::syscall6(libc::SYS_ppoll as usize, fds, n as usize, tsp, 0, 8, 0) })
+        as i32
+}
+
 /// poll(2). In a coroutine with a non-zero timeout: when every fd is a
 /// socket/pipe the reactor manages, park on their registrations; else run
 /// the poll on a helper thread.
 pub(crate) fn poll(fds: *mut libc::pollfd, n: u64, timeout: Option<Duration>) -> i32 {
-    let raw = |t: Option<Duration>| -> i32 {
-        let ts = t.map(|d| libc::timespec {
-            tv_sec: d.as_secs() as i64,
-            tv_nsec: d.subsec_nanos() as i64,
-        });
-        let tsp = ts
-            .as_ref()
-            .map_or(0, |t| t as *const libc::timespec as usize);
-        // SAFETY: the caller's pollfd array; our own timespec copy.
-        to_libc(unsafe {
-            sys::syscall6(
-                libc::SYS_ppoll as usize,
-                fds as usize,
-                n as usize,
-                tsp,
-                0,
-                8,
-                0,
-            )
-        }) as i32
-    };
     if timeout == Some(Duration::ZERO) || !sched::in_coroutine_user_code() {
-        return raw(timeout);
+        return raw_ppoll(fds as usize, n, timeout);
     }
     let np = NoPreempt::new();
     // SAFETY: the caller passes `n` valid pollfds.
@@ -594,19 +590,8 @@ pub(crate) fn poll(fds: *mut libc::pollfd, n: u64, timeout: Option<Duration>) ->
             _ => {
                 drop(np);
                 let (fdsu, nn) = (fds as usize, n);
-                return super::offload::offload(move || {
-                    let ts = timeout.map(|d| libc::timespec {
-                        tv_sec: d.as_secs() as i64,
-                        tv_nsec: d.subsec_nanos() as i64,
-                    });
-                    let tsp = ts
-                        .as_ref()
-                        .map_or(0, |t| t as *const libc::timespec as usize);
-                    // SAFETY: as above; the coroutine is parked meanwhile.
-                    to_libc(unsafe {
-                        sys::syscall6(libc::SYS_ppoll as usize, fdsu, nn as usize, tsp, 0, 8, 0)
-                    }) as i32
-                });
+                // The coroutine (and its pollfd array) is parked meanwhile.
+                return super::offload::offload(move || raw_ppoll(fdsu, nn, timeout));
             }
         }
     }
@@ -619,7 +604,7 @@ pub(crate) fn poll(fds: *mut libc::pollfd, n: u64, timeout: Option<Duration>) ->
                 list.push((reg, Dir::Write, gen, reg.seq(Dir::Write)));
             }
         }
-        let r = raw(Some(Duration::ZERO));
+        let r = raw_ppoll(fds as usize, n, Some(Duration::ZERO));
         if r != 0 {
             return r;
         }
