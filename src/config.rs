@@ -88,6 +88,35 @@ pub struct Config {
     pub migrate: bool,
     /// No-progress time after which an executor counts as blocked.
     pub blocked_after: Duration,
+    /// Where `thread_local!` values live: per coroutine (the default) or
+    /// shared by the coroutines of one executor.
+    pub thread_locals: ThreadLocals,
+}
+
+/// Where thread-local values live inside coroutines
+/// (`COROUTINES_THREAD_LOCALS`, [`RuntimeBuilder::thread_locals`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThreadLocals {
+    /// Each coroutine has its own thread-local storage, as each thread
+    /// does: `thread_local!` values (std's, tokio's, rayon's, tracing's,
+    /// yours) and libc's per-thread state (errno, pthread keys) start
+    /// fresh in every coroutine and their destructors run when it
+    /// finishes. Needs glibc 2.36 on x86-64 with FSGSBASE; checked at
+    /// start, with one line on stderr and [`ThreadLocals::Shared`]
+    /// otherwise.
+    PerCoroutine,
+    /// Coroutines of one executor share its thread-locals (only std's
+    /// thread identity is swapped). The fallback, and a way to measure
+    /// what per-coroutine storage costs.
+    Shared,
+}
+
+impl ThreadLocals {
+    /// Whether [`ThreadLocals::PerCoroutine`] is in force in the running
+    /// runtime (requested and available). False before the runtime starts.
+    pub fn per_coroutine_active() -> bool {
+        crate::sched::tls_enabled()
+    }
 }
 
 const WORKERS_FORMS: &str = "a whole number of executors from 1 to 1024, e.g. 4";
@@ -99,6 +128,7 @@ const SLICE_FORMS: &str =
     "a duration with a unit between 50us and 10s, e.g. 500us, 2ms, 1s, or `off`";
 const BLOCKED_FORMS: &str = "a duration with a unit between 1ms and 60s, e.g. 20ms, 1s";
 const BOOL_FORMS: &str = "1, 0, true or false";
+const TLS_FORMS: &str = "`coroutine` (each coroutine has its own thread-locals) or `shared` (coroutines of one executor share them)";
 
 fn invalid(source: &'static str, value: &str, expected: &'static str) -> ConfigError {
     ConfigError::Invalid {
@@ -217,6 +247,7 @@ pub struct RuntimeBuilder {
     time_slice: Option<Option<Duration>>,
     migrate: Option<bool>,
     blocked_after: Option<Duration>,
+    thread_locals: Option<ThreadLocals>,
 }
 
 impl RuntimeBuilder {
@@ -279,6 +310,14 @@ impl RuntimeBuilder {
     /// no library it calls does either.
     pub unsafe fn allow_migration(mut self, yes: bool) -> Self {
         self.migrate = Some(yes);
+        self
+    }
+
+    /// Where thread-local values live inside coroutines. Overrides
+    /// `COROUTINES_THREAD_LOCALS` (`coroutine` or `shared`). Default:
+    /// [`ThreadLocals::PerCoroutine`].
+    pub fn thread_locals(mut self, mode: ThreadLocals) -> Self {
+        self.thread_locals = Some(mode);
         self
     }
 
@@ -381,6 +420,17 @@ impl RuntimeBuilder {
                 None => DEFAULT_BLOCKED_AFTER,
             },
         };
+        let thread_locals = match self.thread_locals {
+            Some(m) => m,
+            None => match env_var("COROUTINES_THREAD_LOCALS", TLS_FORMS)? {
+                Some(v) => match v.trim() {
+                    "coroutine" => ThreadLocals::PerCoroutine,
+                    "shared" => ThreadLocals::Shared,
+                    _ => return Err(invalid("COROUTINES_THREAD_LOCALS", &v, TLS_FORMS)),
+                },
+                None => ThreadLocals::PerCoroutine,
+            },
+        };
         Ok(Config {
             workers,
             max_workers,
@@ -388,6 +438,7 @@ impl RuntimeBuilder {
             time_slice,
             migrate,
             blocked_after,
+            thread_locals,
         })
     }
 }

@@ -87,6 +87,11 @@ pub(crate) struct Inner {
     pub(crate) window: UnsafeCell<usize>,
     /// Counted in its executor's `risky` (sched/worker.rs). Owner only.
     pub(crate) risky: AtomicBool,
+    /// Thread pointer of the coroutine's TLS block (sched/tls.rs), 0 while
+    /// it has none (never ran, or thread-locals are shared). Written at
+    /// first run and read at switches by the executor owning the right to
+    /// run it.
+    pub(crate) tls: UnsafeCell<usize>,
 }
 
 // SAFETY: the UnsafeCell fields are only touched by the single party that
@@ -467,6 +472,7 @@ impl Builder {
         let name_for_error = self.name.clone();
         let body: Body = Box::new(move |no_stack: Option<io::Error>| {
             let p = &*their_packet;
+            let started = no_stack.is_none();
             let result = match no_stack {
                 None => std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)),
                 // The stack is allocated when the coroutine first runs (a
@@ -484,6 +490,11 @@ impl Builder {
                     Err(Box::new(msg) as Box<dyn Any + Send>)
                 }
             };
+            // As for a thread: the coroutine's thread-local destructors run
+            // before `join` can return (its own block: sched/tls.rs).
+            if started && sched::tls_enabled() {
+                sched::run_tls_destructors();
+            }
             // SAFETY: only this coroutine writes the result, before FINISHED.
             unsafe { *p.result.get() = Some(result) };
             let _np = sched::NoPreempt::new();
@@ -511,6 +522,7 @@ impl Builder {
             ident: UnsafeCell::new([0; 4]),
             window: UnsafeCell::new(0),
             risky: AtomicBool::new(false),
+            tls: UnsafeCell::new(0),
         });
         let coroutine = Coroutine {
             inner: inner.clone(),

@@ -95,7 +95,7 @@ mod stack;
 mod stats;
 mod sys;
 
-pub use config::{Config, ConfigError, RuntimeBuilder};
+pub use config::{Config, ConfigError, RuntimeBuilder, ThreadLocals};
 pub use coroutine::{
     current, park, park_timeout, run, sleep, spawn, try_current, yield_now, Builder, Coroutine,
     CoroutineId, JoinHandle,

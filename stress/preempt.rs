@@ -506,11 +506,27 @@ thread_local! {
 
 #[test]
 fn thread_local_borrow_across_preemption() {
-    const NAME: &str = "thread_local_borrow_across_preemption";
-    if !is_child(NAME) {
+    thread_local_borrow("thread_local_borrow_across_preemption", "coroutine");
+}
+
+#[test]
+fn thread_local_borrow_across_preemption_shared_tls() {
+    thread_local_borrow("thread_local_borrow_across_preemption_shared_tls", "shared");
+}
+
+/// A coroutine holds a `RefCell` borrow of a thread-local while it is
+/// preempted. With per-coroutine thread-locals a sibling borrows its own
+/// value meanwhile; with shared ones it runs into the borrow and fails
+/// cleanly (a panic it catches), never into undefined behaviour.
+fn thread_local_borrow(name: &str, tls: &str) {
+    if !is_child(name) {
         let out = run_child(
-            NAME,
-            &[("COROUTINES_WORKERS", "1"), ("COROUTINES_SLICE", "100us")],
+            name,
+            &[
+                ("COROUTINES_WORKERS", "1"),
+                ("COROUTINES_SLICE", "100us"),
+                ("COROUTINES_THREAD_LOCALS", tls),
+            ],
         );
         print!("{out}");
         return;
@@ -525,8 +541,8 @@ fn thread_local_borrow_across_preemption() {
             let mut g = s.borrow_mut();
             h2.store(true, Ordering::Relaxed);
             let t = Instant::now();
-            // At least 100 ms, and until the contender ran into the borrow
-            // once (a heavily loaded machine may delay the first
+            // At least 100 ms, and until the contender borrowed once while
+            // we hold ours (a heavily loaded machine may delay the first
             // preemption), at most 10 s.
             while t.elapsed() < Duration::from_millis(100)
                 || (!c2.load(Ordering::Relaxed) && t.elapsed() < Duration::from_secs(10))
@@ -548,10 +564,10 @@ fn thread_local_borrow_across_preemption() {
             // A sibling holds the borrow: borrowing must fail cleanly.
             match std::panic::catch_unwind(|| SCRATCH.with(|s| s.borrow_mut().len())) {
                 Ok(_) => ok += 1,
-                Err(_) => {
-                    conflicts += 1;
-                    c3.store(true, Ordering::Relaxed);
-                }
+                Err(_) => conflicts += 1,
+            }
+            if !d3.load(Ordering::Relaxed) {
+                c3.store(true, Ordering::Relaxed); // ran while the holder held
             }
         }
         (conflicts, ok)
@@ -559,11 +575,18 @@ fn thread_local_borrow_across_preemption() {
     holder.join().unwrap();
     let (conflicts, ok) = contender.join().unwrap();
     let _ = std::panic::take_hook();
-    println!("thread_local: {conflicts} clean borrow panics, {ok} borrows after release");
-    assert!(
-        conflicts > 0,
-        "the contender never ran while the holder was preempted"
-    );
+    println!("thread_local: {conflicts} clean borrow panics, {ok} clean borrows");
+    if coroutines::ThreadLocals::per_coroutine_active() {
+        assert_eq!(tls, "coroutine");
+        assert_eq!(conflicts, 0, "a sibling saw another coroutine's borrow");
+        assert!(ok > 0, "the contender never ran while the holder was preempted");
+    } else {
+        assert_eq!(tls, "shared");
+        assert!(
+            conflicts > 0,
+            "the contender never ran while the holder was preempted"
+        );
+    }
 }
 
 #[test]

@@ -21,6 +21,17 @@ fn in_child(name: &str, env: &[(&str, &str)], body: impl FnOnce()) {
 }
 
 const ONE: &[(&str, &str)] = &[("COROUTINES_WORKERS", "1")];
+/// One executor, thread-locals shared by its coroutines (the fallback
+/// mode: std identity swapping and TLS alias windows at work).
+const ONE_SHARED: &[(&str, &str)] = &[
+    ("COROUTINES_WORKERS", "1"),
+    ("COROUTINES_THREAD_LOCALS", "shared"),
+];
+
+/// Whether this process runs with thread-locals shared per executor.
+fn shared_tls() -> bool {
+    !coroutines::ThreadLocals::per_coroutine_active()
+}
 
 #[test]
 fn mutex_held_across_sleep_and_yield() {
@@ -647,7 +658,16 @@ fn stdout_lock_is_not_reentered_by_a_sibling() {
 
 #[test]
 fn mpsc_ping_pong_one_executor() {
-    in_child("mpsc_ping_pong_one_executor", ONE, || {
+    mpsc_ping_pong("mpsc_ping_pong_one_executor", ONE);
+}
+
+#[test]
+fn mpsc_ping_pong_one_executor_shared_tls() {
+    mpsc_ping_pong("mpsc_ping_pong_one_executor_shared_tls", ONE_SHARED);
+}
+
+fn mpsc_ping_pong(name: &str, env: &[(&str, &str)]) {
+    in_child(name, env, || {
         // Sender and blocked receiver on the same executor: std's channel
         // skips waking a receiver registered from "the same thread" (by
         // thread-local address), so this needs per-coroutine addresses.
@@ -694,7 +714,11 @@ fn mpsc_ping_pong_one_executor() {
         // Windows are lazy: only coroutines switched in while a window-less
         // one waits in its std parker get one.
         let w = coroutines::stats().tls_windows;
-        assert!((1..=8).contains(&w), "tls_windows = {w}");
+        if shared_tls() {
+            assert!((1..=8).contains(&w), "tls_windows = {w}");
+        } else {
+            assert_eq!(w, 0, "per-coroutine thread-locals need no window");
+        }
     });
 }
 
@@ -729,7 +753,7 @@ fn mpsc_many_receivers_one_executor() {
 fn thread_local_values_per_executor_addresses_per_coroutine() {
     in_child(
         "thread_local_values_per_executor_addresses_per_coroutine",
-        ONE,
+        ONE_SHARED,
         || {
             use std::cell::Cell;
             thread_local! {
@@ -823,12 +847,29 @@ fn fork_from_a_coroutine() {
 
 #[test]
 fn mpsc_and_park_under_preemption_one_executor() {
+    mpsc_and_park_under_preemption("mpsc_and_park_under_preemption_one_executor", "coroutine");
+}
+
+#[test]
+fn mpsc_and_park_under_preemption_one_executor_shared_tls() {
+    mpsc_and_park_under_preemption(
+        "mpsc_and_park_under_preemption_one_executor_shared_tls",
+        "shared",
+    );
+}
+
+fn mpsc_and_park_under_preemption(name: &str, tls: &str) {
     // One executor with a 100 µs slice and two CPU hogs: coroutines blocked
-    // in std channels and thread::park are preempted around their waits,
-    // get TLS windows lazily and resume through the full-restore path.
+    // in std channels and thread::park are preempted around their waits
+    // and resume through the full-restore path (with shared thread-locals
+    // they get TLS windows lazily).
     in_child(
-        "mpsc_and_park_under_preemption_one_executor",
-        &[("COROUTINES_WORKERS", "1"), ("COROUTINES_SLICE", "100us")],
+        name,
+        &[
+            ("COROUTINES_WORKERS", "1"),
+            ("COROUTINES_SLICE", "100us"),
+            ("COROUTINES_THREAD_LOCALS", tls),
+        ],
         || {
             use std::sync::atomic::AtomicBool;
             let stop = Arc::new(AtomicBool::new(false));
@@ -891,7 +932,11 @@ fn mpsc_and_park_under_preemption_one_executor() {
             }
             let s = coroutines::stats();
             assert!(s.preemptions > 0, "no preemption happened: {s:?}");
-            assert!(s.tls_windows >= 1, "no TLS window was needed: {s:?}");
+            if shared_tls() {
+                assert!(s.tls_windows >= 1, "no TLS window was needed: {s:?}");
+            } else {
+                assert_eq!(s.tls_windows, 0, "{s:?}");
+            }
         },
     );
 }
@@ -966,7 +1011,7 @@ fn windows_lent_out_during_sleeps_keep_channels_working() {
     // again when they wake. The collector keeps its window while it waits.
     in_child(
         "windows_lent_out_during_sleeps_keep_channels_working",
-        ONE,
+        ONE_SHARED,
         || {
             let (bg_tx, bg_rx) = mpsc::channel::<()>();
             let bg = coroutines::spawn(move || bg_rx.recv().is_err());

@@ -5,15 +5,27 @@
 // exit). The preemption path (src/preempt) re-enters the second half,
 // `coroutines_switch_restore`, from a rewritten signal context.
 //
-// extern "C" fn coroutines_switch(save_sp: *mut usize, new_sp: usize, arg: usize) -> usize
+// extern "C" fn coroutines_switch(save_sp: *mut usize, new_sp: usize, arg: usize,
+//                                  new_fs: usize) -> usize
 //
 // On entry:  RDI = where to store the suspended side's stack pointer
 //            RSI = stack pointer of the side to resume (a frame built by this
 //                  routine, by arch::init_stack, or by the preemption handler)
 //            RDX = value handed to the resumed side (it returns it in RAX)
+//            RCX = thread pointer (FS base) of the side to resume, or 0 to
+//                  keep the current one (thread-locals shared per executor)
 // On exit (in the resumed side): RBX, RBP, R12-R15, RSP, MXCSR (control and
-//            status bits), x87 control word restored; RAX = the RDX passed by
-//            whoever resumed us.
+//            status bits), x87 control word restored; FS base = RCX if it
+//            was not 0; RAX = the RDX passed by whoever resumed us.
+//
+// Thread pointer: with per-coroutine thread-locals (src/sched/tls.rs) each
+// side has its own. It is loaded here, after the stack is switched and
+// before the resumed side runs any instruction of its own, so Rust code
+// never runs with another side's thread pointer (the compiler may keep
+// thread-local addresses across the call). `wrfsbase` needs FSGSBASE,
+// checked at start before any caller passes a non-zero RCX. The
+// preemption handler lands in the scheduler through
+// coroutines_preempt_land (end of this file), which loads the carrier's.
 //
 // Saved deliberately: exactly what the SysV ABI makes callee-saved. The
 // MXCSR rounding/exception-mask bits and the x87 control word are
@@ -60,6 +72,9 @@
     .type coroutines_switch,@function
     .p2align 4
 coroutines_switch:
+    // RCX is needed as scratch below: keep the new thread pointer in R9
+    // (caller-saved, not an argument of this routine).
+    mov r9, rcx
     // Save the callee-saved GPRs of the side that is leaving.
     push rbp
     push rbx
@@ -82,6 +97,11 @@ coroutines_switch:
     // Publish our stack pointer, then adopt the other side's stack.
     mov [rdi], rsp
     mov rsp, rsi
+    // The resumed side's thread pointer, if it has its own.
+    test r9, r9
+    jz 3f
+    wrfsbase r9
+3:
     // Hand the argument over: the resumed side returns it.
     mov rax, rdx
     // Fast path: loading MXCSR/FCW is slow (partly serialising), and both
@@ -110,6 +130,20 @@ coroutines_switch_restore:
     pop rbx
     pop rbp
     ret
+
+    // Preemption landing (src/preempt/signal.rs): the handler rewrites the
+    // interrupted context to resume here, on the scheduler's stack (RSP =
+    // its suspended frame) with RDI = the carrier's thread pointer, or 0
+    // when thread-locals are shared. sigreturn does not restore the FS
+    // base, so the coroutine's is still loaded: put the carrier's back
+    // before the scheduler runs. Inside [coroutines_switch,
+    // coroutines_switch_end): the handler never preempts here.
+    .globl coroutines_preempt_land
+coroutines_preempt_land:
+    test rdi, rdi
+    jz coroutines_switch_restore
+    wrfsbase rdi
+    jmp coroutines_switch_restore
     .globl coroutines_switch_end
 coroutines_switch_end:
     .size coroutines_switch, coroutines_switch_end - coroutines_switch

@@ -39,9 +39,10 @@ pub(crate) const INITIAL_CTRL: u64 = 0x1f80 | (0x037f << 32);
 
 extern "C" {
     /// See `asm/x86_64/switch.S`.
-    fn coroutines_switch(save_sp: *mut usize, new_sp: usize, arg: usize) -> usize;
+    fn coroutines_switch(save_sp: *mut usize, new_sp: usize, arg: usize, new_fs: usize) -> usize;
+    /// See `asm/x86_64/switch.S`: where the preemption handler lands.
+    pub(crate) fn coroutines_preempt_land() -> !;
     fn coroutines_entry() -> !;
-    pub(crate) fn coroutines_switch_restore() -> !;
     fn coroutines_switch_end();
     /// See `asm/x86_64/resume.S`: full restore of a preempted context.
     pub(crate) fn coroutines_restore_full() -> !;
@@ -60,15 +61,24 @@ pub(crate) type EntryFn = unsafe extern "C" fn(arg: usize, resume_arg: usize) ->
 /// `new_sp` must be a suspended frame (from a previous switch, from
 /// [`init_stack`] or from the preemption handler) that nobody else resumes,
 /// on a stack that stays mapped while it runs. `save_sp` must stay valid
-/// until the saved value is consumed.
+/// until the saved value is consumed. `new_fs` is 0 or the thread pointer
+/// the resumed side runs with (a live TLS block of that side, or the
+/// carrier's own), and FSGSBASE is usable (sched/tls.rs discovery).
 // Inlined: the call itself is the switch; an extra Rust frame would only
 // cost a call/ret pair and confuse the return-address predictor.
 #[inline(always)]
-pub(crate) unsafe fn switch(save_sp: *mut usize, new_sp: usize, arg: usize) -> usize {
+pub(crate) unsafe fn switch(
+    save_sp: *mut usize,
+    new_sp: usize,
+    arg: usize,
+    new_fs: usize,
+) -> usize {
     // SAFETY: forwarded contract; the assembly saves and restores every
     // register the ABI makes callee-saved, so the call behaves like an
-    // ordinary extern "C" call to the compiler.
-    unsafe { coroutines_switch(save_sp, new_sp, arg) }
+    // ordinary extern "C" call to the compiler. `new_fs` (when not 0) is
+    // the resumed side's own thread pointer (caller's contract), loaded
+    // before that side runs.
+    unsafe { coroutines_switch(save_sp, new_sp, arg, new_fs) }
 }
 
 /// Builds the initial suspended frame of a fresh coroutine at the top of a

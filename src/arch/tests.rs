@@ -22,7 +22,7 @@ unsafe extern "C" fn entry(arg: usize, first: usize) -> ! {
                 "ldmxcsr [rsp]",
                 "add rsp, 8"
             );
-            got = switch(&mut (*st).co_sp, (*st).sched_sp, 1);
+            got = switch(&mut (*st).co_sp, (*st).sched_sp, 1, 0);
         }
     }
 }
@@ -49,7 +49,7 @@ fn smoke_switch_round_trips() {
     for i in 0..1000usize {
         let co = st.co_sp;
         // SAFETY: `co` is a suspended frame on `stack`, resumed once.
-        let r = unsafe { switch(&mut st.sched_sp, co, 10 + i) };
+        let r = unsafe { switch(&mut st.sched_sp, co, 10 + i, 0) };
         assert_eq!(r, 1);
         assert_eq!(mxcsr(), before, "MXCSR leaked from the coroutine");
     }

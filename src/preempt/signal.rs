@@ -344,9 +344,12 @@ unsafe fn preempt_here(exec: &Executor, ctx: *mut libc::c_void) -> Result<(), De
     // SAFETY: sched_sp holds the scheduler's suspended frame while a
     // coroutine runs; it is resumed exactly once, by our return.
     let sched_sp = unsafe { *exec.sched_sp.get() };
+    // Land through coroutines_preempt_land, which loads the carrier's
+    // thread pointer (RDI; 0 = unchanged) before the scheduler runs.
     regs.redirect(
-        arch::coroutines_switch_restore as *const () as usize,
+        arch::coroutines_preempt_land as *const () as usize,
         sched_sp,
+        exec.sched_fs(),
     );
     Ok(())
 }

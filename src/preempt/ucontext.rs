@@ -135,9 +135,11 @@ impl Regs<'_> {
         sa.target = 0;
     }
 
-    /// Signal context: makes the handler's return land at `rip` with stack `rsp` and the
-    /// direction flag clear (the ABI state at a call boundary).
-    pub(crate) fn redirect(&mut self, rip: usize, rsp: usize) {
+    /// Signal context: makes the handler's return land at `rip` with stack
+    /// `rsp`, RDI = `rdi` (the landing code's argument) and the direction
+    /// flag clear (the ABI state at a call boundary).
+    pub(crate) fn redirect(&mut self, rip: usize, rsp: usize, rdi: usize) {
+        self.gregs[libc::REG_RDI as usize] = rdi as i64;
         self.gregs[libc::REG_RIP as usize] = rip as i64;
         self.gregs[libc::REG_RSP as usize] = rsp as i64;
         self.gregs[libc::REG_EFL as usize] &= !0x400;

@@ -49,6 +49,7 @@ mod blocked;
 mod identity;
 mod idle;
 mod runtime;
+mod tls;
 mod worker;
 
 #[allow(unused_imports)]
@@ -59,6 +60,7 @@ pub(crate) use runtime::Runtime;
 pub(crate) use runtime::{
     runtime, schedule, spawn_task, start_with, try_runtime as try_runtime_pub,
 };
+pub(crate) use tls::{enabled as tls_enabled, run_exit_destructors as run_tls_destructors};
 pub(crate) use worker::fork_on_executor;
 #[allow(unused_imports)]
 pub(crate) use worker::{

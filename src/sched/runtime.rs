@@ -86,6 +86,10 @@ fn start_slow(config: Option<Config>) -> Result<&'static Runtime, ConfigError> {
     if let Err(msg) = crate::interpose::futex::check_linked() {
         crate::sys::fatal(msg);
     }
+    // Before any executor starts: they are built for one mode or the other.
+    if super::tls::enable(config.thread_locals == crate::config::ThreadLocals::PerCoroutine) {
+        crate::stack::set_reserved_top(super::tls::layout().span());
+    }
     crate::stack::install_overflow_handler();
     crate::stack::set_current_name_fn(worker::current_name_raw);
     let mut workers = Vec::with_capacity(config.max_workers);
@@ -176,7 +180,7 @@ impl Runtime {
                 // SAFETY: joinable thread created by `spawn_on`, joined once.
                 unsafe { libc::pthread_join(old, std::ptr::null_mut()) };
             }
-            if slot.stack.is_none() {
+            if slot.stack.is_none() && !super::tls::enabled() {
                 match ThreadStack::new(EXECUTOR_STACK) {
                     Ok(s) => slot.stack = Some(s),
                     Err(e) => warn_plain_stack(&e),

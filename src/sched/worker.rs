@@ -58,6 +58,7 @@ use super::alias::{StackInfo, ThreadStack, Windows};
 use super::identity::{self, Slots};
 use super::idle::Parker;
 use super::runtime::Runtime;
+use super::tls;
 use crate::arch;
 use crate::coroutine::{Inner, Task, DONE, NO_HOME, PARKED, RUNNABLE, RUNNING, STATE_MASK};
 
@@ -227,6 +228,14 @@ pub(crate) struct Executor {
     /// their std parker, or preempted): while any exists, a window-less
     /// coroutine being switched in gets a window first (alias.rs).
     risky: Cell<u32>,
+    /// This OS thread's own thread pointer and libc errno address (the
+    /// carrier's: sched/tls.rs), and its thread id.
+    carrier_tp: usize,
+    carrier_errno: usize,
+    tid: i32,
+    /// What a switch to the scheduler loads as thread pointer: the
+    /// carrier's with per-coroutine thread-locals, else 0 (unchanged).
+    sched_fs: usize,
 }
 
 thread_local! {
@@ -251,6 +260,33 @@ pub(crate) fn current_executor() -> Option<&'static Executor> {
 #[inline]
 pub(crate) fn current_executor_raw() -> *const Executor {
     EXECUTOR.try_with(|e| e.get()).unwrap_or(std::ptr::null())
+}
+
+impl Executor {
+    /// The thread pointer the scheduler runs with (0: thread-locals are
+    /// shared and nothing changes it). Read by the preemption handler.
+    #[inline(always)]
+    pub(crate) fn sched_fs(&self) -> usize {
+        self.sched_fs
+    }
+}
+
+/// Address of the calling thread's `EXECUTOR` slot (tls.rs discovery:
+/// its offset from the thread pointer is the same in every TLS block).
+pub(crate) fn executor_slot_addr() -> usize {
+    EXECUTOR.with(|e| e as *const Cell<*const Executor> as usize)
+}
+
+/// Signal context: the carrier thread pointer of this thread's executor,
+/// or 0 on other threads.
+pub(crate) fn carrier_tp_raw() -> usize {
+    let p = current_executor_raw();
+    // SAFETY: see `current_executor`; `carrier_tp` is immutable.
+    if p.is_null() {
+        0
+    } else {
+        unsafe { (*p).carrier_tp }
+    }
 }
 
 /// The shared half of the calling thread's executor.
@@ -365,8 +401,8 @@ fn suspend(_np: &NoPreempt, action: Action) {
     // SAFETY: we run on coroutine `co`'s stack; its `sp` slot is ours to
     // write while we own the right to run it; the scheduler context is
     // suspended at `sched_sp` and resumed exactly once here.
-    let resumed_on =
-        unsafe { arch::switch((*co).sp.get(), *exec.sched_sp.get(), 0) } as *const Executor;
+    let resumed_on = unsafe { arch::switch((*co).sp.get(), *exec.sched_sp.get(), 0, exec.sched_fs) }
+        as *const Executor;
     // SAFETY: the scheduler passes its own Executor pointer when resuming.
     let exec = unsafe { &*resumed_on };
     exec.shared.no_preempt.store(level, Ordering::Relaxed);
@@ -532,8 +568,16 @@ fn direct_next(exec: &'static Executor) -> Option<(Task, bool)> {
             }
         }
     };
-    if next.preempted.load(Ordering::Relaxed) {
-        exec.next.set(Some(next));
+    // A coroutine that never ran is started from the scheduler when it
+    // needs a TLS block: the stack cache is the carrier's thread-local.
+    // SAFETY: owner thread; `sp` is 0 only before the first run.
+    if next.preempted.load(Ordering::Relaxed) || (tls::enabled() && unsafe { *next.sp.get() } == 0)
+    {
+        if took_slot {
+            exec.next.set(Some(next));
+        } else {
+            exec.push_woken(next); // back to the front of `ready`
+        }
         return None;
     }
     if !ensure_started(exec, &next) {
@@ -589,13 +633,20 @@ unsafe fn switch_direct(
     next: Task,
     level: u32,
 ) -> &'static Executor {
-    let sp = exec.prepare_resume(next);
+    // The side running now: this coroutine's block, if it has one.
+    let from_errno = if exec.sched_fs != 0 {
+        tls::layout().errno_of(tls::read_fs_base())
+    } else {
+        0
+    };
+    let (sp, fs) = exec.prepare_resume(next, from_errno);
     // SAFETY: caller for `my_sp`; `sp` is the suspended frame of a
     // coroutine we own the right to run and that restores its own
     // no-preempt level (it suspended through `suspend` or a direct switch,
-    // or is fresh and starts at level 0 in `coroutine_main`).
+    // or is fresh and starts at level 0 in `coroutine_main`); `fs` is its
+    // block (or 0).
     let resumed_on =
-        unsafe { arch::switch(my_sp, sp, exec as *const Executor as usize) } as *const Executor;
+        unsafe { arch::switch(my_sp, sp, exec as *const Executor as usize, fs) } as *const Executor;
     // SAFETY: whoever resumes us passes its Executor.
     let exec = unsafe { &*resumed_on };
     exec.shared.no_preempt.store(level, Ordering::Relaxed);
@@ -911,9 +962,12 @@ impl Executor {
     }
 
     /// Makes `task` the running coroutine of this executor (state, home,
-    /// `current`, switch counter). The caller switches to it next.
+    /// `current`, switch counter, its TLS block's carrier-bound words).
+    /// The caller switches to it next: returns its saved stack pointer and
+    /// thread pointer (0: unchanged). `from_errno`: errno address of the
+    /// side running now (carrier or coroutine block; 0 without blocks).
     #[inline(always)]
-    fn prepare_resume(&self, task: Task) -> usize {
+    fn prepare_resume(&self, task: Task, from_errno: usize) -> (usize, usize) {
         let inner: &Inner = &task;
         self.idle_since.set(None);
         if inner.state.load(Ordering::Relaxed) & STATE_MASK == RUNNABLE {
@@ -949,9 +1003,19 @@ impl Executor {
             self.windows.enter(*inner.window.get());
             *inner.sp.get()
         };
+        // SAFETY: owner thread, the coroutine is not running: its block is
+        // ours to update (tls.rs, switch-in).
+        let fs = unsafe { *inner.tls.get() };
+        if fs != 0 {
+            // SAFETY: a live block of a coroutine not running anywhere;
+            // `from_errno` is the running side's (caller).
+            unsafe {
+                tls::layout().switch_in(fs, self as *const Executor as usize, self.tid, from_errno)
+            };
+        }
         // SAFETY: owner thread; `running` is only touched around switches.
         unsafe { *self.running.get() = Some(task) };
-        sp
+        (sp, fs)
     }
 
     fn run_task(&self, task: Task) {
@@ -964,17 +1028,34 @@ impl Executor {
         if !ensure_started(self, &task) {
             return;
         }
-        let sp = self.prepare_resume(task);
+        let (sp, fs) = self.prepare_resume(task, self.carrier_errno);
         // SAFETY: we own the right to run the task (popped from a queue);
         // its saved sp is a suspended frame on its live stack, which
-        // `running` keeps alive until the coroutine switches back.
-        unsafe { arch::switch(self.sched_sp.get(), sp, self as *const Executor as usize) };
+        // `running` keeps alive until the coroutine switches back; `fs` is
+        // its block (or 0).
+        unsafe {
+            arch::switch(
+                self.sched_sp.get(),
+                sp,
+                self as *const Executor as usize,
+                fs,
+            )
+        };
         // The coroutine that switched back is whatever `running` holds now
         // (a direct yield may have changed it).
         // SAFETY: owner thread, scheduler context.
         let task = unsafe { (*self.running.get()).take() }
             .unwrap_or_else(|| crate::sys::fatal("scheduler resumed with no running coroutine"));
         let inner: &Inner = &task;
+        // SAFETY: owner thread; the coroutine is switched out: its block's
+        // malloc words flow back to the carrier (tls.rs).
+        unsafe {
+            let fs = *inner.tls.get();
+            if fs != 0 {
+                let l = tls::layout();
+                tls::copy_malloc_words(l.errno_of(fs), self.carrier_errno);
+            }
+        }
         // SAFETY: owner thread; the coroutine is switched out, so its
         // identity is ours to save; the slots are this thread's.
         unsafe {
@@ -1029,6 +1110,14 @@ impl Executor {
                 let stack = unsafe { (*inner.stack.get()).take() };
                 self.windows
                     .give(std::mem::take(unsafe { &mut *inner.window.get() }));
+                // SAFETY: as above; the coroutine ran its destructors
+                // (coroutine.rs) and its block lives in `stack`.
+                unsafe {
+                    let fs = std::mem::take(&mut *inner.tls.get());
+                    if fs != 0 {
+                        tls::layout().destroy(fs);
+                    }
+                }
                 drop(stack);
             }
         }
@@ -1140,8 +1229,26 @@ pub(crate) fn executor_main(
     shared.alive.store(true, Ordering::Release);
     // Before any coroutine runs here (and before this thread counts as an
     // executor for the hooks: it may start a probe thread).
-    let ident = identity::init_executor();
-    let windows = Windows::init(stack, !rt.config.migrate);
+    // Per-coroutine thread-locals make std's identity and the alias
+    // windows unnecessary (every coroutine has its own block).
+    let own_tls = tls::enabled();
+    let ident = if own_tls {
+        Slots::off()
+    } else {
+        identity::init_executor()
+    };
+    let windows = if own_tls {
+        Windows::off()
+    } else {
+        Windows::init(stack, !rt.config.migrate)
+    };
+    // The carrier's malloc cache exists before any coroutine borrows it
+    // (tls.rs: a block never builds one of its own).
+    // SAFETY: a malloc/free pair.
+    unsafe { libc::free(std::hint::black_box(libc::malloc(16))) };
+    let carrier_tp = if own_tls { tls::read_fs_base() } else { 0 };
+    // SAFETY: libc's errno location of this thread.
+    let carrier_errno = unsafe { libc::__errno_location() } as usize;
     windows.adopt(std::mem::take(
         &mut shared
             .thread
@@ -1167,6 +1274,10 @@ pub(crate) fn executor_main(
         windows,
         risky: Cell::new(0),
         released: UnsafeCell::new(Vec::new()),
+        carrier_tp,
+        carrier_errno,
+        tid: crate::sys::gettid(),
+        sched_fs: carrier_tp,
     }));
     // SAFETY: freshly boxed; freed only below, after the loop ends and the
     // thread-local pointer is cleared.
@@ -1224,9 +1335,44 @@ fn ensure_started(exec: &Executor, task: &Task) -> bool {
     if unsafe { *task.sp.get() } != 0 {
         return true;
     }
-    match crate::stack::alloc(task.stack_size) {
+    // With its own thread-locals, the coroutine's TLS block takes the top
+    // of the stack: ask for that much more, so the usable size stays what
+    // the user asked for.
+    let extra = if exec.sched_fs != 0 {
+        tls::layout().span()
+    } else {
+        0
+    };
+    match crate::stack::alloc(task.stack_size + extra) {
         Ok(stack) => {
-            let top = stack.top();
+            let mut top = stack.top();
+            if exec.sched_fs != 0 {
+                let l = tls::layout();
+                // SAFETY: the stack is fresh and ours, `span()` bytes larger
+                // than the coroutine's stack size; its top `span()` bytes
+                // become the block.
+                match unsafe { l.create(top, exec.carrier_tp) } {
+                    Some((tp, below)) => {
+                        // SAFETY: owner of the right to run `task`.
+                        unsafe { *task.tls.get() = tp };
+                        top = below;
+                    }
+                    None => {
+                        drop(stack);
+                        let e = std::io::Error::new(
+                            std::io::ErrorKind::OutOfMemory,
+                            "cannot allocate the thread-local storage of the coroutine",
+                        );
+                        // SAFETY: as below: the body is ours on first run.
+                        if let Some(body) = unsafe { (*task.entry.get()).take() } {
+                            body(Some(e));
+                        }
+                        task.state.store(DONE, Ordering::Release);
+                        bump(&exec.shared.stats.finished);
+                        return false;
+                    }
+                }
+            }
             task.stack_lo.store(stack.bottom(), Ordering::Relaxed);
             task.stack_hi.store(top, Ordering::Relaxed);
             // SAFETY: as above; the stack is fresh, writable, 16-aligned top.

@@ -71,5 +71,7 @@ mod pool;
 
 #[allow(unused_imports)]
 pub(crate) use mmap::{MIN_STACK_SIZE, PAGE_SIZE};
-pub(crate) use overflow::{ensure_sigaltstack, install_overflow_handler, set_current_name_fn};
+pub(crate) use overflow::{
+    ensure_sigaltstack, install_overflow_handler, set_current_name_fn, set_reserved_top,
+};
 pub(crate) use pool::{alloc, Stack};

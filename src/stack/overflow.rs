@@ -53,6 +53,16 @@ static NAME_FN: AtomicUsize = AtomicUsize::new(0);
 /// fault handler, so it must be async-signal-safe (no locks, no allocation,
 /// no panics) and the bytes must stay valid while the thread is stopped in
 /// the handler. Calling it again replaces the function.
+/// Bytes at the top of every coroutine stack the runtime keeps for itself
+/// (the TLS block, sched/tls.rs), page-rounded: the overflow line reports
+/// the stack size the user asked for, without them.
+static RESERVED_TOP: AtomicUsize = AtomicUsize::new(0);
+
+/// Runtime start: see [`RESERVED_TOP`].
+pub(crate) fn set_reserved_top(bytes: usize) {
+    RESERVED_TOP.store(bytes.div_ceil(PAGE_SIZE) * PAGE_SIZE, Ordering::Relaxed);
+}
+
 pub(crate) fn set_current_name_fn(f: fn() -> (*const u8, usize)) {
     // Release: pairs with the Acquire load in `report_overflow`; a fn pointer
     // has no data behind it to publish, but this keeps the reasoning local.
@@ -209,7 +219,8 @@ fn report_overflow(usable_bytes: usize) -> ! {
         }
     };
     let mut line = Line::new();
-    write_overflow_line(&mut line, name, usable_bytes);
+    let reserved = RESERVED_TOP.load(Ordering::Relaxed);
+    write_overflow_line(&mut line, name, usable_bytes.saturating_sub(reserved));
     write_stderr(line.as_bytes());
     // SAFETY: abort is async-signal-safe and never returns.
     unsafe { libc::abort() }

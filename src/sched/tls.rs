@@ -1,0 +1,648 @@
+//! Per-coroutine thread-local storage: every coroutine runs with a thread
+//! pointer (`%fs` base) of its own.
+//!
+//! Problem: libraries keep per-thread state in `thread_local!` (tokio's
+//! runtime context inside `block_on`, rayon's per-thread latch, tracing's
+//! span stack, std's thread handle and panic count). Coroutines sharing
+//! their executor's thread-locals see each other's state; moving a started
+//! coroutine to another executor would leave thread-local addresses the
+//! compiler cached pointing at the old thread.
+//!
+//! Design (a thread pointer per coroutine, built the way glibc builds one
+//! for a new thread):
+//! - At first run, the top of the coroutine's stack becomes a *TLS block*:
+//!   `[static TLS of every module | thread descriptor]`, the thread pointer
+//!   (`tp`) at the boundary, exactly as glibc lays out a thread's stack.
+//!   The descriptor (glibc's `struct pthread`) is a copy of the carrier's
+//!   (stack and pointer guards, flags) with the per-thread fields reset:
+//!   self pointers, `multiple_threads = 1`, pthread-key area empty, robust
+//!   list empty, rseq `cpu_id = -2` (glibc then asks the kernel for the
+//!   CPU instead of reading a snapshot the kernel never updates). The TLS
+//!   images are laid in by ld.so's own `_dl_allocate_tls` (what
+//!   `pthread_create` uses; it also gives the block its own dtv), never
+//!   copied from the executor: a copy would alias the executor's heap
+//!   objects, destructor list, malloc cache and dtv.
+//! - The context switch (`asm/x86_64/switch.S`) loads the resumed side's
+//!   thread pointer with `wrfsbase` together with its stack, so no Rust
+//!   code ever runs with another side's thread pointer; the preemption
+//!   handler lands in the scheduler through `coroutines_preempt_land`,
+//!   which restores the carrier's.
+//! - Carrier-bound state (Loom's `CarrierThreadLocal`) follows the OS
+//!   thread, not the coroutine. At every switch-in the runtime writes into
+//!   the block: this crate's `EXECUTOR` pointer (the current executor),
+//!   the descriptor's `tid` (the carrier's: `pthread_kill` of the
+//!   coroutine's `pthread_t` and glibc's owner checks see the thread that
+//!   runs it now) and glibc malloc's `tcache`, `tcache_shutting_down` and
+//!   `thread_arena` (the carrier's cache and arena: a block of its own
+//!   would leak a cache per coroutine and spread over new arenas); at
+//!   switch-out the malloc words flow back to the carrier. The runtime's
+//!   other thread-locals (stack cache, signal stack, identity probes) are
+//!   only touched from scheduler context, which runs on the carrier's own
+//!   thread pointer.
+//! - At exit the coroutine runs, on its own stack and block, glibc's
+//!   `__call_tls_dtors` (Rust `thread_local!` destructors) and then the
+//!   destructors of its pthread keys (as glibc's thread exit does: up to 4
+//!   rounds), before `join` returns; the scheduler then frees the dtv and
+//!   dynamic TLS with `_dl_deallocate_tls`.
+//!
+//! Discovery (at runtime start; any failure prints one line and the
+//! runtime runs with shared thread-locals, as `COROUTINES_THREAD_LOCALS=
+//! shared` forces): FSGSBASE usable from user space (AT_HWCAP2), glibc
+//! 2.36 (the descriptor and libc TLS offsets below are that build's), the
+//! GLIBC_PRIVATE entry points found by `dlsym`, and each offset checked
+//! against the running thread: self pointers, `tid` = gettid, robust list
+//! head = what the kernel has registered, pthread-key slots = where a probe
+//! key's value lands, rseq size, and the malloc words on a probe thread
+//! (NULL before its first malloc, a tcache of the right size after).
+//!
+//! Invariants: a block is used by one coroutine, which runs on one thread
+//! at a time; its thread pointer is loaded only by the switch assembly (or
+//! the preemption landing) together with the matching stack; the carrier's
+//! malloc words are copied in before the coroutine can allocate and back
+//! before the carrier (or the next coroutine) can.
+//!
+//! Limits (README "Thread-locals"): libraries `dlopen`ed after a block was
+//! built that use static TLS (initial-exec) are not initialised in it;
+//! `pthread_getattr_np` in a coroutine reports the executor's stack;
+//! `set*id` works through the SIGSETXID wrapper below.
+
+use std::ffi::{c_void, CStr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+
+// Offsets inside glibc 2.36's x86-64 `struct pthread` (checked at start).
+const D_SELF_TCB: usize = 0x0;
+const D_DTV: usize = 0x8;
+const D_SELF: usize = 0x10;
+const D_MULTIPLE_THREADS: usize = 0x18;
+const D_TID: usize = 0x2d0;
+const D_ROBUST_HEAD: usize = 0x2e0;
+const D_SPECIFIC_1ST: usize = 0x310;
+const D_SPECIFIC: usize = 0x510;
+/// 32 second-level pointers after `specific`.
+const D_SPECIFIC_END: usize = D_SPECIFIC + 32 * 8;
+const KEYS_MAX: usize = 1024;
+const KEY_2ND_LEVEL: usize = 32;
+/// glibc's PTHREAD_DESTRUCTOR_ITERATIONS.
+const DESTRUCTOR_ROUNDS: usize = 4;
+// Offsets of libc's malloc thread-locals relative to its `errno`.
+const L_TCACHE: usize = 0x38;
+const L_TCACHE_SHUTTING_DOWN: usize = 0x40;
+const L_THREAD_ARENA: usize = 0x48;
+/// Size of glibc's `tcache_perthread_struct` (64 u16 counts + 64 pointers).
+const TCACHE_STRUCT: usize = 64 * 2 + 64 * 8;
+
+type AllocateTls = unsafe extern "C" fn(*mut c_void) -> *mut c_void;
+type DeallocateTls = unsafe extern "C" fn(*mut c_void, bool);
+type CallTlsDtors = unsafe extern "C" fn();
+type StaticInfo = unsafe extern "C" fn(*mut usize, *mut usize);
+
+/// glibc's `struct pthread_key_struct`.
+#[repr(C)]
+struct KeySlot {
+    seq: usize,
+    destr: Option<unsafe extern "C" fn(*mut c_void)>,
+}
+
+/// What the blocks are built from, found and checked once.
+pub(crate) struct Layout {
+    /// `_dl_get_tls_static_info`: static TLS plus descriptor, and alignment.
+    static_size: usize,
+    align: usize,
+    /// Bytes of the descriptor (`__rseq_offset` + 32: rseq is its last
+    /// member in 2.36).
+    tcb_size: usize,
+    rseq_cpu_id: usize,
+    /// Offset of this crate's `EXECUTOR` thread-local from the thread
+    /// pointer (negative: static TLS lies below it).
+    executor_off: isize,
+    /// Thread pointer minus `__errno_location()` (libc's static TLS block
+    /// is at the same offset in every thread).
+    errno_off: usize,
+    allocate: AllocateTls,
+    deallocate: DeallocateTls,
+    call_dtors: CallTlsDtors,
+    keys: *const KeySlot,
+}
+
+// SAFETY: `keys` points at glibc's process-wide key table, read only.
+unsafe impl Send for Layout {}
+// SAFETY: as above; every other field is plain data.
+unsafe impl Sync for Layout {}
+
+static LAYOUT: OnceLock<Result<Layout, String>> = OnceLock::new();
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// Whether coroutines run with thread-locals of their own (decided once at
+/// runtime start by [`enable`]).
+#[inline(always)]
+pub(crate) fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
+/// The layout; only meaningful once [`enable`] returned true.
+#[inline(always)]
+pub(crate) fn layout() -> &'static Layout {
+    match LAYOUT.get() {
+        Some(Ok(l)) => l,
+        _ => crate::sys::fatal("coroutines: per-coroutine thread-locals used while off"),
+    }
+}
+
+/// Runtime start: turns per-coroutine thread-locals on if `wanted` and
+/// discovery succeeds; otherwise prints one line (only if wanted) and
+/// leaves them off. Returns the decision.
+pub(crate) fn enable(wanted: bool) -> bool {
+    if !wanted {
+        return false;
+    }
+    match LAYOUT.get_or_init(discover) {
+        Ok(_) => {
+            if let Err(e) = install_setxid_wrapper() {
+                crate::sys::write_stderr(
+                    format!(
+                        "coroutines: warning: per-coroutine thread-locals are off ({e}); \
+                         coroutines of one executor share its thread-locals\n"
+                    )
+                    .as_bytes(),
+                );
+                return false;
+            }
+            ENABLED.store(true, Ordering::Relaxed);
+            true
+        }
+        Err(e) => {
+            crate::sys::write_stderr(
+                format!(
+                    "coroutines: warning: per-coroutine thread-locals are off ({e}); coroutines \
+                     of one executor share its thread-locals (set COROUTINES_THREAD_LOCALS=shared \
+                     to silence this)\n"
+                )
+                .as_bytes(),
+            );
+            false
+        }
+    }
+}
+
+/// The calling thread's thread pointer.
+#[inline(always)]
+pub(crate) fn read_fs_base() -> usize {
+    let v: usize;
+    // SAFETY: FSGSBASE is enabled (checked by discovery before any caller
+    // runs with blocks on); reads a register.
+    unsafe { std::arch::asm!("rdfsbase {}", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
+fn dlsym(name: &CStr) -> Option<usize> {
+    // SAFETY: NUL-terminated name; RTLD_DEFAULT searches every object.
+    let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) } as usize;
+    (p != 0).then_some(p)
+}
+
+fn discover() -> Result<Layout, String> {
+    // SAFETY: getauxval is always safe to call.
+    let hwcap2 = unsafe { libc::getauxval(libc::AT_HWCAP2) };
+    if hwcap2 & 2 == 0 {
+        return Err("the kernel does not enable FSGSBASE for user space".into());
+    }
+    // SAFETY: returns a static NUL-terminated string.
+    let version = unsafe { CStr::from_ptr(gnu_get_libc_version()) }
+        .to_string_lossy()
+        .into_owned();
+    if version != "2.36" {
+        return Err(format!(
+            "glibc {version}: the thread-descriptor layout is known for glibc 2.36 only"
+        ));
+    }
+    let need = |name: &CStr| dlsym(name).ok_or_else(|| format!("{name:?} not found"));
+    let allocate = need(c"_dl_allocate_tls")?;
+    let deallocate = need(c"_dl_deallocate_tls")?;
+    let call_dtors = need(c"__call_tls_dtors")?;
+    let static_info = need(c"_dl_get_tls_static_info")?;
+    let keys = need(c"__pthread_keys")?;
+    let rseq_offset = need(c"__rseq_offset")?;
+    // SAFETY: the signatures are glibc's (checked version); the data
+    // symbols are a ptrdiff_t and the key table.
+    let (allocate, deallocate, call_dtors, static_info, rseq_offset) = unsafe {
+        (
+            std::mem::transmute::<usize, AllocateTls>(allocate),
+            std::mem::transmute::<usize, DeallocateTls>(deallocate),
+            std::mem::transmute::<usize, CallTlsDtors>(call_dtors),
+            std::mem::transmute::<usize, StaticInfo>(static_info),
+            *(rseq_offset as *const isize),
+        )
+    };
+    let (mut static_size, mut align) = (0usize, 0usize);
+    // SAFETY: writes two size_t.
+    unsafe { static_info(&mut static_size, &mut align) };
+    if rseq_offset <= 0 {
+        return Err(format!("unexpected __rseq_offset {rseq_offset}"));
+    }
+    let tcb_size = rseq_offset as usize + 32;
+    if tcb_size != 2368
+        || static_size <= tcb_size
+        || static_size > 256 * 1024
+        || !align.is_power_of_two()
+    {
+        return Err(format!(
+            "unexpected TLS layout (static size {static_size}, align {align}, descriptor {tcb_size})"
+        ));
+    }
+    // SAFETY: libc's errno location for the calling thread.
+    let errno_addr = unsafe { libc::__errno_location() } as usize;
+    let tp = read_fs_base();
+    if errno_addr >= tp || tp - errno_addr > static_size - tcb_size {
+        return Err("errno is not in static TLS".into());
+    }
+    let errno_off = tp - errno_addr;
+    // First: it starts a thread (after which `multiple_threads` is set).
+    check_malloc_words(errno_off)?;
+    let word = |off: usize| -> usize {
+        // SAFETY: `off` lies inside the calling thread's descriptor
+        // (`tcb_size` bytes at the thread pointer).
+        unsafe { *((tp + off) as *const usize) }
+    };
+    if word(D_SELF_TCB) != tp || word(D_SELF) != tp {
+        return Err("thread descriptor self pointers not where expected".into());
+    }
+    // SAFETY: as above (4-byte fields).
+    let (tid, multi) = unsafe {
+        (
+            *((tp + D_TID) as *const i32),
+            *((tp + D_MULTIPLE_THREADS) as *const i32),
+        )
+    };
+    if tid != crate::sys::gettid() || multi != 1 {
+        return Err(format!(
+            "descriptor tid/multiple_threads not where expected ({tid}, {multi})"
+        ));
+    }
+    let mut head: usize = 0;
+    let mut len: usize = 0;
+    // SAFETY: get_robust_list for the calling thread writes two words.
+    let r = unsafe { libc::syscall(libc::SYS_get_robust_list, 0, &mut head, &mut len) };
+    if r != 0 || head != tp + D_ROBUST_HEAD {
+        return Err("robust list head not where expected".into());
+    }
+    if word(D_SPECIFIC) != tp + D_SPECIFIC_1ST {
+        return Err("pthread key area not where expected".into());
+    }
+    check_keys(tp, keys as *const KeySlot)?;
+    // SAFETY: the executable's own thread-local; taking its address.
+    let exec_addr = super::worker::executor_slot_addr();
+    let executor_off = exec_addr as isize - tp as isize;
+    if executor_off >= 0 || (-executor_off) as usize > static_size - tcb_size {
+        return Err("the runtime's thread-local is not in static TLS".into());
+    }
+    Ok(Layout {
+        static_size,
+        align,
+        tcb_size,
+        rseq_cpu_id: rseq_offset as usize + 4,
+        executor_off,
+        errno_off,
+        allocate,
+        deallocate,
+        call_dtors,
+        keys: keys as *const KeySlot,
+    })
+}
+
+extern "C" {
+    fn gnu_get_libc_version() -> *const libc::c_char;
+}
+
+/// A probe key's value must land in the descriptor's key area, and the
+/// key table must describe the key.
+fn check_keys(tp: usize, keys: *const KeySlot) -> Result<(), String> {
+    unsafe extern "C" fn probe_dtor(_: *mut c_void) {}
+    let mut key: libc::pthread_key_t = 0;
+    // SAFETY: creating, setting and deleting a key of our own.
+    unsafe {
+        if libc::pthread_key_create(&mut key, Some(probe_dtor)) != 0 {
+            return Err("pthread_key_create failed".into());
+        }
+        let marker = 0x5eed_0001usize as *mut c_void;
+        libc::pthread_setspecific(key, marker);
+        let k = key as usize;
+        let ok = k < KEYS_MAX && {
+            let slot = &*keys.add(k);
+            let blk = *((tp + D_SPECIFIC + (k / KEY_2ND_LEVEL) * 8) as *const usize);
+            blk != 0 && {
+                let ent = (blk + (k % KEY_2ND_LEVEL) * 16) as *const usize;
+                *ent == slot.seq
+                    && *ent.add(1) == marker as usize
+                    && slot.destr.map(|f| f as usize) == Some(probe_dtor as *const () as usize)
+            }
+        };
+        libc::pthread_setspecific(key, std::ptr::null());
+        libc::pthread_key_delete(key);
+        if ok {
+            Ok(())
+        } else {
+            Err("pthread key slots not where expected".into())
+        }
+    }
+}
+
+/// On a fresh thread, the malloc words must be NULL before its first
+/// malloc and a tcache (of glibc's size) and an arena after.
+fn check_malloc_words(errno_off: usize) -> Result<(), String> {
+    extern "C" fn probe(arg: *mut c_void) -> *mut c_void {
+        let errno_off = arg as usize;
+        // Only raw reads and libc calls here: no Rust allocation before
+        // the first read.
+        let tp: usize;
+        // SAFETY: reads the fs base (FSGSBASE checked by the caller).
+        unsafe {
+            std::arch::asm!("rdfsbase {}", out(reg) tp, options(nomem, nostack, preserves_flags))
+        };
+        let base = tp - errno_off;
+        let rd = |off: usize| -> usize {
+            // SAFETY: inside libc's static TLS block of this thread.
+            unsafe { *((base + off) as *const usize) }
+        };
+        let before = (rd(L_TCACHE), rd(L_THREAD_ARENA));
+        // SAFETY: a malloc/free pair (black_box: the compiler may not
+        // elide it).
+        unsafe { libc::free(std::hint::black_box(libc::malloc(40))) };
+        let after = (rd(L_TCACHE), rd(L_THREAD_ARENA));
+        // SAFETY: the tcache is a malloc'd chunk if the offset is right.
+        let size = if after.0 != 0 {
+            unsafe { libc::malloc_usable_size(after.0 as *mut c_void) }
+        } else {
+            0
+        };
+        // SAFETY: one byte of libc TLS.
+        let shutting = unsafe { *((base + L_TCACHE_SHUTTING_DOWN) as *const u8) };
+        let ok = before == (0, 0)
+            && after.1 != 0
+            && size >= TCACHE_STRUCT
+            && size < 2 * TCACHE_STRUCT
+            && shutting == 0;
+        ok as usize as *mut c_void
+    }
+    let mut th: libc::pthread_t = 0;
+    let mut res: *mut c_void = std::ptr::null_mut();
+    // SAFETY: a joinable probe thread, joined at once.
+    let ok = unsafe {
+        libc::pthread_create(&mut th, std::ptr::null(), probe, errno_off as *mut c_void) == 0
+            && libc::pthread_join(th, &mut res) == 0
+    };
+    if ok && res as usize == 1 {
+        Ok(())
+    } else {
+        Err("glibc malloc's thread-locals not where expected".into())
+    }
+}
+
+impl Layout {
+    /// Bytes a block takes at the top of a stack (at most).
+    pub(crate) fn span(&self) -> usize {
+        self.static_size + self.align
+    }
+
+    /// Builds a block at the top of a stack whose highest address is
+    /// `top`, copying the descriptor of the carrier (`carrier_tp`).
+    /// Returns the block's thread pointer and the new top of the usable
+    /// stack below the block; None if ld.so could not allocate the dtv.
+    ///
+    /// # Safety
+    /// `[top - span(), top)` is writable memory owned by the caller, not in
+    /// use; called on the carrier thread in scheduler context.
+    pub(crate) unsafe fn create(&self, top: usize, carrier_tp: usize) -> Option<(usize, usize)> {
+        let tp = (top - self.tcb_size) & !(self.align - 1);
+        let below = self.static_size - self.tcb_size;
+        let lo = tp - below;
+        // SAFETY: caller: the span is ours; the carrier's descriptor is
+        // `tcb_size` readable bytes at its thread pointer.
+        unsafe {
+            std::ptr::copy_nonoverlapping(carrier_tp as *const u8, tp as *mut u8, self.tcb_size);
+            let w = |off: usize, v: usize| ((tp + off) as *mut usize).write(v);
+            w(D_SELF_TCB, tp);
+            w(D_SELF, tp);
+            w(D_DTV, 0);
+            ((tp + D_MULTIPLE_THREADS) as *mut i32).write(1);
+            // Robust list: empty (a list head pointing at itself).
+            w(D_ROBUST_HEAD, tp + D_ROBUST_HEAD);
+            w(D_ROBUST_HEAD + 16, 0);
+            // pthread keys: no values, first-level block inline.
+            std::ptr::write_bytes(
+                (tp + D_SPECIFIC_1ST) as *mut u8,
+                0,
+                D_SPECIFIC_END - D_SPECIFIC_1ST,
+            );
+            w(D_SPECIFIC, tp + D_SPECIFIC_1ST);
+            // rseq: "registration failed" makes glibc ask the kernel for
+            // the CPU instead of reading this never-updated copy.
+            ((tp + self.rseq_cpu_id) as *mut i32).write(-2);
+            // Static TLS: zeroed, then ld.so lays the images in.
+            std::ptr::write_bytes(lo as *mut u8, 0, below);
+            if (self.allocate)(tp as *mut c_void).is_null() {
+                return None;
+            }
+        }
+        Some((tp, lo & !15))
+    }
+
+    /// Frees what ld.so allocated for a block (dtv, dynamic TLS). The
+    /// block's memory itself belongs to the stack.
+    ///
+    /// # Safety
+    /// `tp` came from [`create`](Self::create), its coroutine finished and
+    /// ran its destructors; scheduler context.
+    pub(crate) unsafe fn destroy(&self, tp: usize) {
+        // SAFETY: caller.
+        unsafe { (self.deallocate)(tp as *mut c_void, false) };
+    }
+
+    /// Switch-in bookkeeping of block `tp` on the carrier of executor
+    /// `exec` (thread id `tid`), coming from the side whose libc TLS block
+    /// is at `from_errno` (the carrier's or the previous coroutine's): the
+    /// carrier-bound words are written into the block.
+    ///
+    /// # Safety
+    /// `tp` is a live block not running anywhere; `from_errno` is the errno
+    /// address of the side running now on this thread.
+    #[inline(always)]
+    pub(crate) unsafe fn switch_in(&self, tp: usize, exec: usize, tid: i32, from_errno: usize) {
+        // SAFETY: caller: both blocks are live; offsets checked at start.
+        unsafe {
+            (((tp as isize) + self.executor_off) as *mut usize).write(exec);
+            ((tp + D_TID) as *mut i32).write(tid);
+            copy_malloc_words(from_errno, tp - self.errno_off);
+        }
+    }
+
+    /// errno address (libc's TLS block base) of block or carrier `tp`.
+    #[inline(always)]
+    pub(crate) fn errno_of(&self, tp: usize) -> usize {
+        tp - self.errno_off
+    }
+}
+
+/// Copies glibc malloc's per-thread words (tcache, its shutdown flag,
+/// arena) from one libc TLS block to another.
+///
+/// # Safety
+/// Both are errno addresses of live blocks on the calling thread's
+/// carrier, neither in a malloc call.
+#[inline(always)]
+pub(crate) unsafe fn copy_malloc_words(from_errno: usize, to_errno: usize) {
+    // SAFETY: caller; 8-byte words and one byte at checked offsets.
+    unsafe {
+        let r = |o: usize| ((from_errno + o) as *const usize).read();
+        ((to_errno + L_TCACHE) as *mut usize).write(r(L_TCACHE));
+        ((to_errno + L_THREAD_ARENA) as *mut usize).write(r(L_THREAD_ARENA));
+        ((to_errno + L_TCACHE_SHUTTING_DOWN) as *mut u8)
+            .write(((from_errno + L_TCACHE_SHUTTING_DOWN) as *const u8).read());
+    }
+}
+
+/// Coroutine context, at exit: runs the coroutine's thread-local
+/// destructors (Rust `thread_local!`, C++ `thread_local`, via glibc's
+/// `__call_tls_dtors`) and then its pthread-key destructors, as glibc's
+/// thread exit does.
+pub(crate) fn run_exit_destructors() {
+    let l = layout();
+    // SAFETY: glibc's function; runs the destructors registered in the
+    // running block's list (ours), in this coroutine's context.
+    unsafe { (l.call_dtors)() };
+    let tp = read_fs_base();
+    for _ in 0..DESTRUCTOR_ROUNDS {
+        let mut ran = false;
+        for level in 0..KEYS_MAX / KEY_2ND_LEVEL {
+            // SAFETY: the running block's descriptor (ours), key area.
+            let blk = unsafe { *((tp + D_SPECIFIC + level * 8) as *const usize) };
+            if blk == 0 {
+                continue;
+            }
+            for i in 0..KEY_2ND_LEVEL {
+                let ent = (blk + i * 16) as *mut usize;
+                // SAFETY: an entry of our own key block ({seq, data}).
+                let (seq, data) = unsafe { (*ent, *ent.add(1)) };
+                if data == 0 {
+                    continue;
+                }
+                // SAFETY: as above; the key table is glibc's.
+                unsafe { *ent.add(1) = 0 };
+                let slot = unsafe { &*l.keys.add(level * KEY_2ND_LEVEL + i) };
+                if slot.seq == seq {
+                    if let Some(d) = slot.destr {
+                        ran = true;
+                        // SAFETY: the key's destructor with its value, as
+                        // glibc calls it at thread exit.
+                        unsafe { d(data as *mut c_void) };
+                    }
+                }
+            }
+        }
+        if !ran {
+            break;
+        }
+    }
+    // Second-level key blocks were calloc'd by glibc for this block.
+    for level in 1..KEYS_MAX / KEY_2ND_LEVEL {
+        let p = (tp + D_SPECIFIC + level * 8) as *mut usize;
+        // SAFETY: our descriptor; glibc allocated these with calloc.
+        unsafe {
+            if *p != 0 {
+                libc::free(*p as *mut c_void);
+                *p = 0;
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// set*id
+
+/// glibc's SIGSETXID (SIGRTMIN + 1 in its numbering: signal 33).
+const SIGSETXID: i32 = 33;
+static SETXID_PREV: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+#[repr(C)]
+struct KSigaction {
+    handler: usize,
+    flags: u64,
+    restorer: usize,
+    mask: u64,
+}
+
+/// `setuid` and friends signal every thread with SIGSETXID; glibc's
+/// handler acknowledges in `THREAD_SELF`, which must be the carrier's real
+/// descriptor (the caller waits on that one), not a coroutine's block.
+/// This wrapper, installed with the raw syscall (glibc's `sigaction`
+/// refuses its internal signals), runs glibc's handler with the carrier's
+/// thread pointer and restores the coroutine's afterwards.
+fn install_setxid_wrapper() -> Result<(), String> {
+    let mut old = KSigaction {
+        handler: 0,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    // SAFETY: reads the current action of SIGSETXID.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            SIGSETXID,
+            std::ptr::null::<KSigaction>(),
+            &mut old,
+            8,
+        )
+    };
+    if r != 0 || old.handler <= 1 {
+        return Err("glibc's SIGSETXID handler is not installed".into());
+    }
+    if old.handler == setxid_wrapper as *const () as usize {
+        return Ok(());
+    }
+    if old.flags & libc::SA_SIGINFO as u64 == 0 {
+        return Err("glibc's SIGSETXID handler has an unexpected form".into());
+    }
+    SETXID_PREV.store(old.handler, Ordering::Release);
+    let new = KSigaction {
+        handler: setxid_wrapper as *const () as usize,
+        ..old
+    };
+    // SAFETY: installs our wrapper with glibc's own flags, mask and restorer.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            SIGSETXID,
+            &new,
+            std::ptr::null_mut::<KSigaction>(),
+            8,
+        )
+    };
+    if r != 0 {
+        return Err("cannot wrap glibc's SIGSETXID handler".into());
+    }
+    Ok(())
+}
+
+extern "C" fn setxid_wrapper(sig: i32, info: *mut libc::siginfo_t, ctx: *mut c_void) {
+    let prev = SETXID_PREV.load(Ordering::Acquire);
+    if prev == 0 {
+        return;
+    }
+    // SAFETY: the handler glibc installed, same signature.
+    let prev: extern "C" fn(i32, *mut libc::siginfo_t, *mut c_void) =
+        unsafe { std::mem::transmute(prev) };
+    let cur = read_fs_base();
+    let carrier = super::worker::carrier_tp_raw();
+    if carrier == 0 || carrier == cur {
+        prev(sig, info, ctx);
+        return;
+    }
+    // SAFETY: the carrier's thread pointer is this OS thread's own; the
+    // coroutine's is restored before returning to the interrupted code.
+    // Nothing between the two writes uses Rust thread-locals.
+    unsafe { std::arch::asm!("wrfsbase {}", in(reg) carrier, options(nostack, preserves_flags)) };
+    prev(sig, info, ctx);
+    // SAFETY: as above.
+    unsafe { std::arch::asm!("wrfsbase {}", in(reg) cur, options(nostack, preserves_flags)) };
+}
