@@ -579,7 +579,10 @@ fn thread_local_borrow(name: &str, tls: &str) {
     if coroutines::ThreadLocals::per_coroutine_active() {
         assert_eq!(tls, "coroutine");
         assert_eq!(conflicts, 0, "a sibling saw another coroutine's borrow");
-        assert!(ok > 0, "the contender never ran while the holder was preempted");
+        assert!(
+            ok > 0,
+            "the contender never ran while the holder was preempted"
+        );
     } else {
         assert_eq!(tls, "shared");
         assert!(

@@ -1,0 +1,344 @@
+//! Per-coroutine thread-local storage with the crates that rely on it:
+//! tokio's `block_on` (its runtime context is a thread-local), rayon (its
+//! per-thread latch), tracing (its span stack), plus the basics — values
+//! per coroutine, destructors at exit, borrows across suspension points.
+//!
+//! Each test runs in a child process (the runtime is global per process)
+//! with 2 executors and a watchdog: a hang fails the test.
+
+mod common;
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const CHILD: &str = "COROUTINES_TLS_STRESS_CHILD";
+const TWO: &[(&str, &str)] = &[("COROUTINES_WORKERS", "2")];
+
+fn in_child(name: &str, env: &[(&str, &str)], body: impl FnOnce()) {
+    common::in_child(CHILD, name, env, Duration::from_secs(90), body)
+}
+
+fn require_per_coroutine() {
+    assert!(
+        coroutines::ThreadLocals::per_coroutine_active(),
+        "per-coroutine thread-locals are not active on this machine"
+    );
+}
+
+/// Values start at their initial value in every coroutine, stay its own
+/// across yields, sleeps and preemption, and its destructors run before
+/// `join` returns (count exact).
+#[test]
+fn values_per_coroutine_and_destructors_at_exit() {
+    in_child(
+        "values_per_coroutine_and_destructors_at_exit",
+        &[("COROUTINES_WORKERS", "2"), ("COROUTINES_SLICE", "100us")],
+        || {
+            static DROPPED: AtomicUsize = AtomicUsize::new(0);
+            struct Counted(usize);
+            impl Drop for Counted {
+                fn drop(&mut self) {
+                    DROPPED.fetch_add(self.0, Ordering::SeqCst);
+                }
+            }
+            thread_local! {
+                static N: Cell<usize> = const { Cell::new(0) };
+                static S: RefCell<String> = RefCell::new(String::from("init"));
+                static D: RefCell<Option<Counted>> = const { RefCell::new(None) };
+            }
+            coroutines::spawn(|| ()).join().unwrap(); // start the runtime
+            require_per_coroutine();
+            let handles: Vec<_> = (1..=200usize)
+                .map(|i| {
+                    coroutines::spawn(move || {
+                        assert_eq!(N.get(), 0, "a coroutine saw a sibling's value");
+                        assert_eq!(S.with(|s| s.borrow().clone()), "init");
+                        N.set(i);
+                        S.with(|s| s.borrow_mut().push_str(&i.to_string()));
+                        D.with(|d| *d.borrow_mut() = Some(Counted(i)));
+                        for round in 0..20 {
+                            if round % 2 == 0 {
+                                coroutines::yield_now();
+                            } else {
+                                std::thread::sleep(Duration::from_micros(200));
+                            }
+                            // Some CPU so preemption lands in between.
+                            let mut x = 0u64;
+                            for k in 0..20_000u64 {
+                                x = x.wrapping_mul(31).wrapping_add(k);
+                            }
+                            std::hint::black_box(x);
+                            assert_eq!(N.get(), i);
+                        }
+                        S.with(|s| assert_eq!(*s.borrow(), format!("init{i}")));
+                        std::thread::current().id()
+                    })
+                })
+                .collect();
+            let mut ids = std::collections::HashSet::new();
+            for h in handles {
+                ids.insert(h.join().unwrap());
+            }
+            // Every destructor ran before its join returned.
+            assert_eq!(DROPPED.load(Ordering::SeqCst), (1..=200).sum::<usize>());
+            assert_eq!(ids.len(), 200, "std::thread::current() is per coroutine");
+        },
+    );
+}
+
+/// A `RefCell` borrow of a thread-local held across blocking calls and
+/// yields while 2 executors run many such coroutines: no sibling ever sees
+/// the borrow (with shared thread-locals, `borrow_mut` would panic).
+#[test]
+fn refcell_borrow_held_across_suspension() {
+    in_child("refcell_borrow_held_across_suspension", TWO, || {
+        thread_local! {
+            static BUF: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
+            static RC: Rc<Cell<u64>> = Rc::new(Cell::new(0));
+        }
+        let handles: Vec<_> = (0..64u64)
+            .map(|i| {
+                coroutines::spawn(move || {
+                    BUF.with(|b| {
+                        let mut b = b.borrow_mut(); // held across every wait below
+                        for k in 0..10 {
+                            b.push(i * 100 + k);
+                            std::thread::sleep(Duration::from_millis(1));
+                            coroutines::yield_now();
+                        }
+                        let rc = RC.with(|r| r.clone());
+                        rc.set(rc.get() + b.iter().sum::<u64>());
+                        b.len() as u64 + RC.with(|r| r.get()) * 0 + rc.get()
+                    })
+                })
+            })
+            .collect();
+        for (i, h) in handles.into_iter().enumerate() {
+            let i = i as u64;
+            let want: u64 = (0..10).map(|k| i * 100 + k).sum::<u64>() + 10;
+            assert_eq!(h.join().unwrap(), want);
+        }
+    });
+}
+
+/// `Rc` and `RefCell` thread-locals used across yields while coroutines
+/// move between executors under a 100 µs slice (migration on).
+#[test]
+fn rc_refcell_across_migration() {
+    in_child(
+        "rc_refcell_across_migration",
+        &[
+            ("COROUTINES_WORKERS", "2"),
+            ("COROUTINES_SLICE", "100us"),
+            ("COROUTINES_MIGRATE", "1"),
+        ],
+        || {
+            thread_local! {
+                static SHARED: Rc<RefCell<Vec<usize>>> = Rc::new(RefCell::new(Vec::new()));
+            }
+            let moved = Arc::new(AtomicUsize::new(0));
+            let handles: Vec<_> = (0..32usize)
+                .map(|i| {
+                    let moved = moved.clone();
+                    coroutines::spawn(move || {
+                        let mine = SHARED.with(|s| s.clone());
+                        let mut tid = coroutines::stats().workers; // dummy init
+                        let _ = &mut tid;
+                        let mut last = gettid();
+                        for k in 0..200 {
+                            mine.borrow_mut().push(i * 1000 + k);
+                            let mut x = 0u64;
+                            for j in 0..5_000u64 {
+                                x = x.wrapping_add(j * j);
+                            }
+                            std::hint::black_box(x);
+                            coroutines::yield_now();
+                            let now = gettid();
+                            if now != last {
+                                moved.fetch_add(1, Ordering::Relaxed);
+                                last = now;
+                            }
+                            // Same Rc as before, wherever we run now.
+                            assert!(Rc::ptr_eq(&mine, &SHARED.with(|s| s.clone())));
+                        }
+                        let v = mine.borrow();
+                        assert_eq!(v.len(), 200);
+                        assert!(v.iter().enumerate().all(|(k, &x)| x == i * 1000 + k));
+                        Rc::strong_count(&mine)
+                    })
+                })
+                .collect();
+            for h in handles {
+                assert_eq!(h.join().unwrap(), 2, "the Rc is the coroutine's own");
+            }
+            println!("moves between executors: {}", moved.load(Ordering::Relaxed));
+        },
+    );
+}
+
+fn gettid() -> i64 {
+    // SAFETY: gettid has no arguments and cannot fail.
+    unsafe { libc::syscall(libc::SYS_gettid) }
+}
+
+/// tokio's current-thread `block_on` in 50 coroutines at once on 2
+/// executors (what the sync `postgres` client does in every call): each
+/// echoes over tokio TCP against a std listener served by coroutines and
+/// sleeps on tokio timers, all overlapping.
+#[test]
+fn tokio_block_on_in_50_coroutines() {
+    in_child("tokio_block_on_in_50_coroutines", TWO, || {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = coroutines::spawn(move || {
+            let mut served = Vec::new();
+            for _ in 0..50 {
+                let (mut s, _) = listener.accept().unwrap();
+                served.push(coroutines::spawn(move || {
+                    let mut buf = [0u8; 64];
+                    loop {
+                        let n = s.read(&mut buf).unwrap();
+                        if n == 0 {
+                            break;
+                        }
+                        s.write_all(&buf[..n]).unwrap();
+                    }
+                }));
+            }
+            for h in served {
+                h.join().unwrap();
+            }
+        });
+        let started = Arc::new(std::sync::Barrier::new(50));
+        let clients: Vec<_> = (0..50u32)
+            .map(|i| {
+                let started = started.clone();
+                coroutines::spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap();
+                    rt.block_on(async move {
+                        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                        // All 50 are inside block_on before any goes on.
+                        started.wait();
+                        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+                        let mut total = 0u32;
+                        for round in 0..5u32 {
+                            tokio::time::sleep(Duration::from_millis(2)).await;
+                            let msg = format!("{i}:{round};");
+                            s.write_all(msg.as_bytes()).await.unwrap();
+                            let mut back = vec![0u8; msg.len()];
+                            s.read_exact(&mut back).await.unwrap();
+                            assert_eq!(back, msg.as_bytes());
+                            total += round;
+                        }
+                        // A task spawned on this coroutine's runtime runs.
+                        total + tokio::spawn(async move { i }).await.unwrap()
+                    })
+                })
+            })
+            .collect();
+        for (i, h) in clients.into_iter().enumerate() {
+            assert_eq!(h.join().expect("block_on panicked"), 10 + i as u32);
+        }
+        server.join().unwrap();
+    });
+}
+
+/// rayon `par_iter` from 16 coroutines at once: rayon's per-thread latch
+/// and worker state are thread-locals.
+#[test]
+fn rayon_par_iter_from_16_coroutines() {
+    in_child("rayon_par_iter_from_16_coroutines", TWO, || {
+        use rayon::prelude::*;
+        let handles: Vec<_> = (0..16u64)
+            .map(|i| {
+                coroutines::spawn(move || {
+                    let mut total = 0u64;
+                    for round in 0..20u64 {
+                        total += (0..10_000u64)
+                            .into_par_iter()
+                            .map(|x| x * i + round)
+                            .sum::<u64>();
+                    }
+                    total
+                })
+            })
+            .collect();
+        for (i, h) in handles.into_iter().enumerate() {
+            let i = i as u64;
+            let want: u64 = (0..20u64)
+                .map(|r| (0..10_000u64).map(|x| x * i + r).sum::<u64>())
+                .sum();
+            assert_eq!(h.join().unwrap(), want);
+        }
+    });
+}
+
+/// A writer collecting tracing's formatted lines.
+#[derive(Clone, Default)]
+struct Lines(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Lines {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// tracing spans entered across blocking calls in 32 coroutines: each log
+/// line carries only its own coroutine's span (tracing-subscriber keeps
+/// the span stack per thread).
+#[test]
+fn tracing_spans_per_coroutine() {
+    in_child("tracing_spans_per_coroutine", TWO, || {
+        let lines = Lines::default();
+        let sink = lines.clone();
+        tracing_subscriber::fmt()
+            .with_writer(move || sink.clone())
+            .with_ansi(false)
+            .without_time()
+            .init();
+        let handles: Vec<_> = (0..32u32)
+            .map(|i| {
+                coroutines::spawn(move || {
+                    let span = tracing::info_span!("job", id = i);
+                    let _e = span.enter();
+                    for step in 0..10u32 {
+                        std::thread::sleep(Duration::from_millis(1)); // parks
+                        tracing::info!(step, "work");
+                        let cur = tracing::Span::current();
+                        assert_eq!(cur.id(), span.id(), "a sibling's span is current");
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        let mut per = std::collections::HashMap::<String, usize>::new();
+        for line in text.lines() {
+            // "INFO job{id=7}: thread_locals: work step=3"
+            assert_eq!(line.matches("job{").count(), 1, "line has one span: {line}");
+            let id = line
+                .split("job{id=")
+                .nth(1)
+                .unwrap()
+                .split('}')
+                .next()
+                .unwrap();
+            *per.entry(id.to_string()).or_default() += 1;
+        }
+        assert_eq!(per.len(), 32);
+        assert!(per.values().all(|&n| n == 10), "{per:?}");
+    });
+}
