@@ -84,8 +84,13 @@ pub struct Config {
     pub stack_size_bytes: usize,
     /// Time slice; `None` disables preemption.
     pub time_slice: Option<Duration>,
-    /// Whether started coroutines may move between executors.
+    /// Whether started coroutines may move between executors. Default: on
+    /// with per-coroutine thread-locals (turned off at start if those are
+    /// unavailable, unless asked for explicitly), off with shared ones.
     pub migrate: bool,
+    /// Whether `migrate` was set explicitly (builder or environment)
+    /// rather than defaulted.
+    pub migrate_explicit: bool,
     /// No-progress time after which an executor counts as blocked.
     pub blocked_after: Duration,
     /// Where `thread_local!` values live: per coroutine (the default) or
@@ -399,14 +404,14 @@ impl RuntimeBuilder {
             },
         };
         let migrate = match self.migrate {
-            Some(b) => b,
+            Some(b) => Some(b),
             None => match env_var("COROUTINES_MIGRATE", BOOL_FORMS)? {
                 Some(v) => match v.trim() {
-                    "1" | "true" => true,
-                    "0" | "false" => false,
+                    "1" | "true" => Some(true),
+                    "0" | "false" => Some(false),
                     _ => return Err(invalid("COROUTINES_MIGRATE", &v, BOOL_FORMS)),
                 },
-                None => false,
+                None => None,
             },
         };
         let blocked_after = match self.blocked_after {
@@ -431,12 +436,18 @@ impl RuntimeBuilder {
                 None => ThreadLocals::PerCoroutine,
             },
         };
+        let migrate_explicit = migrate.is_some();
+        // Sound by default only when every coroutine has its own
+        // thread-locals (the runtime turns it off at start if those turn
+        // out to be unavailable and it was not asked for).
+        let migrate = migrate.unwrap_or(thread_locals == ThreadLocals::PerCoroutine);
         Ok(Config {
             workers,
             max_workers,
             stack_size_bytes,
             time_slice,
             migrate,
+            migrate_explicit,
             blocked_after,
             thread_locals,
         })

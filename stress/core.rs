@@ -398,7 +398,10 @@ fn started_coroutines_stay_home_unless_migration() {
         unsafe { libc::gettid() }
     }
     if is_child() {
-        let migrate = std::env::var("COROUTINES_MIGRATE").as_deref() == Ok("1");
+        let migrate = coroutines::RuntimeBuilder::new()
+            .resolve()
+            .map(|c| c.migrate)
+            .unwrap_or(false);
         let moved = Arc::new(AtomicUsize::new(0));
         let hs: Vec<_> = (0..64)
             .map(|_| {
@@ -425,16 +428,23 @@ fn started_coroutines_stay_home_unless_migration() {
         println!("MOVED:{} MIGRATE:{migrate}", moved.load(Ordering::Relaxed));
         return;
     }
+    // Pinned: migration off explicitly, or thread-locals shared.
+    for env in [
+        &[("COROUTINES_WORKERS", "2"), ("COROUTINES_MIGRATE", "0")][..],
+        &[
+            ("COROUTINES_WORKERS", "2"),
+            ("COROUTINES_THREAD_LOCALS", "shared"),
+        ][..],
+    ] {
+        let out = run_child("started_coroutines_stay_home_unless_migration", env);
+        let (o, e) = text(&out);
+        assert!(out.status.success(), "{o}\n{e}");
+        assert!(o.contains("MOVED:0 MIGRATE:false"), "{env:?}: {o}");
+    }
+    // Migration is the default with per-coroutine thread-locals.
     let out = run_child(
         "started_coroutines_stay_home_unless_migration",
         &[("COROUTINES_WORKERS", "2")],
-    );
-    let (o, e) = text(&out);
-    assert!(out.status.success(), "{o}\n{e}");
-    assert!(o.contains("MOVED:0 MIGRATE:false"), "{o}");
-    let out = run_child(
-        "started_coroutines_stay_home_unless_migration",
-        &[("COROUTINES_WORKERS", "2"), ("COROUTINES_MIGRATE", "1")],
     );
     let (o, e) = text(&out);
     assert!(out.status.success(), "{o}\n{e}");

@@ -68,7 +68,13 @@ fn no_preempt_section_is_not_preempted() {
     if !is_child("no_preempt_section_is_not_preempted") {
         run_child(
             "no_preempt_section_is_not_preempted",
-            &[("COROUTINES_WORKERS", "1"), ("COROUTINES_SLICE", "200us")],
+            // Pinned: with migration an extra executor started by the
+            // blocked detector could run the sibling concurrently.
+            &[
+                ("COROUTINES_WORKERS", "1"),
+                ("COROUTINES_SLICE", "200us"),
+                ("COROUTINES_MIGRATE", "0"),
+            ],
         );
         return;
     }
@@ -363,7 +369,13 @@ fn libc_callback_is_a_no_preempt_zone() {
             "{}",
             run_child(
                 NAME,
-                &[("COROUTINES_WORKERS", "1"), ("COROUTINES_SLICE", "100us")]
+                // Pinned: with migration an extra executor started by the
+                // blocked detector could run the sibling concurrently.
+                &[
+                    ("COROUTINES_WORKERS", "1"),
+                    ("COROUTINES_SLICE", "100us"),
+                    ("COROUTINES_MIGRATE", "0"),
+                ]
             )
         );
         return;

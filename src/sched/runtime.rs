@@ -87,8 +87,13 @@ fn start_slow(config: Option<Config>) -> Result<&'static Runtime, ConfigError> {
         crate::sys::fatal(msg);
     }
     // Before any executor starts: they are built for one mode or the other.
+    let mut config = config;
     if super::tls::enable(config.thread_locals == crate::config::ThreadLocals::PerCoroutine) {
         crate::stack::set_reserved_top(super::tls::layout().span());
+    } else if config.migrate && !config.migrate_explicit {
+        // Migration is the default only because each coroutine carries its
+        // own thread-locals; with shared ones, coroutines stay put.
+        config.migrate = false;
     }
     crate::stack::install_overflow_handler();
     crate::stack::set_current_name_fn(worker::current_name_raw);
@@ -290,10 +295,21 @@ pub(crate) fn schedule(task: Task) {
     };
     let home = task.home.load(Ordering::Relaxed);
     let exec = worker::current_executor();
-    if rt.config.migrate || home == NO_HOME {
+    if home == NO_HOME {
         match exec {
             Some(exec) => exec.fresh.push(task),
             None => rt.injector.push(task),
+        }
+        rt.notify_idle();
+        return;
+    }
+    if rt.config.migrate {
+        // The waker's executor (or the coroutine's last one) runs it next
+        // unless an idle executor steals it first from the inbox.
+        match exec {
+            Some(exec) if std::ptr::eq(exec.rt, rt) => exec.shared.inbox.push(task),
+            // From outside (a helper thread): any executor may take it.
+            _ => rt.injector.push(task),
         }
         rt.notify_idle();
         return;

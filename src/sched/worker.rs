@@ -115,6 +115,10 @@ pub(crate) struct ExecutorShared {
     pub(crate) stealer: Stealer<Task>,
     /// Started coroutines woken from other threads; drained by the owner.
     pub(crate) inbox: Injector<Task>,
+    /// Migration only: started coroutines that yielded or were preempted
+    /// here, runnable anywhere (stolen by idle executors). Without
+    /// migration they go to the owner-only `ready` queue instead.
+    pub(crate) runq: Injector<Task>,
     pub(crate) parker: Parker,
     /// Coroutine running now, or null in the scheduler context. Written by
     /// the owner only; read by the monitor (Acquire) and the handler.
@@ -156,6 +160,7 @@ impl ExecutorShared {
             index,
             stealer,
             inbox: Injector::new(),
+            runq: Injector::new(),
             parker: Parker::default(),
             current: AtomicPtr::new(std::ptr::null_mut()),
             switches: AtomicU64::new(0),
@@ -180,6 +185,7 @@ impl ExecutorShared {
     pub(crate) fn has_waiting_work(&self) -> bool {
         self.ready_len.load(Ordering::Relaxed) > 0
             || !self.inbox.is_empty()
+            || !self.runq.is_empty()
             || !self.stealer.is_empty()
     }
 }
@@ -220,9 +226,10 @@ pub(crate) struct Executor {
     ident: Slots,
     /// This thread's TLS alias windows (alias.rs).
     windows: Windows,
-    /// References of coroutines that parked through `direct_park_on`,
-    /// dropped by the scheduler (owner thread only).
-    released: UnsafeCell<Vec<Task>>,
+    /// A coroutine that just switched directly to the next one, and what
+    /// it did (yield or park): completed by that next side once the
+    /// switch saved its context (`complete_pending`). Owner thread only.
+    pending: Cell<Option<(Task, Action)>>,
     /// Window-less coroutines of this executor that may be registered in a
     /// std channel with the executor's thread-local addresses (parked in
     /// their std parker, or preempted): while any exists, a window-less
@@ -403,8 +410,10 @@ fn suspend(_np: &NoPreempt, action: Action) {
     // suspended at `sched_sp` and resumed exactly once here.
     let resumed_on = unsafe { arch::switch((*co).sp.get(), *exec.sched_sp.get(), 0, exec.sched_fs) }
         as *const Executor;
-    // SAFETY: the scheduler passes its own Executor pointer when resuming.
+    // SAFETY: the scheduler, or a coroutine switching to us directly,
+    // passes its own Executor pointer when resuming.
     let exec = unsafe { &*resumed_on };
+    exec.complete_pending();
     exec.shared.no_preempt.store(level, Ordering::Relaxed);
     compiler_fence(Ordering::SeqCst);
 }
@@ -440,51 +449,29 @@ pub(crate) fn park_current(np: &NoPreempt, reason: WaitReason) {
     suspend(np, Action::Park);
 }
 
-/// Fast path of a park: publish PARKED and switch straight to the next
-/// local coroutine, without a round trip through the scheduler (what
-/// `direct_yield_on` does for a yield). None, having done nothing: the
-/// scheduler must decide. Some: parked and resumed, or not parked at all
-/// because a wake had already arrived (a spurious return: callers loop).
+/// Fast path of a park: switch straight to the next local coroutine,
+/// without a round trip through the scheduler (what `direct_yield_on`
+/// does for a yield). None, having done nothing: the scheduler must
+/// decide. Some: parked and resumed, or not parked at all because a wake
+/// had already arrived (a spurious return: callers loop).
 ///
-/// Invariants: the PARKED state is published before our context is saved,
-/// which is sound because whoever wins PARKED -> RUNNABLE can only queue us
-/// on this executor (no migration here), and only this thread, busy with
-/// the switch, resumes from those queues. Our reference moves to
-/// `released` (dropped by the scheduler later) so that the coroutine —
-/// and the `sp` slot the switch writes — stays alive through the switch.
+/// Invariant: PARKED is published by the *next* side, after our context
+/// is saved (`complete_pending`, as the scheduler does after a switch):
+/// whoever wins PARKED -> RUNNABLE may queue us anywhere (migration), and
+/// a thief may resume us at once. Our reference travels in `pending`, so
+/// the coroutine — and the `sp` slot the switch writes — stays alive.
 #[inline]
 fn direct_park_on(exec: &'static Executor) -> Option<&'static Executor> {
-    let (next, took_slot) = direct_next(exec)?;
+    let (next, _) = direct_next(exec)?;
     // SAFETY: owner thread; we are the running coroutine.
     let me = unsafe { (*exec.running.get()).take() }.expect("running coroutine");
-    // Release: our writes before parking are seen by the waker that wins
-    // PARKED -> RUNNABLE (as in `run_task`).
-    if me
-        .state
-        .compare_exchange(RUNNING, PARKED, Ordering::AcqRel, Ordering::Acquire)
-        .is_err()
-    {
-        // Woken since we started (NOTIFIED): consume it and keep running.
-        me.state.swap(RUNNING, Ordering::AcqRel);
-        // SAFETY: owner thread, as above.
-        unsafe { *exec.running.get() = Some(me) };
-        if took_slot {
-            exec.next.set(Some(next));
-        } else {
-            exec.push_woken(next); // back to the front of `ready`
-        }
-        return Some(exec);
-    }
     let my_sp: *mut usize = me.sp.get();
     let level = exec.shared.no_preempt.load(Ordering::Relaxed);
-    bump(&exec.shared.stats.parks);
     // SAFETY: we are `me`, running on this thread: its identity is in the
     // slots and ours to save.
-    unsafe {
-        exec.ident.save(&mut *me.ident.get());
-        (*exec.released.get()).push(me);
-    }
-    // SAFETY: `my_sp` is ours, kept alive by `released`.
+    unsafe { exec.ident.save(&mut *me.ident.get()) };
+    exec.pending.set(Some((me, Action::Park)));
+    // SAFETY: `my_sp` is ours, kept alive by `pending`.
     Some(unsafe { switch_direct(exec, my_sp, next, level) })
 }
 
@@ -544,9 +531,6 @@ pub(crate) fn yield_now_fast() -> bool {
 /// fairness tick (every 61st pick), nothing local.
 #[inline(always)]
 fn direct_next(exec: &'static Executor) -> Option<(Task, bool)> {
-    if exec.rt.config.migrate {
-        return None;
-    }
     let tick = exec.tick.get().wrapping_add(1);
     if tick % 61 == 0 {
         return None;
@@ -557,6 +541,11 @@ fn direct_next(exec: &'static Executor) -> Option<(Task, bool)> {
     let took_slot = from_slot.is_some();
     let next = match from_slot {
         Some(t) => t,
+        None if exec.rt.config.migrate => {
+            // Migration: woken coroutines wait in the (stealable) inbox,
+            // yielded and preempted ones in `runq`.
+            exec.pop_woken().or_else(|| exec.pop_runq())?
+        }
         None => {
             // SAFETY: owner thread; no reference into `ready` is live.
             let ready = unsafe { &mut *exec.ready.get() };
@@ -573,7 +562,8 @@ fn direct_next(exec: &'static Executor) -> Option<(Task, bool)> {
     // SAFETY: owner thread; `sp` is 0 only before the first run.
     if next.preempted.load(Ordering::Relaxed) || (tls::enabled() && unsafe { *next.sp.get() } == 0)
     {
-        if took_slot {
+        if took_slot || exec.rt.config.migrate {
+            // (With migration the slot is empty here: taken just above.)
             exec.next.set(Some(next));
         } else {
             exec.push_woken(next); // back to the front of `ready`
@@ -594,11 +584,11 @@ fn direct_next(exec: &'static Executor) -> Option<(Task, bool)> {
 /// not restore a no-preempt level, so it must be entered from the
 /// scheduler, which zeroes the level).
 ///
-/// Invariant: the yielding coroutine is pushed on the local ready queue
-/// *before* its context is saved; that is sound because only this thread
-/// pops that queue (no migration here), and this thread is busy running the
-/// switch until the context is saved. The handler does not preempt this
-/// window (the no-preempt level is raised until the switch).
+/// Invariant: the yielding coroutine is queued by the *next* side
+/// (`complete_pending`), after its context is saved, so no other executor
+/// can resume it half-saved even where it may be stolen (migration). The
+/// handler does not preempt this window (the no-preempt level is raised
+/// until the switch).
 ///
 /// `exec` is the calling thread's executor; returns the executor the
 /// coroutine was resumed on (None: nothing was done).
@@ -609,12 +599,12 @@ fn direct_yield_on(exec: &'static Executor) -> Option<&'static Executor> {
     let me = unsafe { (*exec.running.get()).take() }.expect("running coroutine");
     let my_sp: *mut usize = me.sp.get();
     let level = exec.shared.no_preempt.load(Ordering::Relaxed);
-    bump(&exec.shared.stats.yields);
     // SAFETY: we are `me`, running on this thread: its identity is in the
     // slots and ours to save before anyone else can run it.
     unsafe { exec.ident.save(&mut *me.ident.get()) };
-    exec.push_ready(me);
-    // SAFETY: `my_sp` is ours, kept alive by the ready queue.
+    // Queued by the next side, once our context is saved.
+    exec.pending.set(Some((me, Action::Yield)));
+    // SAFETY: `my_sp` is ours, kept alive by `pending`.
     Some(unsafe { switch_direct(exec, my_sp, next, level) })
 }
 
@@ -649,6 +639,7 @@ unsafe fn switch_direct(
         unsafe { arch::switch(my_sp, sp, exec as *const Executor as usize, fs) } as *const Executor;
     // SAFETY: whoever resumes us passes its Executor.
     let exec = unsafe { &*resumed_on };
+    exec.complete_pending();
     exec.shared.no_preempt.store(level, Ordering::Relaxed);
     compiler_fence(Ordering::SeqCst);
     exec
@@ -660,10 +651,9 @@ unsafe extern "C" fn coroutine_main(arg: usize, exec: usize) -> ! {
     // it (the scheduler already zeroed it; a direct yield did not).
     // SAFETY: the resumer passes its Executor.
     unsafe {
-        (*(exec as *const Executor))
-            .shared
-            .no_preempt
-            .store(0, Ordering::Relaxed)
+        let exec = &*(exec as *const Executor);
+        exec.complete_pending();
+        exec.shared.no_preempt.store(0, Ordering::Relaxed)
     };
     compiler_fence(Ordering::SeqCst);
     let inner = arg as *const Inner;
@@ -712,7 +702,9 @@ impl Executor {
     /// Moves the inbox (coroutines woken from other threads) to the front
     /// of `ready`, keeping their wake order.
     fn drain_inbox(&self) {
-        if self.shared.inbox.is_empty() {
+        // With migration the inbox stays stealable: popped directly
+        // (`pop_woken`), by this executor first and by idle ones.
+        if self.rt.config.migrate || self.shared.inbox.is_empty() {
             return;
         }
         let mut n = 0;
@@ -755,6 +747,13 @@ impl Executor {
             self.fire_timers(true);
         }
         self.drain_inbox();
+        if self.rt.config.migrate && tick % 8 != 0 {
+            // Woken coroutines first (low wake-up latency), as `ready`'s
+            // front is without migration.
+            if let Some(t) = self.pop_woken() {
+                return Some(t);
+            }
+        }
         if tick % 8 == 0 {
             if let Some(t) = self.fresh.pop() {
                 return Some(t);
@@ -765,6 +764,11 @@ impl Executor {
         }
         if let Some(t) = self.pop_ready() {
             return Some(t);
+        }
+        if self.rt.config.migrate {
+            if let Some(t) = self.pop_woken().or_else(|| self.pop_runq()) {
+                return Some(t);
+            }
         }
         self.fresh.pop()
     }
@@ -821,6 +825,14 @@ impl Executor {
             if victim.index == self.index {
                 continue;
             }
+            // Migration: a woken coroutine runs on whichever executor is
+            // free (its executor may be busy, blocked or descheduled).
+            if self.rt.config.migrate {
+                if let Some(t) = steal_one(&victim.inbox).or_else(|| steal_one(&victim.runq)) {
+                    bump(&self.shared.stats.steals);
+                    return Some(t);
+                }
+            }
             loop {
                 match victim.stealer.steal_batch_and_pop(&self.fresh) {
                     Steal::Success(t) => {
@@ -867,13 +879,14 @@ impl Executor {
     fn has_visible_work(&self) -> bool {
         // `next` is always empty here: find_work took it.
         !self.shared.inbox.is_empty()
+            || !self.shared.runq.is_empty()
             || !self.fresh.is_empty()
             || !self.rt.injector.is_empty()
-            || self
-                .rt
-                .live_executors()
-                .iter()
-                .any(|e| e.index != self.index && !e.stealer.is_empty())
+            || self.rt.live_executors().iter().any(|e| {
+                e.index != self.index
+                    && (!e.stealer.is_empty()
+                        || (self.rt.config.migrate && !(e.inbox.is_empty() && e.runq.is_empty())))
+            })
             || crate::reactor::timers().any_due(Instant::now())
     }
 
@@ -1019,12 +1032,6 @@ impl Executor {
     }
 
     fn run_task(&self, task: Task) {
-        // SAFETY: owner thread, scheduler context: no coroutine runs, so
-        // none of these is mid-switch.
-        let released = unsafe { &mut *self.released.get() };
-        if !released.is_empty() {
-            released.clear();
-        }
         if !ensure_started(self, &task) {
             return;
         }
@@ -1082,21 +1089,7 @@ impl Executor {
                 self.prefer_new.set(true);
                 self.requeue(task)
             }
-            Action::Park => {
-                bump(&self.shared.stats.parks);
-                // Release: the coroutine's writes before parking are seen
-                // by the waker that wins PARKED -> RUNNABLE.
-                if inner
-                    .state
-                    .compare_exchange(RUNNING, PARKED, Ordering::AcqRel, Ordering::Acquire)
-                    .is_err()
-                {
-                    // A wake arrived since it started (NOTIFIED): run again.
-                    inner.state.swap(RUNNABLE, Ordering::AcqRel);
-                    self.requeue(task);
-                }
-                // Else the waker will queue it; drop our reference.
-            }
+            Action::Park => self.complete_park(task),
             Action::Exit => {
                 inner.state.store(DONE, Ordering::Release);
                 let home = inner.home.load(Ordering::Relaxed) as usize;
@@ -1175,15 +1168,67 @@ impl Executor {
         self.rt.retire_slot(self.index, || {
             ready_empty
                 && self.shared.inbox.is_empty()
+                && self.shared.runq.is_empty()
                 && self.fresh.is_empty()
                 && (self.rt.config.migrate || self.shared.homed.load(Ordering::Relaxed) == 0)
         })
     }
 
+    /// A coroutine whose context is saved after it asked to park: publish
+    /// PARKED, or requeue it if a wake came first.
+    fn complete_park(&self, task: Task) {
+        bump(&self.shared.stats.parks);
+        // Release: the coroutine's writes before parking are seen by the
+        // waker that wins PARKED -> RUNNABLE.
+        if task
+            .state
+            .compare_exchange(RUNNING, PARKED, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            // A wake arrived since it started (NOTIFIED): run again.
+            task.state.swap(RUNNABLE, Ordering::AcqRel);
+            self.requeue(task);
+        }
+        // Else the waker will queue it; drop our reference.
+    }
+
+    /// Completes what the coroutine that switched directly to the running
+    /// side did (`pending`): called first thing by every side a direct
+    /// switch can resume (suspend, switch_direct, coroutine_main).
+    #[inline(always)]
+    fn complete_pending(&self) {
+        if let Some((task, action)) = self.pending.take() {
+            self.complete_pending_slow(task, action);
+        }
+    }
+
+    #[inline(never)]
+    fn complete_pending_slow(&self, task: Task, action: Action) {
+        if action == Action::Park {
+            self.complete_park(task);
+        } else {
+            bump(&self.shared.stats.yields);
+            self.requeue(task);
+        }
+    }
+
+    /// Migration: the next woken coroutine from this executor's inbox.
+    fn pop_woken(&self) -> Option<Task> {
+        steal_one(&self.shared.inbox)
+    }
+
+    /// Migration: the next yielded or preempted coroutine queued here.
+    fn pop_runq(&self) -> Option<Task> {
+        steal_one(&self.shared.runq)
+    }
+
     fn requeue(&self, task: Task) {
         if self.rt.config.migrate {
-            self.fresh.push(task);
-            self.rt.notify_idle();
+            self.shared.runq.push(task);
+            // More than one waiting: one of them could run elsewhere now.
+            if self.shared.runq.len() > 1 {
+                self.rt.notify_idle();
+            }
         } else {
             self.push_ready(task);
         }
@@ -1209,6 +1254,17 @@ pub(crate) struct SlotThread {
     pub(crate) pthread: Option<libc::pthread_t>,
     /// TLS alias windows (base addresses) left by the slot's last thread.
     pub(crate) windows: Vec<usize>,
+}
+
+/// One task from a stealable queue (retrying on contention).
+fn steal_one(q: &Injector<Task>) -> Option<Task> {
+    loop {
+        match q.steal() {
+            Steal::Success(t) => return Some(t),
+            Steal::Empty => return None,
+            Steal::Retry => continue,
+        }
+    }
 }
 
 /// Idle search: rounds in all, and how many spin before yielding the CPU.
@@ -1273,7 +1329,7 @@ pub(crate) fn executor_main(
         ident,
         windows,
         risky: Cell::new(0),
-        released: UnsafeCell::new(Vec::new()),
+        pending: Cell::new(None),
         carrier_tp,
         carrier_errno,
         tid: crate::sys::gettid(),
