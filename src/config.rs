@@ -23,6 +23,38 @@ pub const DEFAULT_SLICE: Duration = Duration::from_millis(2);
 /// an extra executor.
 pub const DEFAULT_BLOCKED_AFTER: Duration = Duration::from_millis(20);
 
+/// C symbol-name prefixes that stay preemptible by default although they
+/// are C code linked into the executable (see the README's safe points
+/// section): zlib's compression and decompression loops. zlib keeps all of
+/// its state in the caller's `z_stream` (no globals: libz-sys builds it
+/// with constant CRC tables), takes no lock and allocates only through
+/// `zalloc`, whose own frames (libc's malloc, a C allocator) are not
+/// preemptible; so a sibling running zlib on another stream meanwhile is
+/// harmless. The entries cover zlib's exported entry points and the
+/// internal functions that show in its symbol table: `deflate*`,
+/// `inflate*`, `compress*`/`uncompress*`, `_tr_*` (trees.c),
+/// `longest_match`, `fill_window`, `build_tree`, `scan_tree`, `send_tree`,
+/// `pqdownheap`, `updatewindow`, `adler32*`, `crc32*`. Not zlib's `gz*`
+/// file functions (stdio-like buffers and I/O). Hand-written crypto
+/// assembly is not on the list: its calls are short (a buffer at a time),
+/// and its names are versioned per crate release (`ring_core_0_17_8_...`).
+pub const DEFAULT_PREEMPT_C: &[&str] = &[
+    "deflate",
+    "inflate",
+    "compress",
+    "uncompress",
+    "_tr_",
+    "longest_match",
+    "fill_window",
+    "build_tree",
+    "scan_tree",
+    "send_tree",
+    "pqdownheap",
+    "updatewindow",
+    "adler32",
+    "crc32",
+];
+
 /// Why a configuration was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfigError {
@@ -88,6 +120,10 @@ pub struct Config {
     pub migrate: bool,
     /// No-progress time after which an executor counts as blocked.
     pub blocked_after: Duration,
+    /// Allow-list: symbol-name prefixes of C functions linked into the
+    /// executable that may be preempted like Rust code (reentrant CPU
+    /// loops). Every other non-Rust function is a no-preempt zone.
+    pub preempt_c: Vec<String>,
 }
 
 const WORKERS_FORMS: &str = "a whole number of executors from 1 to 1024, e.g. 4";
@@ -99,6 +135,38 @@ const SLICE_FORMS: &str =
     "a duration with a unit between 50us and 10s, e.g. 500us, 2ms, 1s, or `off`";
 const BLOCKED_FORMS: &str = "a duration with a unit between 1ms and 60s, e.g. 20ms, 1s";
 const BOOL_FORMS: &str = "1, 0, true or false";
+const PREEMPT_C_FORMS: &str = "comma-separated C symbol-name prefixes (letters, digits and _, not \
+     starting with a digit), added to the defaults, e.g. my_hash_,blake3_; a first item `none` drops \
+     the defaults (zlib)";
+
+/// Parses an allow-list (`COROUTINES_PREEMPT_C`, `RuntimeBuilder::preempt_c`):
+/// items are C identifiers used as prefixes; `none` as the first item drops
+/// the defaults. Returns the resolved list (defaults first).
+fn parse_preempt_c<'a>(items: impl IntoIterator<Item = &'a str>) -> Option<Vec<String>> {
+    let mut out: Vec<String> = DEFAULT_PREEMPT_C.iter().map(|s| s.to_string()).collect();
+    for (i, item) in items.into_iter().enumerate() {
+        let item = item.trim();
+        if item == "none" {
+            if i != 0 {
+                return None;
+            }
+            out.clear();
+            continue;
+        }
+        let ok = item
+            .bytes()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == b'_')
+            && item.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_');
+        if !ok {
+            return None;
+        }
+        if !out.iter().any(|p| p == item) {
+            out.push(item.to_string());
+        }
+    }
+    Some(out)
+}
 
 fn invalid(source: &'static str, value: &str, expected: &'static str) -> ConfigError {
     ConfigError::Invalid {
@@ -217,6 +285,7 @@ pub struct RuntimeBuilder {
     time_slice: Option<Option<Duration>>,
     migrate: Option<bool>,
     blocked_after: Option<Duration>,
+    preempt_c: Option<Vec<String>>,
 }
 
 impl RuntimeBuilder {
@@ -261,6 +330,21 @@ impl RuntimeBuilder {
     /// `COROUTINES_BLOCKED_AFTER`. Default: 20 ms.
     pub fn blocked_after(mut self, d: Duration) -> Self {
         self.blocked_after = Some(d);
+        self
+    }
+
+    /// C functions linked into the executable that may be preempted like
+    /// Rust code, by symbol-name prefix (reentrant CPU loops: no globals,
+    /// no locks, no per-thread state). Added to the defaults
+    /// ([`DEFAULT_PREEMPT_C`]: zlib); a first item `"none"` drops the
+    /// defaults. Overrides `COROUTINES_PREEMPT_C`. Every other C function
+    /// is never preempted (see the README's safe points section).
+    pub fn preempt_c<I, S>(mut self, prefixes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.preempt_c = Some(prefixes.into_iter().map(Into::into).collect());
         self
     }
 
@@ -381,6 +465,17 @@ impl RuntimeBuilder {
                 None => DEFAULT_BLOCKED_AFTER,
             },
         };
+        let preempt_c = match &self.preempt_c {
+            Some(v) => parse_preempt_c(v.iter().map(String::as_str)).ok_or_else(|| {
+                invalid("RuntimeBuilder::preempt_c", &v.join(","), PREEMPT_C_FORMS)
+            })?,
+            None => match env_var("COROUTINES_PREEMPT_C", PREEMPT_C_FORMS)? {
+                Some(v) if v.trim().is_empty() => parse_preempt_c([]).unwrap_or_default(),
+                Some(v) => parse_preempt_c(v.split(','))
+                    .ok_or_else(|| invalid("COROUTINES_PREEMPT_C", &v, PREEMPT_C_FORMS))?,
+                None => parse_preempt_c([]).unwrap_or_default(),
+            },
+        };
         Ok(Config {
             workers,
             max_workers,
@@ -388,6 +483,7 @@ impl RuntimeBuilder {
             time_slice,
             migrate,
             blocked_after,
+            preempt_c,
         })
     }
 }
@@ -450,5 +546,35 @@ mod tests {
         assert_eq!(c.stack_size_bytes, 64 * 1024);
         assert_eq!(c.time_slice, None);
         assert_eq!(c.blocked_after, Duration::from_millis(5));
+        assert_eq!(c.preempt_c.len(), DEFAULT_PREEMPT_C.len());
+    }
+
+    #[test]
+    fn preempt_c_allow_list() {
+        let d = DEFAULT_PREEMPT_C.len();
+        assert_eq!(
+            parse_preempt_c(["my_loop", " blake3_ "]).unwrap().len(),
+            d + 2
+        );
+        assert_eq!(
+            parse_preempt_c(["none", "tp_spin"]).unwrap(),
+            vec!["tp_spin"]
+        );
+        assert_eq!(parse_preempt_c(["none"]).unwrap(), Vec::<String>::new());
+        assert_eq!(parse_preempt_c(["deflate"]).unwrap().len(), d);
+        assert_eq!(parse_preempt_c(["3d"]), None);
+        assert_eq!(parse_preempt_c([""]), None);
+        assert_eq!(parse_preempt_c(["a-b"]), None);
+        assert_eq!(parse_preempt_c(["x", "none"]), None);
+        let e = RuntimeBuilder::new()
+            .preempt_c(["ok_", "bad name"])
+            .resolve()
+            .unwrap_err();
+        let m = e.to_string();
+        assert!(
+            m.contains("RuntimeBuilder::preempt_c=\"ok_,bad name\"") && m.contains("prefixes"),
+            "{m}"
+        );
+        assert!(!m.contains('\n'), "{m}");
     }
 }
