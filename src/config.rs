@@ -34,7 +34,11 @@ pub const DEFAULT_BLOCKED_AFTER: Duration = Duration::from_millis(20);
 /// internal functions that show in its symbol table: `deflate*`,
 /// `inflate*`, `compress*`/`uncompress*`, `_tr_*` (trees.c),
 /// `longest_match`, `fill_window`, `build_tree`, `scan_tree`, `send_tree`,
-/// `pqdownheap`, `updatewindow`, `adler32*`, `crc32*`. Not zlib's `gz*`
+/// `pqdownheap`, `updatewindow`, `adler32*`, `crc32*`, and `zcalloc`/
+/// `zcfree` (zlib's malloc/free wrappers: the libc call below them is a
+/// zone of its own, and without them stale return addresses into them
+/// left on the stack by `deflateInit` deferred every preemption inside
+/// `deflate` in the Z1 bench). Not zlib's `gz*`
 /// file functions (stdio-like buffers and I/O). Hand-written crypto
 /// assembly is not on the list: its calls are short (a buffer at a time),
 /// and its names are versioned per crate release (`ring_core_0_17_8_...`).
@@ -53,6 +57,8 @@ pub const DEFAULT_PREEMPT_C: &[&str] = &[
     "updatewindow",
     "adler32",
     "crc32",
+    "zcalloc",
+    "zcfree",
 ];
 
 /// Why a configuration was refused.
