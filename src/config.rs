@@ -23,6 +23,44 @@ pub const DEFAULT_SLICE: Duration = Duration::from_millis(2);
 /// an extra executor.
 pub const DEFAULT_BLOCKED_AFTER: Duration = Duration::from_millis(20);
 
+/// C symbol-name prefixes that stay preemptible by default although they
+/// are C code linked into the executable (see the README's safe points
+/// section): zlib's compression and decompression loops. zlib keeps all of
+/// its state in the caller's `z_stream` (no globals: libz-sys builds it
+/// with constant CRC tables), takes no lock and allocates only through
+/// `zalloc`, whose own frames (libc's malloc, a C allocator) are not
+/// preemptible; so a sibling running zlib on another stream meanwhile is
+/// harmless. The entries cover zlib's exported entry points and the
+/// internal functions that show in its symbol table: `deflate*`,
+/// `inflate*`, `compress*`/`uncompress*`, `_tr_*` (trees.c),
+/// `longest_match`, `fill_window`, `build_tree`, `scan_tree`, `send_tree`,
+/// `pqdownheap`, `updatewindow`, `adler32*`, `crc32*`, and `zcalloc`/
+/// `zcfree` (zlib's malloc/free wrappers: the libc call below them is a
+/// zone of its own, and without them stale return addresses into them
+/// left on the stack by `deflateInit` deferred every preemption inside
+/// `deflate` in the Z1 bench). Not zlib's `gz*`
+/// file functions (stdio-like buffers and I/O). Hand-written crypto
+/// assembly is not on the list: its calls are short (a buffer at a time),
+/// and its names are versioned per crate release (`ring_core_0_17_8_...`).
+pub const DEFAULT_PREEMPT_C: &[&str] = &[
+    "deflate",
+    "inflate",
+    "compress",
+    "uncompress",
+    "_tr_",
+    "longest_match",
+    "fill_window",
+    "build_tree",
+    "scan_tree",
+    "send_tree",
+    "pqdownheap",
+    "updatewindow",
+    "adler32",
+    "crc32",
+    "zcalloc",
+    "zcfree",
+];
+
 /// Why a configuration was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfigError {
@@ -96,6 +134,10 @@ pub struct Config {
     /// Where `thread_local!` values live: per coroutine (the default) or
     /// shared by the coroutines of one executor.
     pub thread_locals: ThreadLocals,
+    /// Allow-list: symbol-name prefixes of C functions linked into the
+    /// executable that may be preempted like Rust code (reentrant CPU
+    /// loops). Every other non-Rust function is a no-preempt zone.
+    pub preempt_c: Vec<String>,
 }
 
 /// Where thread-local values live inside coroutines
@@ -134,6 +176,38 @@ const SLICE_FORMS: &str =
 const BLOCKED_FORMS: &str = "a duration with a unit between 1ms and 60s, e.g. 20ms, 1s";
 const BOOL_FORMS: &str = "1, 0, true or false";
 const TLS_FORMS: &str = "`coroutine` (each coroutine has its own thread-locals) or `shared` (coroutines of one executor share them)";
+const PREEMPT_C_FORMS: &str = "comma-separated C symbol-name prefixes (letters, digits and _, not \
+     starting with a digit), added to the defaults, e.g. my_hash_,blake3_; a first item `none` drops \
+     the defaults (zlib)";
+
+/// Parses an allow-list (`COROUTINES_PREEMPT_C`, `RuntimeBuilder::preempt_c`):
+/// items are C identifiers used as prefixes; `none` as the first item drops
+/// the defaults. Returns the resolved list (defaults first).
+fn parse_preempt_c<'a>(items: impl IntoIterator<Item = &'a str>) -> Option<Vec<String>> {
+    let mut out: Vec<String> = DEFAULT_PREEMPT_C.iter().map(|s| s.to_string()).collect();
+    for (i, item) in items.into_iter().enumerate() {
+        let item = item.trim();
+        if item == "none" {
+            if i != 0 {
+                return None;
+            }
+            out.clear();
+            continue;
+        }
+        let ok = item
+            .bytes()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == b'_')
+            && item.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_');
+        if !ok {
+            return None;
+        }
+        if !out.iter().any(|p| p == item) {
+            out.push(item.to_string());
+        }
+    }
+    Some(out)
+}
 
 fn invalid(source: &'static str, value: &str, expected: &'static str) -> ConfigError {
     ConfigError::Invalid {
@@ -253,6 +327,7 @@ pub struct RuntimeBuilder {
     migrate: Option<bool>,
     blocked_after: Option<Duration>,
     thread_locals: Option<ThreadLocals>,
+    preempt_c: Option<Vec<String>>,
 }
 
 impl RuntimeBuilder {
@@ -297,6 +372,21 @@ impl RuntimeBuilder {
     /// `COROUTINES_BLOCKED_AFTER`. Default: 20 ms.
     pub fn blocked_after(mut self, d: Duration) -> Self {
         self.blocked_after = Some(d);
+        self
+    }
+
+    /// C functions linked into the executable that may be preempted like
+    /// Rust code, by symbol-name prefix (reentrant CPU loops: no globals,
+    /// no locks, no per-thread state). Added to the defaults
+    /// ([`DEFAULT_PREEMPT_C`]: zlib); a first item `"none"` drops the
+    /// defaults. Overrides `COROUTINES_PREEMPT_C`. Every other C function
+    /// is never preempted (see the README's safe points section).
+    pub fn preempt_c<I, S>(mut self, prefixes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.preempt_c = Some(prefixes.into_iter().map(Into::into).collect());
         self
     }
 
@@ -441,6 +531,17 @@ impl RuntimeBuilder {
         // thread-locals (the runtime turns it off at start if those turn
         // out to be unavailable and it was not asked for).
         let migrate = migrate.unwrap_or(thread_locals == ThreadLocals::PerCoroutine);
+        let preempt_c = match &self.preempt_c {
+            Some(v) => parse_preempt_c(v.iter().map(String::as_str)).ok_or_else(|| {
+                invalid("RuntimeBuilder::preempt_c", &v.join(","), PREEMPT_C_FORMS)
+            })?,
+            None => match env_var("COROUTINES_PREEMPT_C", PREEMPT_C_FORMS)? {
+                Some(v) if v.trim().is_empty() => parse_preempt_c([]).unwrap_or_default(),
+                Some(v) => parse_preempt_c(v.split(','))
+                    .ok_or_else(|| invalid("COROUTINES_PREEMPT_C", &v, PREEMPT_C_FORMS))?,
+                None => parse_preempt_c([]).unwrap_or_default(),
+            },
+        };
         Ok(Config {
             workers,
             max_workers,
@@ -450,6 +551,7 @@ impl RuntimeBuilder {
             migrate_explicit,
             blocked_after,
             thread_locals,
+            preempt_c,
         })
     }
 }
@@ -512,5 +614,35 @@ mod tests {
         assert_eq!(c.stack_size_bytes, 64 * 1024);
         assert_eq!(c.time_slice, None);
         assert_eq!(c.blocked_after, Duration::from_millis(5));
+        assert_eq!(c.preempt_c.len(), DEFAULT_PREEMPT_C.len());
+    }
+
+    #[test]
+    fn preempt_c_allow_list() {
+        let d = DEFAULT_PREEMPT_C.len();
+        assert_eq!(
+            parse_preempt_c(["my_loop", " blake3_ "]).unwrap().len(),
+            d + 2
+        );
+        assert_eq!(
+            parse_preempt_c(["none", "tp_spin"]).unwrap(),
+            vec!["tp_spin"]
+        );
+        assert_eq!(parse_preempt_c(["none"]).unwrap(), Vec::<String>::new());
+        assert_eq!(parse_preempt_c(["deflate"]).unwrap().len(), d);
+        assert_eq!(parse_preempt_c(["3d"]), None);
+        assert_eq!(parse_preempt_c([""]), None);
+        assert_eq!(parse_preempt_c(["a-b"]), None);
+        assert_eq!(parse_preempt_c(["x", "none"]), None);
+        let e = RuntimeBuilder::new()
+            .preempt_c(["ok_", "bad name"])
+            .resolve()
+            .unwrap_err();
+        let m = e.to_string();
+        assert!(
+            m.contains("RuntimeBuilder::preempt_c=\"ok_,bad name\"") && m.contains("prefixes"),
+            "{m}"
+        );
+        assert!(!m.contains('\n'), "{m}");
     }
 }

@@ -61,8 +61,15 @@
 //!   that a sibling on the same executor may take: a `thread_local!`
 //!   `RefCell` borrow, a `StdoutLock` kept across several writes, a spin
 //!   lock. Ordinary locks (std's `Mutex`) need nothing.
-//! - The executable's symbol table is used to find std's printing and panic
-//!   code: do not strip it (`strip = "debuginfo"` is fine).
+//! - Never inside C code linked into the executable (an allocator such as
+//!   mimalloc or jemalloc, a bundled C library: not reentrant, may hold
+//!   locks), nor while such a frame is on the stack (a Rust callback called
+//!   from C), except for an allow-list of reentrant C loops (zlib by
+//!   default; [`RuntimeBuilder::preempt_c`], `COROUTINES_PREEMPT_C`).
+//! - The executable's symbol table is used to tell C code from Rust code
+//!   and to find std's printing and panic code: do not strip it
+//!   (`strip = "debuginfo"` is fine; debug info is not needed). Without it
+//!   preemption is disabled, with one line on stderr.
 //! - Signals: only executor threads receive the runtime's SIGURG; plain
 //!   threads of the process never see it. Every SIGURG that is not the
 //!   runtime's (TCP urgent data, `kill -URG`) is passed to the handler

@@ -58,6 +58,12 @@ pub struct PreemptStats {
     /// Declined: a frame of the stack was in a no-preempt zone (std's
     /// printing or panic code, a callback from a shared library).
     pub deferred_zone: u64,
+    /// Declined: RIP or a frame of the stack was in C (or other non-Rust)
+    /// code linked into the executable — an allocator such as mimalloc or
+    /// jemalloc, a bundled C library — and not on the allow-list
+    /// (`COROUTINES_PREEMPT_C`). A Rust callback called from C counts as
+    /// inside C.
+    pub deferred_c_code: u64,
     /// Declined: the handler ran on the coroutine stack (a handler installed
     /// over ours without SA_ONSTACK); fixed by the monitor.
     pub deferred_not_on_altstack: u64,
@@ -81,6 +87,7 @@ impl PreemptStats {
             + self.deferred_foreign_code
             + self.deferred_panicking
             + self.deferred_zone
+            + self.deferred_c_code
             + self.deferred_not_on_altstack
             + self.deferred_fpstate
     }
@@ -96,6 +103,7 @@ impl PreemptStats {
         self.deferred_foreign_code += o.deferred_foreign_code;
         self.deferred_panicking += o.deferred_panicking;
         self.deferred_zone += o.deferred_zone;
+        self.deferred_c_code += o.deferred_c_code;
         self.deferred_not_on_altstack += o.deferred_not_on_altstack;
         self.deferred_fpstate += o.deferred_fpstate;
         self.backoffs += o.backoffs;
@@ -178,6 +186,7 @@ fn preempt_stats(e: &crate::sched::ExecutorShared) -> PreemptStats {
         deferred_foreign_code: d(Defer::ForeignCode),
         deferred_panicking: d(Defer::Panicking),
         deferred_zone: d(Defer::Zone),
+        deferred_c_code: d(Defer::CCode),
         deferred_not_on_altstack: d(Defer::NotOnAltstack),
         deferred_fpstate: d(Defer::FpState),
         backoffs: p.backoffs.load(Ordering::Relaxed),

@@ -19,6 +19,7 @@
 
 mod blocked;
 mod hog;
+mod m1_mpsc;
 mod parent;
 mod report;
 mod runtimes;
@@ -31,6 +32,7 @@ mod w3_echo;
 mod w4_fairness;
 mod w6_preempt_cost;
 mod w7_slice;
+mod z1_zlib;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -84,10 +86,12 @@ pub enum Workload {
     S2,
     S3,
     SL,
+    Z1,
+    M1,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 13] = [
+    pub const ALL: [Workload; 15] = [
         Workload::W1,
         Workload::W2a,
         Workload::W2b,
@@ -101,6 +105,8 @@ impl Workload {
         Workload::S2,
         Workload::S3,
         Workload::SL,
+        Workload::Z1,
+        Workload::M1,
     ];
     /// Run when no workload is named on the command line.
     pub const CORE: [Workload; 6] = [
@@ -129,6 +135,8 @@ impl Workload {
             Workload::S2 => "S2",
             Workload::S3 => "S3",
             Workload::SL => "SL",
+            Workload::Z1 => "Z1",
+            Workload::M1 => "M1",
         }
     }
 
@@ -154,6 +162,8 @@ impl Workload {
             Workload::S2 => "channel ping-pong: 2 tasks bounce a u64 through 2 channels, 100,000 round trips (threads: 20,000)",
             Workload::S3 => "uncontended mutex: 1 task locks and unlocks a mutex 10,000,000 times",
             Workload::SL => "sleep lateness: 1 task sleeps 1 ms 2,000 times on an otherwise idle runtime",
+            Workload::Z1 => "zlib: 8 tasks compress 256 KiB with compress2 for 3 s (coroutines: zlib allow-listed, and COROUTINES_PREEMPT_C=none)",
+            Workload::M1 => "mpsc gap: 64 producers x 2,000 sends with ~1 us work into 1 consumer, COROUTINES_SLICE=100us",
         }
     }
 
@@ -161,6 +171,7 @@ impl Workload {
     pub fn runtimes(self) -> &'static [Runtime] {
         match self {
             Workload::W6 | Workload::W7 => &[Runtime::Coroutines],
+            Workload::Z1 | Workload::M1 => &[Runtime::Coroutines, Runtime::Threads],
             Workload::W8 => &[Runtime::Coroutines, Runtime::May, Runtime::Tokio],
             _ => &Runtime::ALL,
         }
@@ -179,6 +190,8 @@ impl Workload {
             Workload::S2 => Some("ns_per_round_trip"),
             Workload::S3 => Some("ns_per_lock"),
             Workload::SL => Some("lateness_p99_ms"),
+            Workload::Z1 => None,
+            Workload::M1 => Some("max_gap_ms"),
         }
     }
 }
@@ -203,7 +216,7 @@ impl Params {
 pub const WORKERS: usize = 2;
 
 fn usage() -> &'static str {
-    "usage: bench [--reps N] [--scale X] [--runtimes coroutines,may,tokio,threads] [--timeout SECS] [W1 W2a W2b W3 W4 W5 W6 W7 W8 S1 S2 S3 SL | sync | all]\n\
+    "usage: bench [--reps N] [--scale X] [--runtimes coroutines,may,tokio,threads] [--timeout SECS] [W1 W2a W2b W3 W4 W5 W6 W7 W8 S1 S2 S3 SL Z1 M1 | sync | all]\n\
      \x20      bench --child <workload> <runtime> [--scale X]   (one measurement; used by the parent)\n\
      no workload = the core set: W1 W2a W2b W3 W5 W8; sync = S1 S2 S3 SL; all = every workload"
 }
@@ -338,5 +351,7 @@ fn run_child(w: Workload, rt: Runtime, p: &Params) {
         Workload::W7 => w7_slice::run(rt, p),
         Workload::S1 | Workload::S2 | Workload::S3 => sync::run(w, rt, p),
         Workload::SL => sl_sleep::run(rt, p),
+        Workload::Z1 => z1_zlib::run(rt, p),
+        Workload::M1 => m1_mpsc::run(rt, p),
     }
 }

@@ -55,6 +55,20 @@ fn jobs(w: Workload, rt: Runtime, opts: &Options) -> Vec<Job> {
     match w {
         Workload::W1 => vec![job(vec![(WORKERS_ENV, one())])],
         Workload::W7 => vec![job(vec![(WORKERS_ENV, one()), (slice, Some("1ms".into()))])],
+        Workload::Z1 => vec![
+            job(vec![
+                (WORKERS_ENV, default()),
+                (crate::z1_zlib::ALLOW_ENV, None),
+            ]),
+            job(vec![
+                (WORKERS_ENV, default()),
+                (crate::z1_zlib::ALLOW_ENV, Some("none".into())),
+            ]),
+        ],
+        Workload::M1 => vec![job(vec![
+            (WORKERS_ENV, default()),
+            (slice, Some("100us".into())),
+        ])],
         Workload::W6 => vec![
             job(vec![(WORKERS_ENV, default()), (slice, None)]),
             job(vec![(WORKERS_ENV, default()), (slice, Some("off".into()))]),

@@ -31,8 +31,9 @@
 //! dup3 fcntl fcntl64 ioctl pipe pipe2 nanosleep clock_nanosleep usleep
 //! sleep getaddrinfo pread pread64 preadv preadv64 pwrite pwrite64 pwritev
 //! pwritev64, fork (sched/alias.rs: keeps a fork child off the executor's
-//! shared TLS region), and `syscall` (futex.rs: emulates FUTEX_WAIT/WAKE for
-//! coroutines; every other system call number passes straight through).
+//! shared TLS region), `syscall` (futex.rs: emulates FUTEX_WAIT/WAKE for
+//! coroutines; every other system call number passes straight through),
+//! and `sched_yield` (below: yields the coroutine in coroutine user code).
 //!
 //! What still blocks an executor: `PASS` fds (terminals, /dev/*, eventfd,
 //! timerfd, fds 0-2), `open`/`stat` and other metadata calls, `flock`/
@@ -63,6 +64,58 @@ mod time;
 use libc::{c_char, c_int, c_void, iovec, msghdr, size_t, sockaddr, socklen_t, ssize_t};
 
 use crate::reactor::registration::Dir;
+
+/// Names of every `#[no_mangle]` hook this module exports (the list in the
+/// module doc). They are Rust code with C names; the preemption handler's
+/// classification of the executable's symbols (preempt/zones.rs) must not
+/// mistake them for C code. A unit test checks it against `verify`'s list.
+pub(crate) const EXPORTED: &[&str] = &[
+    "socket",
+    "socketpair",
+    "accept",
+    "accept4",
+    "connect",
+    "read",
+    "readv",
+    "write",
+    "writev",
+    "recv",
+    "recvfrom",
+    "recvmsg",
+    "send",
+    "sendto",
+    "sendmsg",
+    "setsockopt",
+    "poll",
+    "ppoll",
+    "select",
+    "epoll_wait",
+    "close",
+    "dup",
+    "dup2",
+    "dup3",
+    "fcntl",
+    "fcntl64",
+    "ioctl",
+    "pipe",
+    "pipe2",
+    "nanosleep",
+    "clock_nanosleep",
+    "usleep",
+    "sleep",
+    "getaddrinfo",
+    "pread",
+    "pread64",
+    "preadv",
+    "preadv64",
+    "pwrite",
+    "pwrite64",
+    "pwritev",
+    "pwritev64",
+    "fork",
+    "syscall",
+    "sched_yield",
+];
 
 /// Start-up check: every hook must be what the program's calls to the libc
 /// name reach. Taking the addresses here also keeps the hooks linked in
@@ -111,6 +164,7 @@ pub(crate) fn verify() -> Result<(), String> {
         pipe2,
         socketpair,
         fork,
+        sched_yield,
     ];
     let mut bad = Vec::new();
     for (name, ours, seen) in list {
@@ -437,6 +491,27 @@ pub extern "C" fn getaddrinfo(
     res: *mut *mut libc::addrinfo,
 ) -> c_int {
     dns::getaddrinfo(node, service, hints, res)
+}
+
+// ---- scheduling ----
+
+/// sched_yield(2). Spin-then-yield loops call it — std's
+/// `thread::yield_now`, crossbeam's `Backoff::snooze`, std mpmc's wait for
+/// a slot another sender is still writing — because what they wait for is
+/// another thread's progress. In coroutine user code that other party is
+/// often a sibling coroutine queued on this very executor (preempted in the
+/// middle of the write): the syscall would only return at once and the
+/// loop would spin until the end of its time slice. So there it yields the
+/// coroutine (to the back of its executor's ready queue); everywhere else
+/// (plain threads, runtime code, a panicking coroutine) it is the system
+/// call.
+#[no_mangle]
+pub extern "C" fn sched_yield() -> c_int {
+    if crate::sched::in_coroutine_user_code() && crate::sched::yield_now_fast() {
+        return 0;
+    }
+    // SAFETY: sched_yield takes no arguments and cannot fail.
+    unsafe { crate::sys::syscall6(libc::SYS_sched_yield as usize, 0, 0, 0, 0, 0, 0) as c_int }
 }
 
 // ---- processes (sched/alias.rs) ----

@@ -86,9 +86,15 @@
 //!    stdout/stderr printing (a coroutine preempted in `println!` holds
 //!    stdout's reentrant lock *for the thread*: a sibling would re-enter it
 //!    and interleave lines or hit "already borrowed"), std's panic and
-//!    backtrace machinery. Zones come from the loaded objects' program
-//!    headers and the executable's `.symtab` (zones.rs). The scan is
-//!    conservative: a stale word can only cause a needless deferral.
+//!    backtrace machinery (`deferred_zone`); and C code linked into the
+//!    executable — allocators like mimalloc/jemalloc with per-thread heaps,
+//!    bundled C libraries holding pthread mutexes — unless on the
+//!    allow-list of reentrant C loops (`deferred_c_code`; a Rust callback
+//!    called from C has C's return address on the stack, so it counts as
+//!    inside C). Zones come from the loaded objects' program headers and
+//!    the executable's `.symtab` (zones.rs: which symbols are C). The scan
+//!    is conservative: a stale word can only cause a needless deferral.
+//!    Without a `.symtab` nothing is preempted (the monitor sends nothing).
 //!
 //! # Why SIGURG (Go's signal_unix.go criteria)
 //! It is passed through by debuggers by default, it is not used by libc,
@@ -120,8 +126,9 @@
 //!   an executor leaving its parker wakes it (`executor_woke`, off the
 //!   switch path: the switch path only stores `current` and `switches`).
 //! - Known limits: a coroutine within ~4 KiB of its stack limit is not
-//!   preempted; without the executable's `.symtab` std's printing is not
-//!   recognised (a warning is printed once); a std `Mutex` held by a
+//!   preempted; without the executable's `.symtab` no coroutine is
+//!   preempted (a warning is printed once); a long-running C function not
+//!   on the allow-list keeps its executor for its whole duration; a std `Mutex` held by a
 //!   preempted coroutine, wanted by a sibling on the same executor, blocks
 //!   that executor's thread in FUTEX_WAIT while the holder waits in its
 //!   queue: a deadlock until the futex hooks (interpose/futex, DESIGN.md)

@@ -113,7 +113,7 @@ fn run(rt: &'static Runtime, slice: Duration) {
     // tick and of the probe lateness we aim for.
     // SAFETY: prctl(PR_SET_TIMERSLACK) on the calling thread.
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1000u64, 0u64, 0u64, 0u64) };
-    zones::refresh();
+    zones::refresh(&rt.config.preempt_c);
     signal::ensure_onstack();
     // The longest the monitor sleeps while coroutines run: runs that did
     // not start by our preemption are sighted within this, so they last
@@ -175,7 +175,7 @@ fn run(rt: &'static Runtime, slice: Duration) {
         if now.duration_since(last_zone_check) >= ZONE_RECHECK {
             last_zone_check = now;
             if zones::stale() {
-                zones::refresh();
+                zones::refresh(&rt.config.preempt_c);
             }
         }
         // 3. Idle runtime: sleep until an executor wakes (no periodic
@@ -251,6 +251,11 @@ fn check(
         if now < t {
             return Some(t);
         }
+    }
+    // Without the executable's symbol table C code linked into it cannot
+    // be told from Rust code: no preemption at all (zones.rs warned once).
+    if zones::table().is_some_and(|t| !t.have_symtab) {
+        return None;
     }
     // Never interrupt runtime or hook code (syscall hygiene: a hooked call
     // raises the level, so no EINTR from us there).

@@ -40,9 +40,12 @@ pub(crate) enum Defer {
     NotOnAltstack,
     /// 9: the kernel's FP/SIMD image is missing, malformed or too large.
     FpState,
+    /// 7 (C part): RIP or a word of the live stack in a non-Rust function
+    /// linked into the executable (C, C++, assembly) not on the allow-list.
+    CCode,
 }
 
-pub(crate) const DEFER_KINDS: usize = 9;
+pub(crate) const DEFER_KINDS: usize = 10;
 
 /// Per-executor preemption counters. Written with Relaxed RMWs by the
 /// executor's own signal handler and by the monitor; read by `stats()`.
@@ -313,9 +316,13 @@ unsafe fn preempt_here(exec: &Executor, ctx: *mut libc::c_void) -> Result<(), De
     if frame < lo + STACK_MARGIN {
         return Err(Defer::Stack);
     }
-    // 7. No frame inside a no-preempt zone.
-    if table.in_zone(rip) || table.stack_in_zone(rsp, hi) {
-        return Err(Defer::Zone);
+    // 7. No frame inside a no-preempt zone: std's printing/panic code and
+    //    other objects' text (Zone), or C code linked into the executable
+    //    (CCode; a Rust callback called by C has C's frame below it).
+    match table.zone(rip).or_else(|| table.stack_zone(rsp, hi)) {
+        Some(zones::ZoneKind::Std) => return Err(Defer::Zone),
+        Some(zones::ZoneKind::C) => return Err(Defer::CCode),
+        None => {}
     }
 
     // Commit. Everything below writes dead stack of the coroutine (below
