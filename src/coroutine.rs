@@ -116,7 +116,18 @@ impl Inner {
             // We won the right to run it. The swap (an RMW) keeps the
             // release sequence of any waker that set NOTIFIED meanwhile.
             self.state.swap(RUNNABLE, Ordering::AcqRel);
-            sched::schedule(self.clone());
+            sched::schedule(self.clone(), true);
+        }
+    }
+
+    /// `wake` from a coroutine about to finish (its joiner): the executor
+    /// runs the woken coroutine next, so no idle executor is woken to
+    /// steal it (a spawn-join loop would otherwise bounce between them).
+    pub(crate) fn wake_by_finishing(self: &Arc<Self>) {
+        let prev = self.state.fetch_or(NOTIFIED, Ordering::AcqRel);
+        if prev == PARKED {
+            self.state.swap(RUNNABLE, Ordering::AcqRel);
+            sched::schedule(self.clone(), false);
         }
     }
 }
@@ -289,6 +300,15 @@ impl Waiter {
     pub(crate) fn wake(self) {
         match self {
             Waiter::Coroutine(t) => t.wake(),
+            Waiter::Thread(t) => t.unpark(),
+        }
+    }
+
+    /// `wake` by a coroutine that finishes right after (see
+    /// `Inner::wake_by_finishing`).
+    pub(crate) fn wake_by_finishing(self) {
+        match self {
+            Waiter::Coroutine(t) => t.wake_by_finishing(),
             Waiter::Thread(t) => t.unpark(),
         }
     }
@@ -502,7 +522,11 @@ impl Builder {
                 // SAFETY: the joiner wrote `waiter` before publishing
                 // WAITING and never touches it again (protocol above).
                 if let Some(w) = unsafe { (*p.waiter.get()).take() } {
-                    w.wake();
+                    if started {
+                        w.wake_by_finishing();
+                    } else {
+                        w.wake(); // from the scheduler (no stack): it goes on
+                    }
                 }
             }
         });

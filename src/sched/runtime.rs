@@ -36,7 +36,8 @@ pub(crate) struct Runtime {
     /// Spawns from plain threads.
     pub(crate) external_spawns: AtomicU64,
     /// Deques of executor slots not started yet, handed to their thread.
-    pending_workers: Mutex<Vec<Option<Worker<Task>>>>,
+    /// (Each slot: its `fresh` deque and its migration `runq`.)
+    pending_workers: Mutex<Vec<Option<(Worker<Task>, Worker<Task>)>>>,
 }
 
 static RUNTIME: AtomicPtr<Runtime> = AtomicPtr::new(std::ptr::null_mut());
@@ -101,8 +102,9 @@ fn start_slow(config: Option<Config>) -> Result<&'static Runtime, ConfigError> {
     let mut shared = Vec::with_capacity(config.max_workers);
     for index in 0..config.max_workers {
         let w = Worker::new_fifo();
-        shared.push(ExecutorShared::new(index, w.stealer()));
-        workers.push(Some(w));
+        let r = Worker::new_fifo();
+        shared.push(ExecutorShared::new(index, w.stealer(), r.stealer()));
+        workers.push(Some((w, r)));
     }
     let rt: &'static Runtime = Box::leak(Box::new(Runtime {
         config,
@@ -238,12 +240,12 @@ impl Runtime {
 
     /// Retirement step 3 (blocked.rs): the retired thread hands its slot's
     /// deque back; from now on `start_executor` may reuse the slot.
-    pub(crate) fn return_slot(&self, index: usize, fresh: Worker<Task>) {
+    pub(crate) fn return_slot(&self, index: usize, fresh: (Worker<Task>, Worker<Task>)) {
         let mut pending = self
             .pending_workers
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        debug_assert!(fresh.is_empty());
+        debug_assert!(fresh.0.is_empty() && fresh.1.is_empty());
         pending[index] = Some(fresh);
         super::blocked::EXTRA_RETIRED.fetch_add(1, Ordering::Relaxed);
     }
@@ -287,8 +289,10 @@ pub(crate) fn spawn_task(rt: &'static Runtime, task: Task) {
 }
 
 /// Queues a woken (started) coroutine on its executor, or anywhere when
-/// migration is on.
-pub(crate) fn schedule(task: Task) {
+/// migration is on. `notify`: with migration, whether an idle executor
+/// may be woken to take it (false when the caller gives its executor up
+/// right away, so it runs here next).
+pub(crate) fn schedule(task: Task, notify: bool) {
     let _np = worker::NoPreempt::new();
     let Some(rt) = try_runtime() else {
         crate::sys::fatal("schedule() before the runtime started");
@@ -307,7 +311,13 @@ pub(crate) fn schedule(task: Task) {
         // The waker's executor (or the coroutine's last one) runs it next
         // unless an idle executor steals it first from the inbox.
         match exec {
-            Some(exec) if std::ptr::eq(exec.rt, rt) => exec.shared.inbox.push(task),
+            Some(exec) if std::ptr::eq(exec.rt, rt) => {
+                if !notify && exec.in_coroutine_now() {
+                    exec.push_woken_next(task);
+                    return;
+                }
+                exec.shared.inbox.push(task);
+            }
             // From outside (a helper thread): any executor may take it.
             _ => rt.injector.push(task),
         }

@@ -81,6 +81,8 @@ const D_SPECIFIC_1ST: usize = 0x310;
 const D_SPECIFIC: usize = 0x510;
 /// 32 second-level pointers after `specific`.
 const D_SPECIFIC_END: usize = D_SPECIFIC + 32 * 8;
+/// `specific_used`: set by `pthread_setspecific` (checked on a probe).
+const D_SPECIFIC_USED: usize = D_SPECIFIC_END;
 const KEYS_MAX: usize = 1024;
 const KEY_2ND_LEVEL: usize = 32;
 /// glibc's PTHREAD_DESTRUCTOR_ITERATIONS.
@@ -351,7 +353,9 @@ fn check_keys(tp: usize, keys: *const KeySlot) -> Result<(), String> {
 /// malloc and a tcache (of glibc's size) and an arena after.
 fn check_malloc_words(errno_off: usize) -> Result<(), String> {
     extern "C" fn probe(arg: *mut c_void) -> *mut c_void {
-        let errno_off = arg as usize;
+        // SAFETY: the caller passes a (errno offset, key) pair that
+        // outlives this thread (joined before it is dropped).
+        let (errno_off, key) = unsafe { *(arg as *const (usize, libc::pthread_key_t)) };
         // Only raw reads and libc calls here: no Rust allocation before
         // the first read.
         let tp: usize;
@@ -382,19 +386,43 @@ fn check_malloc_words(errno_off: usize) -> Result<(), String> {
             && size >= TCACHE_STRUCT
             && size < 2 * TCACHE_STRUCT
             && shutting == 0;
+        // `specific_used`: false on a fresh thread, set by
+        // pthread_setspecific.
+        // SAFETY: a byte of this thread's descriptor; a key of the caller's.
+        let used = unsafe {
+            let before = *((tp + D_SPECIFIC_USED) as *const u8);
+            libc::pthread_setspecific(key, 1 as *const c_void);
+            let after = *((tp + D_SPECIFIC_USED) as *const u8);
+            libc::pthread_setspecific(key, std::ptr::null());
+            (before, after)
+        };
+        let ok = ok && used == (0, 1);
         ok as usize as *mut c_void
     }
     let mut th: libc::pthread_t = 0;
     let mut res: *mut c_void = std::ptr::null_mut();
-    // SAFETY: a joinable probe thread, joined at once.
+    let mut key: libc::pthread_key_t = 0;
+    // SAFETY: a key of our own, deleted below.
+    if unsafe { libc::pthread_key_create(&mut key, None) } != 0 {
+        return Err("pthread_key_create failed".into());
+    }
+    let arg = (errno_off, key);
+    // SAFETY: a joinable probe thread, joined at once; `arg` outlives it.
     let ok = unsafe {
-        libc::pthread_create(&mut th, std::ptr::null(), probe, errno_off as *mut c_void) == 0
-            && libc::pthread_join(th, &mut res) == 0
+        let ok = libc::pthread_create(
+            &mut th,
+            std::ptr::null(),
+            probe,
+            &arg as *const _ as *mut c_void,
+        ) == 0
+            && libc::pthread_join(th, &mut res) == 0;
+        libc::pthread_key_delete(key);
+        ok
     };
     if ok && res as usize == 1 {
         Ok(())
     } else {
-        Err("glibc malloc's thread-locals not where expected".into())
+        Err("glibc malloc's thread-locals or the pthread-key flag not where expected".into())
     }
 }
 
@@ -432,7 +460,7 @@ impl Layout {
             std::ptr::write_bytes(
                 (tp + D_SPECIFIC_1ST) as *mut u8,
                 0,
-                D_SPECIFIC_END - D_SPECIFIC_1ST,
+                D_SPECIFIC_USED + 1 - D_SPECIFIC_1ST,
             );
             w(D_SPECIFIC, tp + D_SPECIFIC_1ST);
             // rseq: "registration failed" makes glibc ask the kernel for
@@ -511,6 +539,10 @@ pub(crate) fn run_exit_destructors() {
     // running block's list (ours), in this coroutine's context.
     unsafe { (l.call_dtors)() };
     let tp = read_fs_base();
+    // SAFETY: our descriptor's `specific_used` byte (offset checked).
+    if unsafe { *((tp + D_SPECIFIC_USED) as *const u8) } == 0 {
+        return; // no pthread key was ever set in this coroutine
+    }
     for _ in 0..DESTRUCTOR_ROUNDS {
         let mut ran = false;
         for level in 0..KEYS_MAX / KEY_2ND_LEVEL {

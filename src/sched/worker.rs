@@ -115,10 +115,9 @@ pub(crate) struct ExecutorShared {
     pub(crate) stealer: Stealer<Task>,
     /// Started coroutines woken from other threads; drained by the owner.
     pub(crate) inbox: Injector<Task>,
-    /// Migration only: started coroutines that yielded or were preempted
-    /// here, runnable anywhere (stolen by idle executors). Without
-    /// migration they go to the owner-only `ready` queue instead.
-    pub(crate) runq: Injector<Task>,
+    /// Steals from the executor's `runq` (migration only: started
+    /// coroutines that yielded or were preempted there, runnable anywhere).
+    pub(crate) runq: Stealer<Task>,
     pub(crate) parker: Parker,
     /// Coroutine running now, or null in the scheduler context. Written by
     /// the owner only; read by the monitor (Acquire) and the handler.
@@ -155,12 +154,12 @@ pub(crate) struct ExecutorShared {
 }
 
 impl ExecutorShared {
-    pub(crate) fn new(index: usize, stealer: Stealer<Task>) -> Self {
+    pub(crate) fn new(index: usize, stealer: Stealer<Task>, runq: Stealer<Task>) -> Self {
         ExecutorShared {
             index,
             stealer,
             inbox: Injector::new(),
-            runq: Injector::new(),
+            runq,
             parker: Parker::default(),
             current: AtomicPtr::new(std::ptr::null_mut()),
             switches: AtomicU64::new(0),
@@ -208,6 +207,10 @@ pub(crate) struct Executor {
     /// it, and never while a reference into it is live across a call.
     ready: UnsafeCell<VecDeque<Task>>,
     pub(crate) fresh: Worker<Task>,
+    /// Migration only: started coroutines that yielded or were preempted
+    /// here, FIFO; other executors steal from it (`ExecutorShared::runq`).
+    /// Without migration they go to the owner-only `ready` queue instead.
+    runq: Worker<Task>,
     /// The coroutine spawned last on this executor, run before anything
     /// else in `ready` once the spawner gives the executor back, and not
     /// stealable: a spawn followed by a join (the common pattern) then
@@ -828,7 +831,7 @@ impl Executor {
             // Migration: a woken coroutine runs on whichever executor is
             // free (its executor may be busy, blocked or descheduled).
             if self.rt.config.migrate {
-                if let Some(t) = steal_one(&victim.inbox).or_else(|| steal_one(&victim.runq)) {
+                if let Some(t) = steal_one(&victim.inbox).or_else(|| steal_from(&victim.runq)) {
                     bump(&self.shared.stats.steals);
                     return Some(t);
                 }
@@ -1121,11 +1124,36 @@ impl Executor {
     pub(crate) fn push_spawned(&self, task: Task) -> bool {
         bump(&self.shared.stats.spawned);
         match self.next.replace(Some(task)) {
+            // SAFETY: owner thread; `older` is queued, not running: its
+            // `sp` is read by nobody else now (0 = never ran).
+            Some(older) if self.rt.config.migrate && unsafe { *older.sp.get() } != 0 => {
+                // A started coroutine (a joiner woken by a finishing one).
+                self.runq.push(older);
+                true
+            }
             Some(older) => {
                 self.fresh.push(older);
                 true
             }
             None => false,
+        }
+    }
+
+    /// Whether a coroutine (not the scheduler) runs on this executor now.
+    pub(crate) fn in_coroutine_now(&self) -> bool {
+        !self.current.get().is_null()
+    }
+
+    /// Migration: a coroutine woken by the one running here, which gives
+    /// the executor up right after (it finishes): it runs next, from the
+    /// `next` slot if free.
+    pub(crate) fn push_woken_next(&self, task: Task) {
+        match self.next.take() {
+            None => self.next.set(Some(task)),
+            Some(n) => {
+                self.next.set(Some(n));
+                self.shared.inbox.push(task);
+            }
         }
     }
 
@@ -1219,14 +1247,14 @@ impl Executor {
 
     /// Migration: the next yielded or preempted coroutine queued here.
     fn pop_runq(&self) -> Option<Task> {
-        steal_one(&self.shared.runq)
+        self.runq.pop()
     }
 
     fn requeue(&self, task: Task) {
         if self.rt.config.migrate {
-            self.shared.runq.push(task);
+            self.runq.push(task);
             // More than one waiting: one of them could run elsewhere now.
-            if self.shared.runq.len() > 1 {
+            if self.runq.len() > 1 {
                 self.rt.notify_idle();
             }
         } else {
@@ -1267,6 +1295,17 @@ fn steal_one(q: &Injector<Task>) -> Option<Task> {
     }
 }
 
+/// One task stolen from another executor's deque (retrying on contention).
+fn steal_from(q: &Stealer<Task>) -> Option<Task> {
+    loop {
+        match q.steal() {
+            Steal::Success(t) => return Some(t),
+            Steal::Empty => return None,
+            Steal::Retry => continue,
+        }
+    }
+}
+
 /// Idle search: rounds in all, and how many spin before yielding the CPU.
 const SEARCH_ROUNDS: u32 = 64;
 const SEARCH_SPINS: u32 = 48;
@@ -1276,7 +1315,7 @@ const SEARCH_SPINS: u32 = 48;
 pub(crate) fn executor_main(
     rt: &'static Runtime,
     index: usize,
-    fresh: Worker<Task>,
+    (fresh, runq): (Worker<Task>, Worker<Task>),
     stack: Option<StackInfo>,
 ) {
     crate::stack::ensure_sigaltstack();
@@ -1322,6 +1361,7 @@ pub(crate) fn executor_main(
         action: Cell::new(Action::Yield),
         ready: UnsafeCell::new(VecDeque::with_capacity(256)),
         fresh,
+        runq,
         next: Cell::new(None),
         tick: Cell::new(0),
         prefer_new: Cell::new(false),
@@ -1369,8 +1409,8 @@ pub(crate) fn executor_main(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .windows = exec.windows.release_all();
-    let Executor { fresh, .. } = *exec;
-    rt.return_slot(index, fresh);
+    let Executor { fresh, runq, .. } = *exec;
+    rt.return_slot(index, (fresh, runq));
     // This thread may have been the reactor's poller until its last sleep
     // (the role is released before `park_in_epoll` returns). Executors
     // that went to sleep meanwhile found the role taken and sleep on their
