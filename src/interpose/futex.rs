@@ -326,7 +326,7 @@ fn coroutine_may_park() -> bool {
 /// Deadline of a futex timeout, or None for an invalid timespec.
 /// FUTEX_WAIT: relative. FUTEX_WAIT_BITSET: absolute on CLOCK_MONOTONIC,
 /// or CLOCK_REALTIME with FUTEX_CLOCK_REALTIME.
-fn deadline_of(ts: libc::timespec, relative: bool, realtime: bool) -> Option<Instant> {
+pub(crate) fn deadline_of(ts: libc::timespec, relative: bool, realtime: bool) -> Option<Instant> {
     if ts.tv_sec < 0 || !(0..1_000_000_000).contains(&ts.tv_nsec) {
         return None;
     }
@@ -576,19 +576,19 @@ fn wake(key: usize, n: usize, bitset: u32) -> usize {
 
 /// A mutex on a futex word driven by raw syscalls (never this hook).
 /// States: 0 unlocked, 1 locked, 2 locked with (possible) sleepers.
-struct RawLock {
+pub(crate) struct RawLock {
     state: AtomicU32,
 }
 
 impl RawLock {
-    const fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         RawLock {
             state: AtomicU32::new(0),
         }
     }
 
     #[inline]
-    fn lock(&self) {
+    pub(crate) fn lock(&self) {
         // Acquire: pairs with the Release in `unlock`.
         if self
             .state
@@ -619,7 +619,7 @@ impl RawLock {
     }
 
     #[inline]
-    fn unlock(&self) {
+    pub(crate) fn unlock(&self) {
         if self.state.swap(0, Ordering::Release) == 2 {
             sys::futex_wake(&self.state, 1);
         }

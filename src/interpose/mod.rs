@@ -10,7 +10,8 @@
 //! Each shim is three lines calling its family module: io.rs (generic fd
 //! I/O, fd bookkeeping, poll/select/epoll_wait), net.rs (sockets), fs.rs
 //! (regular files), time.rs (sleeps), dns.rs (getaddrinfo), offload.rs
-//! (helper threads). The kernel is reached by raw syscalls (sys.rs) or, for
+//! (helper threads), pthread.rs (pthread mutexes, condvars, rwlocks,
+//! semaphores, once). The kernel is reached by raw syscalls (sys.rs) or, for
 //! getaddrinfo, libc's own function from `dlsym(RTLD_NEXT)`: never through
 //! a libc symbol that is itself one of these hooks.
 //!
@@ -31,8 +32,11 @@
 //! dup3 fcntl fcntl64 ioctl pipe pipe2 nanosleep clock_nanosleep usleep
 //! sleep getaddrinfo pread pread64 preadv preadv64 pwrite pwrite64 pwritev
 //! pwritev64, fork (sched/alias.rs: keeps a fork child off the executor's
-//! shared TLS region), and `syscall` (futex.rs: emulates FUTEX_WAIT/WAKE for
-//! coroutines; every other system call number passes straight through).
+//! shared TLS region), `syscall` (futex.rs: emulates FUTEX_WAIT/WAKE for
+//! coroutines; every other system call number passes straight through),
+//! and pthread.rs's pthread_mutex_lock pthread_mutex_trylock
+//! pthread_mutex_timedlock pthread_mutex_clocklock pthread_mutex_unlock
+//! (glibc's own functions do the work; a coroutine that must wait parks).
 //!
 //! What still blocks an executor: `PASS` fds (terminals, /dev/*, eventfd,
 //! timerfd, fds 0-2), `open`/`stat` and other metadata calls, `flock`/
@@ -58,6 +62,7 @@ pub(crate) mod futex;
 mod io;
 mod net;
 mod offload;
+mod pthread;
 mod time;
 
 use libc::{c_char, c_int, c_void, iovec, msghdr, size_t, sockaddr, socklen_t, ssize_t};
@@ -111,6 +116,10 @@ pub(crate) fn verify() -> Result<(), String> {
         pipe2,
         socketpair,
         fork,
+        pthread_mutex_lock,
+        pthread_mutex_trylock,
+        pthread_mutex_timedlock,
+        pthread_mutex_unlock,
     ];
     let mut bad = Vec::new();
     for (name, ours, seen) in list {
@@ -459,4 +468,38 @@ pub extern "C" fn fork() -> libc::pid_t {
     // SAFETY: `p` is libc's fork, which has this signature.
     let real = unsafe { std::mem::transmute::<usize, unsafe extern "C" fn() -> libc::pid_t>(p) };
     crate::sched::fork_on_executor(real)
+}
+
+// ---- pthread synchronisation (pthread.rs) ----
+
+#[no_mangle]
+pub extern "C" fn pthread_mutex_lock(m: *mut libc::pthread_mutex_t) -> c_int {
+    pthread::mutex_lock(m)
+}
+
+#[no_mangle]
+pub extern "C" fn pthread_mutex_trylock(m: *mut libc::pthread_mutex_t) -> c_int {
+    pthread::mutex_trylock(m)
+}
+
+#[no_mangle]
+pub extern "C" fn pthread_mutex_timedlock(
+    m: *mut libc::pthread_mutex_t,
+    abstime: *const libc::timespec,
+) -> c_int {
+    pthread::mutex_clocklock(m, libc::CLOCK_REALTIME, abstime)
+}
+
+#[no_mangle]
+pub extern "C" fn pthread_mutex_clocklock(
+    m: *mut libc::pthread_mutex_t,
+    clock: libc::clockid_t,
+    abstime: *const libc::timespec,
+) -> c_int {
+    pthread::mutex_clocklock(m, clock, abstime)
+}
+
+#[no_mangle]
+pub extern "C" fn pthread_mutex_unlock(m: *mut libc::pthread_mutex_t) -> c_int {
+    pthread::mutex_unlock(m)
 }

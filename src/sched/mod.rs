@@ -65,6 +65,6 @@ pub(crate) use worker::{
     current_executor_raw, current_executor_shared, Action, Executor, ExecutorShared,
 };
 pub(crate) use worker::{
-    current_task, in_coroutine, in_coroutine_user_code, is_own_std_parker, park_current,
-    yield_now_fast, NoPreempt, WaitReason,
+    current_id, current_task, in_coroutine, in_coroutine_user_code, is_own_std_parker,
+    park_current, yield_now_fast, NoPreempt, WaitReason,
 };

@@ -291,6 +291,19 @@ pub(crate) fn current_task() -> Task {
     }
 }
 
+/// Id of the running coroutine (`CoroutineId::as_u64`), or 0 outside a
+/// coroutine. One thread-local load, no reference count traffic.
+pub(crate) fn current_id() -> u64 {
+    match current_executor() {
+        Some(e) if !e.current.get().is_null() => {
+            // SAFETY: `current` points at the live Inner of the running
+            // coroutine while non-null; `id` is immutable.
+            unsafe { (*e.current.get()).id.as_u64().get() }
+        }
+        _ => 0,
+    }
+}
+
 /// Signal context: name of the coroutine running on this thread, for the
 /// stack-overflow message. Reads a thread-local Cell and immutable fields.
 pub(crate) fn current_name_raw() -> (*const u8, usize) {

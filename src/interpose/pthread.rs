@@ -1,0 +1,530 @@
+//! pthread synchronisation for C code linked into the executable: a
+//! coroutine that must wait for a `pthread_mutex_t`, `pthread_cond_t`,
+//! `pthread_rwlock_t`, `sem_t` or `pthread_once_t` parks instead of
+//! blocking its executor.
+//!
+//! Problem: glibc's `pthread_mutex_lock` & co. wait with inline futex
+//! system calls that no hook sees. Coroutines of one executor share its OS
+//! thread, so a coroutine blocked there stops the executor, and the holder
+//! — a sibling that was preempted or parked on that executor — can never
+//! run to release it (bundled SQLite with 32 coroutines hung for good).
+//!
+//! ## What this file owns
+//! The `#[no_mangle]` definitions of the pthread/semaphore entry points
+//! (shims in interpose/mod.rs call the functions here), a process-wide
+//! *wait-queue table* (address -> FIFO of parked coroutines) and an
+//! *owner table* (mutex or rwlock address -> owning coroutine).
+//!
+//! ## Protocol: glibc's objects, glibc's own code, coroutines parked beside
+//! The objects keep glibc 2.36's layout and protocol untouched: every
+//! acquisition and release is done by glibc's real function, resolved once
+//! with `dlsym(RTLD_NEXT, name)` (never the hooked name, which is this
+//! file). So code that is not hooked (glibc-internal users, anything
+//! calling libc's functions directly) and plain threads interoperate.
+//!
+//! Who takes which path (decided by `sched::in_coroutine_user_code()`):
+//! - *Plain threads, runtime code, a panicking coroutine*: the real call,
+//!   blocking in the kernel as usual; a release (unlock, post) then also
+//!   wakes the coroutines queued on the object.
+//! - *A coroutine in user code*, for an acquisition that may wait: the
+//!   real non-blocking variant (`trylock`, `tryrdlock`, `sem_trywait`);
+//!   when it fails with EBUSY/EAGAIN the coroutine (1) registers in the
+//!   wait queue of the object's address, (2) retries the non-blocking call
+//!   (a release between the first try and the registration is not lost),
+//!   (3) parks until woken by a hooked release or until a short re-check
+//!   timer (1 ms doubling to 32 ms) fires — the timer is what notices a
+//!   release done by code that does not reach the hooks (it only wakes
+//!   kernel waiters) — then loops. A coroutine that succeeds after having
+//!   been woken passes the wake on, so no wake is swallowed.
+//! - *Releases* (hooked unlock/post from anyone): the real release, then
+//!   a SeqCst fence and a look at the queue's waiter count: one coroutine
+//!   is woken for a mutex or semaphore, all for a rwlock.
+//!   Registration is a SeqCst RMW followed by a SeqCst fence before the
+//!   retry, so with the release's fence this is a store-buffering pair:
+//!   either the retry sees the release or the releaser sees the waiter.
+//!
+//! ## Ownership is per coroutine
+//! glibc records the *thread id* as the owner of recursive and
+//! error-checking mutexes (and of a write-locked rwlock); coroutines of one
+//! executor share it, and with migration a coroutine may unlock on another
+//! thread than it locked on. So for those kinds, when a coroutine holds
+//! the object the owner table maps its address to the coroutine id (and,
+//! for recursive mutexes, the recursion count: glibc only ever sees one
+//! level). A sibling coroutine finding the object owned by another
+//! coroutine waits (it must not call the real `trylock`, which would see
+//! "already owned by this tid"); it also waits when glibc's owner field is
+//! the carrier's tid without a table entry (locked by non-hooked code that
+//! ran on this thread). Unlocking by a coroutine that does not own it is
+//! EPERM; relocking an error-checking mutex it owns is EDEADLK. Before the
+//! final real unlock the owner field is set to the current carrier's tid
+//! (we own the object, so the write is ours), so glibc's own owner check
+//! passes after a migration.
+//!
+//! ## Condition variables
+//! glibc's condvar protocol (`__g_signals`, groups, `__wrefs`) is not
+//! shared with parked coroutines: a coroutine waiting in
+//! `pthread_cond_(timed|clock)wait` registers in the wait queue of the
+//! condvar's address, releases the mutex through the hooks, parks, and
+//! re-acquires the mutex through the hooks. `pthread_cond_signal` wakes
+//! one queued coroutine *and* calls the real signal (waking one thread
+//! waiting in glibc, if any — POSIX allows waking more than one);
+//! `broadcast` wakes all of both. Signals and broadcasts from plain
+//! threads and coroutines reach both kinds of waiter. Limit: a signal
+//! issued by code that does not reach the hooks (glibc-internal code, a
+//! library calling libc's function directly) only reaches threads: a
+//! coroutine waiting on such a condvar waits for the next hooked signal.
+//! Process-shared condvars (`PTHREAD_PROCESS_SHARED`) and robust, PI and
+//! priority-protected mutexes are not emulated: coroutines take the real
+//! (blocking) call, and the blocked-executor detector copes.
+//!
+//! ## Limits
+//! - Only callers that reach these symbols are covered: the executable's
+//!   own code (Rust and statically linked C: `-sys` crates with bundled
+//!   sources) and shared libraries whose PLT binds to the executable's
+//!   exported definitions. glibc's internal locking never reaches them.
+//! - A coroutine blocked on an object held by non-hooked code notices the
+//!   release within the re-check interval (≤ 32 ms), not at once.
+//! - `pthread_barrier_wait` and robust/PI mutexes still block.
+
+use std::collections::{HashMap, VecDeque};
+use std::ffi::{c_int, CStr};
+use std::sync::atomic::{fence, AtomicBool, AtomicI32, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use libc::{pthread_mutex_t, timespec};
+
+use super::futex::{deadline_of, RawLock};
+use crate::coroutine::Task;
+use crate::reactor::{timers, Waker};
+use crate::sched::{self, NoPreempt, WaitReason};
+
+// ---- real functions ----
+
+/// Resolves libc's definition of `name` once (RTLD_NEXT: the next object
+/// after the executable, i.e. libc), caching it in `slot`.
+fn resolve(slot: &AtomicUsize, name: &CStr) -> usize {
+    let p = slot.load(Ordering::Relaxed);
+    if p != 0 {
+        return p;
+    }
+    // SAFETY: dlsym with a NUL-terminated name.
+    let p = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) } as usize;
+    if p == 0 {
+        crate::sys::fatal("coroutines: dlsym(RTLD_NEXT) failed for a pthread function");
+    }
+    // Relaxed: every thread computes the same value.
+    slot.store(p, Ordering::Relaxed);
+    p
+}
+
+macro_rules! real {
+    ($name:literal : fn($($a:ty),*) -> $r:ty) => {{
+        static SLOT: AtomicUsize = AtomicUsize::new(0);
+        let p = resolve(&SLOT, $name);
+        // SAFETY: `p` is libc's function of that name, whose C signature
+        // is the one spelled here.
+        unsafe { std::mem::transmute::<usize, unsafe extern "C" fn($($a),*) -> $r>(p) }
+    }};
+}
+
+fn real_mutex_lock() -> unsafe extern "C" fn(*mut pthread_mutex_t) -> c_int {
+    real!(c"pthread_mutex_lock": fn(*mut pthread_mutex_t) -> c_int)
+}
+fn real_mutex_trylock() -> unsafe extern "C" fn(*mut pthread_mutex_t) -> c_int {
+    real!(c"pthread_mutex_trylock": fn(*mut pthread_mutex_t) -> c_int)
+}
+fn real_mutex_unlock() -> unsafe extern "C" fn(*mut pthread_mutex_t) -> c_int {
+    real!(c"pthread_mutex_unlock": fn(*mut pthread_mutex_t) -> c_int)
+}
+type ClockLockFn =
+    unsafe extern "C" fn(*mut pthread_mutex_t, libc::clockid_t, *const timespec) -> c_int;
+fn real_mutex_clocklock() -> ClockLockFn {
+    real!(c"pthread_mutex_clocklock": fn(*mut pthread_mutex_t, libc::clockid_t, *const timespec) -> c_int)
+}
+
+// ---- glibc 2.36 x86-64 layouts (only the fields read here) ----
+
+/// `pthread_mutex_t`: `__lock` at 0, `__owner` at 8, `__kind` at 16.
+const MUTEX_OWNER: usize = 8;
+const MUTEX_KIND: usize = 16;
+const KIND_ROBUST_PI_PP: i32 = 16 | 32 | 64;
+
+/// # Safety
+/// `p + off` must be a live, 4-aligned i32 field of a glibc object.
+unsafe fn field(p: *const u8, off: usize) -> &'static AtomicI32 {
+    // SAFETY: caller's contract; glibc reads these fields atomically too.
+    unsafe { &*(p.add(off) as *const AtomicI32) }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Normal,
+    Recursive,
+    ErrorCheck,
+    /// Robust, priority-inheritance or priority-protected: not emulated.
+    Unsupported,
+}
+
+fn mutex_kind(m: *mut pthread_mutex_t) -> Kind {
+    // SAFETY: `m` is a live mutex (the caller's contract with libc).
+    let k = unsafe { field(m.cast(), MUTEX_KIND) }.load(Ordering::Relaxed);
+    if k & KIND_ROBUST_PI_PP != 0 {
+        return Kind::Unsupported;
+    }
+    match k & 3 {
+        1 => Kind::Recursive,
+        2 => Kind::ErrorCheck,
+        _ => Kind::Normal, // timed (default) and adaptive
+    }
+}
+
+thread_local! {
+    /// The calling OS thread's tid (executors are long-lived; coroutines
+    /// only read it inside a hook, with preemption off).
+    static TID: std::cell::Cell<i32> = const { std::cell::Cell::new(0) };
+}
+
+fn carrier_tid() -> i32 {
+    TID.with(|t| {
+        if t.get() == 0 {
+            // SAFETY: gettid has no preconditions.
+            t.set(unsafe { libc::gettid() });
+        }
+        t.get()
+    })
+}
+
+// ---- sharded tables behind raw futex-free locks ----
+
+const SHARDS: usize = 32;
+
+#[repr(align(64))]
+struct Shard<T> {
+    /// Entries (wait queues: queued coroutines) in this shard; changed
+    /// under `lock`, read by releasers after a SeqCst fence.
+    count: AtomicUsize,
+    lock: RawLock,
+    map: std::cell::UnsafeCell<Option<HashMap<usize, T>>>,
+}
+
+// SAFETY: `map` is only reached with `lock` held (`with`); T is Send.
+unsafe impl<T: Send> Sync for Shard<T> {}
+
+impl<T> Shard<T> {
+    const fn new() -> Self {
+        Shard {
+            count: AtomicUsize::new(0),
+            lock: RawLock::new(),
+            map: std::cell::UnsafeCell::new(None),
+        }
+    }
+
+    /// Runs `f` with the lock held. The caller holds a `NoPreempt` (a
+    /// coroutine preempted while holding the lock would make the next
+    /// locker on its executor wait forever).
+    fn with<R>(&self, f: impl FnOnce(&mut HashMap<usize, T>) -> R) -> R {
+        self.lock.lock();
+        // SAFETY: we hold `lock`, the only way to reach `map`.
+        let m = unsafe { &mut *self.map.get() }.get_or_insert_with(HashMap::new);
+        let r = f(m);
+        self.lock.unlock();
+        r
+    }
+}
+
+fn shard_index(addr: usize) -> usize {
+    ((addr as u64 >> 3).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 59) as usize % SHARDS
+}
+
+struct Waiter {
+    task: Task,
+    /// Set (Release) by the waker that removed the node, under the lock.
+    woken: AtomicBool,
+}
+
+type Queue = VecDeque<Arc<Waiter>>;
+
+#[allow(clippy::declare_interior_mutable_const)]
+const QSHARD: Shard<Queue> = Shard::new();
+static QUEUES: [Shard<Queue>; SHARDS] = [QSHARD; SHARDS];
+
+/// (owning coroutine id, recursion count).
+#[allow(clippy::declare_interior_mutable_const)]
+const OSHARD: Shard<(u64, u32)> = Shard::new();
+static OWNERS: [Shard<(u64, u32)>; SHARDS] = [OSHARD; SHARDS];
+
+/// Queues the running coroutine on `addr`. SeqCst RMW + fence: pairs with
+/// the fence in `wake` (module doc).
+fn register(addr: usize) -> Arc<Waiter> {
+    let w = Arc::new(Waiter {
+        task: sched::current_task(),
+        woken: AtomicBool::new(false),
+    });
+    let s = &QUEUES[shard_index(addr)];
+    s.with(|m| {
+        s.count.fetch_add(1, Ordering::SeqCst);
+        m.entry(addr).or_default().push_back(w.clone());
+    });
+    fence(Ordering::SeqCst);
+    w
+}
+
+/// Removes `w` if still queued. False: a waker removed it (and woke it).
+fn unregister(addr: usize, w: &Arc<Waiter>) -> bool {
+    let s = &QUEUES[shard_index(addr)];
+    s.with(|m| {
+        let Some(q) = m.get_mut(&addr) else {
+            return false;
+        };
+        let Some(i) = q.iter().position(|x| Arc::ptr_eq(x, w)) else {
+            return false;
+        };
+        q.remove(i);
+        if q.is_empty() {
+            m.remove(&addr);
+        }
+        s.count.fetch_sub(1, Ordering::Relaxed);
+        true
+    })
+}
+
+/// Wakes up to `n` coroutines queued on `addr` (after the caller changed
+/// the object's state). Costs a fence and a load when nobody waits.
+fn wake(addr: usize, n: usize) -> usize {
+    let s = &QUEUES[shard_index(addr)];
+    fence(Ordering::SeqCst);
+    if s.count.load(Ordering::Relaxed) == 0 {
+        return 0;
+    }
+    let _np = NoPreempt::new();
+    s.with(|m| {
+        let Some(q) = m.get_mut(&addr) else {
+            return 0;
+        };
+        let mut woken = 0;
+        while woken < n {
+            let Some(w) = q.pop_front() else { break };
+            w.woken.store(true, Ordering::Release);
+            // Never takes a shard lock of ours: safe under the lock.
+            w.task.clone().wake();
+            woken += 1;
+        }
+        if q.is_empty() {
+            m.remove(&addr);
+        }
+        s.count.fetch_sub(woken, Ordering::Relaxed);
+        woken
+    })
+}
+
+const RECHECK_MIN: Duration = Duration::from_millis(1);
+const RECHECK_MAX: Duration = Duration::from_millis(32);
+
+/// Parks the running coroutine (user code; the caller holds `np`) until
+/// `attempt` returns Some(result), or ETIMEDOUT once `deadline` passed.
+/// `attempt` is the non-blocking acquisition; None means "would block".
+fn park_until(
+    np: &NoPreempt,
+    addr: usize,
+    deadline: Option<Instant>,
+    mut attempt: impl FnMut() -> Option<c_int>,
+) -> c_int {
+    if let Some(r) = attempt() {
+        return r;
+    }
+    let mut recheck = RECHECK_MIN;
+    loop {
+        let w = register(addr);
+        if let Some(r) = attempt() {
+            if !unregister(addr, &w) {
+                wake(addr, 1); // we consumed a wake meant for a waiter
+            }
+            return r;
+        }
+        let now = Instant::now();
+        if deadline.is_some_and(|d| d <= now) {
+            if !unregister(addr, &w) {
+                wake(addr, 1);
+            }
+            return libc::ETIMEDOUT;
+        }
+        let until = deadline.map_or(now + recheck, |d| d.min(now + recheck));
+        let timer = timers().add(until, Waker::Coroutine(w.task.clone()));
+        while !w.woken.load(Ordering::Acquire) && !timer.fired() {
+            sched::park_current(np, WaitReason::Futex);
+        }
+        timers().cancel(&timer);
+        if !w.woken.load(Ordering::Acquire) {
+            unregister(addr, &w);
+            recheck = (recheck * 2).min(RECHECK_MAX);
+        }
+    }
+}
+
+// ---- owner table ----
+
+fn owner_of(addr: usize) -> Option<(u64, u32)> {
+    OWNERS[shard_index(addr)].with(|m| m.get(&addr).copied())
+}
+
+fn set_owner(addr: usize, v: Option<(u64, u32)>) {
+    let s = &OWNERS[shard_index(addr)];
+    s.with(|m| match v {
+        Some(v) => {
+            if m.insert(addr, v).is_none() {
+                s.count.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        None => {
+            if m.remove(&addr).is_some() {
+                s.count.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    })
+}
+
+// ---- mutexes ----
+
+/// One non-blocking acquisition attempt by coroutine `me`. None: busy.
+/// `try_only`: for `trylock` (an error-checking mutex we own is EBUSY
+/// there, EDEADLK for a lock, as in glibc).
+fn mutex_attempt(m: *mut pthread_mutex_t, kind: Kind, me: u64, try_only: bool) -> Option<c_int> {
+    let addr = m as usize;
+    if kind != Kind::Normal {
+        match owner_of(addr) {
+            Some((id, n)) if id == me => {
+                return Some(if kind == Kind::ErrorCheck {
+                    if try_only {
+                        libc::EBUSY
+                    } else {
+                        libc::EDEADLK
+                    }
+                } else if n == u32::MAX {
+                    libc::EAGAIN
+                } else {
+                    set_owner(addr, Some((me, n + 1)));
+                    0
+                });
+            }
+            Some(_) => return None, // a sibling coroutine owns it
+            None => {
+                // SAFETY: live mutex (caller's contract).
+                let owner = unsafe { field(m.cast(), MUTEX_OWNER) }.load(Ordering::Relaxed);
+                if owner == carrier_tid() {
+                    // Held by non-hooked code that ran on this thread: the
+                    // real trylock would take it as a re-entry.
+                    return None;
+                }
+            }
+        }
+    }
+    // SAFETY: libc's trylock on the caller's mutex.
+    match unsafe { real_mutex_trylock()(m) } {
+        0 => {
+            if kind != Kind::Normal {
+                set_owner(addr, Some((me, 1)));
+            }
+            Some(0)
+        }
+        libc::EBUSY => None,
+        e => Some(e),
+    }
+}
+
+/// Lock (`try_only`: trylock) for a coroutine in user code.
+fn mutex_lock_co(m: *mut pthread_mutex_t, deadline: Option<Instant>, try_only: bool) -> c_int {
+    let np = NoPreempt::new();
+    let kind = mutex_kind(m);
+    let me = sched::current_id();
+    if try_only {
+        return mutex_attempt(m, kind, me, true).unwrap_or(libc::EBUSY);
+    }
+    park_until(&np, m as usize, deadline, || {
+        mutex_attempt(m, kind, me, false)
+    })
+}
+
+/// Unlock for a coroutine in user code.
+fn mutex_unlock_co(m: *mut pthread_mutex_t) -> c_int {
+    let _np = NoPreempt::new();
+    let kind = mutex_kind(m);
+    let addr = m as usize;
+    if kind != Kind::Normal {
+        let me = sched::current_id();
+        match owner_of(addr) {
+            Some((id, n)) if id == me => {
+                if n > 1 {
+                    set_owner(addr, Some((me, n - 1)));
+                    return 0;
+                }
+                // Make glibc's owner check pass on whatever thread we run
+                // on now; we own the mutex, so the field is ours to write.
+                // SAFETY: live mutex (caller's contract).
+                unsafe { field(m.cast(), MUTEX_OWNER) }.store(carrier_tid(), Ordering::Relaxed);
+                set_owner(addr, None);
+            }
+            Some(_) => return libc::EPERM,
+            None => {}
+        }
+    }
+    // SAFETY: libc's unlock on the caller's mutex.
+    let r = unsafe { real_mutex_unlock()(m) };
+    if r == 0 {
+        wake(addr, 1);
+    }
+    r
+}
+
+pub(crate) fn mutex_lock(m: *mut pthread_mutex_t) -> c_int {
+    if sched::in_coroutine_user_code() && mutex_kind(m) != Kind::Unsupported {
+        return mutex_lock_co(m, None, false);
+    }
+    // SAFETY: libc's function on the caller's mutex.
+    unsafe { real_mutex_lock()(m) }
+}
+
+pub(crate) fn mutex_trylock(m: *mut pthread_mutex_t) -> c_int {
+    if sched::in_coroutine_user_code() && mutex_kind(m) != Kind::Unsupported {
+        return mutex_lock_co(m, None, true);
+    }
+    // SAFETY: libc's function on the caller's mutex.
+    unsafe { real_mutex_trylock()(m) }
+}
+
+/// `pthread_mutex_timedlock` (CLOCK_REALTIME) and `pthread_mutex_clocklock`.
+pub(crate) fn mutex_clocklock(
+    m: *mut pthread_mutex_t,
+    clock: libc::clockid_t,
+    abstime: *const timespec,
+) -> c_int {
+    if sched::in_coroutine_user_code() && mutex_kind(m) != Kind::Unsupported {
+        if clock != libc::CLOCK_REALTIME && clock != libc::CLOCK_MONOTONIC {
+            return libc::EINVAL;
+        }
+        // Like glibc, the time is only checked when the call must wait.
+        let r = mutex_lock_co(m, None, true);
+        if r != libc::EBUSY {
+            return r;
+        }
+        // SAFETY: the caller passes a readable timespec (libc's contract).
+        let Some(d) = deadline_of(unsafe { *abstime }, false, clock == libc::CLOCK_REALTIME) else {
+            return libc::EINVAL;
+        };
+        return mutex_lock_co(m, Some(d), false);
+    }
+    // SAFETY: libc's function with the caller's arguments.
+    unsafe { real_mutex_clocklock()(m, clock, abstime) }
+}
+
+pub(crate) fn mutex_unlock(m: *mut pthread_mutex_t) -> c_int {
+    if sched::in_coroutine_user_code() && mutex_kind(m) != Kind::Unsupported {
+        return mutex_unlock_co(m);
+    }
+    // SAFETY: libc's function on the caller's mutex.
+    let r = unsafe { real_mutex_unlock()(m) };
+    if r == 0 {
+        wake(m as usize, 1);
+    }
+    r
+}

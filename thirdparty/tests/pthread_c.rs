@@ -1,0 +1,172 @@
+//! glibc pthread primitives used by C code linked into the executable,
+//! from coroutines: a coroutine that must wait parks, so the holder (a
+//! sibling on the same executor) runs and releases. Every test body runs
+//! in a child process with one executor (`COROUTINES_WORKERS=1`: all
+//! coroutines are siblings) and checks that the blocked-executor detector
+//! started no extra executor.
+
+#[path = "../../stress/common/mod.rs"]
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use coroutines_thirdparty::c::*;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn one_executor(name: &str, body: impl FnOnce()) {
+    common::in_child(
+        "COROUTINES_PTHREAD_CHILD",
+        name,
+        &[("COROUTINES_WORKERS", "1")],
+        LIMIT,
+        || {
+            body();
+            let s = coroutines::stats();
+            assert_eq!(
+                s.extra_started, 0,
+                "the detector had to start executors: {s:?}"
+            );
+        },
+    );
+}
+
+/// Issue 10's test: a C library's recursive mutex held across a sleep by
+/// one coroutine while 31 siblings on the same executor wait for it.
+#[test]
+fn recursive_mutex_held_across_sleep_one_executor() {
+    one_executor("recursive_mutex_held_across_sleep_one_executor", || {
+        let t = Instant::now();
+        let hs: Vec<_> = (0..32)
+            .map(|_| {
+                coroutines::spawn(|| {
+                    for _ in 0..3 {
+                        // SAFETY: C helper without preconditions.
+                        assert_eq!(unsafe { cpt_rec_critical(2000) }, 0);
+                    }
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+        // SAFETY: C helpers without preconditions.
+        unsafe {
+            assert_eq!(cpt_rec_total(), 96);
+            assert_eq!(cpt_rec_max_inside(), 1, "two coroutines inside the mutex");
+        }
+        // 96 sleeps of 2 ms in sequence: well under the bound.
+        assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
+    });
+}
+
+struct M(*mut PthreadMutex);
+// SAFETY: a pthread mutex is made to be shared between threads.
+unsafe impl Send for M {}
+unsafe impl Sync for M {}
+
+fn mutex(which: i32) -> M {
+    // SAFETY: returns a pointer to a static mutex.
+    M(unsafe { cpt_mutex(which) })
+}
+
+/// Ownership is per coroutine: a sibling's trylock of a recursive mutex is
+/// EBUSY (not a re-entry) and its lock waits; error-checking unlock by a
+/// non-owner is EPERM, relock by the owner EDEADLK; timedlock times out.
+#[test]
+fn ownership_is_per_coroutine() {
+    one_executor("ownership_is_per_coroutine", || {
+        for which in [1, 2] {
+            let held = Arc::new(AtomicBool::new(false));
+            let release = Arc::new(AtomicBool::new(false));
+            let (h2, r2) = (held.clone(), release.clone());
+            let owner = coroutines::spawn(move || {
+                let m = mutex(which);
+                // SAFETY: static mutex.
+                unsafe {
+                    assert_eq!(cpt_lock(m.0), 0);
+                    if which == 1 {
+                        assert_eq!(cpt_lock(m.0), 0, "recursive re-entry");
+                        assert_eq!(cpt_trylock(m.0), 0, "recursive try re-entry");
+                    } else {
+                        assert_eq!(cpt_lock(m.0), libc::EDEADLK);
+                        assert_eq!(cpt_trylock(m.0), libc::EBUSY);
+                    }
+                }
+                h2.store(true, Ordering::SeqCst);
+                while !r2.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                // SAFETY: static mutex, held by us.
+                unsafe {
+                    let levels = if which == 1 { 3 } else { 1 };
+                    for _ in 0..levels {
+                        assert_eq!(cpt_unlock(m.0), 0);
+                    }
+                    assert_eq!(cpt_unlock(m.0), libc::EPERM, "unlock of an unlocked mutex");
+                }
+            });
+            let got = Arc::new(AtomicBool::new(false));
+            let (h3, g3, r3) = (held.clone(), got.clone(), release.clone());
+            let sibling = coroutines::spawn(move || {
+                while !h3.load(Ordering::SeqCst) {
+                    coroutines::yield_now();
+                }
+                let m = mutex(which);
+                // SAFETY: static mutex.
+                unsafe {
+                    assert_eq!(cpt_trylock(m.0), libc::EBUSY, "a sibling is not the owner");
+                    assert_eq!(cpt_unlock(m.0), libc::EPERM, "unlock by a non-owner");
+                    let t = Instant::now();
+                    assert_eq!(cpt_timedlock_ms(m.0, 50), libc::ETIMEDOUT);
+                    assert!(
+                        t.elapsed() >= Duration::from_millis(45),
+                        "{:?}",
+                        t.elapsed()
+                    );
+                    r3.store(true, Ordering::SeqCst);
+                    assert_eq!(cpt_lock(m.0), 0);
+                    g3.store(true, Ordering::SeqCst);
+                    assert_eq!(cpt_unlock(m.0), 0);
+                }
+            });
+            owner.join().unwrap();
+            sibling.join().unwrap();
+            assert!(got.load(Ordering::SeqCst));
+        }
+    });
+}
+
+/// A static normal mutex guarding a non-atomic read-modify-write with a
+/// park inside, from 16 coroutines and 2 plain threads at once.
+#[test]
+fn normal_mutex_coroutines_and_threads() {
+    one_executor("normal_mutex_coroutines_and_threads", || {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        fn critical() {
+            let m = mutex(0);
+            // SAFETY: static mutex.
+            assert_eq!(unsafe { cpt_lock(m.0) }, 0);
+            let v = COUNTER.load(Ordering::Relaxed);
+            std::thread::sleep(Duration::from_micros(200)); // parks a coroutine
+            COUNTER.store(v + 1, Ordering::Relaxed);
+            // SAFETY: held by us.
+            assert_eq!(unsafe { cpt_unlock(m.0) }, 0);
+        }
+        let cos: Vec<_> = (0..16)
+            .map(|_| coroutines::spawn(|| (0..20).for_each(|_| critical())))
+            .collect();
+        let ths: Vec<_> = (0..2)
+            .map(|_| std::thread::spawn(|| (0..20).for_each(|_| critical())))
+            .collect();
+        for h in cos {
+            h.join().unwrap();
+        }
+        for h in ths {
+            h.join().unwrap();
+        }
+        assert_eq!(COUNTER.load(Ordering::Relaxed), 18 * 20);
+    });
+}
