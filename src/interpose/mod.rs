@@ -36,7 +36,8 @@
 //! coroutines; every other system call number passes straight through),
 //! and pthread.rs's pthread_mutex_lock pthread_mutex_trylock
 //! pthread_mutex_timedlock pthread_mutex_clocklock pthread_mutex_unlock
-//! (glibc's own functions do the work; a coroutine that must wait parks).
+//! pthread_cond_wait pthread_cond_timedwait pthread_cond_clockwait
+//! pthread_cond_signal pthread_cond_broadcast (glibc's own functions do the work; a coroutine that must wait parks).
 //!
 //! What still blocks an executor: `PASS` fds (terminals, /dev/*, eventfd,
 //! timerfd, fds 0-2), `open`/`stat` and other metadata calls, `flock`/
@@ -120,6 +121,10 @@ pub(crate) fn verify() -> Result<(), String> {
         pthread_mutex_trylock,
         pthread_mutex_timedlock,
         pthread_mutex_unlock,
+        pthread_cond_wait,
+        pthread_cond_timedwait,
+        pthread_cond_signal,
+        pthread_cond_broadcast,
     ];
     let mut bad = Vec::new();
     for (name, ours, seen) in list {
@@ -502,4 +507,41 @@ pub extern "C" fn pthread_mutex_clocklock(
 #[no_mangle]
 pub extern "C" fn pthread_mutex_unlock(m: *mut libc::pthread_mutex_t) -> c_int {
     pthread::mutex_unlock(m)
+}
+
+#[no_mangle]
+pub extern "C" fn pthread_cond_wait(
+    c: *mut libc::pthread_cond_t,
+    m: *mut libc::pthread_mutex_t,
+) -> c_int {
+    pthread::cond_wait(c, m)
+}
+
+#[no_mangle]
+pub extern "C" fn pthread_cond_timedwait(
+    c: *mut libc::pthread_cond_t,
+    m: *mut libc::pthread_mutex_t,
+    abstime: *const libc::timespec,
+) -> c_int {
+    pthread::cond_timedwait(c, m, abstime)
+}
+
+#[no_mangle]
+pub extern "C" fn pthread_cond_clockwait(
+    c: *mut libc::pthread_cond_t,
+    m: *mut libc::pthread_mutex_t,
+    clock: libc::clockid_t,
+    abstime: *const libc::timespec,
+) -> c_int {
+    pthread::cond_clockwait(c, m, clock, abstime)
+}
+
+#[no_mangle]
+pub extern "C" fn pthread_cond_signal(c: *mut libc::pthread_cond_t) -> c_int {
+    pthread::cond_signal(c)
+}
+
+#[no_mangle]
+pub extern "C" fn pthread_cond_broadcast(c: *mut libc::pthread_cond_t) -> c_int {
+    pthread::cond_broadcast(c)
 }

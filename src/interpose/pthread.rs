@@ -92,7 +92,7 @@ use std::sync::atomic::{fence, AtomicBool, AtomicI32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use libc::{pthread_mutex_t, timespec};
+use libc::{pthread_cond_t, pthread_mutex_t, timespec};
 
 use super::futex::{deadline_of, RawLock};
 use crate::coroutine::Task;
@@ -143,12 +143,40 @@ fn real_mutex_clocklock() -> ClockLockFn {
     real!(c"pthread_mutex_clocklock": fn(*mut pthread_mutex_t, libc::clockid_t, *const timespec) -> c_int)
 }
 
+fn real_cond_wait() -> unsafe extern "C" fn(*mut pthread_cond_t, *mut pthread_mutex_t) -> c_int {
+    real!(c"pthread_cond_wait": fn(*mut pthread_cond_t, *mut pthread_mutex_t) -> c_int)
+}
+type CondClockWaitFn = unsafe extern "C" fn(
+    *mut pthread_cond_t,
+    *mut pthread_mutex_t,
+    libc::clockid_t,
+    *const timespec,
+) -> c_int;
+fn real_cond_clockwait() -> CondClockWaitFn {
+    real!(c"pthread_cond_clockwait": fn(*mut pthread_cond_t, *mut pthread_mutex_t, libc::clockid_t, *const timespec) -> c_int)
+}
+fn real_cond_timedwait(
+) -> unsafe extern "C" fn(*mut pthread_cond_t, *mut pthread_mutex_t, *const timespec) -> c_int {
+    real!(c"pthread_cond_timedwait": fn(*mut pthread_cond_t, *mut pthread_mutex_t, *const timespec) -> c_int)
+}
+fn real_cond_signal() -> unsafe extern "C" fn(*mut pthread_cond_t) -> c_int {
+    real!(c"pthread_cond_signal": fn(*mut pthread_cond_t) -> c_int)
+}
+fn real_cond_broadcast() -> unsafe extern "C" fn(*mut pthread_cond_t) -> c_int {
+    real!(c"pthread_cond_broadcast": fn(*mut pthread_cond_t) -> c_int)
+}
+
 // ---- glibc 2.36 x86-64 layouts (only the fields read here) ----
 
 /// `pthread_mutex_t`: `__lock` at 0, `__owner` at 8, `__kind` at 16.
 const MUTEX_OWNER: usize = 8;
 const MUTEX_KIND: usize = 16;
 const KIND_ROBUST_PI_PP: i32 = 16 | 32 | 64;
+/// `pthread_cond_t`: `__wrefs` at 36; bit 0 process-shared, bit 1 the
+/// clock is CLOCK_MONOTONIC.
+const COND_WREFS: usize = 36;
+const COND_SHARED: i32 = 1;
+const COND_MONOTONIC: i32 = 2;
 
 /// # Safety
 /// `p + off` must be a live, 4-aligned i32 field of a glibc object.
@@ -527,4 +555,119 @@ pub(crate) fn mutex_unlock(m: *mut pthread_mutex_t) -> c_int {
         wake(m as usize, 1);
     }
     r
+}
+
+// ---- condition variables ----
+
+fn cond_flags(c: *mut pthread_cond_t) -> i32 {
+    // SAFETY: `c` is a live condvar (the caller's contract with libc).
+    unsafe { field(c.cast(), COND_WREFS) }.load(Ordering::Relaxed)
+}
+
+/// Whether a coroutine waiting on `c` with `m` parks here (else: the real,
+/// blocking call).
+fn cond_parks(c: *mut pthread_cond_t, m: *mut pthread_mutex_t) -> bool {
+    sched::in_coroutine_user_code()
+        && cond_flags(c) & COND_SHARED == 0
+        && mutex_kind(m) != Kind::Unsupported
+}
+
+/// The coroutine's wait (module doc, "Condition variables"): queue on the
+/// condvar, release the mutex through the hooks, park until signalled or
+/// `deadline`, re-acquire the mutex through the hooks.
+fn cond_wait_co(
+    c: *mut pthread_cond_t,
+    m: *mut pthread_mutex_t,
+    deadline: Option<Instant>,
+) -> c_int {
+    let np = NoPreempt::new();
+    let addr = c as usize;
+    let w = register(addr);
+    let r = mutex_unlock_co(m);
+    if r != 0 {
+        if !unregister(addr, &w) {
+            wake(addr, 1);
+        }
+        return r;
+    }
+    let timer = deadline.map(|d| timers().add(d, Waker::Coroutine(w.task.clone())));
+    let mut result = 0;
+    loop {
+        if w.woken.load(Ordering::Acquire) {
+            break;
+        }
+        if timer.as_ref().is_some_and(|t| t.fired()) {
+            if unregister(addr, &w) {
+                result = libc::ETIMEDOUT;
+            } // else a signal took us first: the signal wins
+            break;
+        }
+        sched::park_current(&np, WaitReason::Futex);
+    }
+    if let Some(t) = timer {
+        timers().cancel(&t);
+    }
+    match mutex_lock_co(m, None, false) {
+        0 => result,
+        e => e,
+    }
+}
+
+pub(crate) fn cond_wait(c: *mut pthread_cond_t, m: *mut pthread_mutex_t) -> c_int {
+    if cond_parks(c, m) {
+        return cond_wait_co(c, m, None);
+    }
+    // SAFETY: libc's function with the caller's arguments.
+    unsafe { real_cond_wait()(c, m) }
+}
+
+/// `pthread_cond_timedwait`: `abstime` on the condvar's clock.
+pub(crate) fn cond_timedwait(
+    c: *mut pthread_cond_t,
+    m: *mut pthread_mutex_t,
+    abstime: *const timespec,
+) -> c_int {
+    if cond_parks(c, m) {
+        let realtime = cond_flags(c) & COND_MONOTONIC == 0;
+        // SAFETY: the caller passes a readable timespec (libc's contract).
+        return match deadline_of(unsafe { *abstime }, false, realtime) {
+            Some(d) => cond_wait_co(c, m, Some(d)),
+            None => libc::EINVAL,
+        };
+    }
+    // SAFETY: libc's function with the caller's arguments.
+    unsafe { real_cond_timedwait()(c, m, abstime) }
+}
+
+pub(crate) fn cond_clockwait(
+    c: *mut pthread_cond_t,
+    m: *mut pthread_mutex_t,
+    clock: libc::clockid_t,
+    abstime: *const timespec,
+) -> c_int {
+    if cond_parks(c, m) {
+        if clock != libc::CLOCK_REALTIME && clock != libc::CLOCK_MONOTONIC {
+            return libc::EINVAL;
+        }
+        // SAFETY: the caller passes a readable timespec (libc's contract).
+        return match deadline_of(unsafe { *abstime }, false, clock == libc::CLOCK_REALTIME) {
+            Some(d) => cond_wait_co(c, m, Some(d)),
+            None => libc::EINVAL,
+        };
+    }
+    // SAFETY: libc's function with the caller's arguments.
+    unsafe { real_cond_clockwait()(c, m, clock, abstime) }
+}
+
+/// Wakes one parked coroutine and (glibc) one waiting thread, if any.
+pub(crate) fn cond_signal(c: *mut pthread_cond_t) -> c_int {
+    wake(c as usize, 1);
+    // SAFETY: libc's function on the caller's condvar.
+    unsafe { real_cond_signal()(c) }
+}
+
+pub(crate) fn cond_broadcast(c: *mut pthread_cond_t) -> c_int {
+    wake(c as usize, usize::MAX);
+    // SAFETY: libc's function on the caller's condvar.
+    unsafe { real_cond_broadcast()(c) }
 }

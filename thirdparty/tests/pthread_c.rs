@@ -170,3 +170,108 @@ fn normal_mutex_coroutines_and_threads() {
         assert_eq!(COUNTER.load(Ordering::Relaxed), 18 * 20);
     });
 }
+
+/// A C bounded channel (mutex + two condvars, capacity 4): 6 producer
+/// coroutines and a producer thread, 3 consumer coroutines and a consumer
+/// thread; every value arrives exactly once.
+#[test]
+fn condvar_channel_coroutines_and_threads() {
+    one_executor("condvar_channel_coroutines_and_threads", || {
+        const PER: i64 = 300;
+        let producer = |base: i64| {
+            move || {
+                for i in 0..PER {
+                    // SAFETY: C helper without preconditions.
+                    unsafe { cpt_chan_put(base * PER + i + 1) };
+                }
+            }
+        };
+        let consumer = |n: i64| {
+            move || {
+                let mut sum = 0;
+                for _ in 0..n {
+                    // SAFETY: C helper without preconditions.
+                    sum += unsafe { cpt_chan_get() };
+                }
+                sum
+            }
+        };
+        // 7 producers x 300 = 2100 values; 4 consumers x 525.
+        let ps: Vec<_> = (0..6).map(|b| coroutines::spawn(producer(b))).collect();
+        let pt = std::thread::spawn(producer(6));
+        let cs: Vec<_> = (0..3).map(|_| coroutines::spawn(consumer(525))).collect();
+        let ct = std::thread::spawn(consumer(525));
+        for h in ps {
+            h.join().unwrap();
+        }
+        pt.join().unwrap();
+        let mut sum: i64 = cs.into_iter().map(|h| h.join().unwrap()).sum();
+        sum += ct.join().unwrap();
+        let n = 7 * PER;
+        assert_eq!(sum, n * (n + 1) / 2);
+    });
+}
+
+/// 31 coroutines and a plain thread wait on one C condvar; a coroutine
+/// broadcasts: all wake.
+#[test]
+fn condvar_broadcast_wakes_all() {
+    one_executor("condvar_broadcast_wakes_all", || {
+        // SAFETY (all calls): C helpers without preconditions.
+        let cos: Vec<_> = (0..31)
+            .map(|_| coroutines::spawn(|| unsafe { cpt_gate_wait() }))
+            .collect();
+        let th = std::thread::spawn(|| unsafe { cpt_gate_wait() });
+        let t = Instant::now();
+        while unsafe { cpt_gate_waiting() } < 32 {
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "waiters never arrived"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        coroutines::spawn(|| unsafe { cpt_gate_open() })
+            .join()
+            .unwrap();
+        for h in cos {
+            h.join().unwrap();
+        }
+        th.join().unwrap();
+    });
+}
+
+/// pthread_cond_timedwait on the default (REALTIME) and a MONOTONIC
+/// condvar times out in a coroutine with the mutex re-acquired, while a
+/// sibling on the same executor keeps running.
+#[test]
+fn condvar_timedwait_times_out_and_parks() {
+    one_executor("condvar_timedwait_times_out_and_parks", || {
+        let ticks = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (t2, s2) = (ticks.clone(), stop.clone());
+        let sibling = coroutines::spawn(move || {
+            while !s2.load(Ordering::SeqCst) {
+                t2.fetch_add(1, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
+        for monotonic in [0, 1] {
+            let before = ticks.load(Ordering::SeqCst);
+            let (r, el) = coroutines::spawn(move || {
+                let t = Instant::now();
+                // SAFETY: C helper without preconditions.
+                let r = unsafe { cpt_cond_timeout_ms(100, monotonic) };
+                (r, t.elapsed())
+            })
+            .join()
+            .unwrap();
+            assert_eq!(r, libc::ETIMEDOUT, "monotonic={monotonic}");
+            assert!(el >= Duration::from_millis(95), "{el:?}");
+            // The sibling ran during the 100 ms wait (it would not if the
+            // wait blocked the only executor).
+            assert!(ticks.load(Ordering::SeqCst) > before + 5);
+        }
+        stop.store(true, Ordering::SeqCst);
+        sibling.join().unwrap();
+    });
+}
