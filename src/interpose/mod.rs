@@ -37,7 +37,12 @@
 //! and pthread.rs's pthread_mutex_lock pthread_mutex_trylock
 //! pthread_mutex_timedlock pthread_mutex_clocklock pthread_mutex_unlock
 //! pthread_cond_wait pthread_cond_timedwait pthread_cond_clockwait
-//! pthread_cond_signal pthread_cond_broadcast (glibc's own functions do the work; a coroutine that must wait parks).
+//! pthread_cond_signal pthread_cond_broadcast pthread_rwlock_rdlock
+//! pthread_rwlock_wrlock pthread_rwlock_tryrdlock pthread_rwlock_trywrlock
+//! pthread_rwlock_timedrdlock pthread_rwlock_timedwrlock
+//! pthread_rwlock_clockrdlock pthread_rwlock_clockwrlock
+//! pthread_rwlock_unlock sem_wait sem_timedwait sem_clockwait sem_post
+//! pthread_once (glibc's own functions do the work; a coroutine that must wait parks).
 //!
 //! What still blocks an executor: `PASS` fds (terminals, /dev/*, eventfd,
 //! timerfd, fds 0-2), `open`/`stat` and other metadata calls, `flock`/
@@ -125,6 +130,15 @@ pub(crate) fn verify() -> Result<(), String> {
         pthread_cond_timedwait,
         pthread_cond_signal,
         pthread_cond_broadcast,
+        pthread_rwlock_rdlock,
+        pthread_rwlock_wrlock,
+        pthread_rwlock_tryrdlock,
+        pthread_rwlock_trywrlock,
+        pthread_rwlock_unlock,
+        sem_wait,
+        sem_timedwait,
+        sem_post,
+        pthread_once,
     ];
     let mut bad = Vec::new();
     for (name, ours, seen) in list {
@@ -544,4 +558,95 @@ pub extern "C" fn pthread_cond_signal(c: *mut libc::pthread_cond_t) -> c_int {
 #[no_mangle]
 pub extern "C" fn pthread_cond_broadcast(c: *mut libc::pthread_cond_t) -> c_int {
     pthread::cond_broadcast(c)
+}
+
+#[no_mangle]
+pub extern "C" fn pthread_rwlock_rdlock(rw: *mut libc::pthread_rwlock_t) -> c_int {
+    pthread::rwlock_lock(rw, false)
+}
+
+#[no_mangle]
+pub extern "C" fn pthread_rwlock_wrlock(rw: *mut libc::pthread_rwlock_t) -> c_int {
+    pthread::rwlock_lock(rw, true)
+}
+
+#[no_mangle]
+pub extern "C" fn pthread_rwlock_tryrdlock(rw: *mut libc::pthread_rwlock_t) -> c_int {
+    pthread::rwlock_trylock(rw, false)
+}
+
+#[no_mangle]
+pub extern "C" fn pthread_rwlock_trywrlock(rw: *mut libc::pthread_rwlock_t) -> c_int {
+    pthread::rwlock_trylock(rw, true)
+}
+
+#[no_mangle]
+pub extern "C" fn pthread_rwlock_timedrdlock(
+    rw: *mut libc::pthread_rwlock_t,
+    abstime: *const libc::timespec,
+) -> c_int {
+    pthread::rwlock_clocklock(rw, false, libc::CLOCK_REALTIME, abstime)
+}
+
+#[no_mangle]
+pub extern "C" fn pthread_rwlock_timedwrlock(
+    rw: *mut libc::pthread_rwlock_t,
+    abstime: *const libc::timespec,
+) -> c_int {
+    pthread::rwlock_clocklock(rw, true, libc::CLOCK_REALTIME, abstime)
+}
+
+#[no_mangle]
+pub extern "C" fn pthread_rwlock_clockrdlock(
+    rw: *mut libc::pthread_rwlock_t,
+    clock: libc::clockid_t,
+    abstime: *const libc::timespec,
+) -> c_int {
+    pthread::rwlock_clocklock(rw, false, clock, abstime)
+}
+
+#[no_mangle]
+pub extern "C" fn pthread_rwlock_clockwrlock(
+    rw: *mut libc::pthread_rwlock_t,
+    clock: libc::clockid_t,
+    abstime: *const libc::timespec,
+) -> c_int {
+    pthread::rwlock_clocklock(rw, true, clock, abstime)
+}
+
+#[no_mangle]
+pub extern "C" fn pthread_rwlock_unlock(rw: *mut libc::pthread_rwlock_t) -> c_int {
+    pthread::rwlock_unlock(rw)
+}
+
+#[no_mangle]
+pub extern "C" fn sem_wait(s: *mut libc::sem_t) -> c_int {
+    pthread::sem_wait(s)
+}
+
+#[no_mangle]
+pub extern "C" fn sem_timedwait(s: *mut libc::sem_t, abstime: *const libc::timespec) -> c_int {
+    pthread::sem_clockwait(s, libc::CLOCK_REALTIME, abstime)
+}
+
+#[no_mangle]
+pub extern "C" fn sem_clockwait(
+    s: *mut libc::sem_t,
+    clock: libc::clockid_t,
+    abstime: *const libc::timespec,
+) -> c_int {
+    pthread::sem_clockwait(s, clock, abstime)
+}
+
+#[no_mangle]
+pub extern "C" fn sem_post(s: *mut libc::sem_t) -> c_int {
+    pthread::sem_post(s)
+}
+
+#[no_mangle]
+pub extern "C" fn pthread_once(
+    o: *mut libc::pthread_once_t,
+    init: Option<unsafe extern "C" fn()>,
+) -> c_int {
+    pthread::once(o, init)
 }

@@ -92,7 +92,7 @@ use std::sync::atomic::{fence, AtomicBool, AtomicI32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use libc::{pthread_cond_t, pthread_mutex_t, timespec};
+use libc::{pthread_cond_t, pthread_mutex_t, pthread_once_t, pthread_rwlock_t, sem_t, timespec};
 
 use super::futex::{deadline_of, RawLock};
 use crate::coroutine::Task;
@@ -166,6 +166,49 @@ fn real_cond_broadcast() -> unsafe extern "C" fn(*mut pthread_cond_t) -> c_int {
     real!(c"pthread_cond_broadcast": fn(*mut pthread_cond_t) -> c_int)
 }
 
+type RwFn = unsafe extern "C" fn(*mut pthread_rwlock_t) -> c_int;
+fn real_rw_tryrdlock() -> RwFn {
+    real!(c"pthread_rwlock_tryrdlock": fn(*mut pthread_rwlock_t) -> c_int)
+}
+fn real_rw_trywrlock() -> RwFn {
+    real!(c"pthread_rwlock_trywrlock": fn(*mut pthread_rwlock_t) -> c_int)
+}
+fn real_rw_rdlock() -> RwFn {
+    real!(c"pthread_rwlock_rdlock": fn(*mut pthread_rwlock_t) -> c_int)
+}
+fn real_rw_wrlock() -> RwFn {
+    real!(c"pthread_rwlock_wrlock": fn(*mut pthread_rwlock_t) -> c_int)
+}
+fn real_rw_unlock() -> RwFn {
+    real!(c"pthread_rwlock_unlock": fn(*mut pthread_rwlock_t) -> c_int)
+}
+type RwClockFn =
+    unsafe extern "C" fn(*mut pthread_rwlock_t, libc::clockid_t, *const timespec) -> c_int;
+fn real_rw_clockrdlock() -> RwClockFn {
+    real!(c"pthread_rwlock_clockrdlock": fn(*mut pthread_rwlock_t, libc::clockid_t, *const timespec) -> c_int)
+}
+fn real_rw_clockwrlock() -> RwClockFn {
+    real!(c"pthread_rwlock_clockwrlock": fn(*mut pthread_rwlock_t, libc::clockid_t, *const timespec) -> c_int)
+}
+type SemFn = unsafe extern "C" fn(*mut sem_t) -> c_int;
+fn real_sem_wait() -> SemFn {
+    real!(c"sem_wait": fn(*mut sem_t) -> c_int)
+}
+fn real_sem_trywait() -> SemFn {
+    real!(c"sem_trywait": fn(*mut sem_t) -> c_int)
+}
+fn real_sem_post() -> SemFn {
+    real!(c"sem_post": fn(*mut sem_t) -> c_int)
+}
+fn real_sem_clockwait(
+) -> unsafe extern "C" fn(*mut sem_t, libc::clockid_t, *const timespec) -> c_int {
+    real!(c"sem_clockwait": fn(*mut sem_t, libc::clockid_t, *const timespec) -> c_int)
+}
+fn real_once() -> unsafe extern "C" fn(*mut pthread_once_t, Option<unsafe extern "C" fn()>) -> c_int
+{
+    real!(c"pthread_once": fn(*mut pthread_once_t, Option<unsafe extern "C" fn()>) -> c_int)
+}
+
 // ---- glibc 2.36 x86-64 layouts (only the fields read here) ----
 
 /// `pthread_mutex_t`: `__lock` at 0, `__owner` at 8, `__kind` at 16.
@@ -177,6 +220,12 @@ const KIND_ROBUST_PI_PP: i32 = 16 | 32 | 64;
 const COND_WREFS: usize = 36;
 const COND_SHARED: i32 = 1;
 const COND_MONOTONIC: i32 = 2;
+/// `pthread_rwlock_t`: `__cur_writer` (tid of the write holder) at 24.
+const RWLOCK_CUR_WRITER: usize = 24;
+/// `pthread_once_t` (an int): bit 0 in progress, bit 1 done (bits above:
+/// the fork generation).
+const ONCE_IN_PROGRESS: i32 = 1;
+const ONCE_DONE: i32 = 2;
 
 /// # Safety
 /// `p + off` must be a live, 4-aligned i32 field of a glibc object.
@@ -670,4 +719,263 @@ pub(crate) fn cond_broadcast(c: *mut pthread_cond_t) -> c_int {
     wake(c as usize, usize::MAX);
     // SAFETY: libc's function on the caller's condvar.
     unsafe { real_cond_broadcast()(c) }
+}
+
+// ---- rwlocks ----
+
+/// Maps an absolute timeout on `clock` to a deadline; Err(EINVAL) for a
+/// clock other than REALTIME/MONOTONIC or an invalid timespec.
+fn abs_deadline(clock: libc::clockid_t, abstime: *const timespec) -> Result<Instant, c_int> {
+    if clock != libc::CLOCK_REALTIME && clock != libc::CLOCK_MONOTONIC {
+        return Err(libc::EINVAL);
+    }
+    // SAFETY: the caller passes a readable timespec (libc's contract).
+    deadline_of(unsafe { *abstime }, false, clock == libc::CLOCK_REALTIME).ok_or(libc::EINVAL)
+}
+
+/// Read (`write == false`) or write lock for a coroutine in user code.
+/// `abs`: the timed variants' clock and absolute time.
+fn rw_lock_co(
+    rw: *mut pthread_rwlock_t,
+    write: bool,
+    abs: Option<(libc::clockid_t, *const timespec)>,
+) -> c_int {
+    let np = NoPreempt::new();
+    let addr = rw as usize;
+    let me = sched::current_id();
+    if owner_of(addr).is_some_and(|(id, _)| id == me) {
+        return libc::EDEADLK; // we hold the write lock (glibc: EDEADLK)
+    }
+    let attempt = || {
+        let r = if write {
+            // SAFETY: libc's trylock on the caller's rwlock.
+            unsafe { real_rw_trywrlock()(rw) }
+        } else {
+            // SAFETY: as above.
+            unsafe { real_rw_tryrdlock()(rw) }
+        };
+        match r {
+            0 => {
+                if write {
+                    set_owner(addr, Some((me, 1)));
+                }
+                Some(0)
+            }
+            libc::EBUSY => None,
+            e => Some(e),
+        }
+    };
+    let deadline = match abs {
+        None => None,
+        Some((clock, ts)) => {
+            // As glibc: the time is only checked when the call must wait.
+            if let Some(r) = attempt() {
+                return r;
+            }
+            match abs_deadline(clock, ts) {
+                Ok(d) => Some(d),
+                Err(e) => return e,
+            }
+        }
+    };
+    park_until(&np, addr, deadline, attempt)
+}
+
+pub(crate) fn rwlock_lock(rw: *mut pthread_rwlock_t, write: bool) -> c_int {
+    if sched::in_coroutine_user_code() {
+        return rw_lock_co(rw, write, None);
+    }
+    // SAFETY: libc's function on the caller's rwlock.
+    unsafe {
+        (if write {
+            real_rw_wrlock()
+        } else {
+            real_rw_rdlock()
+        })(rw)
+    }
+}
+
+pub(crate) fn rwlock_trylock(rw: *mut pthread_rwlock_t, write: bool) -> c_int {
+    if sched::in_coroutine_user_code() {
+        let _np = NoPreempt::new();
+        let me = sched::current_id();
+        if owner_of(rw as usize).is_some_and(|(id, _)| id == me) {
+            return libc::EBUSY;
+        }
+        // SAFETY: libc's function on the caller's rwlock.
+        let r = unsafe {
+            (if write {
+                real_rw_trywrlock()
+            } else {
+                real_rw_tryrdlock()
+            })(rw)
+        };
+        if r == 0 && write {
+            set_owner(rw as usize, Some((me, 1)));
+        }
+        return r;
+    }
+    // SAFETY: libc's function on the caller's rwlock.
+    unsafe {
+        (if write {
+            real_rw_trywrlock()
+        } else {
+            real_rw_tryrdlock()
+        })(rw)
+    }
+}
+
+/// The timed variants (`timed*lock`: CLOCK_REALTIME; `clock*lock`).
+pub(crate) fn rwlock_clocklock(
+    rw: *mut pthread_rwlock_t,
+    write: bool,
+    clock: libc::clockid_t,
+    abstime: *const timespec,
+) -> c_int {
+    if sched::in_coroutine_user_code() {
+        return rw_lock_co(rw, write, Some((clock, abstime)));
+    }
+    let f = if write {
+        real_rw_clockwrlock()
+    } else {
+        real_rw_clockrdlock()
+    };
+    // SAFETY: libc's function with the caller's arguments.
+    unsafe { f(rw, clock, abstime) }
+}
+
+pub(crate) fn rwlock_unlock(rw: *mut pthread_rwlock_t) -> c_int {
+    let addr = rw as usize;
+    if sched::in_coroutine_user_code() {
+        let _np = NoPreempt::new();
+        let me = sched::current_id();
+        match owner_of(addr) {
+            Some((id, _)) if id == me => {
+                // glibc tells a write unlock from a read unlock by
+                // comparing __cur_writer with the caller's tid: make it
+                // the current carrier's (we hold the write lock).
+                // SAFETY: live rwlock (caller's contract).
+                unsafe { field(rw.cast(), RWLOCK_CUR_WRITER) }
+                    .store(carrier_tid(), Ordering::Relaxed);
+                set_owner(addr, None);
+            }
+            // Write-locked by a sibling: glibc would take this for a read
+            // unlock and corrupt the lock.
+            Some(_) => return libc::EPERM,
+            None => {}
+        }
+        // SAFETY: libc's function on the caller's rwlock.
+        let r = unsafe { real_rw_unlock()(rw) };
+        wake(addr, usize::MAX);
+        return r;
+    }
+    // SAFETY: libc's function on the caller's rwlock.
+    let r = unsafe { real_rw_unlock()(rw) };
+    wake(addr, usize::MAX);
+    r
+}
+
+// ---- semaphores (0 / -1 with errno, as libc) ----
+
+fn sem_ret(r: c_int) -> c_int {
+    if r == 0 {
+        0
+    } else {
+        crate::sys::set_errno(r);
+        -1
+    }
+}
+
+fn sem_wait_co(s: *mut sem_t, abs: Option<(libc::clockid_t, *const timespec)>) -> c_int {
+    let np = NoPreempt::new();
+    let attempt = || {
+        // SAFETY: libc's sem_trywait on the caller's semaphore.
+        if unsafe { real_sem_trywait()(s) } == 0 {
+            return Some(0);
+        }
+        match crate::sys::errno() {
+            libc::EAGAIN => None,
+            e => Some(e),
+        }
+    };
+    let deadline = match abs {
+        None => None,
+        Some((clock, ts)) => {
+            if let Some(r) = attempt() {
+                return sem_ret(r);
+            }
+            match abs_deadline(clock, ts) {
+                Ok(d) => Some(d),
+                Err(e) => return sem_ret(e),
+            }
+        }
+    };
+    sem_ret(park_until(&np, s as usize, deadline, attempt))
+}
+
+pub(crate) fn sem_wait(s: *mut sem_t) -> c_int {
+    if sched::in_coroutine_user_code() {
+        return sem_wait_co(s, None);
+    }
+    // SAFETY: libc's function on the caller's semaphore.
+    unsafe { real_sem_wait()(s) }
+}
+
+/// `sem_timedwait` (CLOCK_REALTIME) and `sem_clockwait`.
+pub(crate) fn sem_clockwait(
+    s: *mut sem_t,
+    clock: libc::clockid_t,
+    abstime: *const timespec,
+) -> c_int {
+    if sched::in_coroutine_user_code() {
+        return sem_wait_co(s, Some((clock, abstime)));
+    }
+    // SAFETY: libc's function with the caller's arguments.
+    unsafe { real_sem_clockwait()(s, clock, abstime) }
+}
+
+pub(crate) fn sem_post(s: *mut sem_t) -> c_int {
+    // SAFETY: libc's function on the caller's semaphore.
+    let r = unsafe { real_sem_post()(s) };
+    if r == 0 {
+        let e = crate::sys::errno();
+        wake(s as usize, 1);
+        crate::sys::set_errno(e);
+    }
+    r
+}
+
+// ---- once ----
+
+/// `pthread_once`: a coroutine finding the initialisation in progress
+/// (another coroutine or thread runs it) parks until it is done; otherwise
+/// glibc's `pthread_once` runs it (on this coroutine, which may park
+/// inside), then the parked coroutines are woken. Two callers that both
+/// find it not started race into glibc's function; the loser waits there
+/// (blocking its executor until the winner's routine returns).
+pub(crate) fn once(o: *mut pthread_once_t, init: Option<unsafe extern "C" fn()>) -> c_int {
+    if sched::in_coroutine_user_code() {
+        // SAFETY: a pthread_once_t is a live int (the caller's contract).
+        let word = unsafe { field(o.cast(), 0) };
+        let v = word.load(Ordering::Acquire);
+        if v & ONCE_DONE != 0 {
+            return 0;
+        }
+        if v & ONCE_IN_PROGRESS != 0 {
+            let np = NoPreempt::new();
+            let r = park_until(&np, o as usize, None, || {
+                let v = word.load(Ordering::Acquire);
+                (v & ONCE_IN_PROGRESS == 0).then_some(0)
+            });
+            drop(np);
+            if word.load(Ordering::Acquire) & ONCE_DONE != 0 {
+                return r;
+            }
+            // The routine was cancelled (the word went back to 0): retry.
+        }
+    }
+    // SAFETY: libc's function with the caller's arguments.
+    let r = unsafe { real_once()(o, init) };
+    wake(o as usize, usize::MAX);
+    r
 }

@@ -275,3 +275,90 @@ fn condvar_timedwait_times_out_and_parks() {
         sibling.join().unwrap();
     });
 }
+
+/// A C rwlock: 24 reader and 8 writer coroutines plus a writer thread,
+/// each holding it across a sleep: readers share, writers exclude.
+#[test]
+fn rwlock_readers_share_writers_exclude() {
+    one_executor("rwlock_readers_share_writers_exclude", || {
+        // SAFETY (all calls): C helpers without preconditions.
+        let mut hs: Vec<_> = (0..24)
+            .map(|_| coroutines::spawn(|| (0..5).for_each(|_| unsafe { cpt_rw_read(1000) })))
+            .collect();
+        hs.extend(
+            (0..8)
+                .map(|_| coroutines::spawn(|| (0..5).for_each(|_| unsafe { cpt_rw_write(1000) }))),
+        );
+        let th = std::thread::spawn(|| (0..5).for_each(|_| unsafe { cpt_rw_write(1000) }));
+        for h in hs {
+            h.join().unwrap();
+        }
+        th.join().unwrap();
+        unsafe {
+            assert_eq!(cpt_rw_bad(), 0, "a writer overlapped another holder");
+            assert_eq!(cpt_rw_writes(), 45);
+            assert!(cpt_rw_max_readers() > 1, "readers never shared the lock");
+        }
+    });
+}
+
+/// A C semaphore of 2 shared by 16 coroutines holding it across a sleep:
+/// at most 2 inside; then a timed wait on an exhausted semaphore times out.
+#[test]
+fn semaphore_counts_and_times_out() {
+    one_executor("semaphore_counts_and_times_out", || {
+        static INSIDE: AtomicUsize = AtomicUsize::new(0);
+        static MAX: AtomicUsize = AtomicUsize::new(0);
+        // SAFETY (all calls): C helpers; the semaphore is initialised first.
+        unsafe { cpt_sem_init(2) };
+        let hs: Vec<_> = (0..16)
+            .map(|_| {
+                coroutines::spawn(|| {
+                    for _ in 0..5 {
+                        assert_eq!(unsafe { cpt_sem_wait() }, 0);
+                        let n = INSIDE.fetch_add(1, Ordering::SeqCst) + 1;
+                        MAX.fetch_max(n, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(1));
+                        INSIDE.fetch_sub(1, Ordering::SeqCst);
+                        assert_eq!(unsafe { cpt_sem_post() }, 0);
+                    }
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+        assert_eq!(MAX.load(Ordering::SeqCst), 2);
+        let r = coroutines::spawn(|| unsafe {
+            assert_eq!(cpt_sem_wait(), 0);
+            assert_eq!(cpt_sem_wait(), 0);
+            let t = Instant::now();
+            let r = cpt_sem_timedwait_ms(50);
+            (r, t.elapsed())
+        })
+        .join()
+        .unwrap();
+        assert_eq!(r.0, libc::ETIMEDOUT);
+        assert!(r.1 >= Duration::from_millis(45), "{:?}", r.1);
+    });
+}
+
+/// pthread_once whose routine sleeps 50 ms, called by 16 coroutines at
+/// once: it runs once and every caller returns after it completed.
+#[test]
+fn once_runs_once_while_callers_park() {
+    one_executor("once_runs_once_while_callers_park", || {
+        // SAFETY (all calls): C helpers without preconditions.
+        let hs: Vec<_> = (0..16)
+            .map(|_| coroutines::spawn(|| unsafe { cpt_once() }))
+            .collect();
+        for h in hs {
+            assert_eq!(
+                h.join().unwrap(),
+                1,
+                "pthread_once returned before the routine ended"
+            );
+        }
+        assert_eq!(unsafe { cpt_once_runs() }, 1);
+    });
+}
