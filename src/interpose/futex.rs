@@ -77,8 +77,9 @@
 //! any crate waiting with `syscall(SYS_futex, FUTEX_WAIT*)` on a word of
 //! its own object. Still blocking the executor (the blocked-executor
 //! detector, sched/blocked.rs, then lends another executor): PI futexes,
-//! `futex_waitv`, pthread mutexes/condvars inside C code (glibc calls the
-//! kernel directly), `JoinHandle::join` of an OS thread.
+//! `futex_waitv`, pthread primitives waited on by glibc-internal code
+//! (glibc calls the kernel directly; the pthread entry points themselves
+//! are hooked in pthread.rs), `JoinHandle::join` of an OS thread.
 //!
 //! Limitation — waits keyed on the *thread*, not on an object: std's
 //! `thread::park` (and so std `mpsc`/`mpmc` blocking `recv`/`send`,
