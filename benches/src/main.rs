@@ -18,6 +18,7 @@
 //! survives a runtime that dies (W8 with `may`).
 
 mod blocked;
+mod c1_sqlite;
 mod hog;
 mod parent;
 mod report;
@@ -84,10 +85,11 @@ pub enum Workload {
     S2,
     S3,
     SL,
+    C1,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 13] = [
+    pub const ALL: [Workload; 14] = [
         Workload::W1,
         Workload::W2a,
         Workload::W2b,
@@ -101,6 +103,7 @@ impl Workload {
         Workload::S2,
         Workload::S3,
         Workload::SL,
+        Workload::C1,
     ];
     /// Run when no workload is named on the command line.
     pub const CORE: [Workload; 6] = [
@@ -129,6 +132,7 @@ impl Workload {
             Workload::S2 => "S2",
             Workload::S3 => "S3",
             Workload::SL => "SL",
+            Workload::C1 => "C1",
         }
     }
 
@@ -154,6 +158,7 @@ impl Workload {
             Workload::S2 => "channel ping-pong: 2 tasks bounce a u64 through 2 channels, 100,000 round trips (threads: 20,000)",
             Workload::S3 => "uncontended mutex: 1 task locks and unlocks a mutex 10,000,000 times",
             Workload::SL => "sleep lateness: 1 task sleeps 1 ms 2,000 times on an otherwise idle runtime",
+            Workload::C1 => "bundled SQLite: 32 tasks × 50 transactions on one WAL database (coroutines vs OS threads)",
         }
     }
 
@@ -162,6 +167,7 @@ impl Workload {
         match self {
             Workload::W6 | Workload::W7 => &[Runtime::Coroutines],
             Workload::W8 => &[Runtime::Coroutines, Runtime::May, Runtime::Tokio],
+            Workload::C1 => &[Runtime::Coroutines, Runtime::Threads],
             _ => &Runtime::ALL,
         }
     }
@@ -179,6 +185,7 @@ impl Workload {
             Workload::S2 => Some("ns_per_round_trip"),
             Workload::S3 => Some("ns_per_lock"),
             Workload::SL => Some("lateness_p99_ms"),
+            Workload::C1 => Some("ms"),
         }
     }
 }
@@ -203,7 +210,7 @@ impl Params {
 pub const WORKERS: usize = 2;
 
 fn usage() -> &'static str {
-    "usage: bench [--reps N] [--scale X] [--runtimes coroutines,may,tokio,threads] [--timeout SECS] [W1 W2a W2b W3 W4 W5 W6 W7 W8 S1 S2 S3 SL | sync | all]\n\
+    "usage: bench [--reps N] [--scale X] [--runtimes coroutines,may,tokio,threads] [--timeout SECS] [W1 W2a W2b W3 W4 W5 W6 W7 W8 S1 S2 S3 SL C1 | sync | all]\n\
      \x20      bench --child <workload> <runtime> [--scale X]   (one measurement; used by the parent)\n\
      no workload = the core set: W1 W2a W2b W3 W5 W8; sync = S1 S2 S3 SL; all = every workload"
 }
@@ -338,5 +345,6 @@ fn run_child(w: Workload, rt: Runtime, p: &Params) {
         Workload::W7 => w7_slice::run(rt, p),
         Workload::S1 | Workload::S2 | Workload::S3 => sync::run(w, rt, p),
         Workload::SL => sl_sleep::run(rt, p),
+        Workload::C1 => c1_sqlite::run(rt, p),
     }
 }
