@@ -11,7 +11,7 @@
 //! I/O, fd bookkeeping, poll/select/epoll_wait), net.rs (sockets), fs.rs
 //! (regular files), time.rs (sleeps), dns.rs (getaddrinfo), offload.rs
 //! (helper threads), pthread.rs (pthread mutexes, condvars, rwlocks,
-//! semaphores, once). The kernel is reached by raw syscalls (sys.rs) or, for
+//! semaphores, once), wait.rs (waiting for children and OS threads). The kernel is reached by raw syscalls (sys.rs) or, for
 //! getaddrinfo, libc's own function from `dlsym(RTLD_NEXT)`: never through
 //! a libc symbol that is itself one of these hooks.
 //!
@@ -42,12 +42,15 @@
 //! pthread_rwlock_timedrdlock pthread_rwlock_timedwrlock
 //! pthread_rwlock_clockrdlock pthread_rwlock_clockwrlock
 //! pthread_rwlock_unlock sem_wait sem_timedwait sem_clockwait sem_post
-//! pthread_once (glibc's own functions do the work; a coroutine that must wait parks).
+//! pthread_once (glibc's own functions do the work; a coroutine that must
+//! wait parks), and wait.rs's waitpid wait wait4 waitid pthread_join (a
+//! coroutine waiting for a child or an OS thread parks) posix_spawn
+//! posix_spawnp (run on a helper thread from a coroutine).
 //!
 //! What still blocks an executor: `PASS` fds (terminals, /dev/*, eventfd,
 //! timerfd, fds 0-2), `open`/`stat` and other metadata calls, `flock`/
-//! `fcntl(F_SETLKW)`, `waitpid`, C code issuing syscalls itself, and libc's
-//! internal calls (glibc calls its own `__read` etc., e.g. inside stdio).
+//! `fcntl(F_SETLKW)`, waits for a child's stop/continue, C code issuing
+//! syscalls itself, and libc's internal calls (glibc calls its own `__read` etc., e.g. inside stdio).
 //! Shared libraries (.so) calling `read` through their PLT do reach the
 //! hooks: the executable exports them in its dynamic symbol table (checked
 //! by `verify` with `dlsym(RTLD_DEFAULT)`).
@@ -70,6 +73,7 @@ mod net;
 mod offload;
 mod pthread;
 mod time;
+mod wait;
 
 use libc::{c_char, c_int, c_void, iovec, msghdr, size_t, sockaddr, socklen_t, ssize_t};
 
@@ -139,6 +143,13 @@ pub(crate) fn verify() -> Result<(), String> {
         sem_timedwait,
         sem_post,
         pthread_once,
+        waitpid,
+        wait4,
+        waitid,
+        wait,
+        pthread_join,
+        posix_spawn,
+        posix_spawnp,
     ];
     let mut bad = Vec::new();
     for (name, ours, seen) in list {
@@ -649,4 +660,65 @@ pub extern "C" fn pthread_once(
     init: Option<unsafe extern "C" fn()>,
 ) -> c_int {
     pthread::once(o, init)
+}
+
+// ---- children and threads (wait.rs) ----
+
+#[no_mangle]
+pub extern "C" fn waitpid(pid: libc::pid_t, status: *mut c_int, options: c_int) -> libc::pid_t {
+    wait::waitpid(pid, status, options)
+}
+
+#[no_mangle]
+pub extern "C" fn wait(status: *mut c_int) -> libc::pid_t {
+    wait::waitpid(-1, status, 0)
+}
+
+#[no_mangle]
+pub extern "C" fn wait4(
+    pid: libc::pid_t,
+    status: *mut c_int,
+    options: c_int,
+    ru: *mut libc::rusage,
+) -> libc::pid_t {
+    wait::wait4(pid, status, options, ru)
+}
+
+#[no_mangle]
+pub extern "C" fn waitid(
+    idtype: libc::idtype_t,
+    id: libc::id_t,
+    info: *mut libc::siginfo_t,
+    options: c_int,
+) -> c_int {
+    wait::waitid(idtype, id, info, options)
+}
+
+#[no_mangle]
+pub extern "C" fn pthread_join(th: libc::pthread_t, ret: *mut *mut c_void) -> c_int {
+    wait::pthread_join(th, ret)
+}
+
+#[no_mangle]
+pub extern "C" fn posix_spawn(
+    pid: *mut libc::pid_t,
+    path: *const c_char,
+    fa: *const libc::posix_spawn_file_actions_t,
+    attr: *const libc::posix_spawnattr_t,
+    argv: *const *mut c_char,
+    envp: *const *mut c_char,
+) -> c_int {
+    wait::posix_spawn(false, pid, path, fa, attr, argv, envp)
+}
+
+#[no_mangle]
+pub extern "C" fn posix_spawnp(
+    pid: *mut libc::pid_t,
+    file: *const c_char,
+    fa: *const libc::posix_spawn_file_actions_t,
+    attr: *const libc::posix_spawnattr_t,
+    argv: *const *mut c_char,
+    envp: *const *mut c_char,
+) -> c_int {
+    wait::posix_spawn(true, pid, file, fa, attr, argv, envp)
 }
