@@ -48,8 +48,7 @@ fn recursive_mutex_held_across_sleep_one_executor() {
             .map(|_| {
                 coroutines::spawn(|| {
                     for _ in 0..3 {
-                        // SAFETY: C helper without preconditions.
-                        assert_eq!(unsafe { cpt_rec_critical(2000) }, 0);
+                        assert_eq!(rec_critical(2000), 0);
                     }
                 })
             })
@@ -57,24 +56,13 @@ fn recursive_mutex_held_across_sleep_one_executor() {
         for h in hs {
             h.join().unwrap();
         }
-        // SAFETY: C helpers without preconditions.
-        unsafe {
-            assert_eq!(cpt_rec_total(), 96);
-            assert_eq!(cpt_rec_max_inside(), 1, "two coroutines inside the mutex");
+        {
+            assert_eq!(rec_total(), 96);
+            assert_eq!(rec_max_inside(), 1, "two coroutines inside the mutex");
         }
         // 96 sleeps of 2 ms in sequence: well under the bound.
         assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
     });
-}
-
-struct M(*mut PthreadMutex);
-// SAFETY: a pthread mutex is made to be shared between threads.
-unsafe impl Send for M {}
-unsafe impl Sync for M {}
-
-fn mutex(which: i32) -> M {
-    // SAFETY: returns a pointer to a static mutex.
-    M(unsafe { cpt_mutex(which) })
 }
 
 /// Ownership is per coroutine: a sibling's trylock of a recursive mutex is
@@ -83,34 +71,36 @@ fn mutex(which: i32) -> M {
 #[test]
 fn ownership_is_per_coroutine() {
     one_executor("ownership_is_per_coroutine", || {
-        for which in [1, 2] {
+        for which in [Mutex::Recursive, Mutex::ErrorCheck] {
             let held = Arc::new(AtomicBool::new(false));
             let release = Arc::new(AtomicBool::new(false));
             let (h2, r2) = (held.clone(), release.clone());
             let owner = coroutines::spawn(move || {
-                let m = mutex(which);
-                // SAFETY: static mutex.
-                unsafe {
-                    assert_eq!(cpt_lock(m.0), 0);
-                    if which == 1 {
-                        assert_eq!(cpt_lock(m.0), 0, "recursive re-entry");
-                        assert_eq!(cpt_trylock(m.0), 0, "recursive try re-entry");
+                let m = which;
+                {
+                    assert_eq!(m.lock(), 0);
+                    if matches!(which, Mutex::Recursive) {
+                        assert_eq!(m.lock(), 0, "recursive re-entry");
+                        assert_eq!(m.trylock(), 0, "recursive try re-entry");
                     } else {
-                        assert_eq!(cpt_lock(m.0), libc::EDEADLK);
-                        assert_eq!(cpt_trylock(m.0), libc::EBUSY);
+                        assert_eq!(m.lock(), libc::EDEADLK);
+                        assert_eq!(m.trylock(), libc::EBUSY);
                     }
                 }
                 h2.store(true, Ordering::SeqCst);
                 while !r2.load(Ordering::SeqCst) {
                     std::thread::sleep(Duration::from_millis(5));
                 }
-                // SAFETY: static mutex, held by us.
-                unsafe {
-                    let levels = if which == 1 { 3 } else { 1 };
+                {
+                    let levels = if matches!(which, Mutex::Recursive) {
+                        3
+                    } else {
+                        1
+                    };
                     for _ in 0..levels {
-                        assert_eq!(cpt_unlock(m.0), 0);
+                        assert_eq!(m.unlock(), 0);
                     }
-                    assert_eq!(cpt_unlock(m.0), libc::EPERM, "unlock of an unlocked mutex");
+                    assert_eq!(m.unlock(), libc::EPERM, "unlock of an unlocked mutex");
                 }
             });
             let got = Arc::new(AtomicBool::new(false));
@@ -119,22 +109,21 @@ fn ownership_is_per_coroutine() {
                 while !h3.load(Ordering::SeqCst) {
                     coroutines::yield_now();
                 }
-                let m = mutex(which);
-                // SAFETY: static mutex.
-                unsafe {
-                    assert_eq!(cpt_trylock(m.0), libc::EBUSY, "a sibling is not the owner");
-                    assert_eq!(cpt_unlock(m.0), libc::EPERM, "unlock by a non-owner");
+                let m = which;
+                {
+                    assert_eq!(m.trylock(), libc::EBUSY, "a sibling is not the owner");
+                    assert_eq!(m.unlock(), libc::EPERM, "unlock by a non-owner");
                     let t = Instant::now();
-                    assert_eq!(cpt_timedlock_ms(m.0, 50), libc::ETIMEDOUT);
+                    assert_eq!(m.timedlock_ms(50), libc::ETIMEDOUT);
                     assert!(
                         t.elapsed() >= Duration::from_millis(45),
                         "{:?}",
                         t.elapsed()
                     );
                     r3.store(true, Ordering::SeqCst);
-                    assert_eq!(cpt_lock(m.0), 0);
+                    assert_eq!(m.lock(), 0);
                     g3.store(true, Ordering::SeqCst);
-                    assert_eq!(cpt_unlock(m.0), 0);
+                    assert_eq!(m.unlock(), 0);
                 }
             });
             owner.join().unwrap();
@@ -151,14 +140,12 @@ fn normal_mutex_coroutines_and_threads() {
     one_executor("normal_mutex_coroutines_and_threads", || {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         fn critical() {
-            let m = mutex(0);
-            // SAFETY: static mutex.
-            assert_eq!(unsafe { cpt_lock(m.0) }, 0);
+            let m = Mutex::Normal;
+            assert_eq!(m.lock(), 0);
             let v = COUNTER.load(Ordering::Relaxed);
             std::thread::sleep(Duration::from_micros(200)); // parks a coroutine
             COUNTER.store(v + 1, Ordering::Relaxed);
-            // SAFETY: held by us.
-            assert_eq!(unsafe { cpt_unlock(m.0) }, 0);
+            assert_eq!(m.unlock(), 0);
         }
         let cos: Vec<_> = (0..16)
             .map(|_| coroutines::spawn(|| (0..20).for_each(|_| critical())))
@@ -186,8 +173,7 @@ fn condvar_channel_coroutines_and_threads() {
         let producer = |base: i64| {
             move || {
                 for i in 0..PER {
-                    // SAFETY: C helper without preconditions.
-                    unsafe { cpt_chan_put(base * PER + i + 1) };
+                    chan_put(base * PER + i + 1);
                 }
             }
         };
@@ -195,8 +181,7 @@ fn condvar_channel_coroutines_and_threads() {
             move || {
                 let mut sum = 0;
                 for _ in 0..n {
-                    // SAFETY: C helper without preconditions.
-                    sum += unsafe { cpt_chan_get() };
+                    sum += chan_get();
                 }
                 sum
             }
@@ -222,22 +207,17 @@ fn condvar_channel_coroutines_and_threads() {
 #[test]
 fn condvar_broadcast_wakes_all() {
     one_executor("condvar_broadcast_wakes_all", || {
-        // SAFETY (all calls): C helpers without preconditions.
-        let cos: Vec<_> = (0..31)
-            .map(|_| coroutines::spawn(|| unsafe { cpt_gate_wait() }))
-            .collect();
-        let th = std::thread::spawn(|| unsafe { cpt_gate_wait() });
+        let cos: Vec<_> = (0..31).map(|_| coroutines::spawn(|| gate_wait())).collect();
+        let th = std::thread::spawn(|| gate_wait());
         let t = Instant::now();
-        while unsafe { cpt_gate_waiting() } < 32 {
+        while gate_waiting() < 32 {
             assert!(
                 t.elapsed() < Duration::from_secs(30),
                 "waiters never arrived"
             );
             std::thread::sleep(Duration::from_millis(1));
         }
-        coroutines::spawn(|| unsafe { cpt_gate_open() })
-            .join()
-            .unwrap();
+        coroutines::spawn(|| gate_open()).join().unwrap();
         for h in cos {
             h.join().unwrap();
         }
@@ -264,8 +244,7 @@ fn condvar_timedwait_times_out_and_parks() {
             let before = ticks.load(Ordering::SeqCst);
             let (r, el) = coroutines::spawn(move || {
                 let t = Instant::now();
-                // SAFETY: C helper without preconditions.
-                let r = unsafe { cpt_cond_timeout_ms(300, monotonic) };
+                let r = cond_timeout_ms(300, monotonic);
                 (r, t.elapsed())
             })
             .join()
@@ -286,23 +265,19 @@ fn condvar_timedwait_times_out_and_parks() {
 #[test]
 fn rwlock_readers_share_writers_exclude() {
     one_executor("rwlock_readers_share_writers_exclude", || {
-        // SAFETY (all calls): C helpers without preconditions.
         let mut hs: Vec<_> = (0..24)
-            .map(|_| coroutines::spawn(|| (0..5).for_each(|_| unsafe { cpt_rw_read(1000) })))
+            .map(|_| coroutines::spawn(|| (0..5).for_each(|_| rw_read(1000))))
             .collect();
-        hs.extend(
-            (0..8)
-                .map(|_| coroutines::spawn(|| (0..5).for_each(|_| unsafe { cpt_rw_write(1000) }))),
-        );
-        let th = std::thread::spawn(|| (0..5).for_each(|_| unsafe { cpt_rw_write(1000) }));
+        hs.extend((0..8).map(|_| coroutines::spawn(|| (0..5).for_each(|_| rw_write(1000)))));
+        let th = std::thread::spawn(|| (0..5).for_each(|_| rw_write(1000)));
         for h in hs {
             h.join().unwrap();
         }
         th.join().unwrap();
-        unsafe {
-            assert_eq!(cpt_rw_bad(), 0, "a writer overlapped another holder");
-            assert_eq!(cpt_rw_writes(), 45);
-            assert!(cpt_rw_max_readers() > 1, "readers never shared the lock");
+        {
+            assert_eq!(rw_bad(), 0, "a writer overlapped another holder");
+            assert_eq!(rw_writes(), 45);
+            assert!(rw_max_readers() > 1, "readers never shared the lock");
         }
     });
 }
@@ -314,18 +289,17 @@ fn semaphore_counts_and_times_out() {
     one_executor("semaphore_counts_and_times_out", || {
         static INSIDE: AtomicUsize = AtomicUsize::new(0);
         static MAX: AtomicUsize = AtomicUsize::new(0);
-        // SAFETY (all calls): C helpers; the semaphore is initialised first.
-        unsafe { cpt_sem_init(2) };
+        sem_init(2);
         let hs: Vec<_> = (0..16)
             .map(|_| {
                 coroutines::spawn(|| {
                     for _ in 0..5 {
-                        assert_eq!(unsafe { cpt_sem_wait() }, 0);
+                        assert_eq!(sem_wait(), 0);
                         let n = INSIDE.fetch_add(1, Ordering::SeqCst) + 1;
                         MAX.fetch_max(n, Ordering::SeqCst);
                         std::thread::sleep(Duration::from_millis(1));
                         INSIDE.fetch_sub(1, Ordering::SeqCst);
-                        assert_eq!(unsafe { cpt_sem_post() }, 0);
+                        assert_eq!(sem_post(), 0);
                     }
                 })
             })
@@ -334,11 +308,11 @@ fn semaphore_counts_and_times_out() {
             h.join().unwrap();
         }
         assert_eq!(MAX.load(Ordering::SeqCst), 2);
-        let r = coroutines::spawn(|| unsafe {
-            assert_eq!(cpt_sem_wait(), 0);
-            assert_eq!(cpt_sem_wait(), 0);
+        let r = coroutines::spawn(|| {
+            assert_eq!(sem_wait(), 0);
+            assert_eq!(sem_wait(), 0);
             let t = Instant::now();
-            let r = cpt_sem_timedwait_ms(50);
+            let r = sem_timedwait_ms(50);
             (r, t.elapsed())
         })
         .join()
@@ -353,10 +327,7 @@ fn semaphore_counts_and_times_out() {
 #[test]
 fn once_runs_once_while_callers_park() {
     one_executor("once_runs_once_while_callers_park", || {
-        // SAFETY (all calls): C helpers without preconditions.
-        let hs: Vec<_> = (0..16)
-            .map(|_| coroutines::spawn(|| unsafe { cpt_once() }))
-            .collect();
+        let hs: Vec<_> = (0..16).map(|_| coroutines::spawn(|| once())).collect();
         for h in hs {
             assert_eq!(
                 h.join().unwrap(),
@@ -364,6 +335,6 @@ fn once_runs_once_while_callers_park() {
                 "pthread_once returned before the routine ended"
             );
         }
-        assert_eq!(unsafe { cpt_once_runs() }, 1);
+        assert_eq!(once_runs(), 1);
     });
 }
