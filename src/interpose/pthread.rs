@@ -10,8 +10,8 @@
 //! run to release it (bundled SQLite with 32 coroutines hung for good).
 //!
 //! ## What this file owns
-//! The `#[no_mangle]` definitions of the pthread/semaphore entry points
-//! (shims in interpose/mod.rs call the functions here), a process-wide
+//! The behaviour of the hooked pthread/semaphore entry points (their
+//! `#[no_mangle]` shims in interpose/mod.rs call the functions here), a process-wide
 //! *wait-queue table* (address -> FIFO of parked coroutines) and an
 //! *owner table* (mutex or rwlock address -> owning coroutine).
 //!
@@ -84,7 +84,16 @@
 //!   exported definitions. glibc's internal locking never reaches them.
 //! - A coroutine blocked on an object held by non-hooked code notices the
 //!   release within the re-check interval (≤ 32 ms), not at once.
-//! - `pthread_barrier_wait` and robust/PI mutexes still block.
+//! - `pthread_barrier_wait`, `pthread_spin_lock` and robust/PI/PP mutexes
+//!   still block (spin).
+//! - An owner-table entry lives from the hooked acquisition to the hooked
+//!   release: a mutex locked by a coroutine through the hooks but unlocked
+//!   by non-hooked code keeps its entry (siblings then wait for good), as
+//!   does a coroutine that ends holding one (as a thread would).
+//! - `pthread_once`: two coroutines that both find the routine not started
+//!   race into glibc's function; the loser waits inside it, blocking its
+//!   executor until the routine returns.
+//! - Parks count as ordinary parks in `stats()` (`executors[i].parks`).
 
 use std::collections::{HashMap, VecDeque};
 use std::ffi::{c_int, CStr};
@@ -256,20 +265,23 @@ fn mutex_kind(m: *mut pthread_mutex_t) -> Kind {
     }
 }
 
-thread_local! {
-    /// The calling OS thread's tid (executors are long-lived; coroutines
-    /// only read it inside a hook, with preemption off).
-    static TID: std::cell::Cell<i32> = const { std::cell::Cell::new(0) };
-}
-
+/// The kernel tid glibc believes the caller runs as: the `tid` field of
+/// the calling thread's glibc descriptor (what glibc itself compares with
+/// a mutex's owner), at the offset wait.rs finds once; `gettid()` if that
+/// offset is unknown. Read every time, not cached: a forked child has a
+/// new tid.
 fn carrier_tid() -> i32 {
-    TID.with(|t| {
-        if t.get() == 0 {
-            // SAFETY: gettid has no preconditions.
-            t.set(unsafe { libc::gettid() });
-        }
-        t.get()
-    })
+    match super::wait::tid_offset() {
+        // SAFETY: pthread_self() is the caller's live descriptor and `off`
+        // a 4-aligned offset inside it (wait.rs); glibc and the kernel
+        // write the field, hence the atomic read.
+        Some(off) => unsafe {
+            (*((libc::pthread_self() as *const u8).add(off) as *const AtomicI32))
+                .load(Ordering::Relaxed)
+        },
+        // SAFETY: gettid has no preconditions.
+        None => unsafe { libc::gettid() },
+    }
 }
 
 // ---- sharded tables behind raw futex-free locks ----

@@ -253,7 +253,7 @@ fn resolve(
 /// pthread`, which `pthread_t` points to), found once by looking for the
 /// calling thread's own tid in the first 1 KiB of its descriptor (glibc
 /// 2.36: at 720); None unless exactly one 4-aligned slot matches.
-fn tid_offset() -> Option<usize> {
+pub(crate) fn tid_offset() -> Option<usize> {
     use std::sync::atomic::{AtomicIsize, Ordering};
     // -2: not computed yet; -1: not found.
     static OFF: AtomicIsize = AtomicIsize::new(-2);
@@ -391,4 +391,52 @@ pub(crate) fn posix_spawn(
             )
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The offset found on one thread reads the right tid on others (and
+    /// on glibc 2.36 x86-64 it is 720).
+    #[test]
+    fn tid_offset_reads_each_threads_tid() {
+        let off = tid_offset().expect("tid offset not found");
+        let read = |th: libc::pthread_t| {
+            // SAFETY: `th` is a live, not yet joined thread (below).
+            unsafe { *((th as *const u8).add(off) as *const i32) }
+        };
+        // SAFETY: gettid and pthread_self have no preconditions.
+        assert_eq!(read(unsafe { libc::pthread_self() }), unsafe {
+            libc::gettid()
+        });
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let h = std::thread::spawn(move || {
+            // SAFETY: as above.
+            tx.send(unsafe { libc::gettid() }).unwrap();
+            go_rx.recv().unwrap();
+        });
+        let tid = rx.recv().unwrap();
+        use std::os::unix::thread::JoinHandleExt;
+        assert_eq!(read(h.as_pthread_t()), tid);
+        go_tx.send(()).unwrap();
+        h.join().unwrap();
+    }
+
+    /// pthread_join from a coroutine of a thread that takes a while.
+    #[test]
+    fn join_from_coroutine_returns_value() {
+        let v = crate::spawn(|| {
+            std::thread::spawn(|| {
+                std::thread::sleep(Duration::from_millis(50));
+                7
+            })
+            .join()
+            .unwrap()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(v, 7);
+    }
 }
