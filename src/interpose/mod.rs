@@ -42,8 +42,8 @@
 //! pthread_rwlock_timedrdlock pthread_rwlock_timedwrlock
 //! pthread_rwlock_clockrdlock pthread_rwlock_clockwrlock
 //! pthread_rwlock_unlock sem_wait sem_timedwait sem_clockwait sem_post
-//! pthread_once (glibc's own functions do the work; a coroutine that must
-//! wait parks), and wait.rs's waitpid wait wait4 waitid pthread_join (a
+//! pthread_once pthread_barrier_wait (glibc's own functions do the work; a
+//! coroutine that must wait parks), and wait.rs's waitpid wait wait4 waitid pthread_join (a
 //! coroutine waiting for a child or an OS thread parks) posix_spawn
 //! posix_spawnp (run on a helper thread from a coroutine).
 //!
@@ -143,6 +143,7 @@ pub(crate) fn verify() -> Result<(), String> {
         sem_timedwait,
         sem_post,
         pthread_once,
+        pthread_barrier_wait,
         waitpid,
         wait4,
         waitid,
@@ -660,6 +661,11 @@ pub extern "C" fn pthread_once(
     init: Option<unsafe extern "C" fn()>,
 ) -> c_int {
     pthread::once(o, init)
+}
+
+#[no_mangle]
+pub extern "C" fn pthread_barrier_wait(b: *mut libc::pthread_barrier_t) -> c_int {
+    pthread::barrier_wait(b)
 }
 
 // ---- children and threads (wait.rs) ----

@@ -84,8 +84,9 @@
 //!   exported definitions. glibc's internal locking never reaches them.
 //! - A coroutine blocked on an object held by non-hooked code notices the
 //!   release within the re-check interval (≤ 32 ms), not at once.
-//! - `pthread_barrier_wait`, `pthread_spin_lock` and robust/PI/PP mutexes
-//!   still block (spin).
+//! - `pthread_barrier_wait` parks the coroutine but runs glibc's wait on
+//!   a helper thread (one per waiting coroutine); `pthread_spin_lock` and
+//!   robust/PI/PP mutexes still block (spin).
 //! - An owner-table entry lives from the hooked acquisition to the hooked
 //!   release: a mutex locked by a coroutine through the hooks but unlocked
 //!   by non-hooked code keeps its entry (siblings then wait for good), as
@@ -990,4 +991,27 @@ pub(crate) fn once(o: *mut pthread_once_t, init: Option<unsafe extern "C" fn()>)
     let r = unsafe { real_once()(o, init) };
     wake(o as usize, usize::MAX);
     r
+}
+
+// ---- barriers ----
+
+fn real_barrier_wait() -> unsafe extern "C" fn(*mut libc::pthread_barrier_t) -> c_int {
+    real!(c"pthread_barrier_wait": fn(*mut libc::pthread_barrier_t) -> c_int)
+}
+
+/// `pthread_barrier_wait`: glibc's barrier has no non-blocking variant to
+/// retry, and no owner, so a coroutine runs glibc's wait on a helper
+/// thread (offload.rs: one per waiting coroutine, from an uncapped pool)
+/// while it parks; threads and coroutines share the barrier's protocol.
+pub(crate) fn barrier_wait(b: *mut libc::pthread_barrier_t) -> c_int {
+    if !sched::in_coroutine_user_code() {
+        // SAFETY: libc's function on the caller's barrier.
+        return unsafe { real_barrier_wait()(b) };
+    }
+    let addr = b as usize;
+    super::offload::offload(move || {
+        // SAFETY: the caller's barrier, alive while the caller (parked
+        // until this returns) waits on it.
+        unsafe { real_barrier_wait()(addr as *mut libc::pthread_barrier_t) }
+    })
 }

@@ -176,3 +176,18 @@ int cpt_once(void) {
     return __atomic_load_n(&once_done, __ATOMIC_SEQ_CST);
 }
 int cpt_once_runs(void) { return once_runs; }
+
+/* ---- barrier ---- */
+static pthread_barrier_t bar;
+static int bar_serial;
+void cpt_barrier_init(unsigned n) { pthread_barrier_init(&bar, NULL, n); }
+/* Returns 1 for the one serial waiter of a round, 0 otherwise, -1 on error. */
+int cpt_barrier_wait(void) {
+    int r = pthread_barrier_wait(&bar);
+    if (r == PTHREAD_BARRIER_SERIAL_THREAD) {
+        __atomic_add_fetch(&bar_serial, 1, __ATOMIC_SEQ_CST);
+        return 1;
+    }
+    return r == 0 ? 0 : -1;
+}
+int cpt_barrier_serials(void) { return __atomic_load_n(&bar_serial, __ATOMIC_SEQ_CST); }

@@ -5,7 +5,7 @@
 
 /// Safe wrappers of the C helpers of `csrc/pthread_helpers.c`: each works
 /// on static objects of the C file and has no preconditions, except that
-/// `sem_*` need `sem_init` first.
+/// `sem_*` need `sem_init` first and `barrier_wait` needs `barrier_init`.
 pub mod c {
     use std::ffi::{c_int, c_long, c_uint};
 
@@ -37,6 +37,9 @@ pub mod c {
             pub fn cpt_sem_timedwait_ms(ms: c_long) -> c_int;
             pub fn cpt_once() -> c_int;
             pub fn cpt_once_runs() -> c_int;
+            pub fn cpt_barrier_init(n: c_uint);
+            pub fn cpt_barrier_wait() -> c_int;
+            pub fn cpt_barrier_serials() -> c_int;
         }
     }
 
@@ -45,7 +48,8 @@ pub mod c {
             pub fn $name($($a: $t),*) $(-> $r)? {
                 // SAFETY: the C helper only touches its own static objects
                 // (pthread objects with static initialisers; the semaphore
-                // is initialised by `sem_init`, which the tests call first).
+                // and the barrier are initialised by `sem_init` and
+                // `barrier_init`, which the tests call first).
                 unsafe { ffi::$ffi($($a),*) }
             }
         )*};
@@ -72,6 +76,9 @@ pub mod c {
         sem_timedwait_ms => cpt_sem_timedwait_ms(ms: c_long) -> c_int;
         once => cpt_once() -> c_int;
         once_runs => cpt_once_runs() -> c_int;
+        barrier_init => cpt_barrier_init(n: c_uint);
+        barrier_wait => cpt_barrier_wait() -> c_int;
+        barrier_serials => cpt_barrier_serials() -> c_int;
     }
 
     /// The C file's static mutexes, by their static initialiser.

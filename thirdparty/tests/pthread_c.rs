@@ -338,3 +338,20 @@ fn once_runs_once_while_callers_park() {
         assert_eq!(once_runs(), 1);
     });
 }
+
+/// A C barrier of 16 shared by 15 coroutines and a plain thread, 3 rounds:
+/// every round releases all 16 with exactly one serial waiter.
+#[test]
+fn barrier_rounds_coroutines_and_thread() {
+    one_executor("barrier_rounds_coroutines_and_thread", || {
+        barrier_init(16);
+        let round = || (0..3).map(|_| barrier_wait()).collect::<Vec<_>>();
+        let hs: Vec<_> = (0..15).map(|_| coroutines::spawn(round)).collect();
+        let th = std::thread::spawn(round);
+        let mut all: Vec<i32> = hs.into_iter().flat_map(|h| h.join().unwrap()).collect();
+        all.extend(th.join().unwrap());
+        assert!(all.iter().all(|&r| r == 0 || r == 1), "{all:?}");
+        assert_eq!(all.iter().sum::<i32>(), 3, "one serial waiter per round");
+        assert_eq!(barrier_serials(), 3);
+    });
+}
