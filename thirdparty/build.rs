@@ -1,11 +1,17 @@
-//! Compiles `csrc/spin.c`, a small C library for the tests of C-code safe
-//! points (tests/c_code.rs): a busy loop that detects being re-entered on
+//! Compiles the tests' small C libraries: `csrc/spin.c` (C-code safe
+//! points, tests/c_code.rs: a busy loop that detects being re-entered on
 //! the same OS thread while it runs, and a variant that calls back into
-//! Rust while "holding" that ownership.
+//! Rust while "holding" that ownership) and `csrc/pthread_helpers.c`
+//! (glibc pthread users, as a `-sys` crate's bundled sources would be).
 fn main() {
     println!("cargo:rerun-if-changed=csrc/spin.c");
+    println!("cargo:rerun-if-changed=csrc/pthread_helpers.c");
     cc::Build::new()
         .file("csrc/spin.c")
         .opt_level(2)
         .compile("tpspin");
+    cc::Build::new()
+        .file("csrc/pthread_helpers.c")
+        .flag("-pthread")
+        .compile("coroutines_thirdparty_c");
 }

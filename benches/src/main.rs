@@ -18,6 +18,7 @@
 //! survives a runtime that dies (W8 with `may`).
 
 mod blocked;
+mod c1_sqlite;
 mod hog;
 mod m1_mpsc;
 mod parent;
@@ -88,10 +89,11 @@ pub enum Workload {
     SL,
     Z1,
     M1,
+    C1,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 15] = [
+    pub const ALL: [Workload; 16] = [
         Workload::W1,
         Workload::W2a,
         Workload::W2b,
@@ -107,6 +109,7 @@ impl Workload {
         Workload::SL,
         Workload::Z1,
         Workload::M1,
+        Workload::C1,
     ];
     /// Run when no workload is named on the command line.
     pub const CORE: [Workload; 6] = [
@@ -137,6 +140,7 @@ impl Workload {
             Workload::SL => "SL",
             Workload::Z1 => "Z1",
             Workload::M1 => "M1",
+            Workload::C1 => "C1",
         }
     }
 
@@ -164,6 +168,7 @@ impl Workload {
             Workload::SL => "sleep lateness: 1 task sleeps 1 ms 2,000 times on an otherwise idle runtime",
             Workload::Z1 => "zlib: 8 tasks compress 256 KiB with compress2 for 3 s (coroutines: zlib allow-listed, and COROUTINES_PREEMPT_C=none)",
             Workload::M1 => "mpsc gap: 64 producers x 2,000 sends with ~1 us work into 1 consumer, COROUTINES_SLICE=100us",
+            Workload::C1 => "bundled SQLite: 32 tasks × 50 transactions on one WAL database (coroutines vs OS threads)",
         }
     }
 
@@ -173,6 +178,7 @@ impl Workload {
             Workload::W6 | Workload::W7 => &[Runtime::Coroutines],
             Workload::Z1 | Workload::M1 => &[Runtime::Coroutines, Runtime::Threads],
             Workload::W8 => &[Runtime::Coroutines, Runtime::May, Runtime::Tokio],
+            Workload::C1 => &[Runtime::Coroutines, Runtime::Threads],
             _ => &Runtime::ALL,
         }
     }
@@ -192,6 +198,7 @@ impl Workload {
             Workload::SL => Some("lateness_p99_ms"),
             Workload::Z1 => None,
             Workload::M1 => Some("max_gap_ms"),
+            Workload::C1 => Some("ms"),
         }
     }
 }
@@ -216,7 +223,7 @@ impl Params {
 pub const WORKERS: usize = 2;
 
 fn usage() -> &'static str {
-    "usage: bench [--reps N] [--scale X] [--runtimes coroutines,may,tokio,threads] [--timeout SECS] [W1 W2a W2b W3 W4 W5 W6 W7 W8 S1 S2 S3 SL Z1 M1 | sync | all]\n\
+    "usage: bench [--reps N] [--scale X] [--runtimes coroutines,may,tokio,threads] [--timeout SECS] [W1 W2a W2b W3 W4 W5 W6 W7 W8 S1 S2 S3 SL Z1 M1 C1 | sync | all]\n\
      \x20      bench --child <workload> <runtime> [--scale X]   (one measurement; used by the parent)\n\
      no workload = the core set: W1 W2a W2b W3 W5 W8; sync = S1 S2 S3 SL; all = every workload"
 }
@@ -353,5 +360,6 @@ fn run_child(w: Workload, rt: Runtime, p: &Params) {
         Workload::SL => sl_sleep::run(rt, p),
         Workload::Z1 => z1_zlib::run(rt, p),
         Workload::M1 => m1_mpsc::run(rt, p),
+        Workload::C1 => c1_sqlite::run(rt, p),
     }
 }

@@ -77,8 +77,9 @@
 //! any crate waiting with `syscall(SYS_futex, FUTEX_WAIT*)` on a word of
 //! its own object. Still blocking the executor (the blocked-executor
 //! detector, sched/blocked.rs, then lends another executor): PI futexes,
-//! `futex_waitv`, pthread mutexes/condvars inside C code (glibc calls the
-//! kernel directly), `JoinHandle::join` of an OS thread.
+//! `futex_waitv`, pthread primitives waited on by glibc-internal code
+//! (glibc calls the kernel directly; the pthread entry points themselves
+//! are hooked in pthread.rs), `JoinHandle::join` of an OS thread.
 //!
 //! Limitation — waits keyed on the *thread*, not on an object: std's
 //! `thread::park` (and so std `mpsc`/`mpmc` blocking `recv`/`send`,
@@ -326,7 +327,7 @@ fn coroutine_may_park() -> bool {
 /// Deadline of a futex timeout, or None for an invalid timespec.
 /// FUTEX_WAIT: relative. FUTEX_WAIT_BITSET: absolute on CLOCK_MONOTONIC,
 /// or CLOCK_REALTIME with FUTEX_CLOCK_REALTIME.
-fn deadline_of(ts: libc::timespec, relative: bool, realtime: bool) -> Option<Instant> {
+pub(crate) fn deadline_of(ts: libc::timespec, relative: bool, realtime: bool) -> Option<Instant> {
     if ts.tv_sec < 0 || !(0..1_000_000_000).contains(&ts.tv_nsec) {
         return None;
     }
@@ -576,19 +577,19 @@ fn wake(key: usize, n: usize, bitset: u32) -> usize {
 
 /// A mutex on a futex word driven by raw syscalls (never this hook).
 /// States: 0 unlocked, 1 locked, 2 locked with (possible) sleepers.
-struct RawLock {
+pub(crate) struct RawLock {
     state: AtomicU32,
 }
 
 impl RawLock {
-    const fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         RawLock {
             state: AtomicU32::new(0),
         }
     }
 
     #[inline]
-    fn lock(&self) {
+    pub(crate) fn lock(&self) {
         // Acquire: pairs with the Release in `unlock`.
         if self
             .state
@@ -619,7 +620,7 @@ impl RawLock {
     }
 
     #[inline]
-    fn unlock(&self) {
+    pub(crate) fn unlock(&self) {
         if self.state.swap(0, Ordering::Release) == 2 {
             sys::futex_wake(&self.state, 1);
         }

@@ -10,7 +10,8 @@
 //! Each shim is three lines calling its family module: io.rs (generic fd
 //! I/O, fd bookkeeping, poll/select/epoll_wait), net.rs (sockets), fs.rs
 //! (regular files), time.rs (sleeps), dns.rs (getaddrinfo), offload.rs
-//! (helper threads). The kernel is reached by raw syscalls (sys.rs) or, for
+//! (helper threads), pthread.rs (pthread mutexes, condvars, rwlocks,
+//! semaphores, once), wait.rs (waiting for children and OS threads). The kernel is reached by raw syscalls (sys.rs) or, for
 //! getaddrinfo, libc's own function from `dlsym(RTLD_NEXT)`: never through
 //! a libc symbol that is itself one of these hooks.
 //!
@@ -34,11 +35,23 @@
 //! shared TLS region), `syscall` (futex.rs: emulates FUTEX_WAIT/WAKE for
 //! coroutines; every other system call number passes straight through),
 //! and `sched_yield` (below: yields the coroutine in coroutine user code).
+//! and pthread.rs's pthread_mutex_lock pthread_mutex_trylock
+//! pthread_mutex_timedlock pthread_mutex_clocklock pthread_mutex_unlock
+//! pthread_cond_wait pthread_cond_timedwait pthread_cond_clockwait
+//! pthread_cond_signal pthread_cond_broadcast pthread_rwlock_rdlock
+//! pthread_rwlock_wrlock pthread_rwlock_tryrdlock pthread_rwlock_trywrlock
+//! pthread_rwlock_timedrdlock pthread_rwlock_timedwrlock
+//! pthread_rwlock_clockrdlock pthread_rwlock_clockwrlock
+//! pthread_rwlock_unlock sem_wait sem_timedwait sem_clockwait sem_post
+//! pthread_once pthread_barrier_wait (glibc's own functions do the work; a
+//! coroutine that must wait parks), and wait.rs's waitpid wait wait4 waitid pthread_join (a
+//! coroutine waiting for a child or an OS thread parks) posix_spawn
+//! posix_spawnp (run on a helper thread from a coroutine).
 //!
 //! What still blocks an executor: `PASS` fds (terminals, /dev/*, eventfd,
 //! timerfd, fds 0-2), `open`/`stat` and other metadata calls, `flock`/
-//! `fcntl(F_SETLKW)`, `waitpid`, C code issuing syscalls itself, and libc's
-//! internal calls (glibc calls its own `__read` etc., e.g. inside stdio).
+//! `fcntl(F_SETLKW)`, waits for a child's stop/continue, C code issuing
+//! syscalls itself, and libc's internal calls (glibc calls its own `__read` etc., e.g. inside stdio).
 //! Shared libraries (.so) calling `read` through their PLT do reach the
 //! hooks: the executable exports them in its dynamic symbol table (checked
 //! by `verify` with `dlsym(RTLD_DEFAULT)`).
@@ -59,7 +72,9 @@ pub(crate) mod futex;
 mod io;
 mod net;
 mod offload;
+mod pthread;
 mod time;
+mod wait;
 
 use libc::{c_char, c_int, c_void, iovec, msghdr, size_t, sockaddr, socklen_t, ssize_t};
 
@@ -115,6 +130,38 @@ pub(crate) const EXPORTED: &[&str] = &[
     "fork",
     "syscall",
     "sched_yield",
+    "pthread_mutex_lock",
+    "pthread_mutex_trylock",
+    "pthread_mutex_timedlock",
+    "pthread_mutex_clocklock",
+    "pthread_mutex_unlock",
+    "pthread_cond_wait",
+    "pthread_cond_timedwait",
+    "pthread_cond_clockwait",
+    "pthread_cond_signal",
+    "pthread_cond_broadcast",
+    "pthread_rwlock_rdlock",
+    "pthread_rwlock_wrlock",
+    "pthread_rwlock_tryrdlock",
+    "pthread_rwlock_trywrlock",
+    "pthread_rwlock_timedrdlock",
+    "pthread_rwlock_timedwrlock",
+    "pthread_rwlock_clockrdlock",
+    "pthread_rwlock_clockwrlock",
+    "pthread_rwlock_unlock",
+    "sem_wait",
+    "sem_timedwait",
+    "sem_clockwait",
+    "sem_post",
+    "pthread_once",
+    "pthread_barrier_wait",
+    "waitpid",
+    "wait",
+    "wait4",
+    "waitid",
+    "pthread_join",
+    "posix_spawn",
+    "posix_spawnp",
 ];
 
 /// Start-up check: every hook must be what the program's calls to the libc
@@ -165,6 +212,31 @@ pub(crate) fn verify() -> Result<(), String> {
         socketpair,
         fork,
         sched_yield,
+        pthread_mutex_lock,
+        pthread_mutex_trylock,
+        pthread_mutex_timedlock,
+        pthread_mutex_unlock,
+        pthread_cond_wait,
+        pthread_cond_timedwait,
+        pthread_cond_signal,
+        pthread_cond_broadcast,
+        pthread_rwlock_rdlock,
+        pthread_rwlock_wrlock,
+        pthread_rwlock_tryrdlock,
+        pthread_rwlock_trywrlock,
+        pthread_rwlock_unlock,
+        sem_wait,
+        sem_timedwait,
+        sem_post,
+        pthread_once,
+        pthread_barrier_wait,
+        waitpid,
+        wait4,
+        waitid,
+        wait,
+        pthread_join,
+        posix_spawn,
+        posix_spawnp,
     ];
     let mut bad = Vec::new();
     for (name, ours, seen) in list {
@@ -534,4 +606,232 @@ pub extern "C" fn fork() -> libc::pid_t {
     // SAFETY: `p` is libc's fork, which has this signature.
     let real = unsafe { std::mem::transmute::<usize, unsafe extern "C" fn() -> libc::pid_t>(p) };
     crate::sched::fork_on_executor(real)
+}
+
+// ---- pthread synchronisation (pthread.rs) ----
+
+#[no_mangle]
+pub extern "C" fn pthread_mutex_lock(m: *mut libc::pthread_mutex_t) -> c_int {
+    pthread::mutex_lock(m)
+}
+
+#[no_mangle]
+pub extern "C" fn pthread_mutex_trylock(m: *mut libc::pthread_mutex_t) -> c_int {
+    pthread::mutex_trylock(m)
+}
+
+#[no_mangle]
+pub extern "C" fn pthread_mutex_timedlock(
+    m: *mut libc::pthread_mutex_t,
+    abstime: *const libc::timespec,
+) -> c_int {
+    pthread::mutex_clocklock(m, libc::CLOCK_REALTIME, abstime)
+}
+
+#[no_mangle]
+pub extern "C" fn pthread_mutex_clocklock(
+    m: *mut libc::pthread_mutex_t,
+    clock: libc::clockid_t,
+    abstime: *const libc::timespec,
+) -> c_int {
+    pthread::mutex_clocklock(m, clock, abstime)
+}
+
+#[no_mangle]
+pub extern "C" fn pthread_mutex_unlock(m: *mut libc::pthread_mutex_t) -> c_int {
+    pthread::mutex_unlock(m)
+}
+
+#[no_mangle]
+pub extern "C" fn pthread_cond_wait(
+    c: *mut libc::pthread_cond_t,
+    m: *mut libc::pthread_mutex_t,
+) -> c_int {
+    pthread::cond_wait(c, m)
+}
+
+#[no_mangle]
+pub extern "C" fn pthread_cond_timedwait(
+    c: *mut libc::pthread_cond_t,
+    m: *mut libc::pthread_mutex_t,
+    abstime: *const libc::timespec,
+) -> c_int {
+    pthread::cond_timedwait(c, m, abstime)
+}
+
+#[no_mangle]
+pub extern "C" fn pthread_cond_clockwait(
+    c: *mut libc::pthread_cond_t,
+    m: *mut libc::pthread_mutex_t,
+    clock: libc::clockid_t,
+    abstime: *const libc::timespec,
+) -> c_int {
+    pthread::cond_clockwait(c, m, clock, abstime)
+}
+
+#[no_mangle]
+pub extern "C" fn pthread_cond_signal(c: *mut libc::pthread_cond_t) -> c_int {
+    pthread::cond_signal(c)
+}
+
+#[no_mangle]
+pub extern "C" fn pthread_cond_broadcast(c: *mut libc::pthread_cond_t) -> c_int {
+    pthread::cond_broadcast(c)
+}
+
+#[no_mangle]
+pub extern "C" fn pthread_rwlock_rdlock(rw: *mut libc::pthread_rwlock_t) -> c_int {
+    pthread::rwlock_lock(rw, false)
+}
+
+#[no_mangle]
+pub extern "C" fn pthread_rwlock_wrlock(rw: *mut libc::pthread_rwlock_t) -> c_int {
+    pthread::rwlock_lock(rw, true)
+}
+
+#[no_mangle]
+pub extern "C" fn pthread_rwlock_tryrdlock(rw: *mut libc::pthread_rwlock_t) -> c_int {
+    pthread::rwlock_trylock(rw, false)
+}
+
+#[no_mangle]
+pub extern "C" fn pthread_rwlock_trywrlock(rw: *mut libc::pthread_rwlock_t) -> c_int {
+    pthread::rwlock_trylock(rw, true)
+}
+
+#[no_mangle]
+pub extern "C" fn pthread_rwlock_timedrdlock(
+    rw: *mut libc::pthread_rwlock_t,
+    abstime: *const libc::timespec,
+) -> c_int {
+    pthread::rwlock_clocklock(rw, false, libc::CLOCK_REALTIME, abstime)
+}
+
+#[no_mangle]
+pub extern "C" fn pthread_rwlock_timedwrlock(
+    rw: *mut libc::pthread_rwlock_t,
+    abstime: *const libc::timespec,
+) -> c_int {
+    pthread::rwlock_clocklock(rw, true, libc::CLOCK_REALTIME, abstime)
+}
+
+#[no_mangle]
+pub extern "C" fn pthread_rwlock_clockrdlock(
+    rw: *mut libc::pthread_rwlock_t,
+    clock: libc::clockid_t,
+    abstime: *const libc::timespec,
+) -> c_int {
+    pthread::rwlock_clocklock(rw, false, clock, abstime)
+}
+
+#[no_mangle]
+pub extern "C" fn pthread_rwlock_clockwrlock(
+    rw: *mut libc::pthread_rwlock_t,
+    clock: libc::clockid_t,
+    abstime: *const libc::timespec,
+) -> c_int {
+    pthread::rwlock_clocklock(rw, true, clock, abstime)
+}
+
+#[no_mangle]
+pub extern "C" fn pthread_rwlock_unlock(rw: *mut libc::pthread_rwlock_t) -> c_int {
+    pthread::rwlock_unlock(rw)
+}
+
+#[no_mangle]
+pub extern "C" fn sem_wait(s: *mut libc::sem_t) -> c_int {
+    pthread::sem_wait(s)
+}
+
+#[no_mangle]
+pub extern "C" fn sem_timedwait(s: *mut libc::sem_t, abstime: *const libc::timespec) -> c_int {
+    pthread::sem_clockwait(s, libc::CLOCK_REALTIME, abstime)
+}
+
+#[no_mangle]
+pub extern "C" fn sem_clockwait(
+    s: *mut libc::sem_t,
+    clock: libc::clockid_t,
+    abstime: *const libc::timespec,
+) -> c_int {
+    pthread::sem_clockwait(s, clock, abstime)
+}
+
+#[no_mangle]
+pub extern "C" fn sem_post(s: *mut libc::sem_t) -> c_int {
+    pthread::sem_post(s)
+}
+
+#[no_mangle]
+pub extern "C" fn pthread_once(
+    o: *mut libc::pthread_once_t,
+    init: Option<unsafe extern "C" fn()>,
+) -> c_int {
+    pthread::once(o, init)
+}
+
+#[no_mangle]
+pub extern "C" fn pthread_barrier_wait(b: *mut libc::pthread_barrier_t) -> c_int {
+    pthread::barrier_wait(b)
+}
+
+// ---- children and threads (wait.rs) ----
+
+#[no_mangle]
+pub extern "C" fn waitpid(pid: libc::pid_t, status: *mut c_int, options: c_int) -> libc::pid_t {
+    wait::waitpid(pid, status, options)
+}
+
+#[no_mangle]
+pub extern "C" fn wait(status: *mut c_int) -> libc::pid_t {
+    wait::waitpid(-1, status, 0)
+}
+
+#[no_mangle]
+pub extern "C" fn wait4(
+    pid: libc::pid_t,
+    status: *mut c_int,
+    options: c_int,
+    ru: *mut libc::rusage,
+) -> libc::pid_t {
+    wait::wait4(pid, status, options, ru)
+}
+
+#[no_mangle]
+pub extern "C" fn waitid(
+    idtype: libc::idtype_t,
+    id: libc::id_t,
+    info: *mut libc::siginfo_t,
+    options: c_int,
+) -> c_int {
+    wait::waitid(idtype, id, info, options)
+}
+
+#[no_mangle]
+pub extern "C" fn pthread_join(th: libc::pthread_t, ret: *mut *mut c_void) -> c_int {
+    wait::pthread_join(th, ret)
+}
+
+#[no_mangle]
+pub extern "C" fn posix_spawn(
+    pid: *mut libc::pid_t,
+    path: *const c_char,
+    fa: *const libc::posix_spawn_file_actions_t,
+    attr: *const libc::posix_spawnattr_t,
+    argv: *const *mut c_char,
+    envp: *const *mut c_char,
+) -> c_int {
+    wait::posix_spawn(false, pid, path, fa, attr, argv, envp)
+}
+
+#[no_mangle]
+pub extern "C" fn posix_spawnp(
+    pid: *mut libc::pid_t,
+    file: *const c_char,
+    fa: *const libc::posix_spawn_file_actions_t,
+    attr: *const libc::posix_spawnattr_t,
+    argv: *const *mut c_char,
+    envp: *const *mut c_char,
+) -> c_int {
+    wait::posix_spawn(true, pid, file, fa, attr, argv, envp)
 }

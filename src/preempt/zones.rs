@@ -100,6 +100,11 @@ pub(crate) struct Table {
     zones: Vec<(usize, usize, ZoneKind)>,
     /// `dlpi_adds` when the table was built.
     adds: u64,
+    /// Functions of a memory allocator linked into the executable (C code
+    /// by [`ALLOCATOR_NAMES`]/[`ALLOCATOR_PREFIXES`]): the pthread hooks
+    /// never park a coroutine while one is on its stack (parking
+    /// allocates, which would re-enter the allocator mid-operation).
+    alloc: Vec<(usize, usize)>,
     /// Whether the executable's symbol table was found. Without it C code
     /// linked into the executable cannot be told from Rust code, and the
     /// monitor sends no preemption signal at all.
@@ -153,6 +158,26 @@ impl Table {
     #[allow(dead_code)] // used by tests
     pub(crate) fn in_zone(&self, addr: usize) -> bool {
         self.zone(addr).is_some()
+    }
+
+    /// Conservative scan of the live stack `[lo, hi)` for a word pointing
+    /// into an allocator's code (a return address of a frame inside it).
+    pub(crate) fn stack_in_allocator(&self, lo: usize, hi: usize) -> bool {
+        let (Some(first), Some(last)) = (self.alloc.first(), self.alloc.last()) else {
+            return false;
+        };
+        let (min, max) = (first.0, last.1);
+        let mut p = lo & !7;
+        while p + 8 <= hi {
+            // SAFETY: [lo, hi) is the live part of the current coroutine's
+            // mapped stack (caller).
+            let w = unsafe { (p as *const usize).read() };
+            if w >= min && w < max && contains(&self.alloc, w) {
+                return true;
+            }
+            p += 8;
+        }
+        false
     }
 
     /// Signal context: conservative scan of the live stack `[lo, hi)` for a
@@ -239,7 +264,8 @@ pub(crate) fn refresh(allow: &[String]) {
     });
     let before = c.zones.len();
     let mut c_zones = Vec::new();
-    let have_symtab = exe_zones(c.exe_bias, allow, &mut c.zones, &mut c_zones);
+    let mut alloc = Vec::new();
+    let have_symtab = exe_zones(c.exe_bias, allow, &mut c.zones, &mut c_zones, &mut alloc);
     if !have_symtab && table().is_none() {
         crate::sys::write_stderr(
             b"coroutines: warning: the executable has no symbol table (stripped), so C code linked \
@@ -262,6 +288,7 @@ pub(crate) fn refresh(allow: &[String]) {
     let t = Table {
         exe_text: merge(c.exe_text),
         zones: merge_tagged(zones),
+        alloc: merge(alloc),
         adds: c.adds,
         have_symtab,
     };
@@ -317,6 +344,7 @@ fn exe_zones(
     allow: &[String],
     std_out: &mut Vec<(usize, usize)>,
     c_out: &mut Vec<(usize, usize)>,
+    alloc_out: &mut Vec<(usize, usize)>,
 ) -> bool {
     with_exe_image(|b| {
         for_each_symbol(b, |name, info, value, size| {
@@ -331,10 +359,51 @@ fn exe_zones(
             } else if is_c_symbol(name) && !allow.iter().any(|p| name.starts_with(p.as_bytes())) {
                 c_out.push((lo, lo + size as usize));
             }
+            if is_allocator_symbol(name) {
+                alloc_out.push((lo, lo + size as usize));
+            }
         })
     })
     .flatten()
     .is_some()
+}
+
+/// C allocator entry points by exact name (an allocator that replaces
+/// libc's `malloc` inside the executable).
+const ALLOCATOR_NAMES: &[&[u8]] = &[
+    b"malloc",
+    b"calloc",
+    b"realloc",
+    b"free",
+    b"posix_memalign",
+    b"aligned_alloc",
+    b"memalign",
+    b"valloc",
+    b"pvalloc",
+    b"malloc_usable_size",
+];
+
+/// Symbol-name prefixes of allocators linked into executables: jemalloc
+/// (`tikv-jemallocator`'s `_rjem_`, `je_`), mimalloc (`mi_`, `_mi_`),
+/// tcmalloc, snmalloc, rpmalloc.
+const ALLOCATOR_PREFIXES: &[&[u8]] = &[
+    b"_rjem_",
+    b"rjem_",
+    b"je_",
+    b"_mi_",
+    b"mi_",
+    b"tc_",
+    b"snmalloc",
+    b"sn_",
+    b"rpmalloc",
+    b"_rpmalloc",
+];
+
+/// Whether `name` is a C allocator function (see the two lists above).
+pub(crate) fn is_allocator_symbol(name: &[u8]) -> bool {
+    is_c_symbol(name)
+        && (ALLOCATOR_NAMES.contains(&name)
+            || ALLOCATOR_PREFIXES.iter().any(|p| name.starts_with(p)))
 }
 
 /// Whether `name` is a Rust-mangled symbol: v0 (`_R...`) or legacy

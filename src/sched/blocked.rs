@@ -224,6 +224,11 @@ pub(crate) fn start_detector(rt: &'static Runtime) -> std::io::Result<()> {
         .name("coroutines-detector".into())
         .stack_size(128 * 1024)
         .spawn(move || loop {
+            // The code-range table (allocator ranges for the pthread hooks)
+            // is built by the preemption monitor; without one, here.
+            if crate::preempt::zones::table().is_none() || crate::preempt::zones::stale() {
+                crate::preempt::zones::refresh(&rt.config.preempt_c);
+            }
             let now = Instant::now();
             check_blocked(rt, now);
             let any_running = rt

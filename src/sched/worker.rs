@@ -281,6 +281,17 @@ impl Executor {
     }
 }
 
+/// Top of the running coroutine's usable stack (0 outside a coroutine).
+pub(crate) fn current_stack_hi() -> usize {
+    match current_executor() {
+        Some(e) if !e.current.get().is_null() => {
+            // SAFETY: `current` points at the live running coroutine.
+            unsafe { (*e.current.get()).stack_hi.load(Ordering::Relaxed) }
+        }
+        _ => 0,
+    }
+}
+
 /// Address of the calling thread's `EXECUTOR` slot (tls.rs discovery:
 /// its offset from the thread pointer is the same in every TLS block).
 pub(crate) fn executor_slot_addr() -> usize {
@@ -334,6 +345,19 @@ pub(crate) fn current_task() -> Task {
     unsafe {
         Arc::increment_strong_count(p);
         Arc::from_raw(p)
+    }
+}
+
+/// Id of the running coroutine (`CoroutineId::as_u64`), or 0 outside a
+/// coroutine. One thread-local load, no reference count traffic.
+pub(crate) fn current_id() -> u64 {
+    match current_executor() {
+        Some(e) if !e.current.get().is_null() => {
+            // SAFETY: `current` points at the live Inner of the running
+            // coroutine while non-null; `id` is immutable.
+            unsafe { (*e.current.get()).id.as_u64().get() }
+        }
+        _ => 0,
     }
 }
 

@@ -1,12 +1,11 @@
-//! Test-only package: coroutines with C code linked into the executable.
-//!
-//! Its tests (tests/) put mimalloc and jemalloc in as global allocators,
-//! run a C busy loop (csrc/spin.c, compiled by build.rs) and a Rust
-//! callback called from C inside coroutines under a short time slice, and
-//! check that the runtime never preempts inside C code (safe points,
-//! `src/preempt/zones.rs` of the main crate) while it still preempts Rust
-//! code. It is its own package so that the C dependencies build once, only
-//! here. The library part is the FFI surface of csrc/spin.c.
+//! Test-only package: third-party C code linked into the executable,
+//! exercised from coroutines. It is its own package so that the C
+//! dependencies (mimalloc, jemalloc, zlib, bundled SQLite) build once,
+//! only here. The tests are in `tests/`: global allocators, a C busy loop
+//! and a Rust callback called from C under a short time slice (the
+//! runtime never preempts inside C code), SQLite and C pthread users. This
+//! library is the FFI surface of the small C helpers `build.rs` compiles
+//! from `csrc/`.
 
 extern "C" {
     /// Spins `iters` rounds inside per-OS-thread ownership `me` (non-zero);
@@ -16,4 +15,124 @@ extern "C" {
     pub fn tp_with_callback(me: u64, cb: extern "C" fn(u64) -> u64, arg: u64) -> u64;
     /// Violations counted so far (re-entry on one thread while owned).
     pub fn tp_violations() -> u64;
+}
+
+/// Safe wrappers of the C helpers of `csrc/pthread_helpers.c`: each works
+/// on static objects of the C file and has no preconditions, except that
+/// `sem_*` need `sem_init` first and `barrier_wait` needs `barrier_init`.
+pub mod c {
+    use std::ffi::{c_int, c_long, c_uint};
+
+    mod ffi {
+        use std::ffi::{c_int, c_long, c_uint, c_void};
+        extern "C" {
+            pub fn cpt_rec_critical(us: c_uint) -> c_int;
+            pub fn cpt_rec_total() -> c_long;
+            pub fn cpt_rec_max_inside() -> c_int;
+            pub fn cpt_mutex(which: c_int) -> *mut c_void;
+            pub fn cpt_lock(m: *mut c_void) -> c_int;
+            pub fn cpt_trylock(m: *mut c_void) -> c_int;
+            pub fn cpt_unlock(m: *mut c_void) -> c_int;
+            pub fn cpt_timedlock_ms(m: *mut c_void, ms: c_long) -> c_int;
+            pub fn cpt_chan_put(v: c_long);
+            pub fn cpt_chan_get() -> c_long;
+            pub fn cpt_gate_wait();
+            pub fn cpt_gate_waiting() -> c_int;
+            pub fn cpt_gate_open();
+            pub fn cpt_cond_timeout_ms(ms: c_long, monotonic: c_int) -> c_int;
+            pub fn cpt_rw_read(us: c_uint);
+            pub fn cpt_rw_write(us: c_uint);
+            pub fn cpt_rw_writes() -> c_long;
+            pub fn cpt_rw_bad() -> c_int;
+            pub fn cpt_rw_max_readers() -> c_int;
+            pub fn cpt_sem_init(v: c_uint);
+            pub fn cpt_sem_wait() -> c_int;
+            pub fn cpt_sem_post() -> c_int;
+            pub fn cpt_sem_timedwait_ms(ms: c_long) -> c_int;
+            pub fn cpt_once() -> c_int;
+            pub fn cpt_once_runs() -> c_int;
+            pub fn cpt_barrier_init(n: c_uint);
+            pub fn cpt_barrier_wait() -> c_int;
+            pub fn cpt_barrier_serials() -> c_int;
+        }
+    }
+
+    macro_rules! wrap {
+        ($($name:ident => $ffi:ident ($($a:ident: $t:ty),*) $(-> $r:ty)?;)*) => {$(
+            pub fn $name($($a: $t),*) $(-> $r)? {
+                // SAFETY: the C helper only touches its own static objects
+                // (pthread objects with static initialisers; the semaphore
+                // and the barrier are initialised by `sem_init` and
+                // `barrier_init`, which the tests call first).
+                unsafe { ffi::$ffi($($a),*) }
+            }
+        )*};
+    }
+
+    wrap! {
+        rec_critical => cpt_rec_critical(us: c_uint) -> c_int;
+        rec_total => cpt_rec_total() -> c_long;
+        rec_max_inside => cpt_rec_max_inside() -> c_int;
+        chan_put => cpt_chan_put(v: c_long);
+        chan_get => cpt_chan_get() -> c_long;
+        gate_wait => cpt_gate_wait();
+        gate_waiting => cpt_gate_waiting() -> c_int;
+        gate_open => cpt_gate_open();
+        cond_timeout_ms => cpt_cond_timeout_ms(ms: c_long, monotonic: c_int) -> c_int;
+        rw_read => cpt_rw_read(us: c_uint);
+        rw_write => cpt_rw_write(us: c_uint);
+        rw_writes => cpt_rw_writes() -> c_long;
+        rw_bad => cpt_rw_bad() -> c_int;
+        rw_max_readers => cpt_rw_max_readers() -> c_int;
+        sem_init => cpt_sem_init(v: c_uint);
+        sem_wait => cpt_sem_wait() -> c_int;
+        sem_post => cpt_sem_post() -> c_int;
+        sem_timedwait_ms => cpt_sem_timedwait_ms(ms: c_long) -> c_int;
+        once => cpt_once() -> c_int;
+        once_runs => cpt_once_runs() -> c_int;
+        barrier_init => cpt_barrier_init(n: c_uint);
+        barrier_wait => cpt_barrier_wait() -> c_int;
+        barrier_serials => cpt_barrier_serials() -> c_int;
+    }
+
+    /// The C file's static mutexes, by their static initialiser.
+    #[derive(Clone, Copy, Debug)]
+    pub enum Mutex {
+        /// `PTHREAD_MUTEX_INITIALIZER`
+        Normal = 0,
+        /// `PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP`
+        Recursive = 1,
+        /// `PTHREAD_ERRORCHECK_MUTEX_INITIALIZER_NP`
+        ErrorCheck = 2,
+    }
+
+    impl Mutex {
+        fn ptr(self) -> *mut std::ffi::c_void {
+            // SAFETY: returns the address of a static mutex.
+            unsafe { ffi::cpt_mutex(self as c_int) }
+        }
+        /// `pthread_mutex_lock` called from C.
+        pub fn lock(self) -> c_int {
+            // SAFETY: a static, initialised mutex.
+            unsafe { ffi::cpt_lock(self.ptr()) }
+        }
+        /// `pthread_mutex_trylock` called from C.
+        pub fn trylock(self) -> c_int {
+            // SAFETY: a static, initialised mutex.
+            unsafe { ffi::cpt_trylock(self.ptr()) }
+        }
+        /// `pthread_mutex_unlock` called from C (errors are returned, as
+        /// glibc reports them: unlocking is safe whoever calls it for the
+        /// error-checking and recursive kinds; the tests unlock the
+        /// normal one only while holding it).
+        pub fn unlock(self) -> c_int {
+            // SAFETY: a static, initialised mutex.
+            unsafe { ffi::cpt_unlock(self.ptr()) }
+        }
+        /// `pthread_mutex_timedlock` with a deadline `ms` from now.
+        pub fn timedlock_ms(self, ms: c_long) -> c_int {
+            // SAFETY: a static, initialised mutex.
+            unsafe { ffi::cpt_timedlock_ms(self.ptr(), ms) }
+        }
+    }
 }

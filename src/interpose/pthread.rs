@@ -1,0 +1,1051 @@
+//! pthread synchronisation for C code linked into the executable: a
+//! coroutine that must wait for a `pthread_mutex_t`, `pthread_cond_t`,
+//! `pthread_rwlock_t`, `sem_t` or `pthread_once_t` parks instead of
+//! blocking its executor.
+//!
+//! Problem: glibc's `pthread_mutex_lock` & co. wait with inline futex
+//! system calls that no hook sees. Coroutines of one executor share its OS
+//! thread, so a coroutine blocked there stops the executor, and the holder
+//! — a sibling that was preempted or parked on that executor — can never
+//! run to release it (bundled SQLite with 32 coroutines hung for good).
+//!
+//! ## What this file owns
+//! The behaviour of the hooked pthread/semaphore entry points (their
+//! `#[no_mangle]` shims in interpose/mod.rs call the functions here), a process-wide
+//! *wait-queue table* (address -> FIFO of parked coroutines) and an
+//! *owner table* (mutex or rwlock address -> owning coroutine).
+//!
+//! ## Protocol: glibc's objects, glibc's own code, coroutines parked beside
+//! The objects keep glibc 2.36's layout and protocol untouched: every
+//! acquisition and release is done by glibc's real function, resolved once
+//! with `dlsym(RTLD_NEXT, name)` (never the hooked name, which is this
+//! file). So code that is not hooked (glibc-internal users, anything
+//! calling libc's functions directly) and plain threads interoperate.
+//!
+//! Who takes which path (decided by `sched::in_coroutine_user_code()`):
+//! - *Plain threads, runtime code, a panicking coroutine*: the real call,
+//!   blocking in the kernel as usual; a release (unlock, post) then also
+//!   wakes the coroutines queued on the object.
+//! - *A coroutine in user code*, for an acquisition that may wait: the
+//!   real non-blocking variant (`trylock`, `tryrdlock`, `sem_trywait`);
+//!   when it fails with EBUSY/EAGAIN the coroutine (1) registers in the
+//!   wait queue of the object's address, (2) retries the non-blocking call
+//!   (a release between the first try and the registration is not lost),
+//!   (3) parks until woken by a hooked release or until a short re-check
+//!   timer (1 ms doubling to 32 ms) fires — the timer is what notices a
+//!   release done by code that does not reach the hooks (it only wakes
+//!   kernel waiters) — then loops. A coroutine that succeeds after having
+//!   been woken passes the wake on, so no wake is swallowed.
+//! - *Releases* (hooked unlock/post from anyone): the real release, then
+//!   a SeqCst fence and a look at the queue's waiter count: one coroutine
+//!   is woken for a mutex or semaphore, all for a rwlock.
+//!   Registration is a SeqCst RMW followed by a SeqCst fence before the
+//!   retry, so with the release's fence this is a store-buffering pair:
+//!   either the retry sees the release or the releaser sees the waiter.
+//!
+//! ## Ownership is per coroutine
+//! glibc records the *thread id* as the owner of recursive and
+//! error-checking mutexes (and of a write-locked rwlock); coroutines of one
+//! executor share it, and with migration a coroutine may unlock on another
+//! thread than it locked on. So for those kinds, when a coroutine holds
+//! the object the owner table maps its address to the coroutine id (and,
+//! for recursive mutexes, the recursion count: glibc only ever sees one
+//! level). A sibling coroutine finding the object owned by another
+//! coroutine waits (it must not call the real `trylock`, which would see
+//! "already owned by this tid"); it also waits when glibc's owner field is
+//! the carrier's tid without a table entry (locked by non-hooked code that
+//! ran on this thread). Unlocking by a coroutine that does not own it is
+//! EPERM; relocking an error-checking mutex it owns is EDEADLK. Before the
+//! final real unlock the owner field is set to the current carrier's tid
+//! (we own the object, so the write is ours), so glibc's own owner check
+//! passes after a migration.
+//!
+//! ## Condition variables
+//! glibc's condvar protocol (`__g_signals`, groups, `__wrefs`) is not
+//! shared with parked coroutines: a coroutine waiting in
+//! `pthread_cond_(timed|clock)wait` registers in the wait queue of the
+//! condvar's address, releases the mutex through the hooks, parks, and
+//! re-acquires the mutex through the hooks. `pthread_cond_signal` wakes
+//! one queued coroutine *and* calls the real signal (waking one thread
+//! waiting in glibc, if any — POSIX allows waking more than one);
+//! `broadcast` wakes all of both. Signals and broadcasts from plain
+//! threads and coroutines reach both kinds of waiter. Limit: a signal
+//! issued by code that does not reach the hooks (glibc-internal code, a
+//! library calling libc's function directly) only reaches threads: a
+//! coroutine waiting on such a condvar waits for the next hooked signal.
+//! Process-shared condvars (`PTHREAD_PROCESS_SHARED`) and robust, PI and
+//! priority-protected mutexes are not emulated: coroutines take the real
+//! (blocking) call, and the blocked-executor detector copes.
+//!
+//! ## Limits
+//! - Only callers that reach these symbols are covered: the executable's
+//!   own code (Rust and statically linked C: `-sys` crates with bundled
+//!   sources) and shared libraries whose PLT binds to the executable's
+//!   exported definitions. glibc's internal locking never reaches them.
+//! - A coroutine blocked on an object held by non-hooked code notices the
+//!   release within the re-check interval (≤ 32 ms), not at once.
+//! - `pthread_barrier_wait` parks the coroutine but runs glibc's wait on
+//!   a helper thread (one per waiting coroutine); `pthread_spin_lock` and
+//!   robust/PI/PP mutexes still block (spin).
+//! - An owner-table entry lives from the hooked acquisition to the hooked
+//!   release: a mutex locked by a coroutine through the hooks but unlocked
+//!   by non-hooked code keeps its entry (siblings then wait for good), as
+//!   does a coroutine that ends holding one (as a thread would).
+//! - `pthread_once`: two coroutines that both find the routine not started
+//!   race into glibc's function; the loser waits inside it, blocking its
+//!   executor until the routine returns.
+//! - Parks count as ordinary parks in `stats()` (`executors[i].parks`).
+
+use std::collections::{HashMap, VecDeque};
+use std::ffi::{c_int, CStr};
+use std::sync::atomic::{fence, AtomicBool, AtomicI32, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use libc::{pthread_cond_t, pthread_mutex_t, pthread_once_t, pthread_rwlock_t, sem_t, timespec};
+
+use super::futex::{deadline_of, RawLock};
+use crate::coroutine::Task;
+use crate::reactor::{timers, Waker};
+use crate::sched::{self, NoPreempt, WaitReason};
+
+// ---- real functions ----
+
+/// Resolves libc's definition of `name` once (RTLD_NEXT: the next object
+/// after the executable, i.e. libc), caching it in `slot`.
+fn resolve(slot: &AtomicUsize, name: &CStr) -> usize {
+    let p = slot.load(Ordering::Relaxed);
+    if p != 0 {
+        return p;
+    }
+    // SAFETY: dlsym with a NUL-terminated name.
+    let p = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) } as usize;
+    if p == 0 {
+        crate::sys::fatal("coroutines: dlsym(RTLD_NEXT) failed for a pthread function");
+    }
+    // Relaxed: every thread computes the same value.
+    slot.store(p, Ordering::Relaxed);
+    p
+}
+
+macro_rules! real {
+    ($name:literal : fn($($a:ty),*) -> $r:ty) => {{
+        static SLOT: AtomicUsize = AtomicUsize::new(0);
+        let p = resolve(&SLOT, $name);
+        // SAFETY: `p` is libc's function of that name, whose C signature
+        // is the one spelled here.
+        unsafe { std::mem::transmute::<usize, unsafe extern "C" fn($($a),*) -> $r>(p) }
+    }};
+}
+
+fn real_mutex_lock() -> unsafe extern "C" fn(*mut pthread_mutex_t) -> c_int {
+    real!(c"pthread_mutex_lock": fn(*mut pthread_mutex_t) -> c_int)
+}
+fn real_mutex_trylock() -> unsafe extern "C" fn(*mut pthread_mutex_t) -> c_int {
+    real!(c"pthread_mutex_trylock": fn(*mut pthread_mutex_t) -> c_int)
+}
+fn real_mutex_unlock() -> unsafe extern "C" fn(*mut pthread_mutex_t) -> c_int {
+    real!(c"pthread_mutex_unlock": fn(*mut pthread_mutex_t) -> c_int)
+}
+type ClockLockFn =
+    unsafe extern "C" fn(*mut pthread_mutex_t, libc::clockid_t, *const timespec) -> c_int;
+fn real_mutex_clocklock() -> ClockLockFn {
+    real!(c"pthread_mutex_clocklock": fn(*mut pthread_mutex_t, libc::clockid_t, *const timespec) -> c_int)
+}
+
+fn real_cond_wait() -> unsafe extern "C" fn(*mut pthread_cond_t, *mut pthread_mutex_t) -> c_int {
+    real!(c"pthread_cond_wait": fn(*mut pthread_cond_t, *mut pthread_mutex_t) -> c_int)
+}
+type CondClockWaitFn = unsafe extern "C" fn(
+    *mut pthread_cond_t,
+    *mut pthread_mutex_t,
+    libc::clockid_t,
+    *const timespec,
+) -> c_int;
+fn real_cond_clockwait() -> CondClockWaitFn {
+    real!(c"pthread_cond_clockwait": fn(*mut pthread_cond_t, *mut pthread_mutex_t, libc::clockid_t, *const timespec) -> c_int)
+}
+fn real_cond_timedwait(
+) -> unsafe extern "C" fn(*mut pthread_cond_t, *mut pthread_mutex_t, *const timespec) -> c_int {
+    real!(c"pthread_cond_timedwait": fn(*mut pthread_cond_t, *mut pthread_mutex_t, *const timespec) -> c_int)
+}
+fn real_cond_signal() -> unsafe extern "C" fn(*mut pthread_cond_t) -> c_int {
+    real!(c"pthread_cond_signal": fn(*mut pthread_cond_t) -> c_int)
+}
+fn real_cond_broadcast() -> unsafe extern "C" fn(*mut pthread_cond_t) -> c_int {
+    real!(c"pthread_cond_broadcast": fn(*mut pthread_cond_t) -> c_int)
+}
+
+type RwFn = unsafe extern "C" fn(*mut pthread_rwlock_t) -> c_int;
+fn real_rw_tryrdlock() -> RwFn {
+    real!(c"pthread_rwlock_tryrdlock": fn(*mut pthread_rwlock_t) -> c_int)
+}
+fn real_rw_trywrlock() -> RwFn {
+    real!(c"pthread_rwlock_trywrlock": fn(*mut pthread_rwlock_t) -> c_int)
+}
+fn real_rw_rdlock() -> RwFn {
+    real!(c"pthread_rwlock_rdlock": fn(*mut pthread_rwlock_t) -> c_int)
+}
+fn real_rw_wrlock() -> RwFn {
+    real!(c"pthread_rwlock_wrlock": fn(*mut pthread_rwlock_t) -> c_int)
+}
+fn real_rw_unlock() -> RwFn {
+    real!(c"pthread_rwlock_unlock": fn(*mut pthread_rwlock_t) -> c_int)
+}
+type RwClockFn =
+    unsafe extern "C" fn(*mut pthread_rwlock_t, libc::clockid_t, *const timespec) -> c_int;
+fn real_rw_clockrdlock() -> RwClockFn {
+    real!(c"pthread_rwlock_clockrdlock": fn(*mut pthread_rwlock_t, libc::clockid_t, *const timespec) -> c_int)
+}
+fn real_rw_clockwrlock() -> RwClockFn {
+    real!(c"pthread_rwlock_clockwrlock": fn(*mut pthread_rwlock_t, libc::clockid_t, *const timespec) -> c_int)
+}
+type SemFn = unsafe extern "C" fn(*mut sem_t) -> c_int;
+fn real_sem_wait() -> SemFn {
+    real!(c"sem_wait": fn(*mut sem_t) -> c_int)
+}
+fn real_sem_trywait() -> SemFn {
+    real!(c"sem_trywait": fn(*mut sem_t) -> c_int)
+}
+fn real_sem_post() -> SemFn {
+    real!(c"sem_post": fn(*mut sem_t) -> c_int)
+}
+fn real_sem_clockwait(
+) -> unsafe extern "C" fn(*mut sem_t, libc::clockid_t, *const timespec) -> c_int {
+    real!(c"sem_clockwait": fn(*mut sem_t, libc::clockid_t, *const timespec) -> c_int)
+}
+fn real_once() -> unsafe extern "C" fn(*mut pthread_once_t, Option<unsafe extern "C" fn()>) -> c_int
+{
+    real!(c"pthread_once": fn(*mut pthread_once_t, Option<unsafe extern "C" fn()>) -> c_int)
+}
+
+// ---- glibc 2.36 x86-64 layouts (only the fields read here) ----
+
+/// `pthread_mutex_t`: `__lock` at 0, `__owner` at 8, `__kind` at 16.
+const MUTEX_OWNER: usize = 8;
+const MUTEX_KIND: usize = 16;
+const KIND_ROBUST_PI_PP: i32 = 16 | 32 | 64;
+/// `pthread_cond_t`: `__wrefs` at 36; bit 0 process-shared, bit 1 the
+/// clock is CLOCK_MONOTONIC.
+const COND_WREFS: usize = 36;
+const COND_SHARED: i32 = 1;
+const COND_MONOTONIC: i32 = 2;
+/// `pthread_rwlock_t`: `__cur_writer` (tid of the write holder) at 24.
+const RWLOCK_CUR_WRITER: usize = 24;
+/// `pthread_once_t` (an int): bit 0 in progress, bit 1 done (bits above:
+/// the fork generation).
+const ONCE_IN_PROGRESS: i32 = 1;
+const ONCE_DONE: i32 = 2;
+
+/// # Safety
+/// `p + off` must be a live, 4-aligned i32 field of a glibc object.
+unsafe fn field(p: *const u8, off: usize) -> &'static AtomicI32 {
+    // SAFETY: caller's contract; glibc reads these fields atomically too.
+    unsafe { &*(p.add(off) as *const AtomicI32) }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Normal,
+    Recursive,
+    ErrorCheck,
+    /// Robust, priority-inheritance or priority-protected: not emulated.
+    Unsupported,
+}
+
+fn mutex_kind(m: *mut pthread_mutex_t) -> Kind {
+    // SAFETY: `m` is a live mutex (the caller's contract with libc).
+    let k = unsafe { field(m.cast(), MUTEX_KIND) }.load(Ordering::Relaxed);
+    if k & KIND_ROBUST_PI_PP != 0 {
+        return Kind::Unsupported;
+    }
+    match k & 3 {
+        1 => Kind::Recursive,
+        2 => Kind::ErrorCheck,
+        _ => Kind::Normal, // timed (default) and adaptive
+    }
+}
+
+/// The kernel tid glibc believes the caller runs as: the `tid` field of
+/// the calling thread's glibc descriptor (what glibc itself compares with
+/// a mutex's owner), at the offset wait.rs finds once; `gettid()` if that
+/// offset is unknown. Read every time, not cached: a forked child has a
+/// new tid.
+fn carrier_tid() -> i32 {
+    match super::wait::tid_offset() {
+        // SAFETY: pthread_self() is the caller's live descriptor and `off`
+        // a 4-aligned offset inside it (wait.rs); glibc and the kernel
+        // write the field, hence the atomic read.
+        Some(off) => unsafe {
+            (*((libc::pthread_self() as *const u8).add(off) as *const AtomicI32))
+                .load(Ordering::Relaxed)
+        },
+        // SAFETY: gettid has no preconditions.
+        None => unsafe { libc::gettid() },
+    }
+}
+
+// ---- sharded tables behind raw futex-free locks ----
+
+const SHARDS: usize = 32;
+
+#[repr(align(64))]
+struct Shard<T> {
+    /// Entries (wait queues: queued coroutines) in this shard; changed
+    /// under `lock`, read by releasers after a SeqCst fence.
+    count: AtomicUsize,
+    lock: RawLock,
+    map: std::cell::UnsafeCell<Option<HashMap<usize, T>>>,
+}
+
+// SAFETY: `map` is only reached with `lock` held (`with`); T is Send.
+unsafe impl<T: Send> Sync for Shard<T> {}
+
+impl<T> Shard<T> {
+    const fn new() -> Self {
+        Shard {
+            count: AtomicUsize::new(0),
+            lock: RawLock::new(),
+            map: std::cell::UnsafeCell::new(None),
+        }
+    }
+
+    /// Runs `f` with the lock held. The caller holds a `NoPreempt` (a
+    /// coroutine preempted while holding the lock would make the next
+    /// locker on its executor wait forever).
+    fn with<R>(&self, f: impl FnOnce(&mut HashMap<usize, T>) -> R) -> R {
+        self.lock.lock();
+        // SAFETY: we hold `lock`, the only way to reach `map`.
+        let m = unsafe { &mut *self.map.get() }.get_or_insert_with(HashMap::new);
+        let r = f(m);
+        self.lock.unlock();
+        r
+    }
+}
+
+fn shard_index(addr: usize) -> usize {
+    ((addr as u64 >> 3).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 59) as usize % SHARDS
+}
+
+struct Waiter {
+    task: Task,
+    /// Set (Release) by the waker that removed the node, under the lock.
+    woken: AtomicBool,
+}
+
+type Queue = VecDeque<Arc<Waiter>>;
+
+#[allow(clippy::declare_interior_mutable_const)]
+const QSHARD: Shard<Queue> = Shard::new();
+static QUEUES: [Shard<Queue>; SHARDS] = [QSHARD; SHARDS];
+
+/// (owning coroutine id, recursion count).
+#[allow(clippy::declare_interior_mutable_const)]
+const OSHARD: Shard<(u64, u32)> = Shard::new();
+static OWNERS: [Shard<(u64, u32)>; SHARDS] = [OSHARD; SHARDS];
+
+/// Queues the running coroutine on `addr`. SeqCst RMW + fence: pairs with
+/// the fence in `wake` (module doc).
+fn register(addr: usize) -> Arc<Waiter> {
+    let w = Arc::new(Waiter {
+        task: sched::current_task(),
+        woken: AtomicBool::new(false),
+    });
+    let s = &QUEUES[shard_index(addr)];
+    s.with(|m| {
+        s.count.fetch_add(1, Ordering::SeqCst);
+        m.entry(addr).or_default().push_back(w.clone());
+    });
+    fence(Ordering::SeqCst);
+    w
+}
+
+/// Removes `w` if still queued. False: a waker removed it (and woke it).
+fn unregister(addr: usize, w: &Arc<Waiter>) -> bool {
+    let s = &QUEUES[shard_index(addr)];
+    s.with(|m| {
+        let Some(q) = m.get_mut(&addr) else {
+            return false;
+        };
+        let Some(i) = q.iter().position(|x| Arc::ptr_eq(x, w)) else {
+            return false;
+        };
+        q.remove(i);
+        if q.is_empty() {
+            m.remove(&addr);
+        }
+        s.count.fetch_sub(1, Ordering::Relaxed);
+        true
+    })
+}
+
+/// Wakes up to `n` coroutines queued on `addr` (after the caller changed
+/// the object's state). Costs a fence and a load when nobody waits.
+fn wake(addr: usize, n: usize) -> usize {
+    let s = &QUEUES[shard_index(addr)];
+    fence(Ordering::SeqCst);
+    if s.count.load(Ordering::Relaxed) == 0 {
+        return 0;
+    }
+    let _np = NoPreempt::new();
+    s.with(|m| {
+        let Some(q) = m.get_mut(&addr) else {
+            return 0;
+        };
+        let mut woken = 0;
+        while woken < n {
+            let Some(w) = q.pop_front() else { break };
+            w.woken.store(true, Ordering::Release);
+            // Never takes a shard lock of ours: safe under the lock.
+            w.task.clone().wake();
+            woken += 1;
+        }
+        if q.is_empty() {
+            m.remove(&addr);
+        }
+        s.count.fetch_sub(woken, Ordering::Relaxed);
+        woken
+    })
+}
+
+/// Whether a frame of a memory allocator linked into the executable is on
+/// the running coroutine's stack (preempt/zones.rs `alloc` ranges; false
+/// before the table exists).
+fn inside_allocator() -> bool {
+    let Some(t) = crate::preempt::zones::table() else {
+        return false;
+    };
+    let hi = sched::current_stack_hi();
+    let lo: usize;
+    // SAFETY: reads RSP; no memory access.
+    unsafe {
+        std::arch::asm!("mov {}, rsp", out(reg) lo, options(nomem, nostack, preserves_flags))
+    };
+    hi > lo && t.stack_in_allocator(lo, hi)
+}
+
+const RECHECK_MIN: Duration = Duration::from_millis(1);
+const RECHECK_MAX: Duration = Duration::from_millis(32);
+
+/// Parks the running coroutine (user code; the caller holds `np`) until
+/// `attempt` returns Some(result), or ETIMEDOUT once `deadline` passed.
+/// `attempt` is the non-blocking acquisition; None means "would block".
+fn park_until(
+    np: &NoPreempt,
+    addr: usize,
+    deadline: Option<Instant>,
+    mut attempt: impl FnMut() -> Option<c_int>,
+) -> c_int {
+    if let Some(r) = attempt() {
+        return r;
+    }
+    if inside_allocator() {
+        // Called by a memory allocator linked into the executable (e.g.
+        // jemalloc taking its arena lock): parking allocates, which would
+        // re-enter the allocator in the middle of its operation. The
+        // holder cannot be parked or preempted inside the allocator (C
+        // code; it parks nowhere there), so it runs on another executor:
+        // wait for it without allocating.
+        loop {
+            if let Some(r) = attempt() {
+                return r;
+            }
+            if deadline.is_some_and(|d| d <= Instant::now()) {
+                return libc::ETIMEDOUT;
+            }
+            // SAFETY: the raw system call (not the `sched_yield` hook).
+            unsafe { libc::syscall(libc::SYS_sched_yield) };
+        }
+    }
+    let mut recheck = RECHECK_MIN;
+    loop {
+        let w = register(addr);
+        if let Some(r) = attempt() {
+            if !unregister(addr, &w) {
+                wake(addr, 1); // we consumed a wake meant for a waiter
+            }
+            return r;
+        }
+        let now = Instant::now();
+        if deadline.is_some_and(|d| d <= now) {
+            if !unregister(addr, &w) {
+                wake(addr, 1);
+            }
+            return libc::ETIMEDOUT;
+        }
+        let until = deadline.map_or(now + recheck, |d| d.min(now + recheck));
+        let timer = timers().add(until, Waker::Coroutine(w.task.clone()));
+        while !w.woken.load(Ordering::Acquire) && !timer.fired() {
+            sched::park_current(np, WaitReason::Futex);
+        }
+        timers().cancel(&timer);
+        if !w.woken.load(Ordering::Acquire) {
+            unregister(addr, &w);
+            recheck = (recheck * 2).min(RECHECK_MAX);
+        }
+    }
+}
+
+// ---- owner table ----
+
+fn owner_of(addr: usize) -> Option<(u64, u32)> {
+    OWNERS[shard_index(addr)].with(|m| m.get(&addr).copied())
+}
+
+fn set_owner(addr: usize, v: Option<(u64, u32)>) {
+    let s = &OWNERS[shard_index(addr)];
+    s.with(|m| match v {
+        Some(v) => {
+            if m.insert(addr, v).is_none() {
+                s.count.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        None => {
+            if m.remove(&addr).is_some() {
+                s.count.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    })
+}
+
+// ---- mutexes ----
+
+/// One non-blocking acquisition attempt by coroutine `me`. None: busy.
+/// `try_only`: for `trylock` (an error-checking mutex we own is EBUSY
+/// there, EDEADLK for a lock, as in glibc).
+fn mutex_attempt(m: *mut pthread_mutex_t, kind: Kind, me: u64, try_only: bool) -> Option<c_int> {
+    let addr = m as usize;
+    if kind != Kind::Normal {
+        match owner_of(addr) {
+            Some((id, n)) if id == me => {
+                return Some(if kind == Kind::ErrorCheck {
+                    if try_only {
+                        libc::EBUSY
+                    } else {
+                        libc::EDEADLK
+                    }
+                } else if n == u32::MAX {
+                    libc::EAGAIN
+                } else {
+                    set_owner(addr, Some((me, n + 1)));
+                    0
+                });
+            }
+            Some(_) => return None, // a sibling coroutine owns it
+            None => {
+                // SAFETY: live mutex (caller's contract).
+                let owner = unsafe { field(m.cast(), MUTEX_OWNER) }.load(Ordering::Relaxed);
+                if owner == carrier_tid() {
+                    // Held by non-hooked code that ran on this thread: the
+                    // real trylock would take it as a re-entry.
+                    return None;
+                }
+            }
+        }
+    }
+    // SAFETY: libc's trylock on the caller's mutex.
+    match unsafe { real_mutex_trylock()(m) } {
+        0 => {
+            if kind != Kind::Normal {
+                set_owner(addr, Some((me, 1)));
+            }
+            Some(0)
+        }
+        libc::EBUSY => None,
+        e => Some(e),
+    }
+}
+
+/// Lock (`try_only`: trylock) for a coroutine in user code.
+fn mutex_lock_co(m: *mut pthread_mutex_t, deadline: Option<Instant>, try_only: bool) -> c_int {
+    let np = NoPreempt::new();
+    let kind = mutex_kind(m);
+    let me = sched::current_id();
+    if try_only {
+        return mutex_attempt(m, kind, me, true).unwrap_or(libc::EBUSY);
+    }
+    park_until(&np, m as usize, deadline, || {
+        mutex_attempt(m, kind, me, false)
+    })
+}
+
+/// Unlock for a coroutine in user code.
+fn mutex_unlock_co(m: *mut pthread_mutex_t) -> c_int {
+    let _np = NoPreempt::new();
+    let kind = mutex_kind(m);
+    let addr = m as usize;
+    if kind != Kind::Normal {
+        let me = sched::current_id();
+        match owner_of(addr) {
+            Some((id, n)) if id == me => {
+                if n > 1 {
+                    set_owner(addr, Some((me, n - 1)));
+                    return 0;
+                }
+                // Make glibc's owner check pass on whatever thread we run
+                // on now; we own the mutex, so the field is ours to write.
+                // SAFETY: live mutex (caller's contract).
+                unsafe { field(m.cast(), MUTEX_OWNER) }.store(carrier_tid(), Ordering::Relaxed);
+                set_owner(addr, None);
+            }
+            Some(_) => return libc::EPERM,
+            None => {}
+        }
+    }
+    // SAFETY: libc's unlock on the caller's mutex.
+    let r = unsafe { real_mutex_unlock()(m) };
+    if r == 0 {
+        wake(addr, 1);
+    }
+    r
+}
+
+pub(crate) fn mutex_lock(m: *mut pthread_mutex_t) -> c_int {
+    if sched::in_coroutine_user_code() && mutex_kind(m) != Kind::Unsupported {
+        return mutex_lock_co(m, None, false);
+    }
+    // SAFETY: libc's function on the caller's mutex.
+    unsafe { real_mutex_lock()(m) }
+}
+
+pub(crate) fn mutex_trylock(m: *mut pthread_mutex_t) -> c_int {
+    if sched::in_coroutine_user_code() && mutex_kind(m) != Kind::Unsupported {
+        return mutex_lock_co(m, None, true);
+    }
+    // SAFETY: libc's function on the caller's mutex.
+    unsafe { real_mutex_trylock()(m) }
+}
+
+/// `pthread_mutex_timedlock` (CLOCK_REALTIME) and `pthread_mutex_clocklock`.
+pub(crate) fn mutex_clocklock(
+    m: *mut pthread_mutex_t,
+    clock: libc::clockid_t,
+    abstime: *const timespec,
+) -> c_int {
+    if sched::in_coroutine_user_code() && mutex_kind(m) != Kind::Unsupported {
+        if clock != libc::CLOCK_REALTIME && clock != libc::CLOCK_MONOTONIC {
+            return libc::EINVAL;
+        }
+        // Like glibc, the time is only checked when the call must wait.
+        let r = mutex_lock_co(m, None, true);
+        if r != libc::EBUSY {
+            return r;
+        }
+        // SAFETY: the caller passes a readable timespec (libc's contract).
+        let Some(d) = deadline_of(unsafe { *abstime }, false, clock == libc::CLOCK_REALTIME) else {
+            return libc::EINVAL;
+        };
+        return mutex_lock_co(m, Some(d), false);
+    }
+    // SAFETY: libc's function with the caller's arguments.
+    unsafe { real_mutex_clocklock()(m, clock, abstime) }
+}
+
+pub(crate) fn mutex_unlock(m: *mut pthread_mutex_t) -> c_int {
+    if sched::in_coroutine_user_code() && mutex_kind(m) != Kind::Unsupported {
+        return mutex_unlock_co(m);
+    }
+    // SAFETY: libc's function on the caller's mutex.
+    let r = unsafe { real_mutex_unlock()(m) };
+    if r == 0 {
+        wake(m as usize, 1);
+    }
+    r
+}
+
+// ---- condition variables ----
+
+fn cond_flags(c: *mut pthread_cond_t) -> i32 {
+    // SAFETY: `c` is a live condvar (the caller's contract with libc).
+    unsafe { field(c.cast(), COND_WREFS) }.load(Ordering::Relaxed)
+}
+
+/// Whether a coroutine waiting on `c` with `m` parks here (else: the real,
+/// blocking call).
+fn cond_parks(c: *mut pthread_cond_t, m: *mut pthread_mutex_t) -> bool {
+    sched::in_coroutine_user_code()
+        && cond_flags(c) & COND_SHARED == 0
+        && mutex_kind(m) != Kind::Unsupported
+}
+
+/// The coroutine's wait (module doc, "Condition variables"): queue on the
+/// condvar, release the mutex through the hooks, park until signalled or
+/// `deadline`, re-acquire the mutex through the hooks.
+fn cond_wait_co(
+    c: *mut pthread_cond_t,
+    m: *mut pthread_mutex_t,
+    deadline: Option<Instant>,
+) -> c_int {
+    let np = NoPreempt::new();
+    let addr = c as usize;
+    let w = register(addr);
+    let r = mutex_unlock_co(m);
+    if r != 0 {
+        if !unregister(addr, &w) {
+            wake(addr, 1);
+        }
+        return r;
+    }
+    let timer = deadline.map(|d| timers().add(d, Waker::Coroutine(w.task.clone())));
+    let mut result = 0;
+    loop {
+        if w.woken.load(Ordering::Acquire) {
+            break;
+        }
+        if timer.as_ref().is_some_and(|t| t.fired()) {
+            if unregister(addr, &w) {
+                result = libc::ETIMEDOUT;
+            } // else a signal took us first: the signal wins
+            break;
+        }
+        sched::park_current(&np, WaitReason::Futex);
+    }
+    if let Some(t) = timer {
+        timers().cancel(&t);
+    }
+    match mutex_lock_co(m, None, false) {
+        0 => result,
+        e => e,
+    }
+}
+
+pub(crate) fn cond_wait(c: *mut pthread_cond_t, m: *mut pthread_mutex_t) -> c_int {
+    if cond_parks(c, m) {
+        return cond_wait_co(c, m, None);
+    }
+    // SAFETY: libc's function with the caller's arguments.
+    unsafe { real_cond_wait()(c, m) }
+}
+
+/// `pthread_cond_timedwait`: `abstime` on the condvar's clock.
+pub(crate) fn cond_timedwait(
+    c: *mut pthread_cond_t,
+    m: *mut pthread_mutex_t,
+    abstime: *const timespec,
+) -> c_int {
+    if cond_parks(c, m) {
+        let realtime = cond_flags(c) & COND_MONOTONIC == 0;
+        // SAFETY: the caller passes a readable timespec (libc's contract).
+        return match deadline_of(unsafe { *abstime }, false, realtime) {
+            Some(d) => cond_wait_co(c, m, Some(d)),
+            None => libc::EINVAL,
+        };
+    }
+    // SAFETY: libc's function with the caller's arguments.
+    unsafe { real_cond_timedwait()(c, m, abstime) }
+}
+
+pub(crate) fn cond_clockwait(
+    c: *mut pthread_cond_t,
+    m: *mut pthread_mutex_t,
+    clock: libc::clockid_t,
+    abstime: *const timespec,
+) -> c_int {
+    if cond_parks(c, m) {
+        if clock != libc::CLOCK_REALTIME && clock != libc::CLOCK_MONOTONIC {
+            return libc::EINVAL;
+        }
+        // SAFETY: the caller passes a readable timespec (libc's contract).
+        return match deadline_of(unsafe { *abstime }, false, clock == libc::CLOCK_REALTIME) {
+            Some(d) => cond_wait_co(c, m, Some(d)),
+            None => libc::EINVAL,
+        };
+    }
+    // SAFETY: libc's function with the caller's arguments.
+    unsafe { real_cond_clockwait()(c, m, clock, abstime) }
+}
+
+/// Wakes one parked coroutine and (glibc) one waiting thread, if any.
+pub(crate) fn cond_signal(c: *mut pthread_cond_t) -> c_int {
+    wake(c as usize, 1);
+    // SAFETY: libc's function on the caller's condvar.
+    unsafe { real_cond_signal()(c) }
+}
+
+pub(crate) fn cond_broadcast(c: *mut pthread_cond_t) -> c_int {
+    wake(c as usize, usize::MAX);
+    // SAFETY: libc's function on the caller's condvar.
+    unsafe { real_cond_broadcast()(c) }
+}
+
+// ---- rwlocks ----
+
+/// Maps an absolute timeout on `clock` to a deadline; Err(EINVAL) for a
+/// clock other than REALTIME/MONOTONIC or an invalid timespec.
+fn abs_deadline(clock: libc::clockid_t, abstime: *const timespec) -> Result<Instant, c_int> {
+    if clock != libc::CLOCK_REALTIME && clock != libc::CLOCK_MONOTONIC {
+        return Err(libc::EINVAL);
+    }
+    // SAFETY: the caller passes a readable timespec (libc's contract).
+    deadline_of(unsafe { *abstime }, false, clock == libc::CLOCK_REALTIME).ok_or(libc::EINVAL)
+}
+
+/// Read (`write == false`) or write lock for a coroutine in user code.
+/// `abs`: the timed variants' clock and absolute time.
+fn rw_lock_co(
+    rw: *mut pthread_rwlock_t,
+    write: bool,
+    abs: Option<(libc::clockid_t, *const timespec)>,
+) -> c_int {
+    let np = NoPreempt::new();
+    let addr = rw as usize;
+    let me = sched::current_id();
+    if owner_of(addr).is_some_and(|(id, _)| id == me) {
+        return libc::EDEADLK; // we hold the write lock (glibc: EDEADLK)
+    }
+    let attempt = || {
+        let r = if write {
+            // SAFETY: libc's trylock on the caller's rwlock.
+            unsafe { real_rw_trywrlock()(rw) }
+        } else {
+            // SAFETY: as above.
+            unsafe { real_rw_tryrdlock()(rw) }
+        };
+        match r {
+            0 => {
+                if write {
+                    set_owner(addr, Some((me, 1)));
+                }
+                Some(0)
+            }
+            libc::EBUSY => None,
+            e => Some(e),
+        }
+    };
+    let deadline = match abs {
+        None => None,
+        Some((clock, ts)) => {
+            // As glibc: the time is only checked when the call must wait.
+            if let Some(r) = attempt() {
+                return r;
+            }
+            match abs_deadline(clock, ts) {
+                Ok(d) => Some(d),
+                Err(e) => return e,
+            }
+        }
+    };
+    park_until(&np, addr, deadline, attempt)
+}
+
+pub(crate) fn rwlock_lock(rw: *mut pthread_rwlock_t, write: bool) -> c_int {
+    if sched::in_coroutine_user_code() {
+        return rw_lock_co(rw, write, None);
+    }
+    // SAFETY: libc's function on the caller's rwlock.
+    unsafe {
+        (if write {
+            real_rw_wrlock()
+        } else {
+            real_rw_rdlock()
+        })(rw)
+    }
+}
+
+pub(crate) fn rwlock_trylock(rw: *mut pthread_rwlock_t, write: bool) -> c_int {
+    if sched::in_coroutine_user_code() {
+        let _np = NoPreempt::new();
+        let me = sched::current_id();
+        if owner_of(rw as usize).is_some_and(|(id, _)| id == me) {
+            return libc::EBUSY;
+        }
+        // SAFETY: libc's function on the caller's rwlock.
+        let r = unsafe {
+            (if write {
+                real_rw_trywrlock()
+            } else {
+                real_rw_tryrdlock()
+            })(rw)
+        };
+        if r == 0 && write {
+            set_owner(rw as usize, Some((me, 1)));
+        }
+        return r;
+    }
+    // SAFETY: libc's function on the caller's rwlock.
+    unsafe {
+        (if write {
+            real_rw_trywrlock()
+        } else {
+            real_rw_tryrdlock()
+        })(rw)
+    }
+}
+
+/// The timed variants (`timed*lock`: CLOCK_REALTIME; `clock*lock`).
+pub(crate) fn rwlock_clocklock(
+    rw: *mut pthread_rwlock_t,
+    write: bool,
+    clock: libc::clockid_t,
+    abstime: *const timespec,
+) -> c_int {
+    if sched::in_coroutine_user_code() {
+        return rw_lock_co(rw, write, Some((clock, abstime)));
+    }
+    let f = if write {
+        real_rw_clockwrlock()
+    } else {
+        real_rw_clockrdlock()
+    };
+    // SAFETY: libc's function with the caller's arguments.
+    unsafe { f(rw, clock, abstime) }
+}
+
+pub(crate) fn rwlock_unlock(rw: *mut pthread_rwlock_t) -> c_int {
+    let addr = rw as usize;
+    if sched::in_coroutine_user_code() {
+        let _np = NoPreempt::new();
+        let me = sched::current_id();
+        match owner_of(addr) {
+            Some((id, _)) if id == me => {
+                // glibc tells a write unlock from a read unlock by
+                // comparing __cur_writer with the caller's tid: make it
+                // the current carrier's (we hold the write lock).
+                // SAFETY: live rwlock (caller's contract).
+                unsafe { field(rw.cast(), RWLOCK_CUR_WRITER) }
+                    .store(carrier_tid(), Ordering::Relaxed);
+                set_owner(addr, None);
+            }
+            // Write-locked by a sibling: glibc would take this for a read
+            // unlock and corrupt the lock.
+            Some(_) => return libc::EPERM,
+            None => {}
+        }
+        // SAFETY: libc's function on the caller's rwlock.
+        let r = unsafe { real_rw_unlock()(rw) };
+        wake(addr, usize::MAX);
+        return r;
+    }
+    // SAFETY: libc's function on the caller's rwlock.
+    let r = unsafe { real_rw_unlock()(rw) };
+    wake(addr, usize::MAX);
+    r
+}
+
+// ---- semaphores (0 / -1 with errno, as libc) ----
+
+fn sem_ret(r: c_int) -> c_int {
+    if r == 0 {
+        0
+    } else {
+        crate::sys::set_errno(r);
+        -1
+    }
+}
+
+fn sem_wait_co(s: *mut sem_t, abs: Option<(libc::clockid_t, *const timespec)>) -> c_int {
+    let np = NoPreempt::new();
+    let attempt = || {
+        // SAFETY: libc's sem_trywait on the caller's semaphore.
+        if unsafe { real_sem_trywait()(s) } == 0 {
+            return Some(0);
+        }
+        match crate::sys::errno() {
+            libc::EAGAIN => None,
+            e => Some(e),
+        }
+    };
+    let deadline = match abs {
+        None => None,
+        Some((clock, ts)) => {
+            if let Some(r) = attempt() {
+                return sem_ret(r);
+            }
+            match abs_deadline(clock, ts) {
+                Ok(d) => Some(d),
+                Err(e) => return sem_ret(e),
+            }
+        }
+    };
+    sem_ret(park_until(&np, s as usize, deadline, attempt))
+}
+
+pub(crate) fn sem_wait(s: *mut sem_t) -> c_int {
+    if sched::in_coroutine_user_code() {
+        return sem_wait_co(s, None);
+    }
+    // SAFETY: libc's function on the caller's semaphore.
+    unsafe { real_sem_wait()(s) }
+}
+
+/// `sem_timedwait` (CLOCK_REALTIME) and `sem_clockwait`.
+pub(crate) fn sem_clockwait(
+    s: *mut sem_t,
+    clock: libc::clockid_t,
+    abstime: *const timespec,
+) -> c_int {
+    if sched::in_coroutine_user_code() {
+        return sem_wait_co(s, Some((clock, abstime)));
+    }
+    // SAFETY: libc's function with the caller's arguments.
+    unsafe { real_sem_clockwait()(s, clock, abstime) }
+}
+
+pub(crate) fn sem_post(s: *mut sem_t) -> c_int {
+    // SAFETY: libc's function on the caller's semaphore.
+    let r = unsafe { real_sem_post()(s) };
+    if r == 0 {
+        let e = crate::sys::errno();
+        wake(s as usize, 1);
+        crate::sys::set_errno(e);
+    }
+    r
+}
+
+// ---- once ----
+
+/// `pthread_once`: a coroutine finding the initialisation in progress
+/// (another coroutine or thread runs it) parks until it is done; otherwise
+/// glibc's `pthread_once` runs it (on this coroutine, which may park
+/// inside), then the parked coroutines are woken. Two callers that both
+/// find it not started race into glibc's function; the loser waits there
+/// (blocking its executor until the winner's routine returns).
+pub(crate) fn once(o: *mut pthread_once_t, init: Option<unsafe extern "C" fn()>) -> c_int {
+    if sched::in_coroutine_user_code() {
+        // SAFETY: a pthread_once_t is a live int (the caller's contract).
+        let word = unsafe { field(o.cast(), 0) };
+        let v = word.load(Ordering::Acquire);
+        if v & ONCE_DONE != 0 {
+            return 0;
+        }
+        if v & ONCE_IN_PROGRESS != 0 {
+            let np = NoPreempt::new();
+            let r = park_until(&np, o as usize, None, || {
+                let v = word.load(Ordering::Acquire);
+                (v & ONCE_IN_PROGRESS == 0).then_some(0)
+            });
+            drop(np);
+            if word.load(Ordering::Acquire) & ONCE_DONE != 0 {
+                return r;
+            }
+            // The routine was cancelled (the word went back to 0): retry.
+        }
+    }
+    // SAFETY: libc's function with the caller's arguments.
+    let r = unsafe { real_once()(o, init) };
+    wake(o as usize, usize::MAX);
+    r
+}
+
+// ---- barriers ----
+
+fn real_barrier_wait() -> unsafe extern "C" fn(*mut libc::pthread_barrier_t) -> c_int {
+    real!(c"pthread_barrier_wait": fn(*mut libc::pthread_barrier_t) -> c_int)
+}
+
+/// `pthread_barrier_wait`: glibc's barrier has no non-blocking variant to
+/// retry, and no owner, so a coroutine runs glibc's wait on a helper
+/// thread (offload.rs: one per waiting coroutine, from an uncapped pool)
+/// while it parks; threads and coroutines share the barrier's protocol.
+pub(crate) fn barrier_wait(b: *mut libc::pthread_barrier_t) -> c_int {
+    if !sched::in_coroutine_user_code() {
+        // SAFETY: libc's function on the caller's barrier.
+        return unsafe { real_barrier_wait()(b) };
+    }
+    let addr = b as usize;
+    super::offload::offload(move || {
+        // SAFETY: the caller's barrier, alive while the caller (parked
+        // until this returns) waits on it.
+        unsafe { real_barrier_wait()(addr as *mut libc::pthread_barrier_t) }
+    })
+}

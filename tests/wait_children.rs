@@ -1,0 +1,110 @@
+//! Waiting for children and OS threads from coroutines parks the
+//! coroutine: `Command::output()`, `Child::wait()` (waitpid on a specific
+//! pid, via a pidfd on the reactor) and `JoinHandle::join` of an OS thread
+//! (pthread_join). Each body runs in a child process on 2 executors and
+//! checks that the blocked-executor detector started no extra executor.
+//! The detector's threshold is raised to 100 ms in the child: on a loaded
+//! 2-core machine an executor thread can wait 20+ ms for a CPU, which the
+//! detector cannot tell from a blocked call; a wait that blocks (each
+//! child or thread lives 200 ms) still exceeds it.
+
+#[path = "../stress/common/mod.rs"]
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn in_child(name: &str, body: impl FnOnce()) {
+    common::in_child(
+        "COROUTINES_WAIT_CHILD",
+        name,
+        &[
+            ("COROUTINES_WORKERS", "2"),
+            ("COROUTINES_BLOCKED_AFTER", "100ms"),
+        ],
+        Duration::from_secs(120),
+        || {
+            body();
+            let s = coroutines::stats();
+            assert_eq!(
+                s.extra_started, 0,
+                "the detector had to start executors: {s:?}"
+            );
+        },
+    );
+}
+
+/// Issue 10's test: 50 overlapping `Command::output()` of `sh -c 'sleep 0.2'`.
+#[test]
+fn fifty_command_outputs_overlap() {
+    in_child("fifty_command_outputs_overlap", || {
+        let t = Instant::now();
+        let hs: Vec<_> = (0..50)
+            .map(|i| {
+                coroutines::spawn(move || {
+                    let out = Command::new("sh")
+                        .args(["-c", &format!("sleep 0.2; echo {i}")])
+                        .output()
+                        .unwrap();
+                    assert!(out.status.success());
+                    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), i.to_string());
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+        // Overlapping: far less than 50 × 0.2 s in sequence.
+        assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
+    });
+}
+
+/// 50 coroutines each `spawn()` a child without pipes and `wait()` for it.
+#[test]
+fn fifty_child_waits_overlap() {
+    in_child("fifty_child_waits_overlap", || {
+        let t = Instant::now();
+        let hs: Vec<_> = (0..50)
+            .map(|i| {
+                coroutines::spawn(move || {
+                    let mut c = Command::new("sh")
+                        .args(["-c", &format!("sleep 0.2; exit {}", i % 7)])
+                        .stdin(Stdio::null())
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .spawn()
+                        .unwrap();
+                    let st = c.wait().unwrap();
+                    assert_eq!(st.code(), Some(i % 7));
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+        assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
+    });
+}
+
+/// 20 coroutines each join an OS thread that sleeps 200 ms.
+#[test]
+fn joining_os_threads_parks() {
+    in_child("joining_os_threads_parks", || {
+        let t = Instant::now();
+        let hs: Vec<_> = (0..20u64)
+            .map(|i| {
+                coroutines::spawn(move || {
+                    let th = std::thread::spawn(move || {
+                        std::thread::sleep(Duration::from_millis(200));
+                        i * 3
+                    });
+                    assert_eq!(th.join().unwrap(), i * 3);
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+        assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
+    });
+}
