@@ -390,11 +390,25 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Keeps every started coroutine on the executor it started on (no
+    /// migration; what `COROUTINES_MIGRATE=0` does). Always sound. Use it
+    /// for programs whose coroutines must stay on one OS thread each (a
+    /// signal mask, `setns`, GUI or interpreter thread state set up in
+    /// the coroutine).
+    pub fn pin_coroutines(mut self) -> Self {
+        self.migrate = Some(false);
+        self
+    }
+
     /// Lets started coroutines move between executors (work stealing of
     /// yielded, woken and preempted coroutines). Overrides
-    /// `COROUTINES_MIGRATE`.
+    /// `COROUTINES_MIGRATE`. With per-coroutine thread-locals (the
+    /// default, [`ThreadLocals::PerCoroutine`]) migration is already on
+    /// and sound, and this call is not needed.
     ///
     /// # Safety
+    /// Only matters with shared thread-locals ([`ThreadLocals::Shared`],
+    /// or when per-coroutine ones are unavailable):
     /// A coroutine that moves to another OS thread may keep using the
     /// address of a `thread_local!` of the thread it started on: LLVM may
     /// cache thread-local addresses across any call, including a yield.

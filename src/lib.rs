@@ -58,9 +58,10 @@
 //!   coroutine repeatedly found at such points; [`stats()`] counts the
 //!   deferrals by reason ([`PreemptStats`]).
 //! - Use [`no_preempt`] around code that holds something *for the thread*
-//!   that a sibling on the same executor may take: a `thread_local!`
-//!   `RefCell` borrow, a `StdoutLock` kept across several writes, a spin
-//!   lock. Ordinary locks (std's `Mutex`) need nothing.
+//!   that a sibling on the same executor may take: a spin lock; with
+//!   shared thread-locals also a `thread_local!` `RefCell` borrow or a
+//!   `StdoutLock` kept across several writes. Ordinary locks (std's
+//!   `Mutex`) need nothing.
 //! - Never inside C code linked into the executable (an allocator such as
 //!   mimalloc or jemalloc, a bundled C library: not reentrant, may hold
 //!   locks), nor while such a frame is on the stack (a Rust callback called
@@ -79,11 +80,36 @@
 //!   the runtime adds `SA_ONSTACK` to such a handler so that the chain
 //!   runs on the executor's signal stack.
 //!
-//! ## Soundness contract
-//! A coroutine that has started stays on the executor it started on (its
-//! *home*), so `thread_local!` keeps its meaning inside a coroutine; see
-//! [`RuntimeBuilder::allow_migration`] for the opt-in and why it is
-//! `unsafe`.
+//! ## Thread-locals and soundness
+//! Each coroutine has its own thread-local storage (a TLS block built the
+//! way glibc builds one for a thread, loaded with the coroutine's stack at
+//! every switch): `thread_local!` values are per coroutine for all code,
+//! their destructors run when the coroutine finishes, and a started
+//! coroutine may resume on any executor (migration, on by default) with
+//! every thread-local address it holds still valid. This needs glibc 2.36
+//! and FSGSBASE, checked at start; otherwise (or with
+//! `COROUTINES_THREAD_LOCALS=shared`, [`ThreadLocals::Shared`]) the
+//! coroutines of one executor share its thread-locals and a started
+//! coroutine stays on its executor — see
+//! [`RuntimeBuilder::allow_migration`] for why migrating is `unsafe` then.
+//!
+//! ```
+//! use std::cell::Cell;
+//! thread_local!(static N: Cell<u32> = const { Cell::new(0) });
+//! let hs: Vec<_> = (0..4)
+//!     .map(|i| coroutines::spawn(move || {
+//!         N.set(i);
+//!         coroutines::yield_now(); // siblings set theirs meanwhile
+//!         N.get()
+//!     }))
+//!     .collect();
+//! for (i, h) in hs.into_iter().enumerate() {
+//!     let got = h.join().unwrap();
+//!     if coroutines::ThreadLocals::per_coroutine_active() {
+//!         assert_eq!(got, i as u32); // each coroutine sees its own value
+//!     }
+//! }
+//! ```
 
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
 compile_error!(

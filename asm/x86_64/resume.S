@@ -18,8 +18,10 @@
 //            ucontext.
 //
 // Not restored, deliberately: the signal mask (per thread, sigreturn
-// restored it when the handler returned into the scheduler), FS/GS bases
-// (per thread, unchanged), and the red zone — it is never written.
+// restored it when the handler returned into the scheduler), the FS base
+// (loaded by coroutines_switch, which resumed us: the coroutine's own TLS
+// block, or unchanged with shared thread-locals), the GS base (unused),
+// and the red zone — it is never written.
 //
 // Coroutine stack while preempted (grows down):
 //

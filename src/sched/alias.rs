@@ -1,5 +1,9 @@
 //! Per-coroutine addresses for thread-locals: TLS alias windows.
 //!
+//! Used only with shared thread-locals (`COROUTINES_THREAD_LOCALS=shared`,
+//! or when per-coroutine TLS blocks are unavailable: tls.rs); with
+//! per-coroutine blocks every coroutine has its own addresses anyway.
+//!
 //! Problem: some code identifies "the current thread" by the *address* of
 //! a thread-local — std's mpsc/mpmc channels do (`current_thread_id` is the
 //! address of a thread-local byte), and skip waking a receiver registered

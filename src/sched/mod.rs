@@ -7,21 +7,29 @@
 //! Queues, per executor:
 //! - `fresh` (`crossbeam_deque::Worker`, FIFO): coroutines that never ran.
 //!   Other executors steal from it freely (through its `Stealer`).
-//! - `ready` (a plain `VecDeque`, owned by the executor thread): started
-//!   coroutines that yielded, were preempted or were woken on this
-//!   executor. Never stolen unless migration is on.
-//! - `inbox` (`crossbeam_deque::Injector`): started coroutines woken from
-//!   another thread; only the owner drains it (into `ready`).
+//! - with migration (the default with per-coroutine thread-locals):
+//!   `runq` (`crossbeam_deque::Worker`, FIFO, stealable): started
+//!   coroutines that yielded or were preempted here; `inbox`
+//!   (`crossbeam_deque::Injector`, stealable): coroutines woken by code on
+//!   this executor, run before `runq`'s (low wake-up latency) and taken by
+//!   idle executors (a woken coroutine runs on whichever is free).
+//! - without migration: `ready` (a plain `VecDeque`, owned by the executor
+//!   thread): started coroutines that yielded, were preempted or were
+//!   woken here, never stolen; `inbox` holds coroutines woken from another
+//!   thread, drained by the owner to the front of `ready`.
 //!
-//! and one global `Injector` for coroutines spawned outside any executor.
+//! and one global `Injector` for coroutines spawned outside any executor
+//! (and, with migration, woken from outside any executor).
 //!
-//! Placement (soundness first, see DESIGN.md): a coroutine that has started
-//! stays on its executor (`home`), because LLVM may keep the address of a
-//! thread-local across any call, and a moved coroutine would then touch
-//! another thread's `thread_local!` from safe code. With migration opted in
-//! (`unsafe RuntimeBuilder::allow_migration`, `COROUTINES_MIGRATE=1`),
-//! started coroutines go to the stealable `fresh` deque and the global
-//! injector like new ones.
+//! Placement: with per-coroutine thread-locals (tls.rs) a coroutine
+//! carries its thread-local storage, so a thread-local address it holds
+//! stays valid wherever it resumes and migration is sound: it is the
+//! default. With shared thread-locals a started coroutine stays on its
+//! executor (`home`), because LLVM may keep the address of a thread-local
+//! across any call, and a moved coroutine would then touch another
+//! thread's `thread_local!` from safe code; migration is then an `unsafe`
+//! opt-in (`RuntimeBuilder::allow_migration`, `COROUTINES_MIGRATE=1`).
+//! `COROUTINES_MIGRATE=0` / `RuntimeBuilder::pin_coroutines` pins.
 //!
 //! Run loop order (worker.rs): right after a preemption, a never-run
 //! coroutine if this executor is not busier than the others (spreads CPU
@@ -41,7 +49,7 @@
 //! Either the pusher sees the sleeper, or the sleeper sees the work.
 //!
 //! Rejected: one global run queue (contention on every switch), stealing
-//! started coroutines by default (unsound with thread-locals, above),
+//! started coroutines while thread-locals are shared (unsound, above),
 //! spinning idle executors (burns CPU on an idle runtime).
 
 mod alias;

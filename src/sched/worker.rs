@@ -22,14 +22,21 @@
 //!    RUNNING->PARKED or requeue if notified meanwhile; Exit -> recycle the
 //!    stack and drop the scheduler's reference.
 //!
-//! Direct switches skip the scheduler when the next coroutine is local and
-//! was not preempted: a yield (`direct_yield_on`) queues itself and a park
-//! (`direct_park_on`) publishes PARKED, then each switches straight to the
-//! next coroutine; every 61st pick goes through the scheduler for fairness
-//! (global queue, timers, epoll, references of directly parked coroutines).
+//! Direct switches skip the scheduler when the next coroutine is local, was
+//! not preempted and has started (a never-run one needs a TLS block, built
+//! in scheduler context): a yield (`direct_yield_on`) or park
+//! (`direct_park_on`) switches straight to the next coroutine and leaves
+//! itself in `pending`; the side it switched to completes it first thing
+//! (`complete_pending`: requeue, or publish PARKED), once the switch has
+//! saved its context — so a thief (migration) or a waker can never resume
+//! it half-saved. Every 61st pick goes through the scheduler for fairness
+//! (global queue, timers, epoll).
 //!
-//! Per-coroutine state swapped at every switch besides the registers: std's
-//! thread identity (identity.rs) and the TLS alias window (alias.rs).
+//! Per-coroutine state loaded at every switch besides the registers: the
+//! thread pointer (its TLS block, tls.rs: loaded by the switch assembly,
+//! with the carrier-bound words written by `prepare_resume`), or, with
+//! shared thread-locals, std's thread identity (identity.rs) and the TLS
+//! alias window (alias.rs).
 //!
 //! Executors of the first `config.workers` slots never exit (the runtime
 //! lives as long as the process). An extra executor, started for a blocked
