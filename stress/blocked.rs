@@ -154,3 +154,84 @@ fn blocked_executors_get_help_then_retire() {
         },
     );
 }
+
+/// Started coroutines are not stuck behind an executor blocked in a call
+/// nothing can hook: with migration (the default with per-coroutine
+/// thread-locals) the siblings that started on it — and yield, sleep and
+/// wake meanwhile — finish on the other executors while it is still
+/// blocked. Pinned (`COROUTINES_MIGRATE=0`) they would wait for it.
+#[test]
+fn started_siblings_leave_a_blocked_executor() {
+    in_child(
+        "started_siblings_leave_a_blocked_executor",
+        &[("COROUTINES_WORKERS", "2"), ("COROUTINES_MAX_WORKERS", "2")],
+        || {
+            assert!(
+                coroutines::RuntimeBuilder::new().resolve().unwrap().migrate,
+                "migration should be the default"
+            );
+            const BLOCK: Duration = Duration::from_secs(4);
+            // SAFETY: gettid has no arguments and cannot fail.
+            let gettid = || unsafe { libc::syscall(libc::SYS_gettid) };
+            // A parent coroutine starts the siblings on its own executor
+            // (the `next` slot runs each at once: they start here), then
+            // blocks that executor.
+            let parent = coroutines::spawn(move || {
+                let home = gettid();
+                let started = Arc::new(AtomicUsize::new(0));
+                let handles: Vec<_> = (0..20)
+                    .map(|_| {
+                        let started = started.clone();
+                        let h = coroutines::spawn(move || {
+                            let first = gettid();
+                            started.fetch_add(1, Ordering::SeqCst);
+                            for _ in 0..50 {
+                                std::thread::sleep(Duration::from_millis(2));
+                                spin_for(Duration::from_micros(200));
+                                coroutines::yield_now();
+                            }
+                            (first, gettid(), Instant::now())
+                        });
+                        coroutines::yield_now(); // let it start (here, mostly)
+                        h
+                    })
+                    .collect();
+                while started.load(Ordering::SeqCst) < 20 {
+                    coroutines::yield_now();
+                }
+                let t0 = Instant::now();
+                raw_nanosleep(BLOCK); // this executor is stuck now
+                (home, t0, handles)
+            });
+            let (home, t0, handles) = parent.join().unwrap();
+            let mut started_home = 0;
+            let mut moved = 0;
+            let mut finished_while_blocked = 0;
+            for h in handles {
+                let (first, last, done) = h.join().unwrap();
+                if first == home {
+                    started_home += 1;
+                    if last != home {
+                        moved += 1;
+                    }
+                }
+                if done < t0 + BLOCK {
+                    finished_while_blocked += 1;
+                }
+            }
+            println!("started on the blocked executor {started_home}, moved {moved}, finished while blocked {finished_while_blocked}/20");
+            assert!(
+                started_home > 0,
+                "no sibling started on the parent's executor"
+            );
+            assert_eq!(
+                moved, started_home,
+                "a sibling stayed behind the blocked executor"
+            );
+            assert_eq!(
+                finished_while_blocked, 20,
+                "siblings waited for the blocked executor"
+            );
+        },
+    );
+}
