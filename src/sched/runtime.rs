@@ -318,8 +318,27 @@ pub(crate) fn schedule(task: Task, notify: bool) {
                 }
                 exec.shared.inbox.push(task);
             }
-            // From outside (a helper thread): any executor may take it.
-            _ => rt.injector.push(task),
+            // From outside (a timer fired by the monitor, a helper
+            // thread): the coroutine's last executor's inbox, where the
+            // monitor's wake-up preemption sees it (and idle executors
+            // steal it); the global queue if that executor retired.
+            _ => {
+                let target = &rt.executors[home as usize];
+                if target.alive.load(Ordering::Acquire) {
+                    target.inbox.push(task);
+                    fence(Ordering::SeqCst);
+                    target.parker.unpark();
+                    if !target.alive.load(Ordering::Acquire) {
+                        // Retired meanwhile: nobody drains a dead slot's
+                        // inbox; move what is there to the global queue.
+                        while let crossbeam_deque::Steal::Success(t) = target.inbox.steal() {
+                            rt.injector.push(t);
+                        }
+                    }
+                } else {
+                    rt.injector.push(task);
+                }
+            }
         }
         rt.notify_idle();
         return;

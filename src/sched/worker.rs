@@ -769,6 +769,14 @@ impl Executor {
     fn next_task(&self) -> Option<Task> {
         let tick = self.tick.get().wrapping_add(1);
         self.tick.set(tick);
+        if self.rt.config.migrate && tick % 8 != 0 {
+            // Woken coroutines first (low wake-up latency), as `ready`'s
+            // front is without migration: ahead of the preempted CPU hogs
+            // waiting in the global queue.
+            if let Some(t) = self.pop_woken() {
+                return Some(t);
+            }
+        }
         if self.prefer_new.replace(false) && !self.busier_than_others() {
             if let Some(t) = self.take_one_new() {
                 return Some(t);
@@ -781,13 +789,6 @@ impl Executor {
             self.fire_timers(true);
         }
         self.drain_inbox();
-        if self.rt.config.migrate && tick % 8 != 0 {
-            // Woken coroutines first (low wake-up latency), as `ready`'s
-            // front is without migration.
-            if let Some(t) = self.pop_woken() {
-                return Some(t);
-            }
-        }
         if tick % 8 == 0 {
             if let Some(t) = self.fresh.pop() {
                 return Some(t);
@@ -812,11 +813,15 @@ impl Executor {
     /// hogs spawned together end up spread evenly (started coroutines do
     /// not migrate, so spawn-time placement decides fairness).
     fn busier_than_others(&self) -> bool {
-        let mine = self.shared.ready_len.load(Ordering::Relaxed);
+        // Started coroutines waiting: `ready`, or with migration the
+        // stealable queues.
+        let waiting =
+            |e: &ExecutorShared| e.ready_len.load(Ordering::Relaxed) + e.runq.len() + e.inbox.len();
+        let mine = waiting(self.shared);
         self.rt
             .live_executors()
             .iter()
-            .any(|e| e.index != self.index && e.ready_len.load(Ordering::Relaxed) < mine)
+            .any(|e| e.index != self.index && waiting(e) < mine)
     }
 
     /// One never-run coroutine: own `fresh`, else one from the global
@@ -1124,7 +1129,14 @@ impl Executor {
                 // restore a no-preempt level: see `direct_yield`.
                 inner.preempted.store(true, Ordering::Relaxed);
                 self.prefer_new.set(true);
-                self.requeue(task)
+                if self.rt.config.migrate {
+                    // Like Go's preempted goroutines: to the global queue,
+                    // which every executor serves in turn, so CPU hogs
+                    // rotate over all executors and share them evenly.
+                    self.rt.injector.push(task);
+                } else {
+                    self.requeue(task)
+                }
             }
             Action::Park => self.complete_park(task),
             Action::Exit => {
