@@ -142,6 +142,14 @@ pub struct Stats {
     /// would block, poll/select/epoll_wait on fds the reactor does not
     /// manage).
     pub offloaded: u64,
+    /// Helper threads of the regular-file pool alive now, and the most
+    /// alive at once (capped by `Config::file_helpers`).
+    pub file_helpers: usize,
+    pub file_helpers_peak: usize,
+    /// Helper threads of the uncapped pool (getaddrinfo, polls over fds
+    /// the reactor cannot watch) alive now, and the most at once.
+    pub other_helpers: usize,
+    pub other_helpers_peak: usize,
     /// fds registered with the reactor's epoll.
     pub fds_registered: u64,
     /// epoll waits (blocking and non-blocking) and events dispatched.
@@ -245,6 +253,11 @@ pub fn stats() -> Stats {
     s.io_waiting = io.io_waiting.load(Ordering::Relaxed);
     s.sleep_parks = io.sleep_parks.load(Ordering::Relaxed);
     s.offloaded = io.offloaded.load(Ordering::Relaxed);
+    let ((fnow, fpeak), (onow, opeak)) = crate::interpose::helper_counts();
+    s.file_helpers = fnow;
+    s.file_helpers_peak = fpeak;
+    s.other_helpers = onow;
+    s.other_helpers_peak = opeak;
     s.fds_registered = io.registered.load(Ordering::Relaxed);
     s.reactor_polls = io.polls.load(Ordering::Relaxed);
     s.reactor_events = io.events.load(Ordering::Relaxed);

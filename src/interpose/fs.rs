@@ -58,7 +58,7 @@ pub(crate) fn file_rw(
     if dir == Dir::Write && reg.flags() & NO_NOWAIT != 0 {
         return to_libc(plain());
     }
-    to_libc(super::offload::offload(plain))
+    to_libc(super::offload::offload(super::offload::Class::File, plain))
 }
 
 /// pread64/pwrite64/preadv/pwritev: on regular files from a coroutine via

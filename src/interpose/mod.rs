@@ -25,9 +25,10 @@
 //!    (no preemption inside hook code), lazily registers the fd, and parks
 //!    the coroutine when the call would block (io.rs).
 //!
-//! Exported symbols (keep in sync with `verify`): socket socketpair accept
-//! accept4 connect read readv write writev recv recvfrom recvmsg send
-//! sendto sendmsg setsockopt poll ppoll select epoll_wait close dup dup2
+//! Exported symbols (keep in sync with `verify` and `EXPORTED`): socket
+//! socketpair accept accept4 connect read readv write writev recv recvfrom
+//! recvmsg send sendto sendmsg setsockopt poll ppoll select pselect
+//! epoll_wait epoll_pwait epoll_pwait2 close dup dup2
 //! dup3 fcntl fcntl64 ioctl pipe pipe2 nanosleep clock_nanosleep usleep
 //! sleep getaddrinfo pread pread64 preadv preadv64 pwrite pwrite64 pwritev
 //! pwritev64, fork (sched/alias.rs: keeps a fork child off the executor's
@@ -61,6 +62,17 @@ mod net;
 mod offload;
 mod time;
 
+pub(crate) use offload::DEFAULT_FILE_HELPERS;
+
+/// (alive now, most at once) helper threads of the regular-file pool and
+/// of the unbounded pool (getaddrinfo, unwatchable polls), for `stats()`.
+pub(crate) fn helper_counts() -> ((usize, usize), (usize, usize)) {
+    (
+        offload::helper_counts(offload::Class::File),
+        offload::helper_counts(offload::Class::Unbounded),
+    )
+}
+
 use libc::{c_char, c_int, c_void, iovec, msghdr, size_t, sockaddr, socklen_t, ssize_t};
 
 use crate::reactor::registration::Dir;
@@ -89,7 +101,10 @@ pub(crate) const EXPORTED: &[&str] = &[
     "poll",
     "ppoll",
     "select",
+    "pselect",
     "epoll_wait",
+    "epoll_pwait",
+    "epoll_pwait2",
     "close",
     "dup",
     "dup2",
@@ -145,7 +160,10 @@ pub(crate) fn verify() -> Result<(), String> {
         poll,
         ppoll,
         select,
+        pselect,
         epoll_wait,
+        epoll_pwait,
+        epoll_pwait2,
         close,
         dup,
         dup2,
@@ -388,13 +406,47 @@ pub extern "C" fn select(
 }
 
 #[no_mangle]
+pub extern "C" fn pselect(
+    n: c_int,
+    r: *mut libc::fd_set,
+    w: *mut libc::fd_set,
+    e: *mut libc::fd_set,
+    ts: *const libc::timespec,
+    sigmask: *const libc::sigset_t,
+) -> c_int {
+    io::pselect(n, r, w, e, ts, sigmask)
+}
+
+#[no_mangle]
 pub extern "C" fn epoll_wait(
     epfd: c_int,
     events: *mut libc::epoll_event,
     max: c_int,
     timeout: c_int,
 ) -> c_int {
-    io::epoll_wait(epfd, events, max, timeout)
+    io::epoll_pwait(epfd, events, max, timeout, 0)
+}
+
+#[no_mangle]
+pub extern "C" fn epoll_pwait(
+    epfd: c_int,
+    events: *mut libc::epoll_event,
+    max: c_int,
+    timeout: c_int,
+    sigmask: *const libc::sigset_t,
+) -> c_int {
+    io::epoll_pwait(epfd, events, max, timeout, sigmask as usize)
+}
+
+#[no_mangle]
+pub extern "C" fn epoll_pwait2(
+    epfd: c_int,
+    events: *mut libc::epoll_event,
+    max: c_int,
+    ts: *const libc::timespec,
+    sigmask: *const libc::sigset_t,
+) -> c_int {
+    io::epoll_pwait2(epfd, events, max, ts, sigmask as usize)
 }
 
 // ---- regular files (fs.rs) ----
