@@ -1,16 +1,24 @@
 //! Generic fd I/O: the blocking-call emulation every socket/pipe hook uses,
 //! lazy fd init, and the fd-table bookkeeping hooks (close, dup*, fcntl,
-//! ioctl(FIONBIO), pipe), plus poll/ppoll/select/epoll_wait.
+//! ioctl(FIONBIO), pipe), plus the poll family (poll, ppoll, select,
+//! pselect, epoll_wait, epoll_pwait, epoll_pwait2: see the section comment
+//! above `watch` — they park on the reactor, no helper thread).
 //!
 //! Paths of a hooked call on fd `fd`:
 //! - *thread path* (not user code on a coroutine): the plain syscall. Only
 //!   if it fails with EAGAIN on an fd whose O_NONBLOCK the runtime set
-//!   while the user's view is blocking, wait with poll(2) (honouring
-//!   SO_RCVTIMEO/SO_SNDTIMEO) and retry — so plain threads still block.
+//!   while the user's view is blocking — through this number or another
+//!   number of the same open file description (dup/`try_clone`: the
+//!   description groups of registration.rs) — wait with poll(2)
+//!   (honouring SO_RCVTIMEO/SO_SNDTIMEO) and retry, so plain threads still
+//!   block.
 //! - *coroutine path*: lazy init (`ensure`) then, for `POLL` fds: snapshot
 //!   the edge counter, try the non-blocking syscall, on EAGAIN park on the
 //!   registration (registration.rs) and retry; for `FILE` fds see fs.rs;
-//!   `PASS` fds get the plain (blocking) call.
+//!   `PASS` fds get the plain (blocking) call. Regular files on procfs,
+//!   sysfs and cgroupfs are `PASS`: their contents are made by the kernel
+//!   at read time, never waited for on a disk, so they are read inline
+//!   (2,000 coroutines reading `/proc/self/status` start no helper).
 
 use std::time::{Duration, Instant};
 
@@ -860,11 +868,11 @@ fn select_park(
     };
     let mut targets = Vec::new();
     for fd in 0..n.clamp(0, libc::FD_SETSIZE as i32) {
-        // SAFETY: `fd` < FD_SETSIZE, within the saved sets.
         let isset = |i: usize| {
-            saved[i]
-                .as_ref()
-                .is_some_and(|s| unsafe { libc::FD_ISSET(fd, s) })
+            saved[i].as_ref().is_some_and(|s| {
+                // SAFETY: 0 <= `fd` < FD_SETSIZE: a bit inside the set.
+                unsafe { libc::FD_ISSET(fd, s) }
+            })
         };
         if isset(0) || isset(2) {
             targets.push((fd, Dir::Read));

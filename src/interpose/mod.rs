@@ -8,9 +8,11 @@
 //! every statically linked crate's) calls to them instead of libc.so's.
 //!
 //! Each shim is three lines calling its family module: io.rs (generic fd
-//! I/O, fd bookkeeping, poll/select/epoll_wait), net.rs (sockets), fs.rs
-//! (regular files), time.rs (sleeps), dns.rs (getaddrinfo), offload.rs
-//! (helper threads). The kernel is reached by raw syscalls (sys.rs) or, for
+//! I/O, fd bookkeeping, the poll family: poll/ppoll/select/pselect/
+//! epoll_wait/epoll_pwait/epoll_pwait2 park on the reactor), net.rs
+//! (sockets), fs.rs (regular files), time.rs (sleeps), dns.rs
+//! (getaddrinfo), offload.rs (helper threads: a capped pool for file I/O,
+//! an uncapped one for waits without a bound). The kernel is reached by raw syscalls (sys.rs) or, for
 //! getaddrinfo, libc's own function from `dlsym(RTLD_NEXT)`: never through
 //! a libc symbol that is itself one of these hooks.
 //!
@@ -36,8 +38,9 @@
 //! coroutines; every other system call number passes straight through),
 //! and `sched_yield` (below: yields the coroutine in coroutine user code).
 //!
-//! What still blocks an executor: `PASS` fds (terminals, /dev/*, eventfd,
-//! timerfd, fds 0-2), `open`/`stat` and other metadata calls, `flock`/
+//! What still blocks an executor: reads and writes on `PASS` fds
+//! (terminals, /dev/*, eventfd, timerfd, fds 0-2; waiting for them with
+//! poll/select/epoll parks), `open`/`stat` and other metadata calls, `flock`/
 //! `fcntl(F_SETLKW)`, `waitpid`, C code issuing syscalls itself, and libc's
 //! internal calls (glibc calls its own `__read` etc., e.g. inside stdio).
 //! Shared libraries (.so) calling `read` through their PLT do reach the
