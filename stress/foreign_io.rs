@@ -582,3 +582,57 @@ fn tiny_http_with_coroutine_responses_keeps_connections() {
         },
     );
 }
+
+/// O_NONBLOCK is per open file description: a coroutine writing through a
+/// `try_clone`d socket makes the description non-blocking, yet a plain
+/// thread reading through the original number still blocks until data
+/// comes, sees O_NONBLOCK clear in F_GETFL, and gets WouldBlock once it
+/// asks for non-blocking mode itself (the view is per description).
+#[test]
+fn dup_shared_description_keeps_thread_semantics() {
+    in_child("dup_shared_description_keeps_thread_semantics", TWO, || {
+        use std::io::{Read, Write};
+        use std::os::fd::AsRawFd;
+        use std::os::unix::net::UnixStream;
+        let (mut a, mut peer) = UnixStream::pair().unwrap();
+        let mut b = a.try_clone().unwrap();
+        // A coroutine writes through the clone (its lazy init sets the
+        // shared description's O_NONBLOCK).
+        coroutines::spawn(move || {
+            b.write_all(b"ping").unwrap();
+            b
+        })
+        .join()
+        .unwrap();
+        let mut got = [0u8; 4];
+        peer.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"ping");
+        // SAFETY: F_GETFL on an open fd.
+        let fl = unsafe { libc::fcntl(a.as_raw_fd(), libc::F_GETFL) };
+        assert_eq!(fl & libc::O_NONBLOCK, 0, "the thread's view changed");
+        // A blocking read on the original number waits for the peer.
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            peer.write_all(b"pong").unwrap();
+            peer
+        });
+        let t0 = Instant::now();
+        let mut buf = [0u8; 4];
+        a.read_exact(&mut buf)
+            .expect("blocking read through the original fd");
+        assert_eq!(&buf, b"pong");
+        assert!(t0.elapsed() >= Duration::from_millis(40));
+        let _peer = t.join().unwrap();
+        // The user's own non-blocking mode is honoured.
+        a.set_nonblocking(true).unwrap();
+        let e = a.read(&mut buf).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock);
+        // SAFETY: as above.
+        let fl = unsafe { libc::fcntl(a.as_raw_fd(), libc::F_GETFL) };
+        assert_ne!(fl & libc::O_NONBLOCK, 0);
+        a.set_nonblocking(false).unwrap();
+        // SAFETY: as above.
+        let fl = unsafe { libc::fcntl(a.as_raw_fd(), libc::F_GETFL) };
+        assert_eq!(fl & libc::O_NONBLOCK, 0);
+    });
+}

@@ -653,7 +653,7 @@ enum Watch {
 }
 
 fn watch(fd: i32) -> Watch {
-    if registration::get_or_alloc(fd).is_none() {
+    if registration::get_or_alloc(fd).is_none() || crate::reactor::own_fd(fd) {
         return Watch::No;
     }
     let Some(reg) = ensure(fd) else {

@@ -662,8 +662,33 @@ struct Descs {
 
 static DESCS: Mutex<Descs> = Mutex::new(Descs { next: 1, map: None });
 
-fn descs() -> std::sync::MutexGuard<'static, Descs> {
-    DESCS.lock().unwrap_or_else(|e| e.into_inner())
+/// The group table, locked with preemption off: a coroutine holding it is
+/// never switched out, so a sibling (or a plain thread) only ever waits
+/// for a few map operations. Field order: the lock is released first.
+struct DescsGuard {
+    g: std::sync::MutexGuard<'static, Descs>,
+    _np: NoPreempt,
+}
+
+impl std::ops::Deref for DescsGuard {
+    type Target = Descs;
+    fn deref(&self) -> &Descs {
+        &self.g
+    }
+}
+
+impl std::ops::DerefMut for DescsGuard {
+    fn deref_mut(&mut self) -> &mut Descs {
+        &mut self.g
+    }
+}
+
+fn descs() -> DescsGuard {
+    let np = NoPreempt::new();
+    DescsGuard {
+        g: DESCS.lock().unwrap_or_else(|e| e.into_inner()),
+        _np: np,
+    }
 }
 
 /// `new` was just made a duplicate of `old` (dup, dup2/3, F_DUPFD): one
