@@ -559,16 +559,16 @@ impl RuntimeBuilder {
         let file_helpers = match self.file_helpers {
             Some(n) => n,
             None => match env_var("COROUTINES_FILE_HELPERS", FILE_HELPERS_FORMS)? {
-                Some(v) => v
-                    .trim()
-                    .parse()
-                    .map_err(|_| invalid("COROUTINES_FILE_HELPERS", &v, FILE_HELPERS_FORMS))?,
+                Some(v) => match v.trim().parse::<usize>() {
+                    Ok(n) if (1..=1024).contains(&n) => n,
+                    _ => return Err(invalid("COROUTINES_FILE_HELPERS", &v, FILE_HELPERS_FORMS)),
+                },
                 None => crate::interpose::DEFAULT_FILE_HELPERS,
             },
         };
         if !(1..=1024).contains(&file_helpers) {
             return Err(invalid(
-                "file_helpers",
+                "RuntimeBuilder::file_helpers",
                 &file_helpers.to_string(),
                 FILE_HELPERS_FORMS,
             ));
@@ -676,5 +676,19 @@ mod tests {
             "{m}"
         );
         assert!(!m.contains('\n'), "{m}");
+    }
+
+    #[test]
+    fn file_helpers_cap() {
+        let c = RuntimeBuilder::new().file_helpers(8).resolve().unwrap();
+        assert_eq!(c.file_helpers, 8);
+        for bad in [0, 1025] {
+            let m = RuntimeBuilder::new()
+                .file_helpers(bad)
+                .resolve()
+                .unwrap_err()
+                .to_string();
+            assert!(m.contains("file_helpers") && m.contains("1 to 1024"), "{m}");
+        }
     }
 }

@@ -17,7 +17,7 @@
 //! | `INIT`    | one coroutine is running the lazy init (fstat, fcntl, epoll_ctl) | others spin    |
 //! | `POLL`    | socket or FIFO: kernel O_NONBLOCK set, registered in epoll (ET) | park on EAGAIN |
 //! | `FILE`    | regular file                                              | preadv2(RWF_NOWAIT), else offload |
-//! | `PASS`    | anything else (tty, /dev/*, eventfd, fd 0-2)              | plain blocking call |
+//! | `PASS`    | anything else (tty, /dev/*, eventfd, epoll fd, fd 0-2, /proc & /sys files) | plain blocking call (the poll family may add `WATCHED`) |
 //!
 //! Transitions: `UNKNOWN -> INIT -> {POLL, FILE, PASS}` (only by the
 //! coroutine that won the CAS); any kind `-> UNKNOWN` by `reset` (close,
