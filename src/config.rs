@@ -138,6 +138,9 @@ pub struct Config {
     /// executable that may be preempted like Rust code (reentrant CPU
     /// loops). Every other non-Rust function is a no-preempt zone.
     pub preempt_c: Vec<String>,
+    /// Cap of the helper-thread pool for regular-file I/O that would block
+    /// (`COROUTINES_FILE_HELPERS`, default 16); more calls queue.
+    pub file_helpers: usize,
 }
 
 /// Where thread-local values live inside coroutines
@@ -174,6 +177,7 @@ const SIZE_FORMS: &str =
 const SLICE_FORMS: &str =
     "a duration with a unit between 50us and 10s, e.g. 500us, 2ms, 1s, or `off`";
 const BLOCKED_FORMS: &str = "a duration with a unit between 1ms and 60s, e.g. 20ms, 1s";
+const FILE_HELPERS_FORMS: &str = "a whole number of helper threads from 1 to 1024, e.g. 16";
 const BOOL_FORMS: &str = "1, 0, true or false";
 const TLS_FORMS: &str = "`coroutine` (each coroutine has its own thread-locals) or `shared` (coroutines of one executor share them)";
 const PREEMPT_C_FORMS: &str = "comma-separated C symbol-name prefixes (letters, digits and _, not \
@@ -328,6 +332,7 @@ pub struct RuntimeBuilder {
     blocked_after: Option<Duration>,
     thread_locals: Option<ThreadLocals>,
     preempt_c: Option<Vec<String>>,
+    file_helpers: Option<usize>,
 }
 
 impl RuntimeBuilder {
@@ -397,6 +402,15 @@ impl RuntimeBuilder {
     /// the coroutine).
     pub fn pin_coroutines(mut self) -> Self {
         self.migrate = Some(false);
+        self
+    }
+
+    /// Most helper threads doing regular-file reads and writes that would
+    /// block (page-cache misses) at once; further calls wait in a FIFO
+    /// queue. Overrides `COROUTINES_FILE_HELPERS`. Default: 16. 1 to 1024.
+    /// Waits without a bound (getaddrinfo) use a separate, uncapped pool.
+    pub fn file_helpers(mut self, n: usize) -> Self {
+        self.file_helpers = Some(n);
         self
     }
 
@@ -556,6 +570,23 @@ impl RuntimeBuilder {
                 None => parse_preempt_c([]).unwrap_or_default(),
             },
         };
+        let file_helpers = match self.file_helpers {
+            Some(n) => n,
+            None => match env_var("COROUTINES_FILE_HELPERS", FILE_HELPERS_FORMS)? {
+                Some(v) => match v.trim().parse::<usize>() {
+                    Ok(n) if (1..=1024).contains(&n) => n,
+                    _ => return Err(invalid("COROUTINES_FILE_HELPERS", &v, FILE_HELPERS_FORMS)),
+                },
+                None => crate::interpose::DEFAULT_FILE_HELPERS,
+            },
+        };
+        if !(1..=1024).contains(&file_helpers) {
+            return Err(invalid(
+                "RuntimeBuilder::file_helpers",
+                &file_helpers.to_string(),
+                FILE_HELPERS_FORMS,
+            ));
+        }
         Ok(Config {
             workers,
             max_workers,
@@ -566,6 +597,7 @@ impl RuntimeBuilder {
             blocked_after,
             thread_locals,
             preempt_c,
+            file_helpers,
         })
     }
 }
@@ -658,5 +690,19 @@ mod tests {
             "{m}"
         );
         assert!(!m.contains('\n'), "{m}");
+    }
+
+    #[test]
+    fn file_helpers_cap() {
+        let c = RuntimeBuilder::new().file_helpers(8).resolve().unwrap();
+        assert_eq!(c.file_helpers, 8);
+        for bad in [0, 1025] {
+            let m = RuntimeBuilder::new()
+                .file_helpers(bad)
+                .resolve()
+                .unwrap_err()
+                .to_string();
+            assert!(m.contains("file_helpers") && m.contains("1 to 1024"), "{m}");
+        }
     }
 }

@@ -139,9 +139,19 @@ pub struct Stats {
     /// parks on reactor timers.
     pub sleep_parks: u64,
     /// Hooked calls run on a helper thread (getaddrinfo, file I/O that
-    /// would block, poll/select/epoll_wait on fds the reactor does not
-    /// manage).
+    /// would block, and a poll-family call over an fd the reactor's epoll
+    /// refuses — poll/select/epoll_wait otherwise park on the reactor).
     pub offloaded: u64,
+    /// Helper threads of the regular-file pool alive now (at most
+    /// `Config::file_helpers`; more calls queue).
+    pub file_helpers: usize,
+    /// The most regular-file helper threads alive at once.
+    pub file_helpers_peak: usize,
+    /// Helper threads of the uncapped pool (getaddrinfo, polls over fds
+    /// the reactor cannot watch) alive now.
+    pub other_helpers: usize,
+    /// The most uncapped-pool helper threads alive at once.
+    pub other_helpers_peak: usize,
     /// fds registered with the reactor's epoll.
     pub fds_registered: u64,
     /// epoll waits (blocking and non-blocking) and events dispatched.
@@ -245,6 +255,11 @@ pub fn stats() -> Stats {
     s.io_waiting = io.io_waiting.load(Ordering::Relaxed);
     s.sleep_parks = io.sleep_parks.load(Ordering::Relaxed);
     s.offloaded = io.offloaded.load(Ordering::Relaxed);
+    let ((fnow, fpeak), (onow, opeak)) = crate::interpose::helper_counts();
+    s.file_helpers = fnow;
+    s.file_helpers_peak = fpeak;
+    s.other_helpers = onow;
+    s.other_helpers_peak = opeak;
     s.fds_registered = io.registered.load(Ordering::Relaxed);
     s.reactor_polls = io.polls.load(Ordering::Relaxed);
     s.reactor_events = io.events.load(Ordering::Relaxed);

@@ -1,7 +1,10 @@
 //! Regular files: epoll cannot watch them, so a coroutine first tries the
 //! call with `RWF_NOWAIT` (preadv2/pwritev2: served from the page cache or
 //! EAGAIN), and only when it would block hands the plain call to a helper
-//! thread (offload.rs) while it parks. Filesystems without RWF_NOWAIT
+//! thread (offload.rs: the capped `File` pool, at most
+//! `COROUTINES_FILE_HELPERS` threads, further calls queued) while it parks.
+//! procfs/sysfs/cgroupfs files never get here (io.rs makes them `PASS`:
+//! read inline). Filesystems without RWF_NOWAIT
 //! support (EOPNOTSUPP) are remembered per fd (`NO_NOWAIT`): reads then
 //! always go to a helper, writes are made in place (buffered writes land
 //! in the page cache).
@@ -58,7 +61,7 @@ pub(crate) fn file_rw(
     if dir == Dir::Write && reg.flags() & NO_NOWAIT != 0 {
         return to_libc(plain());
     }
-    to_libc(super::offload::offload(plain))
+    to_libc(super::offload::offload(super::offload::Class::File, plain))
 }
 
 /// pread64/pwrite64/preadv/pwritev: on regular files from a coroutine via

@@ -8,10 +8,13 @@
 //! every statically linked crate's) calls to them instead of libc.so's.
 //!
 //! Each shim is three lines calling its family module: io.rs (generic fd
-//! I/O, fd bookkeeping, poll/select/epoll_wait), net.rs (sockets), fs.rs
-//! (regular files), time.rs (sleeps), dns.rs (getaddrinfo), offload.rs
-//! (helper threads), pthread.rs (pthread mutexes, condvars, rwlocks,
-//! semaphores, once), wait.rs (waiting for children and OS threads). The kernel is reached by raw syscalls (sys.rs) or, for
+//! I/O, fd bookkeeping, the poll family: poll/ppoll/select/pselect/
+//! epoll_wait/epoll_pwait/epoll_pwait2 park on the reactor), net.rs
+//! (sockets), fs.rs (regular files), time.rs (sleeps), dns.rs
+//! (getaddrinfo), offload.rs (helper threads: a capped pool for file I/O,
+//! an uncapped one for waits without a bound), pthread.rs (pthread
+//! mutexes, condvars, rwlocks, semaphores, once), wait.rs (waiting for
+//! children and OS threads). The kernel is reached by raw syscalls (sys.rs) or, for
 //! getaddrinfo, libc's own function from `dlsym(RTLD_NEXT)`: never through
 //! a libc symbol that is itself one of these hooks.
 //!
@@ -26,9 +29,10 @@
 //!    (no preemption inside hook code), lazily registers the fd, and parks
 //!    the coroutine when the call would block (io.rs).
 //!
-//! Exported symbols (keep in sync with `verify`): socket socketpair accept
-//! accept4 connect read readv write writev recv recvfrom recvmsg send
-//! sendto sendmsg setsockopt poll ppoll select epoll_wait close dup dup2
+//! Exported symbols (keep in sync with `verify` and `EXPORTED`): socket
+//! socketpair accept accept4 connect read readv write writev recv recvfrom
+//! recvmsg send sendto sendmsg setsockopt poll ppoll select pselect
+//! epoll_wait epoll_pwait epoll_pwait2 close dup dup2
 //! dup3 fcntl fcntl64 ioctl pipe pipe2 nanosleep clock_nanosleep usleep
 //! sleep getaddrinfo pread pread64 preadv preadv64 pwrite pwrite64 pwritev
 //! pwritev64, fork (sched/alias.rs: keeps a fork child off the executor's
@@ -48,10 +52,12 @@
 //! coroutine waiting for a child or an OS thread parks) posix_spawn
 //! posix_spawnp (run on a helper thread from a coroutine).
 //!
-//! What still blocks an executor: `PASS` fds (terminals, /dev/*, eventfd,
-//! timerfd, fds 0-2), `open`/`stat` and other metadata calls, `flock`/
+//! What still blocks an executor: reads and writes on `PASS` fds
+//! (terminals, /dev/*, eventfd, timerfd, fds 0-2; waiting for them with
+//! poll/select/epoll parks), `open`/`stat` and other metadata calls, `flock`/
 //! `fcntl(F_SETLKW)`, waits for a child's stop/continue, C code issuing
-//! syscalls itself, and libc's internal calls (glibc calls its own `__read` etc., e.g. inside stdio).
+//! syscalls itself, and libc's internal calls (glibc calls its own `__read`
+//! etc., e.g. inside stdio).
 //! Shared libraries (.so) calling `read` through their PLT do reach the
 //! hooks: the executable exports them in its dynamic symbol table (checked
 //! by `verify` with `dlsym(RTLD_DEFAULT)`).
@@ -75,6 +81,17 @@ mod offload;
 mod pthread;
 mod time;
 mod wait;
+
+pub(crate) use offload::DEFAULT_FILE_HELPERS;
+
+/// (alive now, most at once) helper threads of the regular-file pool and
+/// of the unbounded pool (getaddrinfo, unwatchable polls), for `stats()`.
+pub(crate) fn helper_counts() -> ((usize, usize), (usize, usize)) {
+    (
+        offload::helper_counts(offload::Class::File),
+        offload::helper_counts(offload::Class::Unbounded),
+    )
+}
 
 use libc::{c_char, c_int, c_void, iovec, msghdr, size_t, sockaddr, socklen_t, ssize_t};
 
@@ -104,7 +121,10 @@ pub(crate) const EXPORTED: &[&str] = &[
     "poll",
     "ppoll",
     "select",
+    "pselect",
     "epoll_wait",
+    "epoll_pwait",
+    "epoll_pwait2",
     "close",
     "dup",
     "dup2",
@@ -192,7 +212,10 @@ pub(crate) fn verify() -> Result<(), String> {
         poll,
         ppoll,
         select,
+        pselect,
         epoll_wait,
+        epoll_pwait,
+        epoll_pwait2,
         close,
         dup,
         dup2,
@@ -460,13 +483,47 @@ pub extern "C" fn select(
 }
 
 #[no_mangle]
+pub extern "C" fn pselect(
+    n: c_int,
+    r: *mut libc::fd_set,
+    w: *mut libc::fd_set,
+    e: *mut libc::fd_set,
+    ts: *const libc::timespec,
+    sigmask: *const libc::sigset_t,
+) -> c_int {
+    io::pselect(n, r, w, e, ts, sigmask)
+}
+
+#[no_mangle]
 pub extern "C" fn epoll_wait(
     epfd: c_int,
     events: *mut libc::epoll_event,
     max: c_int,
     timeout: c_int,
 ) -> c_int {
-    io::epoll_wait(epfd, events, max, timeout)
+    io::epoll_pwait(epfd, events, max, timeout, 0)
+}
+
+#[no_mangle]
+pub extern "C" fn epoll_pwait(
+    epfd: c_int,
+    events: *mut libc::epoll_event,
+    max: c_int,
+    timeout: c_int,
+    sigmask: *const libc::sigset_t,
+) -> c_int {
+    io::epoll_pwait(epfd, events, max, timeout, sigmask as usize)
+}
+
+#[no_mangle]
+pub extern "C" fn epoll_pwait2(
+    epfd: c_int,
+    events: *mut libc::epoll_event,
+    max: c_int,
+    ts: *const libc::timespec,
+    sigmask: *const libc::sigset_t,
+) -> c_int {
+    io::epoll_pwait2(epfd, events, max, ts, sigmask as usize)
 }
 
 // ---- regular files (fs.rs) ----

@@ -122,7 +122,7 @@ pub(crate) fn connect(fd: i32, addr: *const libc::sockaddr, len: libc::socklen_t
         let Some(reg) = registration::get(fd) else {
             return to_libc(r) as i32;
         };
-        if !reg.emulates_blocking() {
+        if !reg.thread_blocking() {
             return to_libc(r) as i32;
         }
         let deadline = reg.timeout(fd, Dir::Write).map(|d| Instant::now() + d);

@@ -1043,7 +1043,7 @@ pub(crate) fn barrier_wait(b: *mut libc::pthread_barrier_t) -> c_int {
         return unsafe { real_barrier_wait()(b) };
     }
     let addr = b as usize;
-    super::offload::offload(move || {
+    super::offload::offload(super::offload::Class::Unbounded, move || {
         // SAFETY: the caller's barrier, alive while the caller (parked
         // until this returns) waits on it.
         unsafe { real_barrier_wait()(addr as *mut libc::pthread_barrier_t) }

@@ -377,7 +377,7 @@ pub(crate) fn posix_spawn(
         argv as usize,
         envp as usize,
     ];
-    super::offload::offload(move || {
+    super::offload::offload(super::offload::Class::Unbounded, move || {
         // SAFETY: the caller's arguments, valid while the caller (parked
         // until this returns) keeps them (posix_spawn's contract).
         unsafe {

@@ -163,6 +163,12 @@ pub(crate) fn register(fd: i32, gen: u32) -> isize {
     r
 }
 
+/// Whether `fd` is the reactor's own epoll fd or wake-up eventfd (never
+/// to be registered again: that would rewrite their epoll data).
+pub(crate) fn own_fd(fd: i32) -> bool {
+    EPOLL.get().is_some_and(|e| e.epfd == fd || e.evfd == fd)
+}
+
 /// Removes `fd` from the epoll set (before close: a dup'ed file
 /// description would otherwise keep reporting events for this number).
 pub(crate) fn deregister(fd: i32) {

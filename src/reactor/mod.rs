@@ -21,6 +21,6 @@ pub(crate) mod registration;
 mod timer;
 
 pub(crate) use epoll::{
-    deregister, park_in_epoll, poll_nonblocking, register, wake_poller, COUNTERS,
+    deregister, own_fd, park_in_epoll, poll_nonblocking, register, wake_poller, COUNTERS,
 };
 pub(crate) use timer::{timers, Waker};

@@ -17,7 +17,7 @@
 //! | `INIT`    | one coroutine is running the lazy init (fstat, fcntl, epoll_ctl) | others spin    |
 //! | `POLL`    | socket or FIFO: kernel O_NONBLOCK set, registered in epoll (ET) | park on EAGAIN |
 //! | `FILE`    | regular file                                              | preadv2(RWF_NOWAIT), else offload |
-//! | `PASS`    | anything else (tty, /dev/*, eventfd, fd 0-2)              | plain blocking call |
+//! | `PASS`    | anything else (tty, /dev/*, eventfd, epoll fd, fd 0-2, /proc & /sys files) | plain blocking call (the poll family may add `WATCHED`) |
 //!
 //! Transitions: `UNKNOWN -> INIT -> {POLL, FILE, PASS}` (only by the
 //! coroutine that won the CAS); any kind `-> UNKNOWN` by `reset` (close,
@@ -49,6 +49,28 @@
 //! EAGAIN (`drained`). End of stream and errors are states, not arrivals:
 //! once the reactor saw RDHUP/HUP/ERR the fd is `read_closed` and reads
 //! always make the call.
+//!
+//! Watched fds (`WATCHED`): the poll-family hooks (poll, ppoll, select,
+//! pselect, epoll_wait & co) also need readiness of fds that stay `PASS`
+//! for I/O — the user's own epoll fd above all (an epoll fd is pollable:
+//! it turns readable when its ready list gains an entry), eventfd, timerfd,
+//! pipes of other kinds. Such an fd is added to the reactor's epoll like a
+//! `POLL` fd (same data, same edges) but its O_NONBLOCK is never touched
+//! and its read/write hooks stay plain calls; `reset` removes it.
+//!
+//! ## Shared file descriptions (`desc` groups)
+//! O_NONBLOCK belongs to the open file description, not to the fd number:
+//! after `dup`/`F_DUPFD` (std's `try_clone`) two numbers share it. When a
+//! coroutine's lazy init makes one of them non-blocking, a plain thread
+//! using the other one suddenly gets EAGAIN (tiny_http reads a connection
+//! on its own thread through one number and answers through a clone: every
+//! second keep-alive request failed). So the dup hooks (every caller,
+//! plain threads too) put both numbers in one *description group* (a small
+//! table under a mutex, touched only by dup, close of a grouped fd, the
+//! lazy init, F_GETFL/F_SETFL/FIONBIO and a thread's unexpected EAGAIN);
+//! the group records that the runtime set O_NONBLOCK and the user's own
+//! view. Hot paths never look at it. Numbers shared outside the hooks
+//! (fork, SCM_RIGHTS, `/proc/self/fd` reopen) are not grouped.
 //!
 //! Stale events: epoll data is `gen << 32 | fd`; the reactor drops an event
 //! whose `gen` differs from the entry's (the fd was closed and reused).
@@ -82,6 +104,9 @@ pub(crate) const NO_NOWAIT: u8 = 8;
 /// A byte stream (SOCK_STREAM socket, pipe/FIFO): a read that returns less
 /// than asked for drained the kernel buffer at that moment.
 pub(crate) const STREAM: u8 = 16;
+/// A `PASS` fd added to the reactor's epoll for readiness only (module
+/// doc, "Watched fds").
+pub(crate) const WATCHED: u8 = 32;
 
 /// Cached socket timeout not fetched yet.
 const TIMEO_UNKNOWN: u64 = u64::MAX;
@@ -145,6 +170,8 @@ pub(crate) struct Registration {
     /// pending, a state (not an arrival) that raises no further edge, so
     /// reads always make the system call (`drained` is ignored).
     read_closed: AtomicBool,
+    /// Description group id (module doc), 0 if none. Changed under `DESCS`.
+    desc: AtomicU32,
     /// Waiter lists. Lock held for pushes/drains only; never across a park
     /// or a syscall.
     waiters: Mutex<Waiters>,
@@ -164,6 +191,7 @@ impl Registration {
             pending_err: AtomicI32::new(0),
             drained: AtomicU64::new(0),
             read_closed: AtomicBool::new(false),
+            desc: AtomicU32::new(0),
             waiters: Mutex::new(Waiters::default()),
         }
     }
@@ -464,8 +492,9 @@ impl Registration {
 
     /// The fd number is closed or handed out anew: forget everything, bump
     /// the generation (stale epoll events are dropped), and wake waiters
-    /// (they return EBADF). Returns the previous kind.
-    pub(crate) fn reset(&self) -> u8 {
+    /// (they return EBADF). Returns whether the fd was in the reactor's
+    /// epoll (a `POLL` or `WATCHED` fd): the caller deregisters it.
+    pub(crate) fn reset(&self) -> bool {
         let (r, w) = {
             let mut g = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
             self.gen.fetch_add(1, Ordering::SeqCst);
@@ -475,7 +504,10 @@ impl Registration {
             )
         };
         let prev = self.kind.swap(UNKNOWN, Ordering::AcqRel);
-        self.flags.store(0, Ordering::Relaxed);
+        let prev_flags = self.flags.swap(0, Ordering::Relaxed);
+        if self.desc.load(Ordering::Relaxed) != 0 {
+            leave_desc(self);
+        }
         self.rcvtimeo_ns.store(TIMEO_UNKNOWN, Ordering::Relaxed);
         self.sndtimeo_ns.store(TIMEO_UNKNOWN, Ordering::Relaxed);
         self.pending_err.store(0, Ordering::Relaxed);
@@ -484,7 +516,26 @@ impl Registration {
         for t in r.into_iter().chain(w) {
             t.wake();
         }
-        prev
+        prev == POLL || prev_flags & WATCHED != 0
+    }
+
+    /// Whether the entry holds anything `reset` would clear.
+    #[inline]
+    pub(crate) fn dirty(&self) -> bool {
+        self.kind.load(Ordering::Relaxed) != UNKNOWN
+            || self.flags() != 0
+            || self.desc.load(Ordering::Relaxed) != 0
+    }
+
+    /// Whether a plain thread's call that got EAGAIN must wait and retry:
+    /// the runtime made the description non-blocking (through this number,
+    /// or through another number of its description group) while the
+    /// user's view is blocking. Cold path (after an EAGAIN).
+    pub(crate) fn thread_blocking(&self) -> bool {
+        if self.managed() {
+            return self.flags() & USER_NONBLOCK == 0;
+        }
+        desc_view(self) == Some(false)
     }
 
     /// Records a short stream read that began at read-edge count `snap`.
@@ -588,10 +639,180 @@ pub(crate) fn get_or_alloc(fd: i32) -> Option<&'static Registration> {
 #[inline]
 pub(crate) fn fresh(fd: i32) {
     if let Some(r) = get(fd) {
-        if r.kind.load(Ordering::Relaxed) != UNKNOWN || r.flags() != 0 {
-            if r.reset() == POLL {
-                super::epoll::deregister(fd);
-            }
+        if r.dirty() && r.reset() {
+            super::epoll::deregister(fd);
         }
     }
+}
+
+/// One description group (module doc).
+struct Desc {
+    /// Table entries carrying this group's id.
+    refs: u32,
+    /// The runtime set the kernel's O_NONBLOCK (a member's lazy init).
+    runtime_nb: bool,
+    /// The user's own O_NONBLOCK view while `runtime_nb`.
+    user_nb: bool,
+}
+
+struct Descs {
+    next: u32,
+    map: Option<std::collections::HashMap<u32, Desc>>,
+}
+
+static DESCS: Mutex<Descs> = Mutex::new(Descs { next: 1, map: None });
+
+/// The group table, locked with preemption off: a coroutine holding it is
+/// never switched out, so a sibling (or a plain thread) only ever waits
+/// for a few map operations. Field order: the lock is released first.
+struct DescsGuard {
+    g: std::sync::MutexGuard<'static, Descs>,
+    _np: NoPreempt,
+}
+
+impl std::ops::Deref for DescsGuard {
+    type Target = Descs;
+    fn deref(&self) -> &Descs {
+        &self.g
+    }
+}
+
+impl std::ops::DerefMut for DescsGuard {
+    fn deref_mut(&mut self) -> &mut Descs {
+        &mut self.g
+    }
+}
+
+fn descs() -> DescsGuard {
+    let np = NoPreempt::new();
+    DescsGuard {
+        g: DESCS.lock().unwrap_or_else(|e| e.into_inner()),
+        _np: np,
+    }
+}
+
+/// `new` was just made a duplicate of `old` (dup, dup2/3, F_DUPFD): one
+/// description group. If `old` is managed, the group starts with the
+/// runtime's O_NONBLOCK and `old`'s user view.
+pub(crate) fn share_desc(old: &Registration, new: &Registration) {
+    let mut g = descs();
+    let g = &mut *g;
+    let map = g.map.get_or_insert_with(Default::default);
+    let mut d = old.desc.load(Ordering::Relaxed);
+    if d == 0 || !map.contains_key(&d) {
+        d = g.next;
+        g.next = g.next.wrapping_add(1).max(1);
+        map.insert(
+            d,
+            Desc {
+                refs: 1,
+                runtime_nb: old.managed(),
+                user_nb: old.flags() & USER_NONBLOCK != 0,
+            },
+        );
+        old.desc.store(d, Ordering::Relaxed);
+    }
+    let prev = new.desc.swap(d, Ordering::Relaxed);
+    if let Some(e) = map.get_mut(&d) {
+        e.refs += 1;
+    }
+    if prev != 0 && prev != d {
+        drop_ref(map, prev);
+    }
+}
+
+fn drop_ref(map: &mut std::collections::HashMap<u32, Desc>, d: u32) {
+    if let Some(e) = map.get_mut(&d) {
+        e.refs = e.refs.saturating_sub(1);
+        if e.refs == 0 {
+            map.remove(&d);
+        }
+    }
+}
+
+fn leave_desc(reg: &Registration) {
+    let mut g = descs();
+    let d = reg.desc.swap(0, Ordering::Relaxed);
+    if d != 0 {
+        if let Some(map) = g.map.as_mut() {
+            drop_ref(map, d);
+        }
+    }
+}
+
+/// The user's O_NONBLOCK view of `reg`'s description if the runtime made
+/// it non-blocking through some member of its group; `None` otherwise.
+pub(crate) fn desc_view(reg: &Registration) -> Option<bool> {
+    if reg.desc.load(Ordering::Relaxed) == 0 {
+        return None;
+    }
+    let g = descs();
+    let d = reg.desc.load(Ordering::Relaxed);
+    let e = g.map.as_ref()?.get(&d)?;
+    e.runtime_nb.then_some(e.user_nb)
+}
+
+/// A member's lazy init is about to set O_NONBLOCK (`on`), or undoes it.
+/// Called before the flag changes, so a plain thread that sees the EAGAIN
+/// finds the group marked.
+pub(crate) fn note_runtime_nonblock(reg: &Registration, on: bool) {
+    if reg.desc.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    let mut g = descs();
+    let d = reg.desc.load(Ordering::Relaxed);
+    if let Some(e) = g.map.as_mut().and_then(|m| m.get_mut(&d)) {
+        e.runtime_nb = on;
+        e.user_nb = false;
+    }
+}
+
+/// The user set or cleared O_NONBLOCK through a member (F_SETFL, FIONBIO):
+/// record the view for the whole group. Returns whether the runtime owns
+/// the kernel flag (then it must stay set).
+pub(crate) fn set_desc_view(reg: &Registration, on: bool) -> bool {
+    if reg.desc.load(Ordering::Relaxed) == 0 {
+        return false;
+    }
+    let mut g = descs();
+    let d = reg.desc.load(Ordering::Relaxed);
+    match g.map.as_mut().and_then(|m| m.get_mut(&d)) {
+        Some(e) if e.runtime_nb => {
+            e.user_nb = on;
+            true
+        }
+        _ => false,
+    }
+}
+
+/// SO_RCVTIMEO/SO_SNDTIMEO of socket `fd`, asked of the kernel (not
+/// cached); `None` for no timeout or not a socket.
+pub(crate) fn socket_timeout(fd: i32, dir: Dir) -> Option<Duration> {
+    let opt = if dir == Dir::Read {
+        libc::SO_RCVTIMEO
+    } else {
+        libc::SO_SNDTIMEO
+    };
+    let mut tv = libc::timeval {
+        tv_sec: 0,
+        tv_usec: 0,
+    };
+    let mut len = std::mem::size_of::<libc::timeval>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `tv`.
+    let r = unsafe {
+        crate::sys::sc5(
+            libc::SYS_getsockopt,
+            fd as usize,
+            libc::SOL_SOCKET as usize,
+            opt as usize,
+            &mut tv as *mut _ as usize,
+            &mut len as *mut _ as usize,
+        )
+    };
+    let ns = if r < 0 {
+        0
+    } else {
+        tv.tv_sec as u64 * 1_000_000_000 + tv.tv_usec as u64 * 1000
+    };
+    (ns != 0).then(|| Duration::from_nanos(ns))
 }
