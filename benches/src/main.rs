@@ -1,6 +1,7 @@
 //! Side-by-side benchmarks of `coroutines` against `may`, `tokio` and OS
 //! threads, following the workloads in BENCH.md (W1..W8), plus the std::sync
-//! and sleep workloads S1, S2, S3 and SL (README.md).
+//! and sleep workloads S1, S2, S3 and SL, and the load workloads W4L and SP
+//! (README.md).
 //!
 //! The binary has two modes:
 //!
@@ -16,15 +17,20 @@
 //! `coroutines` and `may`, lets the parent set `COROUTINES_WORKERS` /
 //! `COROUTINES_SLICE` per pair, keeps RSS measurements independent, and
 //! survives a runtime that dies (W8 with `may`).
+//!
+//! A third, hidden mode, `bench --spin SECS`, is the outside busy process
+//! the parent runs around W4L and SP children (`load.rs`).
 
 mod blocked;
 mod c1_sqlite;
 mod hog;
+mod load;
 mod m1_mpsc;
 mod parent;
 mod report;
 mod runtimes;
 mod sl_sleep;
+mod sp_spawn;
 mod sync;
 mod sys;
 mod w1_yield;
@@ -79,6 +85,7 @@ pub enum Workload {
     W2b,
     W3,
     W4,
+    W4L,
     W5,
     W6,
     W7,
@@ -90,15 +97,17 @@ pub enum Workload {
     Z1,
     M1,
     C1,
+    SP,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 16] = [
+    pub const ALL: [Workload; 18] = [
         Workload::W1,
         Workload::W2a,
         Workload::W2b,
         Workload::W3,
         Workload::W4,
+        Workload::W4L,
         Workload::W5,
         Workload::W6,
         Workload::W7,
@@ -110,6 +119,7 @@ impl Workload {
         Workload::Z1,
         Workload::M1,
         Workload::C1,
+        Workload::SP,
     ];
     /// Run when no workload is named on the command line.
     pub const CORE: [Workload; 6] = [
@@ -130,6 +140,7 @@ impl Workload {
             Workload::W2b => "W2b",
             Workload::W3 => "W3",
             Workload::W4 => "W4",
+            Workload::W4L => "W4L",
             Workload::W5 => "W5",
             Workload::W6 => "W6",
             Workload::W7 => "W7",
@@ -141,6 +152,7 @@ impl Workload {
             Workload::Z1 => "Z1",
             Workload::M1 => "M1",
             Workload::C1 => "C1",
+            Workload::SP => "SP",
         }
     }
 
@@ -158,6 +170,7 @@ impl Workload {
             Workload::W2b => "spawn-join: spawn one empty task and join it, 100,000 times (threads: 10,000)",
             Workload::W3 => "echo: 128 connections from a std-blocking client thread, 5 rounds of 64-byte echoes per iteration, 10 warm-up + 50 timed iterations",
             Workload::W4 => "fairness: 8 never-yielding CPU hogs for 3 s + 1 probe looping sleep(1 ms)",
+            Workload::W4L => "fairness under outside load: W4 (8 hogs + 1 probe sleeping 1 ms, 3 s) while 2 outside busy processes compete for the CPUs",
             Workload::W5 => "memory: 100,000 tasks blocked on a shared condition (threads: 10,000, 64 KiB stacks)",
             Workload::W6 => "preempt-cost: 8 hogs for 3 s, default time slice vs COROUTINES_SLICE=off",
             Workload::W7 => "slice: 1 worker, COROUTINES_SLICE=1ms, 1 hog + 1 task sleeping 1 ms 200 times",
@@ -169,6 +182,7 @@ impl Workload {
             Workload::Z1 => "zlib: 8 tasks compress 256 KiB with compress2 for 3 s (coroutines: zlib allow-listed, and COROUTINES_PREEMPT_C=none)",
             Workload::M1 => "mpsc gap: 64 producers x 2,000 sends with ~1 us work into 1 consumer, COROUTINES_SLICE=100us",
             Workload::C1 => "bundled SQLite: 32 tasks × 50 transactions on one WAL database (coroutines vs OS threads)",
+            Workload::SP => "first run under load: 1,000 tasks spawned 2 ms apart while 4 hogs run and 2 outside busy processes compete (coroutines vs OS threads)",
         }
     }
 
@@ -178,7 +192,7 @@ impl Workload {
             Workload::W6 | Workload::W7 => &[Runtime::Coroutines],
             Workload::Z1 | Workload::M1 => &[Runtime::Coroutines, Runtime::Threads],
             Workload::W8 => &[Runtime::Coroutines, Runtime::May, Runtime::Tokio],
-            Workload::C1 => &[Runtime::Coroutines, Runtime::Threads],
+            Workload::C1 | Workload::SP => &[Runtime::Coroutines, Runtime::Threads],
             _ => &Runtime::ALL,
         }
     }
@@ -189,7 +203,7 @@ impl Workload {
             Workload::W1 => Some("ns_per_yield"),
             Workload::W2a | Workload::W2b => Some("ns_per_task"),
             Workload::W3 => Some("ms_median"),
-            Workload::W4 => Some("lateness_p99_ms"),
+            Workload::W4 | Workload::W4L => Some("lateness_p99_ms"),
             Workload::W5 | Workload::W8 => Some("bytes_per_task"),
             Workload::W6 | Workload::W7 => None,
             Workload::S1 => Some("ms"),
@@ -199,6 +213,24 @@ impl Workload {
             Workload::Z1 => None,
             Workload::M1 => Some("max_gap_ms"),
             Workload::C1 => Some("ms"),
+            Workload::SP => Some("first_run_p99_ms"),
+        }
+    }
+
+    /// Further figures compared with threads only, in `RATIO <W> <metric>
+    /// coroutines/threads=<x>` lines (for `wakeups`, higher is better).
+    pub fn extra_ratio_metrics(self) -> &'static [&'static str] {
+        match self {
+            Workload::W4L => &["wakeups"],
+            _ => &[],
+        }
+    }
+
+    /// Outside busy processes the parent runs around each child (`load.rs`).
+    pub fn outside_load(self) -> usize {
+        match self {
+            Workload::W4L | Workload::SP => load::OUTSIDE_PROCS,
+            _ => 0,
         }
     }
 }
@@ -223,13 +255,22 @@ impl Params {
 pub const WORKERS: usize = 2;
 
 fn usage() -> &'static str {
-    "usage: bench [--reps N] [--scale X] [--runtimes coroutines,may,tokio,threads] [--timeout SECS] [W1 W2a W2b W3 W4 W5 W6 W7 W8 S1 S2 S3 SL Z1 M1 C1 | sync | all]\n\
+    "usage: bench [--reps N] [--scale X] [--runtimes coroutines,may,tokio,threads] [--timeout SECS] [W1 W2a W2b W3 W4 W4L W5 W6 W7 W8 S1 S2 S3 SL Z1 M1 C1 SP | sync | all]\n\
      \x20      bench --child <workload> <runtime> [--scale X]   (one measurement; used by the parent)\n\
      no workload = the core set: W1 W2a W2b W3 W5 W8; sync = S1 S2 S3 SL; all = every workload"
 }
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [flag, secs] = args.as_slice() {
+        if flag == "--spin" {
+            match secs.parse::<f64>() {
+                Ok(secs) => load::spin(secs),
+                Err(_) => return ExitCode::from(2),
+            }
+            return ExitCode::SUCCESS;
+        }
+    }
     match parse_args(&args) {
         Ok(Mode::Child {
             workload,
@@ -352,7 +393,7 @@ fn run_child(w: Workload, rt: Runtime, p: &Params) {
         Workload::W2a => w2_spawn::run(w, rt, p),
         Workload::W2b => w2_spawn::run(w, rt, p),
         Workload::W3 => w3_echo::run(rt, p),
-        Workload::W4 => w4_fairness::run(rt, p),
+        Workload::W4 | Workload::W4L => w4_fairness::run(w, rt, p),
         Workload::W5 | Workload::W8 => blocked::run(w, rt, p),
         Workload::W6 => w6_preempt_cost::run(rt, p),
         Workload::W7 => w7_slice::run(rt, p),
@@ -361,5 +402,6 @@ fn run_child(w: Workload, rt: Runtime, p: &Params) {
         Workload::Z1 => z1_zlib::run(rt, p),
         Workload::M1 => m1_mpsc::run(rt, p),
         Workload::C1 => c1_sqlite::run(rt, p),
+        Workload::SP => sp_spawn::run(rt, p),
     }
 }

@@ -2,11 +2,14 @@
 //! repetition in its own child process (`bench --child W RT`), with the
 //! environment the pair needs, under a timeout; collects the children's
 //! `RESULT`/`NOTE`/`PROGRESS` lines and prints the per-workload report.
+//! For W4L and SP it also runs the outside busy processes (`load.rs`) around
+//! each child.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, ExitCode, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::load::{self, OutsideLoad};
 use crate::report::{self, WorkloadResults};
 use crate::{sys, w6_preempt_cost, Params, Runtime, Workload, WORKERS};
 
@@ -107,7 +110,10 @@ pub fn run(opts: &Options) -> ExitCode {
                 opts.params.scale
             )
         };
-        print!("{}", results.render(w.id(), &title, w.ratio_metric()));
+        print!(
+            "{}",
+            results.render(w.id(), &title, w.ratio_metric(), w.extra_ratio_metrics())
+        );
     }
     ExitCode::SUCCESS
 }
@@ -150,7 +156,32 @@ fn run_rep(
         .filter(|(k, _)| *k == w6_preempt_cost::SLICE_ENV && job.workload == Workload::W6)
         .map(|(_, v)| format!(" slice={}", v.as_deref().unwrap_or("default")))
         .collect();
-    let run = match spawn_child(exe, job, opts.params) {
+    // Outside load (W4L, SP): started before the child, stopped after it;
+    // `OutsideLoad` kills the spinners on every path out of this function,
+    // and each spinner exits by itself shortly after the child's timeout.
+    let outside = job.workload.outside_load();
+    let load = if outside > 0 {
+        match OutsideLoad::start(exe, outside, job.timeout + Duration::from_secs(30)) {
+            Ok(load) => Some(load),
+            Err(e) => {
+                results.note(
+                    rt,
+                    &format!("rep {rep}: could not start the outside load: {e}"),
+                );
+                return;
+            }
+        }
+    } else {
+        None
+    };
+    let run = spawn_child(exe, job, opts.params);
+    if let Some(load) = load {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if let Some(pct) = load.stop(cpus) {
+            results.push(rt, "outside_cpu_pct", pct);
+        }
+    }
+    let run = match run {
         Ok(run) => run,
         Err(e) => {
             results.note(rt, &format!("could not start child: {e}"));
@@ -223,6 +254,10 @@ fn spawn_child(exe: &std::path::Path, job: &Job, params: Params) -> std::io::Res
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    let outside = job.workload.outside_load();
+    if outside > 0 {
+        cmd.env(load::ENV, outside.to_string());
+    }
     for (k, v) in &job.env {
         match v {
             Some(v) => cmd.env(k, v),

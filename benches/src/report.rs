@@ -151,8 +151,15 @@ impl WorkloadResults {
     }
 
     /// The table (median, min, max, n), the notes, the `RESULT` lines (medians)
-    /// and the `RATIO` lines (coroutines / each peer on `ratio_metric`).
-    pub fn render(&self, workload: &str, title: &str, ratio_metric: Option<&str>) -> String {
+    /// and the `RATIO` lines (coroutines / each peer on `ratio_metric`, then
+    /// coroutines / threads on each of `extra_ratios`, naming the metric).
+    pub fn render(
+        &self,
+        workload: &str,
+        title: &str,
+        ratio_metric: Option<&str>,
+        extra_ratios: &[&str],
+    ) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "\n== {workload} {title} ==");
         let _ = writeln!(
@@ -196,6 +203,20 @@ impl WorkloadResults {
                             );
                         }
                     }
+                }
+            }
+        }
+        for metric in extra_ratios {
+            if let (Some(ours), Some(theirs)) = (
+                self.median("coroutines", metric),
+                self.median("threads", metric),
+            ) {
+                if theirs > 0.0 {
+                    let _ = writeln!(
+                        out,
+                        "RATIO {workload} {metric} coroutines/threads={}",
+                        fmt_ratio(ours / theirs)
+                    );
                 }
             }
         }

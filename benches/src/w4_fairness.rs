@@ -11,6 +11,10 @@
 //! `coroutine::sleep`, tokio `time::sleep` (1 ms timer granularity), threads
 //! `std::thread::sleep`. Tasks are spawned from the main thread.
 //!
+//! W4L (W4-load) is this same code run while the parent keeps 2 outside
+//! busy processes on the machine (`load.rs`); only the workload id of the
+//! `RESULT` lines differs.
+//!
 //! Note on may: its timer thread resumes a coroutine whose sleep expired
 //! right there (`run_coroutine` in may's scheduler.rs), so the probe does
 //! not need a worker and is not starved; the hogs still are (Jain ≈ 2/8).
@@ -20,12 +24,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::hog::{self, hog, probe_until, wait_flag, PROBE_SLEEP};
-use crate::{report, runtimes, Params, Runtime, WORKERS};
+use crate::{load, report, runtimes, Params, Runtime, Workload, WORKERS};
 
 pub const HOGS: usize = 8;
 pub const DURATION: Duration = Duration::from_secs(3);
 
-pub fn run(rt: Runtime, p: &Params) {
+/// Runs W4 or W4L (`w`), which differ only in the parent's outside load.
+pub fn run(w: Workload, rt: Runtime, p: &Params) {
+    if w == Workload::W4L {
+        load::note_outside_load();
+    }
+    let id = w.id();
     let dur = p.duration(DURATION);
     let t0 = Instant::now();
     let (lateness, iters) = match rt {
@@ -45,9 +54,9 @@ pub fn run(rt: Runtime, p: &Params) {
              so its probe is not starved although the hogs hold both workers; Jain shows the starvation",
         );
     }
-    report::emit_lateness("W4", name, &lateness, true);
+    report::emit_lateness(id, name, &lateness, true);
     let iters: Vec<f64> = iters.iter().map(|&i| i as f64).collect();
-    report::emit("W4", name, "jain", report::jain(&iters));
+    report::emit(id, name, "jain", report::jain(&iters));
     let total: f64 = iters.iter().sum();
     report::note(&format!(
         "hogs did {:.3e} iterations/s in all (min {:.2e}, max {:.2e} per hog); run took {:.2} s",
