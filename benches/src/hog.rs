@@ -4,7 +4,7 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-/// Iterations between two checks of the stop condition (BENCH.md: the clock
+/// Iterations between two checks of the stop condition (the workload definition: the clock
 /// is checked only every ~1,000,000 iterations).
 pub const CHUNK: u64 = 1_000_000;
 

@@ -1,5 +1,5 @@
 //! Side-by-side benchmarks of `coroutines` against `may`, `tokio` and OS
-//! threads, following the workloads in BENCH.md (W1..W8), plus the std::sync
+//! threads, following the workloads W1..W8 defined in benches/README.md, plus the std::sync
 //! and sleep workloads S1, S2, S3 and SL, and the load workloads W4L and SP
 //! (README.md).
 //!
@@ -77,7 +77,7 @@ impl Runtime {
     }
 }
 
-/// The workloads of BENCH.md, then the sync and sleep ones (README.md).
+/// The workloads W1..W8, then the sync and sleep ones (README.md).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Workload {
     W1,
@@ -235,7 +235,7 @@ impl Workload {
     }
 }
 
-/// Scales BENCH.md's fixed sizes, for smoke runs (`--scale 0.01`).
+/// Scales the workloads' fixed sizes, for smoke runs (`--scale 0.01`).
 #[derive(Clone, Copy, Debug)]
 pub struct Params {
     pub scale: f64,
@@ -251,7 +251,7 @@ impl Params {
     }
 }
 
-/// Worker (executor) count used by every runtime, as BENCH.md fixes it.
+/// Worker (executor) count used by every runtime, as the workload definitions fix it.
 pub const WORKERS: usize = 2;
 
 fn usage() -> &'static str {

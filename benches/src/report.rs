@@ -1,5 +1,5 @@
 //! Statistics and output: percentiles, Jain's index, the `RESULT`/`RATIO`
-//! line format of BENCH.md, and the parent's summary table.
+//! line format (benches/README.md), and the parent's summary table.
 
 use std::fmt::Write as _;
 

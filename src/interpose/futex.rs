@@ -153,7 +153,7 @@ const FUTEX_WAIT_BITSET: c_int = libc::FUTEX_WAIT_BITSET;
 const FUTEX_WAKE_BITSET: c_int = libc::FUTEX_WAKE_BITSET;
 const BITSET_MATCH_ANY: u32 = u32::MAX;
 
-/// The start-up self-check (DESIGN.md "Hooks"): libc's `syscall` as seen
+/// The start-up self-check (interpose/mod.rs `verify`): libc's `syscall` as seen
 /// from this crate must be our shim, or std's blocking primitives would
 /// block executors. Referencing the shim here also keeps its object linked.
 pub(crate) fn check_linked() -> Result<(), &'static str> {

@@ -131,7 +131,7 @@
 //!   on the allow-list keeps its executor for its whole duration; a std `Mutex` held by a
 //!   preempted coroutine, wanted by a sibling on the same executor, blocks
 //!   that executor's thread in FUTEX_WAIT while the holder waits in its
-//!   queue: a deadlock until the futex hooks (interpose/futex, DESIGN.md)
+//!   queue: a deadlock until the futex hooks (interpose/futex.rs)
 //!   park the sibling instead. Preemption needs those hooks.
 
 mod guard;

@@ -117,7 +117,7 @@ pub(crate) fn install() {
             let mut new: libc::sigaction = std::mem::zeroed();
             new.sa_sigaction = handle_sigurg as *const () as usize;
             // SA_ONSTACK: the kernel's frame (~3 KiB with AVX-512) must not
-            // land on a coroutine stack (DESIGN.md); SA_RESTART: fewer EINTRs.
+            // land on a coroutine stack; SA_RESTART: fewer EINTRs.
             new.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_RESTART;
             libc::sigemptyset(&mut new.sa_mask);
             let mut old: libc::sigaction = std::mem::zeroed();
