@@ -261,8 +261,11 @@ unsafe fn preempt_here(exec: &Executor, ctx: *mut libc::c_void) -> Result<(), De
     if co.is_null() {
         return Err(Defer::NotCoroutine);
     }
-    // 2. Not in runtime/hook code, not in `no_preempt`.
-    if shared.no_preempt.load(Ordering::Relaxed) != 0 {
+    // 2. Not in runtime/hook code, not in `no_preempt`: the interrupted
+    //    side's own level (a thread-local read through its thread pointer:
+    //    per coroutine with per-coroutine thread-locals, see worker.rs
+    //    `LEVEL`).
+    if crate::sched::preempt_level() != 0 {
         return Err(Defer::NoPreempt);
     }
     // SAFETY: `current` is non-null only while run_task holds the task.

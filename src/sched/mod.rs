@@ -69,7 +69,6 @@ pub(crate) use runtime::{
     runtime, schedule, spawn_task, start_with, try_runtime as try_runtime_pub,
 };
 pub(crate) use tls::{enabled as tls_enabled, run_exit_destructors as run_tls_destructors};
-pub(crate) use worker::current_stack_hi;
 pub(crate) use worker::fork_on_executor;
 #[allow(unused_imports)]
 pub(crate) use worker::{
@@ -79,3 +78,4 @@ pub(crate) use worker::{
     current_id, current_task, in_coroutine, in_coroutine_user_code, is_own_std_parker,
     park_current, yield_now_fast, NoPreempt, WaitReason,
 };
+pub(crate) use worker::{current_stack_hi, level as preempt_level};

@@ -258,6 +258,29 @@ pub(crate) struct Executor {
 thread_local! {
     /// The executor of this thread, or null on other threads.
     static EXECUTOR: Cell<*const Executor> = const { Cell::new(std::ptr::null()) };
+    /// The no-preempt level, authoritative for the preemption handler
+    /// (which reads it through the interrupted thread pointer). With
+    /// per-coroutine thread-locals it lives in the coroutine's own TLS
+    /// block, so it moves with the coroutine: code that was preempted
+    /// between reading its executor and raising the level, and resumed on
+    /// another executor, raises its *own* level, never a stale executor's.
+    /// With shared thread-locals it is the executor thread's, saved and
+    /// restored around suspensions. `ExecutorShared::no_preempt` mirrors it
+    /// for the monitor (owner-written, a hint only).
+    static LEVEL: Cell<u32> = const { Cell::new(0) };
+}
+
+/// The running side's no-preempt level (see `LEVEL`).
+#[inline(always)]
+pub(crate) fn level() -> u32 {
+    LEVEL.get()
+}
+
+/// Sets the running side's no-preempt level and its executor's mirror.
+#[inline(always)]
+fn set_level(exec: &Executor, n: u32) {
+    LEVEL.set(n);
+    exec.shared.no_preempt.store(n, Ordering::Relaxed);
 }
 
 /// The executor of the calling thread. Not inlined: with migration on, a
@@ -290,6 +313,7 @@ impl Executor {
 
 /// Top of the running coroutine's usable stack (0 outside a coroutine).
 pub(crate) fn current_stack_hi() -> usize {
+    let _np = NoPreempt::new(); // see `current_task`
     match current_executor() {
         Some(e) if !e.current.get().is_null() => {
             // SAFETY: `current` points at the live running coroutine.
@@ -334,8 +358,8 @@ pub(crate) fn in_coroutine() -> bool {
 /// park here"; everything else gets the plain blocking call.
 #[inline]
 pub(crate) fn in_coroutine_user_code() -> bool {
-    current_executor()
-        .is_some_and(|e| !e.current.get().is_null() && e.shared.no_preempt.load(Ordering::Relaxed) == 0)
+    LEVEL.get() == 0
+        && current_executor().is_some_and(|e| !e.current.get().is_null())
         // A panicking coroutine must not park (the panic count is per
         // thread: a second coroutine panicking on this executor meanwhile
         // would abort the process), so its I/O blocks instead.
@@ -344,6 +368,10 @@ pub(crate) fn in_coroutine_user_code() -> bool {
 
 /// The running coroutine. Panics (clearly) outside a coroutine.
 pub(crate) fn current_task() -> Task {
+    // Raised: the executor read below stays ours until we hold the task
+    // (a preemption could otherwise move us to another executor between
+    // the two reads, with migration).
+    let _np = NoPreempt::new();
     let exec = current_executor().expect("coroutines: not on an executor");
     let p = exec.current.get();
     assert!(!p.is_null(), "coroutines: not inside a coroutine");
@@ -358,6 +386,7 @@ pub(crate) fn current_task() -> Task {
 /// Id of the running coroutine (`CoroutineId::as_u64`), or 0 outside a
 /// coroutine. One thread-local load, no reference count traffic.
 pub(crate) fn current_id() -> u64 {
+    let _np = NoPreempt::new(); // see `current_task`
     match current_executor() {
         Some(e) if !e.current.get().is_null() => {
             // SAFETY: `current` points at the live Inner of the running
@@ -398,17 +427,19 @@ pub(crate) struct NoPreempt {
 impl NoPreempt {
     #[inline]
     pub(crate) fn new() -> Self {
-        let raised = match current_executor() {
-            Some(e) => {
-                let n = e.shared.no_preempt.load(Ordering::Relaxed);
-                e.shared.no_preempt.store(n + 1, Ordering::Relaxed);
-                // The handler runs on this thread: order our later accesses
-                // after the raise as far as the compiler is concerned.
-                compiler_fence(Ordering::SeqCst);
-                true
+        // On an executor: raise our own level first (a preemption before
+        // it leaves no stale executor behind; see `LEVEL`), then the
+        // executor, read after the raise, stays ours.
+        let raised = !EXECUTOR.get().is_null();
+        if raised {
+            LEVEL.set(LEVEL.get() + 1);
+            // The handler runs on this thread: order our later accesses
+            // after the raise as far as the compiler is concerned.
+            compiler_fence(Ordering::SeqCst);
+            if let Some(e) = current_executor() {
+                e.shared.no_preempt.store(LEVEL.get(), Ordering::Relaxed);
             }
-            None => false,
-        };
+        }
         NoPreempt {
             raised,
             _not_send: PhantomData,
@@ -420,13 +451,14 @@ impl Drop for NoPreempt {
     #[inline]
     fn drop(&mut self) {
         if self.raised {
+            compiler_fence(Ordering::SeqCst);
+            let n = LEVEL.get().saturating_sub(1);
+            // Still raised: the executor read here is ours.
             if let Some(e) = current_executor() {
-                compiler_fence(Ordering::SeqCst);
-                let n = e.shared.no_preempt.load(Ordering::Relaxed);
-                e.shared
-                    .no_preempt
-                    .store(n.saturating_sub(1), Ordering::Relaxed);
+                e.shared.no_preempt.store(n, Ordering::Relaxed);
             }
+            compiler_fence(Ordering::SeqCst);
+            LEVEL.set(n);
         }
     }
 }
@@ -437,7 +469,7 @@ impl Drop for NoPreempt {
 fn suspend(_np: &NoPreempt, action: Action) {
     let exec = current_executor().expect("coroutines: suspend outside an executor");
     let co = exec.current.get();
-    let level = exec.shared.no_preempt.load(Ordering::Relaxed);
+    let level = LEVEL.get();
     exec.action.set(action);
     // SAFETY: we run on coroutine `co`'s stack; its `sp` slot is ours to
     // write while we own the right to run it; the scheduler context is
@@ -448,7 +480,7 @@ fn suspend(_np: &NoPreempt, action: Action) {
     // passes its own Executor pointer when resuming.
     let exec = unsafe { &*resumed_on };
     exec.complete_pending();
-    exec.shared.no_preempt.store(level, Ordering::Relaxed);
+    set_level(exec, level);
     compiler_fence(Ordering::SeqCst);
 }
 
@@ -500,7 +532,7 @@ fn direct_park_on(exec: &'static Executor) -> Option<&'static Executor> {
     // SAFETY: owner thread; we are the running coroutine.
     let me = unsafe { (*exec.running.get()).take() }.expect("running coroutine");
     let my_sp: *mut usize = me.sp.get();
-    let level = exec.shared.no_preempt.load(Ordering::Relaxed);
+    let level = LEVEL.get();
     // SAFETY: we are `me`, running on this thread: its identity is in the
     // slots and ours to save.
     unsafe { exec.ident.save(&mut *me.ident.get()) };
@@ -530,18 +562,20 @@ pub(crate) fn yield_now_fast() -> bool {
     if exec.current.get().is_null() {
         return false;
     }
-    // Raise the no-preempt level by hand (what NoPreempt::new does): the
-    // direct yield returns the executor we resume on, where we lower it.
-    let n = exec.shared.no_preempt.load(Ordering::Relaxed);
-    exec.shared.no_preempt.store(n + 1, Ordering::Relaxed);
+    // Raise the no-preempt level by hand (what NoPreempt::new does: our
+    // own level first, then the executor, re-read, is stable): the direct
+    // yield returns the executor we resume on, where we lower it.
+    LEVEL.set(LEVEL.get() + 1);
     compiler_fence(Ordering::SeqCst);
+    let Some(exec) = current_executor() else {
+        LEVEL.set(LEVEL.get() - 1);
+        return false;
+    };
+    exec.shared.no_preempt.store(LEVEL.get(), Ordering::Relaxed);
     match direct_yield_on(exec) {
         Some(exec) => {
             compiler_fence(Ordering::SeqCst);
-            let n = exec.shared.no_preempt.load(Ordering::Relaxed);
-            exec.shared
-                .no_preempt
-                .store(n.saturating_sub(1), Ordering::Relaxed);
+            set_level(exec, LEVEL.get().saturating_sub(1));
         }
         None => {
             // Slow path: let a guard own the raised level from here on
@@ -632,7 +666,7 @@ fn direct_yield_on(exec: &'static Executor) -> Option<&'static Executor> {
     // SAFETY: owner thread; we are the running coroutine.
     let me = unsafe { (*exec.running.get()).take() }.expect("running coroutine");
     let my_sp: *mut usize = me.sp.get();
-    let level = exec.shared.no_preempt.load(Ordering::Relaxed);
+    let level = LEVEL.get();
     // SAFETY: we are `me`, running on this thread: its identity is in the
     // slots and ours to save before anyone else can run it.
     unsafe { exec.ident.save(&mut *me.ident.get()) };
@@ -674,7 +708,7 @@ unsafe fn switch_direct(
     // SAFETY: whoever resumes us passes its Executor.
     let exec = unsafe { &*resumed_on };
     exec.complete_pending();
-    exec.shared.no_preempt.store(level, Ordering::Relaxed);
+    set_level(exec, level);
     compiler_fence(Ordering::SeqCst);
     exec
 }
@@ -687,7 +721,7 @@ unsafe extern "C" fn coroutine_main(arg: usize, exec: usize) -> ! {
     unsafe {
         let exec = &*(exec as *const Executor);
         exec.complete_pending();
-        exec.shared.no_preempt.store(0, Ordering::Relaxed)
+        set_level(exec, 0);
     };
     compiler_fence(Ordering::SeqCst);
     let inner = arg as *const Inner;
@@ -1074,6 +1108,13 @@ impl Executor {
         if !ensure_started(self, &task) {
             return;
         }
+        // A coroutine resuming after a voluntary suspension restores its own
+        // level first thing; until then (and with shared thread-locals the
+        // level is this thread's) it must not be preempted: it may be
+        // holding the executor it was resumed by in a register. A preempted
+        // one resumes at level 0 (the full-restore path sets none).
+        let resumes_preempted = task.preempted.load(Ordering::Relaxed);
+        LEVEL.set(if resumes_preempted { 0 } else { 1 });
         let (sp, fs) = self.prepare_resume(task, self.carrier_errno);
         // SAFETY: we own the right to run the task (popped from a queue);
         // its saved sp is a suspended frame on its live stack, which
@@ -1116,7 +1157,7 @@ impl Executor {
             .current
             .store(std::ptr::null_mut(), Ordering::Release);
         self.current.set(std::ptr::null());
-        self.shared.no_preempt.store(0, Ordering::Relaxed);
+        set_level(self, 0);
         match self.action.get() {
             Action::Yield => {
                 bump(&self.shared.stats.yields);
