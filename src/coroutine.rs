@@ -511,12 +511,21 @@ impl Builder {
                 }
             };
             // As for a thread: the coroutine's thread-local destructors run
-            // before `join` can return (its own block: sched/tls.rs).
+            // before `join` can return (its own block: sched/tls.rs), and
+            // after a result nobody will join is dropped (std drops a
+            // detached thread's result before its thread-locals), so the
+            // result's `Drop` may still use thread-locals.
+            let result = if Arc::strong_count(&their_packet) == 1 {
+                drop(result); // detached: the JoinHandle is gone
+                None
+            } else {
+                Some(result)
+            };
             if started && sched::tls_enabled() {
                 sched::run_tls_destructors();
             }
             // SAFETY: only this coroutine writes the result, before FINISHED.
-            unsafe { *p.result.get() = Some(result) };
+            unsafe { *p.result.get() = result };
             let _np = sched::NoPreempt::new();
             if p.state.swap(FINISHED, Ordering::AcqRel) == WAITING {
                 // SAFETY: the joiner wrote `waiter` before publishing

@@ -380,3 +380,35 @@ fn ten_thousand_coroutines_in_spans() {
         assert_eq!(ok, n);
     });
 }
+
+/// The result of a detached coroutine (its `JoinHandle` dropped) is dropped
+/// before the coroutine's thread-locals are destroyed, as std does for a
+/// detached thread: its `Drop` may still use a thread-local.
+#[test]
+fn detached_result_drop_may_use_thread_locals() {
+    in_child("detached_result_drop_may_use_thread_locals", TWO, || {
+        static SEEN: AtomicUsize = AtomicUsize::new(0);
+        thread_local! {
+            static LOG: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+        }
+        struct Reports(usize);
+        impl Drop for Reports {
+            fn drop(&mut self) {
+                // Panics ("during or after destruction") if LOG is gone.
+                LOG.with(|l| l.borrow_mut().push(self.0));
+                SEEN.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        for i in 0..100 {
+            drop(coroutines::spawn(move || {
+                LOG.with(|l| l.borrow_mut().push(0)); // registers its destructor
+                Reports(i)
+            }));
+        }
+        let t = std::time::Instant::now();
+        while SEEN.load(Ordering::SeqCst) < 100 && t.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(SEEN.load(Ordering::SeqCst), 100);
+    });
+}

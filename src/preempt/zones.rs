@@ -72,6 +72,10 @@ const ZONE_PATTERNS: &[&[u8]] = &[
     // never interleave inside its code.
     b"12sharded_slab",
     b"sharded_slab..",
+    // ... and tracing-subscriber's registry, into which the slab's
+    // generic code is inlined.
+    b"18tracing_subscriber8registry",
+    b"tracing_subscriber..registry",
 ];
 
 /// Exceptions: std functions that wrap *every* coroutine body and user

@@ -75,6 +75,7 @@ const D_SELF_TCB: usize = 0x0;
 const D_DTV: usize = 0x8;
 const D_SELF: usize = 0x10;
 const D_MULTIPLE_THREADS: usize = 0x18;
+const D_LIST: usize = 0x2c0;
 const D_TID: usize = 0x2d0;
 const D_ROBUST_HEAD: usize = 0x2e0;
 const D_SPECIFIC_1ST: usize = 0x310;
@@ -293,6 +294,12 @@ fn discover() -> Result<Layout, String> {
     let r = unsafe { libc::syscall(libc::SYS_get_robust_list, 0, &mut head, &mut len) };
     if r != 0 || head != tp + D_ROBUST_HEAD {
         return Err("robust list head not where expected".into());
+    }
+    // The thread-list links: a doubly linked list through this thread.
+    let next = word(D_LIST);
+    // SAFETY: `next` is a list node of glibc's (checked non-null first).
+    if next == 0 || unsafe { *((next + 8) as *const usize) } != tp + D_LIST {
+        return Err("thread-list links not where expected".into());
     }
     if word(D_SPECIFIC) != tp + D_SPECIFIC_1ST {
         return Err("pthread key area not where expected".into());
@@ -527,6 +534,10 @@ impl Layout {
             let w = |off: usize, v: usize| ((tp + off) as *mut usize).write(v);
             w(D_SELF_TCB, tp);
             w(D_SELF, tp);
+            // glibc's thread-list links: the block is on no list (a fork
+            // child's `list_del` of it then touches nothing but itself).
+            w(D_LIST, tp + D_LIST);
+            w(D_LIST + 8, tp + D_LIST);
             w(D_DTV, 0);
             ((tp + D_MULTIPLE_THREADS) as *mut i32).write(1);
             // Robust list: empty (a list head pointing at itself).

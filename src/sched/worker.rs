@@ -940,6 +940,12 @@ impl Executor {
         if let Some(t) = self.pop_ready() {
             return Some(t);
         }
+        if self.rt.config.migrate {
+            // Woken by the timers or epoll just fired, or queued here.
+            if let Some(t) = self.pop_woken().or_else(|| self.pop_runq()) {
+                return Some(t);
+            }
+        }
         if let Some(t) = self.fresh.pop() {
             return Some(t);
         }
@@ -1061,8 +1067,17 @@ impl Executor {
             // coroutine.rs, step 3).
             inner.state.swap(RUNNING, Ordering::AcqRel);
         }
-        if inner.home.load(Ordering::Relaxed) == NO_HOME {
+        let home = inner.home.load(Ordering::Relaxed);
+        if home == NO_HOME {
             inner.home.store(self.index as u32, Ordering::Relaxed);
+            self.shared.homed.fetch_add(1, Ordering::Relaxed);
+        } else if self.rt.config.migrate && home != self.index as u32 {
+            // With migration `home` is the last executor (wakes from
+            // outside go to its inbox); the count moves with it.
+            inner.home.store(self.index as u32, Ordering::Relaxed);
+            self.rt.executors[home as usize]
+                .homed
+                .fetch_sub(1, Ordering::Relaxed);
             self.shared.homed.fetch_add(1, Ordering::Relaxed);
         }
         inner.preempted.store(false, Ordering::Relaxed);
