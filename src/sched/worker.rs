@@ -6,21 +6,25 @@
 //! scheduler stack pointer after setting `action` (why it came back).
 //!
 //! Run loop, in order (one iteration):
-//! 1. `next_task`: right after a preemption, one never-run coroutine
-//!    (own `fresh`, global injector, another executor's `fresh`) unless
-//!    another executor has a shorter `ready` queue; global injector every
-//!    61st pick; inbox drained to the *front* of `ready` (woken coroutines
-//!    first, see `push_woken`); `fresh` first every 8th pick, else `ready`
-//!    then `fresh`.
-//! 2. none -> `find_work`: global injector, steal half of another
-//!    executor's `fresh`, due timers. Still none -> `idle` (spin briefly
+//! 1. `next_task`: with migration, the inbox (woken coroutines) first on 7
+//!    of 8 picks; right after a preemption, one never-run coroutine (own
+//!    `fresh`, global injector, another executor's `fresh`) unless another
+//!    executor has fewer started coroutines waiting; global injector every
+//!    61st pick; without migration the inbox is drained to the *front* of
+//!    `ready` (woken coroutines first, see `push_woken`); `fresh` first
+//!    every 8th pick, else the `next` slot, `ready` (with migration: inbox,
+//!    then `runq`), then `fresh`.
+//! 2. none -> `find_work`: due timers, the same local queues, global
+//!    injector, steal from other executors (with migration their inbox and
+//!    `runq` too, else their `fresh`). Still none -> `idle` (spin briefly
 //!    while `searching`, then sleep on the parker: sched/mod.rs protocol).
 //! 3. `run_task`: publish `current` (for the monitor and the preemption
 //!    handler), bump `switches`, switch in; on return clear `current`,
-//!    reset the no-preempt level the coroutine left raised, and act on
-//!    `action`: Yield/Preempted -> back of `ready`; Park -> CAS
-//!    RUNNING->PARKED or requeue if notified meanwhile; Exit -> recycle the
-//!    stack and drop the scheduler's reference.
+//!    reset the no-preempt level, and act on `action`: Yield -> back of
+//!    `ready` (with migration: `runq`); Preempted -> back of `ready` (with
+//!    migration: the global injector, so hogs rotate over executors); Park
+//!    -> CAS RUNNING->PARKED or requeue if notified meanwhile; Exit ->
+//!    recycle the block and the stack and drop the scheduler's reference.
 //!
 //! Direct switches skip the scheduler when the next coroutine is local, was
 //! not preempted and has started (a never-run one needs a TLS block, built
@@ -592,11 +596,12 @@ pub(crate) fn yield_now_fast() -> bool {
 }
 
 /// The coroutine a direct switch (yield or park) goes to, and whether it
-/// came from the `next` slot: the `next` slot, else the front of `ready`,
-/// if it did not get there by preemption (that one resumes through the
-/// full-restore path, which must be entered from the scheduler) and could
-/// be started. None when the scheduler must decide: migration, the
-/// fairness tick (every 61st pick), nothing local.
+/// came from the `next` slot: the `next` slot, else the front of `ready`
+/// (with migration: the inbox, then `runq`), if it was not preempted (that
+/// one resumes through the full-restore path, which must be entered from
+/// the scheduler) and has started (with per-coroutine TLS a never-run one
+/// gets its block in scheduler context). None when the scheduler must
+/// decide: the fairness tick (every 61st pick), nothing local.
 #[inline(always)]
 fn direct_next(exec: &'static Executor) -> Option<(Task, bool)> {
     let tick = exec.tick.get().wrapping_add(1);
@@ -844,8 +849,8 @@ impl Executor {
 
     /// Whether some other executor has fewer started coroutines waiting
     /// than we do: then we leave never-run coroutines to it, so that CPU
-    /// hogs spawned together end up spread evenly (started coroutines do
-    /// not migrate, so spawn-time placement decides fairness).
+    /// hogs spawned together end up spread evenly (without migration
+    /// spawn-time placement decides fairness).
     fn busier_than_others(&self) -> bool {
         // Started coroutines waiting: `ready`, or with migration the
         // stealable queues.

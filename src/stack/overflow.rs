@@ -48,11 +48,6 @@ const MAX_NAME_BYTES: usize = 256;
 /// The scheduler's `fn() -> (*const u8, usize)` as usize; 0 = not set.
 static NAME_FN: AtomicUsize = AtomicUsize::new(0);
 
-/// Register the function that returns the name of the coroutine running on
-/// the calling thread as (ptr, len), or (null, 0). It is called from the
-/// fault handler, so it must be async-signal-safe (no locks, no allocation,
-/// no panics) and the bytes must stay valid while the thread is stopped in
-/// the handler. Calling it again replaces the function.
 /// Bytes at the top of every coroutine stack the runtime keeps for itself
 /// (the TLS block, sched/tls.rs), page-rounded: the overflow line reports
 /// the stack size the user asked for, without them.
@@ -63,6 +58,11 @@ pub(crate) fn set_reserved_top(bytes: usize) {
     RESERVED_TOP.store(bytes.div_ceil(PAGE_SIZE) * PAGE_SIZE, Ordering::Relaxed);
 }
 
+/// Register the function that returns the name of the coroutine running on
+/// the calling thread as (ptr, len), or (null, 0). It is called from the
+/// fault handler, so it must be async-signal-safe (no locks, no allocation,
+/// no panics) and the bytes must stay valid while the thread is stopped in
+/// the handler. Calling it again replaces the function.
 pub(crate) fn set_current_name_fn(f: fn() -> (*const u8, usize)) {
     // Release: pairs with the Acquire load in `report_overflow`; a fn pointer
     // has no data behind it to publish, but this keeps the reasoning local.
