@@ -342,45 +342,6 @@ fn tracing_spans_per_coroutine() {
         assert!(per.values().all(|&n| n == 10), "{per:?}");
     });
 }
-/// 10,000 concurrent coroutines inside tracing spans: tracing-subscriber's
-/// registry (sharded_slab) allows 4,096 live threads; each coroutine is a
-/// thread to it, so 10,000 live at once must still work (it does because
-/// slab ids are released by the thread-local destructors at coroutine
-/// exit, and the registry's per-thread pages stay bounded by the number of
-/// coroutines alive at once — here all 10,000 wait on one barrier).
-#[test]
-fn ten_thousand_coroutines_in_spans() {
-    in_child("ten_thousand_coroutines_in_spans", TWO, || {
-        use tracing_subscriber::layer::SubscriberExt;
-        let subscriber = tracing_subscriber::registry();
-        tracing::subscriber::set_global_default(
-            subscriber.with(tracing_subscriber::fmt::layer().with_writer(std::io::sink)),
-        )
-        .unwrap();
-        let n = 10_000;
-        let gate = Arc::new(std::sync::Barrier::new(n));
-        let handles: Vec<_> = (0..n)
-            .map(|i| {
-                let gate = gate.clone();
-                coroutines::spawn(move || {
-                    let span = tracing::info_span!("conn", i);
-                    let _e = span.enter();
-                    gate.wait(); // all 10,000 inside a span at once
-                    tracing::info!("done");
-                    tracing::Span::current().id() == span.id()
-                })
-            })
-            .collect();
-        let ok = handles
-            .into_iter()
-            .filter(|_| true)
-            .map(|h| h.join().unwrap())
-            .filter(|&b| b)
-            .count();
-        assert_eq!(ok, n);
-    });
-}
-
 /// The result of a detached coroutine (its `JoinHandle` dropped) is dropped
 /// before the coroutine's thread-locals are destroyed, as std does for a
 /// detached thread: its `Drop` may still use a thread-local.

@@ -67,15 +67,6 @@ const ZONE_PATTERNS: &[&[u8]] = &[
     b"__rust_panic_cleanup",
     b"__rust_foreign_exception",
     b"_Unwind_",
-    // sharded_slab: its thread id is carrier-bound (sched/tls.rs), so two
-    // coroutines of one executor share its per-thread shard; they must
-    // never interleave inside its code.
-    b"12sharded_slab",
-    b"sharded_slab..",
-    // ... and tracing-subscriber's registry, into which the slab's
-    // generic code is inlined.
-    b"18tracing_subscriber8registry",
-    b"tracing_subscriber..registry",
 ];
 
 /// Exceptions: std functions that wrap *every* coroutine body and user

@@ -88,9 +88,7 @@ const KEYS_MAX: usize = 1024;
 const KEY_2ND_LEVEL: usize = 32;
 /// glibc's PTHREAD_DESTRUCTOR_ITERATIONS.
 const DESTRUCTOR_ROUNDS: usize = 4;
-// Offsets of libc's thread-locals relative to its `errno`.
-/// glibc's `tls_dtor_list` (checked on the probe thread).
-const L_TLS_DTOR_LIST: usize = 0x28;
+// Offsets of libc's malloc thread-locals relative to its `errno`.
 const L_TCACHE: usize = 0x38;
 const L_TCACHE_SHUTTING_DOWN: usize = 0x40;
 const L_THREAD_ARENA: usize = 0x48;
@@ -124,9 +122,6 @@ pub(crate) struct Layout {
     /// Thread pointer minus `__errno_location()` (libc's static TLS block
     /// is at the same offset in every thread).
     errno_off: usize,
-    /// Carrier-bound thread-locals of libraries (see [`CARRIER_BOUND`]):
-    /// offset from the thread pointer and size.
-    carrier_slots: Vec<(isize, usize)>,
     allocate: AllocateTls,
     deallocate: DeallocateTls,
     call_dtors: CallTlsDtors,
@@ -267,7 +262,6 @@ fn discover() -> Result<Layout, String> {
     let errno_off = tp - errno_addr;
     // First: it starts a thread (after which `multiple_threads` is set).
     check_malloc_words(errno_off)?;
-    let carrier_slots = find_carrier_bound(tp)?;
     let word = |off: usize| -> usize {
         // SAFETY: `off` lies inside the calling thread's descriptor
         // (`tcb_size` bytes at the thread pointer).
@@ -318,7 +312,6 @@ fn discover() -> Result<Layout, String> {
         rseq_cpu_id: rseq_offset as usize + 4,
         executor_off,
         errno_off,
-        carrier_slots,
         allocate,
         deallocate,
         call_dtors,
@@ -328,59 +321,6 @@ fn discover() -> Result<Layout, String> {
 
 extern "C" {
     fn gnu_get_libc_version() -> *const libc::c_char;
-}
-
-/// Thread-locals of libraries that must follow the carrier (the OS
-/// thread), not the coroutine, by mangled-name fragment: sharded_slab's
-/// thread id (tracing-subscriber's registry allows 4,096 live thread ids;
-/// per coroutine, 10,000 live coroutines inside spans would overflow it).
-/// Their values flow with the carrier through the switches; the library's
-/// code is a no-preempt zone (preempt/zones.rs), so two coroutines of one
-/// executor never interleave inside it.
-const CARRIER_BOUND: &[&[u8]] = &[b"12sharded_slab3tid12REGISTRATION"];
-
-/// A thread-local with a destructor (not zero-sized: its address is
-/// compared with the object glibc's destructor node records).
-struct ProbeDtor(#[allow(dead_code)] u64);
-impl Drop for ProbeDtor {
-    fn drop(&mut self) {
-        std::hint::black_box(self.0);
-    }
-}
-thread_local! {
-    static PROBE_DTOR: ProbeDtor = const { ProbeDtor(7) };
-}
-
-/// The carrier-bound thread-locals present in the executable: offsets
-/// from the thread pointer `tp` of the calling thread.
-fn find_carrier_bound(tp: usize) -> Result<Vec<(isize, usize)>, String> {
-    let mut tls_data = 0usize;
-    crate::sys::for_each_object(|info| {
-        tls_data = info.dlpi_tls_data as usize;
-        false // the first object is the executable
-    });
-    let mut out = Vec::new();
-    let found = crate::preempt::zones::with_exe_image(|b| {
-        crate::preempt::zones::for_each_symbol(b, |name, info, value, size| {
-            if info & 0xf == 6 /* STT_TLS */
-                && size > 0
-                && size <= 256
-                && CARRIER_BOUND.iter().any(|p| name.windows(p.len()).any(|w| w == *p))
-            {
-                out.push((value as usize, size as usize));
-            }
-        })
-    });
-    if out.is_empty() {
-        return Ok(Vec::new());
-    }
-    if found.is_none() || tls_data == 0 {
-        return Err("cannot locate the executable's TLS block".into());
-    }
-    Ok(out
-        .into_iter()
-        .map(|(v, len)| ((tls_data + v) as isize - tp as isize, len))
-        .collect())
 }
 
 /// A probe key's value must land in the descriptor's key area, and the
@@ -453,22 +393,6 @@ fn check_malloc_words(errno_off: usize) -> Result<(), String> {
             && size >= TCACHE_STRUCT
             && size < 2 * TCACHE_STRUCT
             && shutting == 0;
-        // (After the malloc checks: registering allocates.) glibc's
-        // `tls_dtor_list` head: empty, then a node whose object is
-        // a thread-local of ours once one with a destructor is used.
-        let dtors_before = rd(L_TLS_DTOR_LIST);
-        PROBE_DTOR.with(|p| {
-            std::hint::black_box(p);
-        });
-        let head = rd(L_TLS_DTOR_LIST);
-        let slot = PROBE_DTOR.with(|p| p as *const ProbeDtor as usize);
-        // SAFETY: a glibc dtor_list node (func, obj, map, next) if non-null.
-        let obj = if head != 0 {
-            unsafe { *((head + 8) as *const usize) }
-        } else {
-            0
-        };
-        let dtors_ok = dtors_before == 0 && head != 0 && obj.abs_diff(slot) < 64;
         // `specific_used`: false on a fresh thread, set by
         // pthread_setspecific.
         // SAFETY: a byte of this thread's descriptor; a key of the caller's.
@@ -479,7 +403,7 @@ fn check_malloc_words(errno_off: usize) -> Result<(), String> {
             libc::pthread_setspecific(key, std::ptr::null());
             (before, after)
         };
-        let ok = ok && used == (0, 1) && dtors_ok;
+        let ok = ok && used == (0, 1);
         ok as usize as *mut c_void
     }
     let mut th: libc::pthread_t = 0;
@@ -505,7 +429,7 @@ fn check_malloc_words(errno_off: usize) -> Result<(), String> {
     if ok && res as usize == 1 {
         Ok(())
     } else {
-        Err("glibc malloc's thread-locals, the pthread-key flag or the thread-local destructor list not where expected".into())
+        Err("glibc malloc's thread-locals or the pthread-key flag not where expected".into())
     }
 }
 
@@ -583,43 +507,12 @@ impl Layout {
     /// address of the side running now on this thread.
     #[inline(always)]
     pub(crate) unsafe fn switch_in(&self, tp: usize, exec: usize, tid: i32, from_errno: usize) {
-        if !self.carrier_slots.is_empty() {
-            // SAFETY: caller: both sides are live blocks of this carrier.
-            unsafe { self.copy_carrier_slots(from_errno + self.errno_off, tp) };
-        }
         // SAFETY: caller: both blocks are live; offsets checked at start.
         unsafe {
             (((tp as isize) + self.executor_off) as *mut usize).write(exec);
             ((tp + D_TID) as *mut i32).write(tid);
             copy_malloc_words(from_errno, tp - self.errno_off);
         }
-    }
-
-    /// Carrier-bound thread-locals flow with the carrier: copied from the
-    /// side running now (`from_tp`) into the block switched in, and back
-    /// to the carrier when it switches out.
-    ///
-    /// # Safety
-    /// Both are thread pointers of live blocks (or the carrier) of this
-    /// thread, neither running library code that uses those slots.
-    #[inline]
-    pub(crate) unsafe fn copy_carrier_slots(&self, from_tp: usize, to_tp: usize) {
-        for &(off, len) in &self.carrier_slots {
-            // SAFETY: caller; the slots lie in static TLS (checked).
-            unsafe {
-                std::ptr::copy_nonoverlapping(
-                    (from_tp as isize + off) as *const u8,
-                    (to_tp as isize + off) as *mut u8,
-                    len,
-                )
-            };
-        }
-    }
-
-    /// Whether there are carrier-bound slots to copy.
-    #[inline(always)]
-    pub(crate) fn has_carrier_slots(&self) -> bool {
-        !self.carrier_slots.is_empty()
     }
 
     /// errno address (libc's TLS block base) of block or carrier `tp`.
@@ -653,33 +546,6 @@ pub(crate) unsafe fn copy_malloc_words(from_errno: usize, to_errno: usize) {
 /// thread exit does.
 pub(crate) fn run_exit_destructors() {
     let l = layout();
-    // SAFETY: glibc's function; runs the destructors registered in the
-    // running block's list (ours), in this coroutine's context.
-    // Carrier-bound slots belong to the carrier: their values are never
-    // this coroutine's to destroy. Unlink the destructor registrations the
-    // coroutine made for them (a glibc node: func, obj, map, next).
-    if l.has_carrier_slots() {
-        let tp = read_fs_base();
-        let mut link = (tp - l.errno_off + L_TLS_DTOR_LIST) as *mut usize;
-        // SAFETY: our own libc block's list of calloc'd nodes; nothing
-        // else walks it while we run.
-        unsafe {
-            while *link != 0 {
-                let node = *link;
-                let obj = *((node + 8) as *const usize);
-                let ours = l.carrier_slots.iter().any(|&(off, len)| {
-                    let a = (tp as isize + off) as usize;
-                    obj >= a && obj < a + len
-                });
-                if ours {
-                    *link = *((node + 24) as *const usize);
-                    libc::free(node as *mut c_void);
-                } else {
-                    link = (node + 24) as *mut usize;
-                }
-            }
-        }
-    }
     // SAFETY: glibc's function; runs the destructors registered in the
     // running block's list (ours), in this coroutine's context.
     unsafe { (l.call_dtors)() };

@@ -1161,9 +1161,6 @@ impl Executor {
             if fs != 0 {
                 let l = tls::layout();
                 tls::copy_malloc_words(l.errno_of(fs), self.carrier_errno);
-                if l.has_carrier_slots() {
-                    l.copy_carrier_slots(fs, self.carrier_tp);
-                }
             }
         }
         // SAFETY: owner thread; the coroutine is switched out, so its
