@@ -1388,10 +1388,11 @@ pub(crate) struct SlotThread {
     pub(crate) windows: Vec<usize>,
 }
 
-/// One task from a stealable queue (retrying on contention).
-fn steal_one(q: &Injector<Task>) -> Option<Task> {
+/// One task from `steal` (an injector's or another executor's deque),
+/// retrying on contention.
+fn retry_steal(steal: impl Fn() -> Steal<Task>) -> Option<Task> {
     loop {
-        match q.steal() {
+        match steal() {
             Steal::Success(t) => return Some(t),
             Steal::Empty => return None,
             Steal::Retry => continue,
@@ -1399,15 +1400,14 @@ fn steal_one(q: &Injector<Task>) -> Option<Task> {
     }
 }
 
-/// One task stolen from another executor's deque (retrying on contention).
+/// One task from a stealable queue.
+fn steal_one(q: &Injector<Task>) -> Option<Task> {
+    retry_steal(|| q.steal())
+}
+
+/// One task stolen from another executor's deque.
 fn steal_from(q: &Stealer<Task>) -> Option<Task> {
-    loop {
-        match q.steal() {
-            Steal::Success(t) => return Some(t),
-            Steal::Empty => return None,
-            Steal::Retry => continue,
-        }
-    }
+    retry_steal(|| q.steal())
 }
 
 /// Idle search: rounds in all, and how many spin before yielding the CPU.
