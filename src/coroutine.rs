@@ -436,6 +436,7 @@ impl<T> fmt::Debug for JoinHandle<T> {
 pub struct Builder {
     name: Option<String>,
     stack_size: Option<usize>,
+    dedicated: bool,
 }
 
 impl Builder {
@@ -455,6 +456,28 @@ impl Builder {
     /// overrides `COROUTINES_STACK_SIZE` for this coroutine.
     pub fn stack_size(mut self, bytes: usize) -> Self {
         self.stack_size = Some(bytes);
+        self
+    }
+
+    /// Gives the coroutine an OS thread of its own, exclusively, for its
+    /// whole life (Go's `LockOSThread`): for code that needs one thread —
+    /// a signal mask, `setns`, GUI or interpreter thread state. It keeps
+    /// everything else: a [`JoinHandle`] to join from threads and
+    /// coroutines, its name, its panics reported at `join`; its
+    /// thread-locals are its thread's own (destroyed when that thread
+    /// exits, right after the coroutine finishes — possibly just after
+    /// `join` returned). Its blocking calls block only its own thread.
+    ///
+    /// ```
+    /// let h = coroutines::Builder::new()
+    ///     .dedicated_thread()
+    ///     .spawn(|| unsafe { libc::gettid() })
+    ///     .unwrap();
+    /// let tid = h.join().unwrap();
+    /// assert_ne!(tid, unsafe { libc::gettid() });
+    /// ```
+    pub fn dedicated_thread(mut self) -> Self {
+        self.dedicated = true;
         self
     }
 
@@ -521,7 +544,9 @@ impl Builder {
             } else {
                 Some(result)
             };
-            if started && sched::tls_enabled() {
+            // (A dedicated thread's thread-locals are its OS thread's: glibc
+            // destroys them when that thread exits, right after this.)
+            if started && sched::tls_enabled() && sched::in_coroutine() {
                 sched::run_tls_destructors();
             }
             // SAFETY: only this coroutine writes the result, before FINISHED.
@@ -560,7 +585,25 @@ impl Builder {
         let coroutine = Coroutine {
             inner: inner.clone(),
         };
-        sched::spawn_task(rt, inner);
+        if self.dedicated {
+            // Its own OS thread: the body runs there, never on an executor
+            // (hooks see a plain thread and block it, as they should).
+            let task = inner.clone();
+            let mut b = std::thread::Builder::new().stack_size(stack_size);
+            if let Some(n) = task.name.as_deref() {
+                b = b.name(n.to_string());
+            }
+            b.spawn(move || {
+                // SAFETY: this thread is the only party that ever runs the
+                // coroutine: the body is ours to take, once.
+                if let Some(body) = unsafe { (*task.entry.get()).take() } {
+                    body(None);
+                }
+                task.state.store(DONE, Ordering::Release);
+            })?;
+        } else {
+            sched::spawn_task(rt, inner);
+        }
         Ok(JoinHandle {
             coroutine,
             packet,

@@ -373,3 +373,70 @@ fn detached_result_drop_may_use_thread_locals() {
         assert_eq!(SEEN.load(Ordering::SeqCst), 100);
     });
 }
+
+/// `Builder::dedicated_thread`: the coroutine has an OS thread of its own
+/// for its whole life (same thread id across sleeps and yields, never the
+/// executor), blocks only that thread, keeps its own thread-locals, and
+/// joins like any coroutine. One executor and no extra ones: if it ran on
+/// the executor, its blocking read would stop the 100 spawns that must
+/// finish before anything writes to the pipe (a hang, killed by the
+/// watchdog).
+#[test]
+fn dedicated_thread_is_exclusive() {
+    in_child(
+        "dedicated_thread_is_exclusive",
+        &[("COROUTINES_WORKERS", "1"), ("COROUTINES_MAX_WORKERS", "1")],
+        || {
+            thread_local! {
+                static MINE: Cell<u64> = const { Cell::new(0) };
+            }
+            let mut fds = [0i32; 2];
+            // SAFETY: a fresh pipe; both ends are closed below.
+            assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+            let (rd, wr) = (fds[0], fds[1]);
+            let executor_tid = coroutines::spawn(gettid).join().unwrap();
+            let h = coroutines::Builder::new()
+                .name("pinned".into())
+                .dedicated_thread()
+                .spawn(move || {
+                    let tid = gettid();
+                    MINE.set(7);
+                    for _ in 0..20 {
+                        std::thread::sleep(Duration::from_millis(1));
+                        coroutines::yield_now();
+                        assert_eq!(gettid(), tid, "left its thread");
+                    }
+                    // A read nothing parks (raw system call): blocks this
+                    // thread until the test writes.
+                    let mut b = [0u8; 1];
+                    // SAFETY: reads one byte into `b` from our pipe.
+                    let n = unsafe { libc::syscall(libc::SYS_read, rd, b.as_mut_ptr(), 1) };
+                    (
+                        tid,
+                        MINE.get(),
+                        n,
+                        std::thread::current().name().map(String::from),
+                    )
+                })
+                .unwrap();
+            // The executor keeps serving coroutines meanwhile.
+            let n: u64 = (0..100u64)
+                .map(|i| coroutines::spawn(move || i).join().unwrap())
+                .sum();
+            assert_eq!(n, 4950);
+            // SAFETY: writes one byte to our pipe.
+            assert_eq!(unsafe { libc::write(wr, b"x".as_ptr().cast(), 1) }, 1);
+            let (tid, v, read, name) = h.join().unwrap();
+            assert_eq!(read, 1);
+            assert_ne!(tid, executor_tid);
+            assert_ne!(tid, gettid());
+            assert_eq!(v, 7);
+            assert_eq!(name.as_deref(), Some("pinned"));
+            // SAFETY: our pipe's ends, closed once.
+            unsafe {
+                libc::close(rd);
+                libc::close(wr);
+            }
+        },
+    );
+}
