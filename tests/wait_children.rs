@@ -108,3 +108,89 @@ fn joining_os_threads_parks() {
         assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
     });
 }
+
+/// A blocking `flock` (std's `File::lock`) and `fcntl(F_OFD_SETLKW)` park
+/// the coroutine: on ONE executor (no extra ones), the holder sleeps with
+/// the lock held and must run again to release it; if the waiter blocked
+/// the executor this would hang (killed by the child's deadline).
+#[test]
+fn file_locks_park_the_coroutine() {
+    common::in_child(
+        "COROUTINES_WAIT_CHILD",
+        "file_locks_park_the_coroutine",
+        &[("COROUTINES_WORKERS", "1"), ("COROUTINES_MAX_WORKERS", "1")],
+        Duration::from_secs(60),
+        || {
+            let path = std::env::temp_dir().join(format!("coroutines-lock-{}", std::process::id()));
+            std::fs::write(&path, b"x").unwrap();
+            for ofd in [false, true] {
+                let (p1, p2) = (path.clone(), path.clone());
+                let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+                let holder = coroutines::spawn(move || {
+                    let f = std::fs::File::options()
+                        .read(true)
+                        .write(true)
+                        .open(&p1)
+                        .unwrap();
+                    lock(&f, ofd);
+                    locked_tx.send(()).unwrap();
+                    std::thread::sleep(Duration::from_millis(100)); // parks, holding it
+                    unlock(&f, ofd);
+                });
+                locked_rx.recv().unwrap(); // the holder has the lock
+                let waiter = coroutines::spawn(move || {
+                    let f = std::fs::File::options()
+                        .read(true)
+                        .write(true)
+                        .open(&p2)
+                        .unwrap();
+                    let t = Instant::now();
+                    lock(&f, ofd); // must wait for the holder's release
+                    unlock(&f, ofd);
+                    t.elapsed()
+                });
+                holder.join().unwrap();
+                let waited = waiter.join().unwrap();
+                assert!(
+                    waited >= Duration::from_millis(50),
+                    "did not wait: {waited:?}"
+                );
+            }
+            let _ = std::fs::remove_file(&path);
+        },
+    );
+}
+
+fn lock(f: &std::fs::File, ofd: bool) {
+    use std::os::fd::AsRawFd;
+    if ofd {
+        // SAFETY: a zeroed struct flock describing the whole file.
+        let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+        fl.l_type = libc::F_WRLCK as i16;
+        fl.l_whence = libc::SEEK_SET as i16;
+        // SAFETY: a valid fd and struct flock.
+        assert_eq!(
+            unsafe { libc::fcntl(f.as_raw_fd(), libc::F_OFD_SETLKW, &fl) },
+            0
+        );
+    } else {
+        f.lock().unwrap();
+    }
+}
+
+fn unlock(f: &std::fs::File, ofd: bool) {
+    use std::os::fd::AsRawFd;
+    if ofd {
+        // SAFETY: as in `lock`.
+        let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+        fl.l_type = libc::F_UNLCK as i16;
+        fl.l_whence = libc::SEEK_SET as i16;
+        // SAFETY: as in `lock`.
+        assert_eq!(
+            unsafe { libc::fcntl(f.as_raw_fd(), libc::F_OFD_SETLK, &fl) },
+            0
+        );
+    } else {
+        f.unlock().unwrap();
+    }
+}

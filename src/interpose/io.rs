@@ -584,8 +584,54 @@ pub(crate) fn fcntl(fd: i32, cmd: i32, arg: usize) -> i32 {
             }
             r
         }
+        // A blocking record lock in a coroutine: try without waiting; if
+        // the lock is held, wait for it on a helper thread (uncapped pool:
+        // a lock wait has no bound) while the coroutine parks. Record locks
+        // belong to the process (F_SETLKW) or the open file description
+        // (F_OFD_SETLKW), not the thread, so the helper's lock is ours.
+        libc::F_SETLKW | libc::F_OFD_SETLKW if crate::sched::in_coroutine_user_code() => {
+            let nb = if cmd == libc::F_SETLKW {
+                libc::F_SETLK
+            } else {
+                libc::F_OFD_SETLK
+            };
+            // SAFETY: the same argument (a struct flock) for the
+            // non-blocking twin of `cmd`.
+            let r = unsafe { sc3(libc::SYS_fcntl, fd as usize, nb as usize, arg) };
+            if r >= 0 || !(r == -(libc::EAGAIN as isize) || r == -(libc::EACCES as isize)) {
+                return to_libc(r) as i32;
+            }
+            super::offload::offload(super::offload::Class::Unbounded, move || raw(arg))
+        }
         _ => raw(arg),
     }
+}
+
+/// flock(2): in a coroutine a blocking `LOCK_SH`/`LOCK_EX` that would wait
+/// waits on a helper thread (uncapped pool) while the coroutine parks (a
+/// flock belongs to the open file description, not the thread).
+pub(crate) fn flock(fd: i32, op: i32) -> i32 {
+    let raw = move |op: i32| {
+        // SAFETY: flock takes two integers.
+        to_libc(unsafe { sc3(libc::SYS_flock, fd as usize, op as usize, 0) }) as i32
+    };
+    if op & libc::LOCK_NB != 0 || op & libc::LOCK_UN != 0 || !crate::sched::in_coroutine_user_code()
+    {
+        return raw(op);
+    }
+    // SAFETY: as above.
+    let r = unsafe {
+        sc3(
+            libc::SYS_flock,
+            fd as usize,
+            (op | libc::LOCK_NB) as usize,
+            0,
+        )
+    };
+    if r != -(libc::EWOULDBLOCK as isize) {
+        return to_libc(r) as i32;
+    }
+    super::offload::offload(super::offload::Class::Unbounded, move || raw(op))
 }
 
 /// ioctl(2): FIONBIO on an fd the runtime made non-blocking only records

@@ -33,7 +33,7 @@
 //! socketpair accept accept4 connect read readv write writev recv recvfrom
 //! recvmsg send sendto sendmsg setsockopt poll ppoll select pselect
 //! epoll_wait epoll_pwait epoll_pwait2 close dup dup2
-//! dup3 fcntl fcntl64 ioctl pipe pipe2 nanosleep clock_nanosleep usleep
+//! dup3 fcntl fcntl64 flock ioctl pipe pipe2 nanosleep clock_nanosleep usleep
 //! sleep getaddrinfo pread pread64 preadv preadv64 pwrite pwrite64 pwritev
 //! pwritev64, fork (sched/alias.rs: keeps a fork child off the executor's
 //! shared TLS region), `syscall` (futex.rs: emulates FUTEX_WAIT/WAKE for
@@ -150,6 +150,7 @@ pub(crate) const EXPORTED: &[&str] = &[
     "fork",
     "syscall",
     "sched_yield",
+    "flock",
     "pthread_mutex_lock",
     "pthread_mutex_trylock",
     "pthread_mutex_timedlock",
@@ -235,6 +236,7 @@ pub(crate) fn verify() -> Result<(), String> {
         socketpair,
         fork,
         sched_yield,
+        flock,
         pthread_mutex_lock,
         pthread_mutex_trylock,
         pthread_mutex_timedlock,
@@ -428,6 +430,12 @@ pub extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
 #[no_mangle]
 pub extern "C" fn fcntl(fd: c_int, cmd: c_int, arg: usize) -> c_int {
     io::fcntl(fd, cmd, arg)
+}
+
+/// Blocking `flock` parks the coroutine (io.rs).
+#[no_mangle]
+pub extern "C" fn flock(fd: c_int, op: c_int) -> c_int {
+    io::flock(fd, op)
 }
 
 /// glibc's LFS name for `fcntl` (C code built with _FILE_OFFSET_BITS=64).
