@@ -54,8 +54,8 @@
 //!
 //! What still blocks an executor: reads and writes on `PASS` fds
 //! (terminals, /dev/*, eventfd, timerfd, fds 0-2; waiting for them with
-//! poll/select/epoll parks), `open`/`stat` and other metadata calls, `flock`/
-//! `fcntl(F_SETLKW)`, waits for a child's stop/continue, C code issuing
+//! poll/select/epoll parks), `open`/`stat` and other metadata calls (a
+//! FIFO's `open`), `sigwait`, waits for a child's stop/continue, C code issuing
 //! syscalls itself, and libc's internal calls (glibc calls its own `__read`
 //! etc., e.g. inside stdio).
 //! Shared libraries (.so) calling `read` through their PLT do reach the
