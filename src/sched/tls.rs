@@ -97,6 +97,9 @@ const TCACHE_STRUCT: usize = 64 * 2 + 64 * 8;
 
 type AllocateTls = unsafe extern "C" fn(*mut c_void) -> *mut c_void;
 type DeallocateTls = unsafe extern "C" fn(*mut c_void, bool);
+/// `_dl_allocate_tls_init(tcb, init_tls)`: lays the static TLS images into
+/// a block whose dtv exists (glibc's thread-stack cache uses it).
+type InitTls = unsafe extern "C" fn(*mut c_void, bool) -> *mut c_void;
 type CallTlsDtors = unsafe extern "C" fn();
 type StaticInfo = unsafe extern "C" fn(*mut usize, *mut usize);
 
@@ -124,6 +127,7 @@ pub(crate) struct Layout {
     errno_off: usize,
     allocate: AllocateTls,
     deallocate: DeallocateTls,
+    init_tls: InitTls,
     call_dtors: CallTlsDtors,
     keys: *const KeySlot,
 }
@@ -222,6 +226,9 @@ fn discover() -> Result<Layout, String> {
     let need = |name: &CStr| dlsym(name).ok_or_else(|| format!("{name:?} not found"));
     let allocate = need(c"_dl_allocate_tls")?;
     let deallocate = need(c"_dl_deallocate_tls")?;
+    let init_tls = need(c"_dl_allocate_tls_init")?;
+    // SAFETY: glibc 2.36's signature (checked version).
+    let init_tls = unsafe { std::mem::transmute::<usize, InitTls>(init_tls) };
     let call_dtors = need(c"__call_tls_dtors")?;
     let static_info = need(c"_dl_get_tls_static_info")?;
     let keys = need(c"__pthread_keys")?;
@@ -314,6 +321,7 @@ fn discover() -> Result<Layout, String> {
         errno_off,
         allocate,
         deallocate,
+        init_tls,
         call_dtors,
         keys: keys as *const KeySlot,
     })
@@ -454,7 +462,73 @@ impl Layout {
         // SAFETY: caller: the span is ours; the carrier's descriptor is
         // `tcb_size` readable bytes at its thread pointer.
         unsafe {
+            self.reset_descriptor(tp, carrier_tp);
+            ((tp + D_DTV) as *mut usize).write(0);
+            // Static TLS: zeroed, then ld.so lays the images in.
+            std::ptr::write_bytes(lo as *mut u8, 0, below);
+            if (self.allocate)(tp as *mut c_void).is_null() {
+                return None;
+            }
+        }
+        Some((tp, lo & !15))
+    }
+
+    /// Re-initialises the block of a finished coroutine (its destructors
+    /// ran) for a new one, keeping its dtv, as glibc's thread-stack cache
+    /// does: the dynamic TLS blocks of `dlopen`ed modules are freed and
+    /// the dtv cleared, the descriptor reset from the carrier's, then
+    /// `_dl_allocate_tls_init` lays the static TLS images in again (and
+    /// grows the dtv if modules were loaded meanwhile). Returns the new
+    /// top of the usable stack.
+    ///
+    /// # Safety
+    /// `tp` came from [`create`](Self::create) at the top of a stack whose
+    /// highest address was `top`, its coroutine finished, ran its
+    /// destructors and will never run again; scheduler context.
+    pub(crate) unsafe fn reuse(&self, tp: usize, carrier_tp: usize) -> usize {
+        let below = self.static_size - self.tcb_size;
+        // SAFETY: caller: the block and its dtv are ours; glibc's dtv
+        // layout: the tcb points at entry 1 of a calloc'd array whose
+        // entry 0 holds the length; each entry is {val, to_free}.
+        unsafe {
+            let dtv = *((tp + D_DTV) as *const usize);
+            let len = *((dtv - 16) as *const usize);
+            for i in 0..len {
+                let to_free = (dtv + 16 * (1 + i) + 8) as *mut *mut c_void;
+                libc::free(*to_free);
+            }
+            std::ptr::write_bytes(dtv as *mut u8, 0, (len + 1) * 16);
+            // The descriptor is already a carrier's copy (carriers differ
+            // only in fields the switch rewrites, `tid`): reset what a
+            // coroutine's life may have changed.
+            let _ = carrier_tp;
+            self.reset_fields(tp);
+            (self.init_tls)(tp as *mut c_void, true);
+        }
+        (tp - below) & !15
+    }
+
+    /// The descriptor of a block: the carrier's, with every per-thread
+    /// field reset (the dtv is the caller's to set).
+    ///
+    /// # Safety
+    /// `tp` is a block's thread pointer (`tcb_size` writable bytes) not in
+    /// use; `carrier_tp` is this thread's own.
+    unsafe fn reset_descriptor(&self, tp: usize, carrier_tp: usize) {
+        // SAFETY: caller.
+        unsafe {
             std::ptr::copy_nonoverlapping(carrier_tp as *const u8, tp as *mut u8, self.tcb_size);
+            self.reset_fields(tp);
+        }
+    }
+
+    /// The per-thread fields of a block's descriptor (see `create`).
+    ///
+    /// # Safety
+    /// As for `reset_descriptor`.
+    unsafe fn reset_fields(&self, tp: usize) {
+        // SAFETY: caller: `tcb_size` writable bytes at `tp`.
+        unsafe {
             let w = |off: usize, v: usize| ((tp + off) as *mut usize).write(v);
             w(D_SELF_TCB, tp);
             w(D_SELF, tp);
@@ -462,7 +536,6 @@ impl Layout {
             // child's `list_del` of it then touches nothing but itself).
             w(D_LIST, tp + D_LIST);
             w(D_LIST + 8, tp + D_LIST);
-            w(D_DTV, 0);
             ((tp + D_MULTIPLE_THREADS) as *mut i32).write(1);
             // Robust list: empty (a list head pointing at itself).
             w(D_ROBUST_HEAD, tp + D_ROBUST_HEAD);
@@ -477,13 +550,7 @@ impl Layout {
             // rseq: "registration failed" makes glibc ask the kernel for
             // the CPU instead of reading this never-updated copy.
             ((tp + self.rseq_cpu_id) as *mut i32).write(-2);
-            // Static TLS: zeroed, then ld.so lays the images in.
-            std::ptr::write_bytes(lo as *mut u8, 0, below);
-            if (self.allocate)(tp as *mut c_void).is_null() {
-                return None;
-            }
         }
-        Some((tp, lo & !15))
     }
 
     /// Frees what ld.so allocated for a block (dtv, dynamic TLS). The

@@ -257,7 +257,16 @@ pub(crate) struct Executor {
     /// What a switch to the scheduler loads as thread pointer: the
     /// carrier's with per-coroutine thread-locals, else 0 (unchanged).
     sched_fs: usize,
+    /// Stacks of finished coroutines with their TLS block still built
+    /// (dtv kept), by the size asked of the stack pool: a new coroutine
+    /// re-initialises one (`tls::Layout::reuse`) instead of building a
+    /// block. Owner thread only; destroyed when the executor retires.
+    tls_cache: UnsafeCell<Vec<(crate::stack::Stack, usize, usize)>>,
 }
+
+/// Blocks kept per executor for reuse (each is a stack of a finished
+/// coroutine with its TLS block; most of its pages stay resident).
+const TLS_CACHE_CAP: usize = 64;
 
 thread_local! {
     /// The executor of this thread, or null on other threads.
@@ -1214,11 +1223,20 @@ impl Executor {
                 // (coroutine.rs) and its block lives in `stack`.
                 unsafe {
                     let fs = std::mem::take(&mut *inner.tls.get());
-                    if fs != 0 {
-                        tls::layout().destroy(fs);
+                    let cache = &mut *self.tls_cache.get();
+                    match stack {
+                        // Kept with its block for the next coroutine.
+                        Some(stack) if fs != 0 && cache.len() < TLS_CACHE_CAP => {
+                            cache.push((stack, fs, inner.stack_size));
+                        }
+                        stack => {
+                            if fs != 0 {
+                                tls::layout().destroy(fs);
+                            }
+                            drop(stack);
+                        }
                     }
                 }
-                drop(stack);
             }
         }
     }
@@ -1478,6 +1496,7 @@ pub(crate) fn executor_main(
         carrier_errno,
         tid: crate::sys::gettid(),
         sched_fs: carrier_tp,
+        tls_cache: UnsafeCell::new(Vec::new()),
     }));
     // SAFETY: freshly boxed; freed only below, after the loop ends and the
     // thread-local pointer is cleared.
@@ -1503,7 +1522,15 @@ pub(crate) fn executor_main(
             }
         }
     }
-    // Retired (blocked.rs step 3).
+    // Retired (blocked.rs step 3). Kept blocks go (dtv freed), then
+    // their stacks.
+    // SAFETY: owner thread, scheduler context; the blocks' coroutines
+    // finished.
+    for (stack, tp, _) in unsafe { (*exec.tls_cache.get()).drain(..) } {
+        // SAFETY: as above.
+        unsafe { tls::layout().destroy(tp) };
+        drop(stack);
+    }
     EXECUTOR.with(|e| e.set(std::ptr::null()));
     // SAFETY: created by Box::into_raw above; the thread-local pointer is
     // cleared and no coroutine runs here, so this is the last reference.
@@ -1543,6 +1570,27 @@ fn ensure_started(exec: &Executor, task: &Task) -> bool {
     } else {
         0
     };
+    if extra != 0 {
+        // SAFETY: owner thread, scheduler context (a never-run coroutine is
+        // started from the scheduler when blocks are on).
+        let cache = unsafe { &mut *exec.tls_cache.get() };
+        if let Some(i) = cache.iter().rposition(|c| c.2 == task.stack_size) {
+            let (stack, tp, _) = cache.swap_remove(i);
+            // SAFETY: the block of a finished coroutine, at this stack's
+            // top, never to run again; scheduler context.
+            let top = unsafe { tls::layout().reuse(tp, exec.carrier_tp) };
+            task.stack_lo.store(stack.bottom(), Ordering::Relaxed);
+            task.stack_hi.store(top, Ordering::Relaxed);
+            // SAFETY: owner of the right to run `task`; the stack is ours,
+            // writable below the block, `top` 16-aligned.
+            unsafe {
+                *task.tls.get() = tp;
+                *task.stack.get() = Some(stack);
+                *task.sp.get() = arch::init_stack(top, coroutine_main, Arc::as_ptr(task) as usize);
+            }
+            return true;
+        }
+    }
     match crate::stack::alloc(task.stack_size + extra) {
         Ok(stack) => {
             let mut top = stack.top();
