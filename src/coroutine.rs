@@ -469,6 +469,7 @@ impl Builder {
     /// `join` returned). Its blocking calls block only its own thread.
     ///
     /// ```
+    /// // SAFETY (both calls): gettid has no preconditions.
     /// let h = coroutines::Builder::new()
     ///     .dedicated_thread()
     ///     .spawn(|| unsafe { libc::gettid() })
