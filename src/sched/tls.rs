@@ -42,8 +42,16 @@
 //! - At exit the coroutine runs, on its own stack and block, glibc's
 //!   `__call_tls_dtors` (Rust `thread_local!` destructors) and then the
 //!   destructors of its pthread keys (as glibc's thread exit does: up to 4
-//!   rounds), before `join` returns; the scheduler then frees the dtv and
-//!   dynamic TLS with `_dl_deallocate_tls`.
+//!   rounds), before `join` returns. The scheduler keeps the stack with
+//!   its block and dtv (a per-executor cache, worker.rs `tls_cache`); the
+//!   next coroutine of that stack size re-initialises it as glibc's
+//!   thread-stack cache does (`reuse`: dynamic TLS freed, dtv cleared,
+//!   per-thread descriptor fields reset, `_dl_allocate_tls_init` lays the
+//!   static images in). Blocks beyond the cache are freed with
+//!   `_dl_deallocate_tls`.
+//! - The runtime's no-preempt level is itself a thread-local (worker.rs
+//!   `LEVEL`): per coroutine, so it moves with the coroutine and the
+//!   preemption handler reads the interrupted coroutine's own.
 //!
 //! Discovery (at runtime start; any failure prints one line and the
 //! runtime runs with shared thread-locals, as `COROUTINES_THREAD_LOCALS=
@@ -57,7 +65,9 @@
 //!
 //! Invariants: a block is used by one coroutine, which runs on one thread
 //! at a time; its thread pointer is loaded only by the switch assembly (or
-//! the preemption landing) together with the matching stack; the carrier's
+//! the preemption landing) together with the matching stack (the
+//! SIGSETXID wrapper swaps in the carrier's for glibc's handler and puts
+//! the block's back before returning); the carrier's
 //! malloc words are copied in before the coroutine can allocate and back
 //! before the carrier (or the next coroutine) can.
 //!
