@@ -409,8 +409,8 @@ fn wake(addr: usize, n: usize) -> usize {
 }
 
 /// Whether a frame of a memory allocator linked into the executable is on
-/// the running coroutine's stack (preempt/zones.rs `alloc` ranges; false
-/// before the table exists).
+/// the running coroutine's stack (preempt/zones.rs `alloc` ranges; the
+/// table is built at runtime start, before any coroutine runs).
 fn inside_allocator() -> bool {
     let Some(t) = crate::preempt::zones::table() else {
         return false;

@@ -96,6 +96,13 @@ fn start_slow(config: Option<Config>) -> Result<&'static Runtime, ConfigError> {
         // own thread-locals; with shared ones, coroutines stay put.
         config.migrate = false;
     }
+    // The code-range table (C zones, allocator ranges) before any
+    // coroutine runs: the pthread hooks consult it from the first lock (a
+    // park inside an allocator would re-enter it). The monitor refreshes it
+    // after a dlopen.
+    if crate::preempt::zones::table().is_none() {
+        crate::preempt::zones::refresh(&config.preempt_c);
+    }
     crate::stack::install_overflow_handler();
     crate::stack::set_current_name_fn(worker::current_name_raw);
     let mut workers = Vec::with_capacity(config.max_workers);
