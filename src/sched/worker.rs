@@ -1522,8 +1522,21 @@ pub(crate) fn executor_main(
             }
         }
     }
-    // Retired (blocked.rs step 3). Kept blocks go (dtv freed), then
-    // their stacks.
+    // Retired (blocked.rs step 3). A wake from outside may have pushed to
+    // our inbox after the retirement check but before it saw `alive`
+    // false: after this fence, either that waker sees `alive` false and
+    // moves the task itself, or we see the task here (runtime.rs
+    // `schedule`).
+    std::sync::atomic::fence(Ordering::SeqCst);
+    let mut moved = false;
+    while let Some(t) = steal_one(&shared.inbox) {
+        rt.injector.push(t);
+        moved = true;
+    }
+    if moved {
+        rt.notify_idle();
+    }
+    // Kept blocks go (dtv freed), then their stacks.
     // SAFETY: owner thread, scheduler context; the blocks' coroutines
     // finished.
     for (stack, tp, _) in unsafe { (*exec.tls_cache.get()).drain(..) } {
