@@ -262,32 +262,7 @@ impl Registration {
         let slot = self.timeo(dir);
         let mut ns = slot.load(Ordering::Relaxed);
         if ns == TIMEO_UNKNOWN {
-            let opt = if dir == Dir::Read {
-                libc::SO_RCVTIMEO
-            } else {
-                libc::SO_SNDTIMEO
-            };
-            let mut tv = libc::timeval {
-                tv_sec: 0,
-                tv_usec: 0,
-            };
-            let mut len = std::mem::size_of::<libc::timeval>() as libc::socklen_t;
-            // SAFETY: getsockopt writes at most `len` bytes into `tv`.
-            let r = unsafe {
-                crate::sys::sc5(
-                    libc::SYS_getsockopt,
-                    fd as usize,
-                    libc::SOL_SOCKET as usize,
-                    opt as usize,
-                    &mut tv as *mut _ as usize,
-                    &mut len as *mut _ as usize,
-                )
-            };
-            ns = if r < 0 {
-                0
-            } else {
-                tv.tv_sec as u64 * 1_000_000_000 + tv.tv_usec as u64 * 1000
-            };
+            ns = socket_timeout(fd, dir).map_or(0, |d| d.as_nanos() as u64);
             slot.store(ns, Ordering::Relaxed);
         }
         (ns != 0).then(|| Duration::from_nanos(ns))

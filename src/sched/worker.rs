@@ -1620,17 +1620,14 @@ fn ensure_started(exec: &Executor, task: &Task) -> bool {
                     }
                     None => {
                         drop(stack);
-                        let e = std::io::Error::new(
-                            std::io::ErrorKind::OutOfMemory,
-                            "cannot allocate the thread-local storage of the coroutine",
+                        return fail_start(
+                            exec,
+                            task,
+                            std::io::Error::new(
+                                std::io::ErrorKind::OutOfMemory,
+                                "cannot allocate the thread-local storage of the coroutine",
+                            ),
                         );
-                        // SAFETY: as below: the body is ours on first run.
-                        if let Some(body) = unsafe { (*task.entry.get()).take() } {
-                            body(Some(e));
-                        }
-                        task.state.store(DONE, Ordering::Release);
-                        bump(&exec.shared.stats.finished);
-                        return false;
                     }
                 }
             }
@@ -1643,14 +1640,19 @@ fn ensure_started(exec: &Executor, task: &Task) -> bool {
             }
             true
         }
-        Err(e) => {
-            // SAFETY: as above: the body is ours to take on first run.
-            if let Some(body) = unsafe { (*task.entry.get()).take() } {
-                body(Some(e));
-            }
-            task.state.store(DONE, Ordering::Release);
-            bump(&exec.shared.stats.finished);
-            false
-        }
+        Err(e) => fail_start(exec, task, e),
     }
+}
+
+/// A coroutine that could not start (no stack or TLS block): finished here,
+/// its joiner getting `e`. Returns false (for `ensure_started`).
+fn fail_start(exec: &Executor, task: &Task, e: std::io::Error) -> bool {
+    // SAFETY: we own the right to run `task`, which never ran: the body is
+    // ours to take on first run.
+    if let Some(body) = unsafe { (*task.entry.get()).take() } {
+        body(Some(e));
+    }
+    task.state.store(DONE, Ordering::Release);
+    bump(&exec.shared.stats.finished);
+    false
 }
