@@ -92,6 +92,9 @@ pub(crate) struct Inner {
     /// first run and read at switches by the executor owning the right to
     /// run it.
     pub(crate) tls: UnsafeCell<usize>,
+    /// Pooled thread-locals (sched/tls_pool.rs) this coroutine lent at its
+    /// last switch-out, one bit each. Owner only, like `sp`.
+    pub(crate) pooled: std::cell::Cell<u32>,
 }
 
 // SAFETY: the UnsafeCell fields are only touched by the single party that
@@ -582,6 +585,7 @@ impl Builder {
             window: UnsafeCell::new(0),
             risky: AtomicBool::new(false),
             tls: UnsafeCell::new(0),
+            pooled: std::cell::Cell::new(0),
         });
         let coroutine = Coroutine {
             inner: inner.clone(),

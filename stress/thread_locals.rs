@@ -440,3 +440,73 @@ fn dedicated_thread_is_exclusive() {
         },
     );
 }
+
+/// 10,000 coroutines alive at once, each inside its own tracing span
+/// across a sleep: tracing-subscriber's registry (sharded_slab) has room
+/// for 4,096 live thread ids, so with one id per coroutine it panics;
+/// the runtime pools those ids (a parked coroutine lends its id unless it
+/// is inside the library). Every line carries its own span. Fails without
+/// the pool: sharded_slab panics at the 4,097th id.
+#[test]
+fn ten_thousand_live_coroutines_in_tracing_spans() {
+    in_child("ten_thousand_live_coroutines_in_tracing_spans", TWO, || {
+        coroutines::spawn(|| ()).join().unwrap(); // start the runtime
+        require_per_coroutine();
+        const N: u32 = 10_000;
+        let lines = Lines::default();
+        let sink = lines.clone();
+        tracing_subscriber::fmt()
+            .with_writer(move || sink.clone())
+            .with_ansi(false)
+            .without_time()
+            .init();
+        let started = Arc::new(AtomicUsize::new(0));
+        let handles: Vec<_> = (0..N)
+            .map(|i| {
+                let started = started.clone();
+                coroutines::Builder::new()
+                    .stack_size(64 * 1024)
+                    .spawn(move || {
+                        let span = tracing::info_span!("job", id = i);
+                        let _e = span.enter();
+                        started.fetch_add(1, Ordering::SeqCst);
+                        // All alive together: wait until every one is in
+                        // its span (bounded: a watchdog kills a hang).
+                        while started.load(Ordering::SeqCst) < N as usize {
+                            std::thread::sleep(Duration::from_millis(5));
+                        }
+                        // Child spans opened and closed across parks
+                        // (the registry frees them on the way).
+                        for round in 0..3u32 {
+                            let child = tracing::info_span!("step", round);
+                            let _c = child.enter();
+                            std::thread::sleep(Duration::from_millis(1));
+                            assert_eq!(tracing::Span::current().id(), child.id());
+                        }
+                        tracing::info!("work");
+                        assert_eq!(tracing::Span::current().id(), span.id());
+                    })
+                    .unwrap()
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        let mut seen = std::collections::HashSet::new();
+        for line in text.lines() {
+            assert_eq!(line.matches("job{").count(), 1, "line has one span: {line}");
+            let id: u32 = line
+                .split("job{id=")
+                .nth(1)
+                .unwrap()
+                .split('}')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!(seen.insert(id), "span {id} logged twice");
+        }
+        assert_eq!(seen.len(), N as usize);
+    });
+}

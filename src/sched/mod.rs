@@ -58,6 +58,7 @@ mod identity;
 mod idle;
 mod runtime;
 mod tls;
+mod tls_pool;
 mod worker;
 
 #[allow(unused_imports)]

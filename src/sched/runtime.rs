@@ -91,6 +91,7 @@ fn start_slow(config: Option<Config>) -> Result<&'static Runtime, ConfigError> {
     let mut config = config;
     if super::tls::enable(config.thread_locals == crate::config::ThreadLocals::PerCoroutine) {
         crate::stack::set_reserved_top(super::tls::layout().span());
+        super::tls_pool::init();
     } else if config.migrate && !config.migrate_explicit {
         // Migration is the default only because each coroutine carries its
         // own thread-locals; with shared ones, coroutines stay put.

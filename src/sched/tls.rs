@@ -49,6 +49,9 @@
 //!   per-thread descriptor fields reset, `_dl_allocate_tls_init` lays the
 //!   static images in). Blocks beyond the cache are freed with
 //!   `_dl_deallocate_tls`.
+//! - Thread ids of libraries with bounded tables of threads
+//!   (tracing-subscriber's sharded_slab) are pooled between coroutines
+//!   (tls_pool.rs): at exit, before the destructors, and at parks.
 //! - The runtime's no-preempt level is itself a thread-local (worker.rs
 //!   `LEVEL`): per coroutine, so it moves with the coroutine and the
 //!   preemption handler reads the interrupted coroutine's own.
@@ -623,6 +626,9 @@ pub(crate) unsafe fn copy_malloc_words(from_errno: usize, to_errno: usize) {
 /// thread exit does.
 pub(crate) fn run_exit_destructors() {
     let l = layout();
+    // Pooled registrations go back first: the library's destructors then
+    // find nothing to free (tls_pool.rs).
+    super::tls_pool::at_exit(&super::worker::current_task(), read_fs_base());
     // SAFETY: glibc's function; runs the destructors registered in the
     // running block's list (ours), in this coroutine's context.
     unsafe { (l.call_dtors)() };

@@ -521,6 +521,9 @@ pub(crate) fn park_current(np: &NoPreempt, reason: WaitReason) {
                 exec.windows.give(w);
             }
         }
+        if exec.sched_fs != 0 {
+            super::tls_pool::before_park(me);
+        }
         if direct_park_on(exec).is_some() {
             return;
         }
@@ -1125,8 +1128,9 @@ impl Executor {
             // SAFETY: a live block of a coroutine not running anywhere;
             // `from_errno` is the running side's (caller).
             unsafe {
-                tls::layout().switch_in(fs, self as *const Executor as usize, self.tid, from_errno)
-            };
+                tls::layout().switch_in(fs, self as *const Executor as usize, self.tid, from_errno);
+                super::tls_pool::switching_in(inner, fs);
+            }
         }
         // SAFETY: owner thread; `running` is only touched around switches.
         unsafe { *self.running.get() = Some(task) };
