@@ -78,33 +78,35 @@ fn fairness() {
     if !is_child(NAME) {
         // Jain's index also measures the OS: under outside load the two
         // executor threads get unequal CPU and the index drops below what
-        // the runtime does (Linux's own thread fairness reads 0.92 then).
-        // So: every attempt must show a probe that wakes hundreds of times
-        // (asserted by the child), and one of up to 5 attempts must reach
-        // the 0.95 (a broken scheduler reads 0.25-0.5 every time;
-        // a single attempt on a saturated machine has read below 0.8).
+        // the runtime does (Linux's own thread fairness reads 0.92 then),
+        // and the probe's executor gets the CPU less often (a probe of 84
+        // wake-ups in 2 s was seen with 4x more runnable threads than
+        // CPUs). So one of up to 5 attempts must show both the issue's
+        // 0.95 and a probe that woke at least 300 times; a broken scheduler
+        // reads 0.25-0.5 and under 20 wake-ups every time.
         let mut seen = Vec::new();
         for _ in 0..5 {
             let out = run_child(NAME, &[("COROUTINES_WORKERS", "2")]);
             print!("{out}");
-            let j: f64 = out
-                .split("jain=")
-                .nth(1)
-                .and_then(|s| s.split_whitespace().next())
-                .and_then(|s| s.parse().ok())
-                .expect("child printed its Jain index");
-            seen.push(j);
-            if j >= 0.95 {
+            let field = |name: &str| -> f64 {
+                out.split(name)
+                    .nth(1)
+                    .and_then(|s| s.split_whitespace().next())
+                    .and_then(|s| s.parse().ok())
+                    .expect("child printed its figures")
+            };
+            let (j, w) = (field("jain="), field("wakeups="));
+            seen.push((j, w));
+            if j >= 0.95 && w >= 300.0 {
                 return;
             }
         }
-        panic!("Jain index below 0.95 in all attempts: {seen:?}");
+        panic!("no attempt with Jain >= 0.95 and >= 300 probe wake-ups: {seen:?}");
     }
     let (j, wakeups, p50, p99) = fairness_run(Duration::from_secs(2));
     let s = coroutines::stats();
     println!("RESULT fairness jain={j:.4} wakeups={wakeups} lateness_p50_ms={p50:.3} lateness_p99_ms={p99:.3}");
     println!("{:?}", s.preempt);
-    assert!(wakeups >= 300, "probe woke only {wakeups} times in 2 s");
 }
 
 #[test]
@@ -585,8 +587,12 @@ fn thread_local_borrow(name: &str, tls: &str) {
         );
     } else {
         assert_eq!(tls, "shared");
+        // It runs into the holder's borrow (a clean panic) or, once the
+        // preempted holder got a TLS alias window of its own (alias.rs),
+        // borrows the executor's value cleanly; which one depends on when
+        // the first preemption lands (seen both ways under load).
         assert!(
-            conflicts > 0,
+            conflicts + ok > 0,
             "the contender never ran while the holder was preempted"
         );
     }
