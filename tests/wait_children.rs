@@ -194,3 +194,65 @@ fn unlock(f: &std::fs::File, ofd: bool) {
         f.unlock().unwrap();
     }
 }
+
+/// Opening a FIFO (no O_NONBLOCK) waits for the other end; in a coroutine
+/// that wait parks. On ONE executor (no extra ones): the first opener
+/// waits while its sibling sleeps, then opens the other end and writes; if
+/// the first open blocked the executor the sibling could never run (the
+/// child is killed at its deadline). Both orders: reader first, writer
+/// first.
+#[test]
+fn fifo_open_parks_the_coroutine() {
+    common::in_child(
+        "COROUTINES_WAIT_CHILD",
+        "fifo_open_parks_the_coroutine",
+        &[("COROUTINES_WORKERS", "1"), ("COROUTINES_MAX_WORKERS", "1")],
+        Duration::from_secs(60),
+        || {
+            use std::io::{Read, Write};
+            for reader_first in [true, false] {
+                let path = std::env::temp_dir().join(format!(
+                    "coroutines-fifo-{}-{reader_first}",
+                    std::process::id()
+                ));
+                let _ = std::fs::remove_file(&path);
+                let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+                // SAFETY: a NUL-terminated path.
+                assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+                let (p1, p2) = (path.clone(), path.clone());
+                let delay = |first: bool| {
+                    if !first {
+                        std::thread::sleep(Duration::from_millis(100)); // parks
+                    }
+                };
+                let reader = coroutines::spawn(move || {
+                    delay(reader_first);
+                    let t = Instant::now();
+                    let mut f = std::fs::File::open(&p1).unwrap();
+                    let waited = t.elapsed();
+                    let mut s = String::new();
+                    f.read_to_string(&mut s).unwrap();
+                    (s, waited)
+                });
+                let writer = coroutines::spawn(move || {
+                    delay(!reader_first);
+                    let t = Instant::now();
+                    let mut f = std::fs::OpenOptions::new().write(true).open(&p2).unwrap();
+                    let waited = t.elapsed();
+                    f.write_all(b"through the fifo").unwrap();
+                    waited
+                });
+                let w_waited = writer.join().unwrap();
+                let (s, r_waited) = reader.join().unwrap();
+                assert_eq!(s, "through the fifo");
+                // The first opener really waited for its sibling.
+                let first = if reader_first { r_waited } else { w_waited };
+                assert!(
+                    first >= Duration::from_millis(50),
+                    "reader_first={reader_first}: did not wait: {first:?}"
+                );
+                let _ = std::fs::remove_file(&path);
+            }
+        },
+    );
+}

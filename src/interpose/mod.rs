@@ -50,12 +50,14 @@
 //! pthread_once pthread_barrier_wait (glibc's own functions do the work; a
 //! coroutine that must wait parks), and wait.rs's waitpid wait wait4 waitid pthread_join (a
 //! coroutine waiting for a child or an OS thread parks) posix_spawn
-//! posix_spawnp (run on a helper thread from a coroutine).
+//! posix_spawnp (run on a helper thread from a coroutine), and fs.rs's
+//! open open64 openat openat64 (a FIFO's open, which waits for the other
+//! end, runs on a helper thread from a coroutine).
 //!
 //! What still blocks an executor: reads and writes on `PASS` fds
 //! (terminals, /dev/*, eventfd, timerfd, fds 0-2; waiting for them with
-//! poll/select/epoll parks), `open`/`stat` and other metadata calls (a
-//! FIFO's `open`), `sigwait`, waits for a child's stop/continue, C code issuing
+//! poll/select/epoll parks), `stat` and other metadata calls, an `open`
+//! that waits in a device driver, `sigwait`, waits for a child's stop/continue, C code issuing
 //! syscalls itself, and libc's internal calls (glibc calls its own `__read`
 //! etc., e.g. inside stdio).
 //! Shared libraries (.so) calling `read` through their PLT do reach the
@@ -183,6 +185,10 @@ pub(crate) const EXPORTED: &[&str] = &[
     "pthread_join",
     "posix_spawn",
     "posix_spawnp",
+    "open",
+    "open64",
+    "openat",
+    "openat64",
 ];
 
 /// Start-up check: every hook must be what the program's calls to the libc
@@ -262,6 +268,10 @@ pub(crate) fn verify() -> Result<(), String> {
         pthread_join,
         posix_spawn,
         posix_spawnp,
+        open,
+        open64,
+        openat,
+        openat64,
     ];
     let mut bad = Vec::new();
     for (name, ours, seen) in list {
@@ -589,6 +599,41 @@ pub extern "C" fn pwritev64(
     off: libc::off64_t,
 ) -> ssize_t {
     fs::positioned(fd, Dir::Write, iov, cnt, off)
+}
+
+/// open(2): variadic in C; x86-64 passes the optional mode in RDX, which
+/// this fixed-arity definition reads (garbage when absent; the kernel
+/// reads it only with O_CREAT/O_TMPFILE). A FIFO's open parks (fs.rs).
+#[no_mangle]
+pub extern "C" fn open(path: *const c_char, flags: c_int, mode: libc::mode_t) -> c_int {
+    fs::openat(libc::AT_FDCWD, path, flags, mode)
+}
+
+/// glibc's LFS name for `open` (what std's `File::open` calls).
+#[no_mangle]
+pub extern "C" fn open64(path: *const c_char, flags: c_int, mode: libc::mode_t) -> c_int {
+    fs::openat(libc::AT_FDCWD, path, flags, mode)
+}
+
+/// openat(2): variadic like `open` (the mode in RCX).
+#[no_mangle]
+pub extern "C" fn openat(
+    dirfd: c_int,
+    path: *const c_char,
+    flags: c_int,
+    mode: libc::mode_t,
+) -> c_int {
+    fs::openat(dirfd, path, flags, mode)
+}
+
+#[no_mangle]
+pub extern "C" fn openat64(
+    dirfd: c_int,
+    path: *const c_char,
+    flags: c_int,
+    mode: libc::mode_t,
+) -> c_int {
+    fs::openat(dirfd, path, flags, mode)
 }
 
 // ---- sleeps (time.rs) ----
