@@ -11,7 +11,7 @@
 //! I/O, fd bookkeeping, the poll family: poll/ppoll/select/pselect/
 //! epoll_wait/epoll_pwait/epoll_pwait2 park on the reactor), net.rs
 //! (sockets), fs.rs (regular files), time.rs (sleeps), dns.rs
-//! (getaddrinfo), offload.rs (helper threads: a capped pool for file I/O,
+//! (getaddrinfo), signal.rs (sigwait & co), offload.rs (helper threads: a capped pool for file I/O,
 //! an uncapped one for waits without a bound), pthread.rs (pthread
 //! mutexes, condvars, rwlocks, semaphores, once), wait.rs (waiting for
 //! children and OS threads). The kernel is reached by raw syscalls (sys.rs) or, for
@@ -52,12 +52,14 @@
 //! coroutine waiting for a child or an OS thread parks) posix_spawn
 //! posix_spawnp (run on a helper thread from a coroutine), and fs.rs's
 //! open open64 openat openat64 (a FIFO's open, which waits for the other
-//! end, runs on a helper thread from a coroutine).
+//! end, runs on a helper thread from a coroutine), and signal.rs's
+//! sigwait sigwaitinfo sigtimedwait sigsuspend pause (the wait runs on a
+//! helper thread while the coroutine parks).
 //!
 //! What still blocks an executor: reads and writes on `PASS` fds
 //! (terminals, /dev/*, eventfd, timerfd, fds 0-2; waiting for them with
 //! poll/select/epoll parks), `stat` and other metadata calls, an `open`
-//! that waits in a device driver, `sigwait`, waits for a child's stop/continue, C code issuing
+//! that waits in a device driver, waits for a child's stop/continue, C code issuing
 //! syscalls itself, and libc's internal calls (glibc calls its own `__read`
 //! etc., e.g. inside stdio).
 //! Shared libraries (.so) calling `read` through their PLT do reach the
@@ -81,6 +83,7 @@ mod io;
 mod net;
 mod offload;
 mod pthread;
+mod signal;
 mod time;
 mod wait;
 
@@ -189,6 +192,11 @@ pub(crate) const EXPORTED: &[&str] = &[
     "open64",
     "openat",
     "openat64",
+    "sigwait",
+    "sigwaitinfo",
+    "sigtimedwait",
+    "sigsuspend",
+    "pause",
 ];
 
 /// Start-up check: every hook must be what the program's calls to the libc
@@ -272,6 +280,11 @@ pub(crate) fn verify() -> Result<(), String> {
         open64,
         openat,
         openat64,
+        sigwait,
+        sigwaitinfo,
+        sigtimedwait,
+        sigsuspend,
+        pause,
     ];
     let mut bad = Vec::new();
     for (name, ours, seen) in list {
@@ -634,6 +647,37 @@ pub extern "C" fn openat64(
     mode: libc::mode_t,
 ) -> c_int {
     fs::openat(dirfd, path, flags, mode)
+}
+
+// ---- signal waits (signal.rs) ----
+
+#[no_mangle]
+pub extern "C" fn sigwait(set: *const libc::sigset_t, sig: *mut c_int) -> c_int {
+    signal::sigwait(set, sig)
+}
+
+#[no_mangle]
+pub extern "C" fn sigwaitinfo(set: *const libc::sigset_t, info: *mut libc::siginfo_t) -> c_int {
+    signal::sigtimedwait(set, info, std::ptr::null())
+}
+
+#[no_mangle]
+pub extern "C" fn sigtimedwait(
+    set: *const libc::sigset_t,
+    info: *mut libc::siginfo_t,
+    timeout: *const libc::timespec,
+) -> c_int {
+    signal::sigtimedwait(set, info, timeout)
+}
+
+#[no_mangle]
+pub extern "C" fn sigsuspend(mask: *const libc::sigset_t) -> c_int {
+    signal::sigsuspend(mask)
+}
+
+#[no_mangle]
+pub extern "C" fn pause() -> c_int {
+    signal::pause()
 }
 
 // ---- sleeps (time.rs) ----
