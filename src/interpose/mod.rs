@@ -47,8 +47,9 @@
 //! pthread_rwlock_timedrdlock pthread_rwlock_timedwrlock
 //! pthread_rwlock_clockrdlock pthread_rwlock_clockwrlock
 //! pthread_rwlock_unlock sem_wait sem_timedwait sem_clockwait sem_post
-//! pthread_once pthread_barrier_wait (glibc's own functions do the work; a
-//! coroutine that must wait parks), and wait.rs's waitpid wait wait4 waitid pthread_join (a
+//! pthread_once pthread_barrier_wait pthread_spin_lock (glibc's own
+//! functions do the work; a coroutine that must wait parks, or yields
+//! between tries of a spin lock), and wait.rs's waitpid wait wait4 waitid pthread_join (a
 //! coroutine waiting for a child or an OS thread parks) posix_spawn
 //! posix_spawnp (run on a helper thread from a coroutine), and fs.rs's
 //! open open64 openat openat64 (a FIFO's open, which waits for the other
@@ -197,6 +198,7 @@ pub(crate) const EXPORTED: &[&str] = &[
     "sigtimedwait",
     "sigsuspend",
     "pause",
+    "pthread_spin_lock",
 ];
 
 /// Start-up check: every hook must be what the program's calls to the libc
@@ -286,8 +288,19 @@ pub(crate) fn verify() -> Result<(), String> {
         sigsuspend,
         pause,
     ];
+    extern "C" {
+        // Not in the libc crate for this target: declared here, bound like
+        // the program's own calls.
+        #[link_name = "pthread_spin_lock"]
+        fn libc_pthread_spin_lock(l: *mut c_int) -> c_int;
+    }
+    let extra = [(
+        "pthread_spin_lock",
+        pthread_spin_lock as *const () as usize,
+        libc_pthread_spin_lock as *const () as usize,
+    )];
     let mut bad = Vec::new();
-    for (name, ours, seen) in list {
+    for (name, ours, seen) in list.into_iter().chain(extra) {
         // 1. Static binding: the program's (std's) calls to the libc name.
         // 2. Dynamic binding: what shared libraries calling the name get
         //    (the executable exports the hooks in .dynsym); null means not
@@ -922,6 +935,12 @@ pub extern "C" fn pthread_once(
     init: Option<unsafe extern "C" fn()>,
 ) -> c_int {
     pthread::once(o, init)
+}
+
+/// A contended spin lock yields the coroutine between tries (pthread.rs).
+#[no_mangle]
+pub extern "C" fn pthread_spin_lock(l: *mut c_int) -> c_int {
+    pthread::spin_lock(l)
 }
 
 #[no_mangle]
