@@ -59,6 +59,34 @@ fn fifty_command_outputs_overlap() {
     });
 }
 
+/// 50 overlapping `Command::status()` of `sh -c 'sleep 0.2'`: unlike
+/// `output()`, std waits for the child right away (no pipes to drain
+/// first), so without the waitpid hook both executors block in it for
+/// 200 ms at a time and the detector starts extra executors (checked: this
+/// test fails with the hook disabled).
+#[test]
+fn fifty_command_statuses_overlap() {
+    in_child("fifty_command_statuses_overlap", || {
+        let t = Instant::now();
+        let hs: Vec<_> = (0..50)
+            .map(|_| {
+                coroutines::spawn(|| {
+                    let st = Command::new("sh")
+                        .args(["-c", "sleep 0.2"])
+                        .status()
+                        .unwrap();
+                    assert!(st.success());
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+        // Overlapping: far less than 50 × 0.2 s in sequence.
+        assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
+    });
+}
+
 /// 50 coroutines each `spawn()` a child without pipes and `wait()` for it.
 #[test]
 fn fifty_child_waits_overlap() {
