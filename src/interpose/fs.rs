@@ -221,8 +221,11 @@ pub(crate) fn openat(dirfd: i32, path: *const libc::c_char, flags: i32, mode: u3
 /// Whether `path` (relative to `dirfd`) names a FIFO now; remembers the
 /// paths that do not (comment above). A raw system call: errno untouched.
 fn is_fifo(dirfd: i32, path: *const libc::c_char, flags: i32) -> bool {
+    let nofollow = flags & libc::O_NOFOLLOW != 0;
     // SAFETY: a non-null path from open's caller is NUL-terminated.
     let key = unsafe { path_key(dirfd, path) };
+    // A symlink to a FIFO is "not a FIFO" only for O_NOFOLLOW opens.
+    let key = if nofollow { key ^ 2 } else { key };
     let slot = &NOT_FIFO[(key as usize) % NOT_FIFO_SLOTS];
     // Relaxed: a hint only; a stale or torn view costs a check or, at
     // worst, an inline open (comment above).
@@ -231,7 +234,7 @@ fn is_fifo(dirfd: i32, path: *const libc::c_char, flags: i32) -> bool {
     }
     // SAFETY: all-zero bytes are a valid `struct stat`.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    let at = if flags & libc::O_NOFOLLOW != 0 {
+    let at = if nofollow {
         libc::AT_SYMLINK_NOFOLLOW
     } else {
         0
