@@ -227,8 +227,8 @@ fn unlock(f: &std::fs::File, ofd: bool) {
 /// that wait parks. On ONE executor (no extra ones): the first opener
 /// waits while its sibling sleeps, then opens the other end and writes; if
 /// the first open blocked the executor the sibling could never run (the
-/// child is killed at its deadline). Both orders: reader first, writer
-/// first.
+/// child is killed at its deadline). Both orders: reader first (std's
+/// `open64` on both sides), writer first (the writer uses `creat`).
 #[test]
 fn fifo_open_parks_the_coroutine() {
     common::in_child(
@@ -265,7 +265,18 @@ fn fifo_open_parks_the_coroutine() {
                 let writer = coroutines::spawn(move || {
                     delay(!reader_first);
                     let t = Instant::now();
-                    let mut f = std::fs::OpenOptions::new().write(true).open(&p2).unwrap();
+                    let mut f = if reader_first {
+                        std::fs::OpenOptions::new().write(true).open(&p2).unwrap()
+                    } else {
+                        // creat(2) on the existing FIFO: opens it for writing.
+                        let c = std::ffi::CString::new(p2.as_os_str().as_encoded_bytes()).unwrap();
+                        // SAFETY: a NUL-terminated path.
+                        let fd = unsafe { libc::creat(c.as_ptr(), 0o600) };
+                        assert!(fd >= 0, "{}", std::io::Error::last_os_error());
+                        use std::os::fd::FromRawFd;
+                        // SAFETY: a fresh fd we own.
+                        unsafe { std::fs::File::from_raw_fd(fd) }
+                    };
                     let waited = t.elapsed();
                     f.write_all(b"through the fifo").unwrap();
                     waited

@@ -121,7 +121,9 @@ pub(crate) fn positioned(
 
 // ---- open: a FIFO's open waits for the other end ----
 //
-// `open`/`openat` of a FIFO without O_NONBLOCK waits in the kernel until
+// `open`/`openat` (and `creat`, and the fortified `__open_2` forms C code
+// built with _FORTIFY_SOURCE calls) of a FIFO without O_NONBLOCK waits in
+// the kernel until
 // the other end is opened (a reader waits for a writer and vice versa). In
 // coroutine user code that would block the executor, and the other end is
 // often a sibling coroutine queued on it. So there the hook first asks the
@@ -149,8 +151,7 @@ pub(crate) fn positioned(
 //
 // Not covered: a path swapped for a FIFO between the check and the open
 // (blocks the executor, as before), opens inside glibc (`fopen`, which
-// calls its internal `__open`), the fortified `__open_2` forms, and
-// devices whose open waits (a serial line waiting for carrier): they
+// calls its internal `__open`), and devices whose open waits (a serial line waiting for carrier): they
 // block the executor.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -216,6 +217,38 @@ pub(crate) fn openat(dirfd: i32, path: *const libc::c_char, flags: i32, mode: u3
         crate::reactor::registration::fresh(r);
     }
     r
+}
+
+/// The fortified `__open_2` family (`name`): without a mode argument,
+/// flags that create (O_CREAT, O_TMPFILE) are a programming error glibc
+/// reports by aborting, so those go to glibc's own function; the rest is
+/// `openat` with mode 0.
+pub(crate) fn open_2(dirfd: i32, path: *const libc::c_char, flags: i32, name: &std::ffi::CStr) -> i32 {
+    if flags & libc::O_CREAT != 0 || flags & libc::O_TMPFILE == libc::O_TMPFILE {
+        // SAFETY: dlsym with a NUL-terminated name; RTLD_NEXT finds libc's.
+        let f = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) } as usize;
+        if f == 0 {
+            sys::fatal("coroutines: dlsym(RTLD_NEXT) failed for __open_2");
+        }
+        return if name.to_bytes().starts_with(b"__openat") {
+            // SAFETY: glibc's __openat_2/__openat64_2, of this signature,
+            // with the caller's arguments (it aborts the process).
+            unsafe {
+                std::mem::transmute::<usize, unsafe extern "C" fn(i32, *const libc::c_char, i32) -> i32>(f)(
+                    dirfd, path, flags,
+                )
+            }
+        } else {
+            // SAFETY: glibc's __open_2/__open64_2, of this signature, with
+            // the caller's arguments (it aborts the process).
+            unsafe {
+                std::mem::transmute::<usize, unsafe extern "C" fn(*const libc::c_char, i32) -> i32>(f)(
+                    path, flags,
+                )
+            }
+        };
+    }
+    openat(dirfd, path, flags, 0)
 }
 
 /// Whether `path` (relative to `dirfd`) names a FIFO now; remembers the

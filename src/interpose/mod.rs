@@ -52,7 +52,8 @@
 //! between tries of a spin lock), and wait.rs's waitpid wait wait4 waitid pthread_join (a
 //! coroutine waiting for a child or an OS thread parks) posix_spawn
 //! posix_spawnp (run on a helper thread from a coroutine), and fs.rs's
-//! open open64 openat openat64 (a FIFO's open, which waits for the other
+//! open open64 openat openat64 creat creat64 and the fortified __open_2
+//! __open64_2 __openat_2 __openat64_2 (a FIFO's open, which waits for the other
 //! end, runs on a helper thread from a coroutine), and signal.rs's
 //! sigwait sigwaitinfo sigtimedwait sigsuspend pause (the wait runs on a
 //! helper thread while the coroutine parks).
@@ -193,6 +194,12 @@ pub(crate) const EXPORTED: &[&str] = &[
     "open64",
     "openat",
     "openat64",
+    "creat",
+    "creat64",
+    "__open_2",
+    "__open64_2",
+    "__openat_2",
+    "__openat64_2",
     "sigwait",
     "sigwaitinfo",
     "sigtimedwait",
@@ -282,6 +289,8 @@ pub(crate) fn verify() -> Result<(), String> {
         open64,
         openat,
         openat64,
+        creat,
+        creat64,
         sigwait,
         sigwaitinfo,
         sigtimedwait,
@@ -293,12 +302,42 @@ pub(crate) fn verify() -> Result<(), String> {
         // the program's own calls.
         #[link_name = "pthread_spin_lock"]
         fn libc_pthread_spin_lock(l: *mut c_int) -> c_int;
+        #[link_name = "__open_2"]
+        fn libc_open_2(path: *const c_char, flags: c_int) -> c_int;
+        #[link_name = "__open64_2"]
+        fn libc_open64_2(path: *const c_char, flags: c_int) -> c_int;
+        #[link_name = "__openat_2"]
+        fn libc_openat_2(dirfd: c_int, path: *const c_char, flags: c_int) -> c_int;
+        #[link_name = "__openat64_2"]
+        fn libc_openat64_2(dirfd: c_int, path: *const c_char, flags: c_int) -> c_int;
     }
-    let extra = [(
-        "pthread_spin_lock",
-        pthread_spin_lock as *const () as usize,
-        libc_pthread_spin_lock as *const () as usize,
-    )];
+    let extra = [
+        (
+            "pthread_spin_lock",
+            pthread_spin_lock as *const () as usize,
+            libc_pthread_spin_lock as *const () as usize,
+        ),
+        (
+            "__open_2",
+            __open_2 as *const () as usize,
+            libc_open_2 as *const () as usize,
+        ),
+        (
+            "__open64_2",
+            __open64_2 as *const () as usize,
+            libc_open64_2 as *const () as usize,
+        ),
+        (
+            "__openat_2",
+            __openat_2 as *const () as usize,
+            libc_openat_2 as *const () as usize,
+        ),
+        (
+            "__openat64_2",
+            __openat64_2 as *const () as usize,
+            libc_openat64_2 as *const () as usize,
+        ),
+    ];
     let mut bad = Vec::new();
     for (name, ours, seen) in list.into_iter().chain(extra) {
         // 1. Static binding: the program's (std's) calls to the libc name.
@@ -660,6 +699,45 @@ pub extern "C" fn openat64(
     mode: libc::mode_t,
 ) -> c_int {
     fs::openat(dirfd, path, flags, mode)
+}
+
+/// creat(2) = open(O_CREAT|O_WRONLY|O_TRUNC): an existing FIFO waits.
+#[no_mangle]
+pub extern "C" fn creat(path: *const c_char, mode: libc::mode_t) -> c_int {
+    fs::openat(
+        libc::AT_FDCWD,
+        path,
+        libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC,
+        mode,
+    )
+}
+
+#[no_mangle]
+pub extern "C" fn creat64(path: *const c_char, mode: libc::mode_t) -> c_int {
+    creat(path, mode)
+}
+
+/// The fortified forms C code built with `_FORTIFY_SOURCE` calls for an
+/// `open` without a mode argument whose flags are not a constant: glibc
+/// aborts when the flags need a mode (fs.rs passes those to glibc's own).
+#[no_mangle]
+pub extern "C" fn __open_2(path: *const c_char, flags: c_int) -> c_int {
+    fs::open_2(libc::AT_FDCWD, path, flags, c"__open_2")
+}
+
+#[no_mangle]
+pub extern "C" fn __open64_2(path: *const c_char, flags: c_int) -> c_int {
+    fs::open_2(libc::AT_FDCWD, path, flags, c"__open64_2")
+}
+
+#[no_mangle]
+pub extern "C" fn __openat_2(dirfd: c_int, path: *const c_char, flags: c_int) -> c_int {
+    fs::open_2(dirfd, path, flags, c"__openat_2")
+}
+
+#[no_mangle]
+pub extern "C" fn __openat64_2(dirfd: c_int, path: *const c_char, flags: c_int) -> c_int {
+    fs::open_2(dirfd, path, flags, c"__openat64_2")
 }
 
 // ---- signal waits (signal.rs) ----
