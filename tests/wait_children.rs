@@ -59,6 +59,34 @@ fn fifty_command_outputs_overlap() {
     });
 }
 
+/// 50 overlapping `Command::status()` of `sh -c 'sleep 0.2'`: unlike
+/// `output()`, std waits for the child right away (no pipes to drain
+/// first), so without the waitpid hook both executors block in it for
+/// 200 ms at a time and the detector starts extra executors (checked: this
+/// test fails with the hook disabled).
+#[test]
+fn fifty_command_statuses_overlap() {
+    in_child("fifty_command_statuses_overlap", || {
+        let t = Instant::now();
+        let hs: Vec<_> = (0..50)
+            .map(|_| {
+                coroutines::spawn(|| {
+                    let st = Command::new("sh")
+                        .args(["-c", "sleep 0.2"])
+                        .status()
+                        .unwrap();
+                    assert!(st.success());
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+        // Overlapping: far less than 50 × 0.2 s in sequence.
+        assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
+    });
+}
+
 /// 50 coroutines each `spawn()` a child without pipes and `wait()` for it.
 #[test]
 fn fifty_child_waits_overlap() {
@@ -193,4 +221,77 @@ fn unlock(f: &std::fs::File, ofd: bool) {
     } else {
         f.unlock().unwrap();
     }
+}
+
+/// Opening a FIFO (no O_NONBLOCK) waits for the other end; in a coroutine
+/// that wait parks. On ONE executor (no extra ones): the first opener
+/// waits while its sibling sleeps, then opens the other end and writes; if
+/// the first open blocked the executor the sibling could never run (the
+/// child is killed at its deadline). Both orders: reader first (std's
+/// `open64` on both sides), writer first (the writer uses `creat`).
+#[test]
+fn fifo_open_parks_the_coroutine() {
+    common::in_child(
+        "COROUTINES_WAIT_CHILD",
+        "fifo_open_parks_the_coroutine",
+        &[("COROUTINES_WORKERS", "1"), ("COROUTINES_MAX_WORKERS", "1")],
+        Duration::from_secs(60),
+        || {
+            use std::io::{Read, Write};
+            for reader_first in [true, false] {
+                let path = std::env::temp_dir().join(format!(
+                    "coroutines-fifo-{}-{reader_first}",
+                    std::process::id()
+                ));
+                let _ = std::fs::remove_file(&path);
+                let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+                // SAFETY: a NUL-terminated path.
+                assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+                let (p1, p2) = (path.clone(), path.clone());
+                let delay = |first: bool| {
+                    if !first {
+                        std::thread::sleep(Duration::from_millis(100)); // parks
+                    }
+                };
+                let reader = coroutines::spawn(move || {
+                    delay(reader_first);
+                    let t = Instant::now();
+                    let mut f = std::fs::File::open(&p1).unwrap();
+                    let waited = t.elapsed();
+                    let mut s = String::new();
+                    f.read_to_string(&mut s).unwrap();
+                    (s, waited)
+                });
+                let writer = coroutines::spawn(move || {
+                    delay(!reader_first);
+                    let t = Instant::now();
+                    let mut f = if reader_first {
+                        std::fs::OpenOptions::new().write(true).open(&p2).unwrap()
+                    } else {
+                        // creat(2) on the existing FIFO: opens it for writing.
+                        let c = std::ffi::CString::new(p2.as_os_str().as_encoded_bytes()).unwrap();
+                        // SAFETY: a NUL-terminated path.
+                        let fd = unsafe { libc::creat(c.as_ptr(), 0o600) };
+                        assert!(fd >= 0, "{}", std::io::Error::last_os_error());
+                        use std::os::fd::FromRawFd;
+                        // SAFETY: a fresh fd we own.
+                        unsafe { std::fs::File::from_raw_fd(fd) }
+                    };
+                    let waited = t.elapsed();
+                    f.write_all(b"through the fifo").unwrap();
+                    waited
+                });
+                let w_waited = writer.join().unwrap();
+                let (s, r_waited) = reader.join().unwrap();
+                assert_eq!(s, "through the fifo");
+                // The first opener really waited for its sibling.
+                let first = if reader_first { r_waited } else { w_waited };
+                assert!(
+                    first >= Duration::from_millis(50),
+                    "reader_first={reader_first}: did not wait: {first:?}"
+                );
+                let _ = std::fs::remove_file(&path);
+            }
+        },
+    );
 }

@@ -11,7 +11,7 @@
 //! I/O, fd bookkeeping, the poll family: poll/ppoll/select/pselect/
 //! epoll_wait/epoll_pwait/epoll_pwait2 park on the reactor), net.rs
 //! (sockets), fs.rs (regular files), time.rs (sleeps), dns.rs
-//! (getaddrinfo), offload.rs (helper threads: a capped pool for file I/O,
+//! (getaddrinfo), signal.rs (sigwait & co), offload.rs (helper threads: a capped pool for file I/O,
 //! an uncapped one for waits without a bound), pthread.rs (pthread
 //! mutexes, condvars, rwlocks, semaphores, once), wait.rs (waiting for
 //! children and OS threads). The kernel is reached by raw syscalls (sys.rs) or, for
@@ -47,15 +47,21 @@
 //! pthread_rwlock_timedrdlock pthread_rwlock_timedwrlock
 //! pthread_rwlock_clockrdlock pthread_rwlock_clockwrlock
 //! pthread_rwlock_unlock sem_wait sem_timedwait sem_clockwait sem_post
-//! pthread_once pthread_barrier_wait (glibc's own functions do the work; a
-//! coroutine that must wait parks), and wait.rs's waitpid wait wait4 waitid pthread_join (a
+//! pthread_once pthread_barrier_wait pthread_spin_lock (glibc's own
+//! functions do the work; a coroutine that must wait parks, or yields
+//! between tries of a spin lock), and wait.rs's waitpid wait wait4 waitid pthread_join (a
 //! coroutine waiting for a child or an OS thread parks) posix_spawn
-//! posix_spawnp (run on a helper thread from a coroutine).
+//! posix_spawnp (run on a helper thread from a coroutine), and fs.rs's
+//! open open64 openat openat64 creat creat64 and the fortified __open_2
+//! __open64_2 __openat_2 __openat64_2 (a FIFO's open, which waits for the other
+//! end, runs on a helper thread from a coroutine), and signal.rs's
+//! sigwait sigwaitinfo sigtimedwait sigsuspend pause (the wait runs on a
+//! helper thread while the coroutine parks).
 //!
 //! What still blocks an executor: reads and writes on `PASS` fds
 //! (terminals, /dev/*, eventfd, timerfd, fds 0-2; waiting for them with
-//! poll/select/epoll parks), `open`/`stat` and other metadata calls (a
-//! FIFO's `open`), `sigwait`, waits for a child's stop/continue, C code issuing
+//! poll/select/epoll parks), `stat` and other metadata calls, an `open`
+//! that waits in a device driver, waits for a child's stop/continue, C code issuing
 //! syscalls itself, and libc's internal calls (glibc calls its own `__read`
 //! etc., e.g. inside stdio).
 //! Shared libraries (.so) calling `read` through their PLT do reach the
@@ -79,6 +85,7 @@ mod io;
 mod net;
 mod offload;
 mod pthread;
+mod signal;
 mod time;
 mod wait;
 
@@ -183,6 +190,22 @@ pub(crate) const EXPORTED: &[&str] = &[
     "pthread_join",
     "posix_spawn",
     "posix_spawnp",
+    "open",
+    "open64",
+    "openat",
+    "openat64",
+    "creat",
+    "creat64",
+    "__open_2",
+    "__open64_2",
+    "__openat_2",
+    "__openat64_2",
+    "sigwait",
+    "sigwaitinfo",
+    "sigtimedwait",
+    "sigsuspend",
+    "pause",
+    "pthread_spin_lock",
 ];
 
 /// Start-up check: every hook must be what the program's calls to the libc
@@ -262,9 +285,61 @@ pub(crate) fn verify() -> Result<(), String> {
         pthread_join,
         posix_spawn,
         posix_spawnp,
+        open,
+        open64,
+        openat,
+        openat64,
+        creat,
+        creat64,
+        sigwait,
+        sigwaitinfo,
+        sigtimedwait,
+        sigsuspend,
+        pause,
+    ];
+    extern "C" {
+        // Not in the libc crate for this target: declared here, bound like
+        // the program's own calls.
+        #[link_name = "pthread_spin_lock"]
+        fn libc_pthread_spin_lock(l: *mut c_int) -> c_int;
+        #[link_name = "__open_2"]
+        fn libc_open_2(path: *const c_char, flags: c_int) -> c_int;
+        #[link_name = "__open64_2"]
+        fn libc_open64_2(path: *const c_char, flags: c_int) -> c_int;
+        #[link_name = "__openat_2"]
+        fn libc_openat_2(dirfd: c_int, path: *const c_char, flags: c_int) -> c_int;
+        #[link_name = "__openat64_2"]
+        fn libc_openat64_2(dirfd: c_int, path: *const c_char, flags: c_int) -> c_int;
+    }
+    let extra = [
+        (
+            "pthread_spin_lock",
+            pthread_spin_lock as *const () as usize,
+            libc_pthread_spin_lock as *const () as usize,
+        ),
+        (
+            "__open_2",
+            __open_2 as *const () as usize,
+            libc_open_2 as *const () as usize,
+        ),
+        (
+            "__open64_2",
+            __open64_2 as *const () as usize,
+            libc_open64_2 as *const () as usize,
+        ),
+        (
+            "__openat_2",
+            __openat_2 as *const () as usize,
+            libc_openat_2 as *const () as usize,
+        ),
+        (
+            "__openat64_2",
+            __openat64_2 as *const () as usize,
+            libc_openat64_2 as *const () as usize,
+        ),
     ];
     let mut bad = Vec::new();
-    for (name, ours, seen) in list {
+    for (name, ours, seen) in list.into_iter().chain(extra) {
         // 1. Static binding: the program's (std's) calls to the libc name.
         // 2. Dynamic binding: what shared libraries calling the name get
         //    (the executable exports the hooks in .dynsym); null means not
@@ -591,6 +666,111 @@ pub extern "C" fn pwritev64(
     fs::positioned(fd, Dir::Write, iov, cnt, off)
 }
 
+/// open(2): variadic in C; x86-64 passes the optional mode in RDX, which
+/// this fixed-arity definition reads (garbage when absent; the kernel
+/// reads it only with O_CREAT/O_TMPFILE). A FIFO's open parks (fs.rs).
+#[no_mangle]
+pub extern "C" fn open(path: *const c_char, flags: c_int, mode: libc::mode_t) -> c_int {
+    fs::openat(libc::AT_FDCWD, path, flags, mode)
+}
+
+/// glibc's LFS name for `open` (what std's `File::open` calls).
+#[no_mangle]
+pub extern "C" fn open64(path: *const c_char, flags: c_int, mode: libc::mode_t) -> c_int {
+    fs::openat(libc::AT_FDCWD, path, flags, mode)
+}
+
+/// openat(2): variadic like `open` (the mode in RCX).
+#[no_mangle]
+pub extern "C" fn openat(
+    dirfd: c_int,
+    path: *const c_char,
+    flags: c_int,
+    mode: libc::mode_t,
+) -> c_int {
+    fs::openat(dirfd, path, flags, mode)
+}
+
+#[no_mangle]
+pub extern "C" fn openat64(
+    dirfd: c_int,
+    path: *const c_char,
+    flags: c_int,
+    mode: libc::mode_t,
+) -> c_int {
+    fs::openat(dirfd, path, flags, mode)
+}
+
+/// creat(2) = open(O_CREAT|O_WRONLY|O_TRUNC): an existing FIFO waits.
+#[no_mangle]
+pub extern "C" fn creat(path: *const c_char, mode: libc::mode_t) -> c_int {
+    fs::openat(
+        libc::AT_FDCWD,
+        path,
+        libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC,
+        mode,
+    )
+}
+
+#[no_mangle]
+pub extern "C" fn creat64(path: *const c_char, mode: libc::mode_t) -> c_int {
+    creat(path, mode)
+}
+
+/// The fortified forms C code built with `_FORTIFY_SOURCE` calls for an
+/// `open` without a mode argument whose flags are not a constant: glibc
+/// aborts when the flags need a mode (fs.rs passes those to glibc's own).
+#[no_mangle]
+pub extern "C" fn __open_2(path: *const c_char, flags: c_int) -> c_int {
+    fs::open_2(libc::AT_FDCWD, path, flags, c"__open_2")
+}
+
+#[no_mangle]
+pub extern "C" fn __open64_2(path: *const c_char, flags: c_int) -> c_int {
+    fs::open_2(libc::AT_FDCWD, path, flags, c"__open64_2")
+}
+
+#[no_mangle]
+pub extern "C" fn __openat_2(dirfd: c_int, path: *const c_char, flags: c_int) -> c_int {
+    fs::open_2(dirfd, path, flags, c"__openat_2")
+}
+
+#[no_mangle]
+pub extern "C" fn __openat64_2(dirfd: c_int, path: *const c_char, flags: c_int) -> c_int {
+    fs::open_2(dirfd, path, flags, c"__openat64_2")
+}
+
+// ---- signal waits (signal.rs) ----
+
+#[no_mangle]
+pub extern "C" fn sigwait(set: *const libc::sigset_t, sig: *mut c_int) -> c_int {
+    signal::sigwait(set, sig)
+}
+
+#[no_mangle]
+pub extern "C" fn sigwaitinfo(set: *const libc::sigset_t, info: *mut libc::siginfo_t) -> c_int {
+    signal::sigtimedwait(set, info, std::ptr::null())
+}
+
+#[no_mangle]
+pub extern "C" fn sigtimedwait(
+    set: *const libc::sigset_t,
+    info: *mut libc::siginfo_t,
+    timeout: *const libc::timespec,
+) -> c_int {
+    signal::sigtimedwait(set, info, timeout)
+}
+
+#[no_mangle]
+pub extern "C" fn sigsuspend(mask: *const libc::sigset_t) -> c_int {
+    signal::sigsuspend(mask)
+}
+
+#[no_mangle]
+pub extern "C" fn pause() -> c_int {
+    signal::pause()
+}
+
 // ---- sleeps (time.rs) ----
 
 #[no_mangle]
@@ -833,6 +1013,12 @@ pub extern "C" fn pthread_once(
     init: Option<unsafe extern "C" fn()>,
 ) -> c_int {
     pthread::once(o, init)
+}
+
+/// A contended spin lock yields the coroutine between tries (pthread.rs).
+#[no_mangle]
+pub extern "C" fn pthread_spin_lock(l: *mut c_int) -> c_int {
+    pthread::spin_lock(l)
 }
 
 #[no_mangle]

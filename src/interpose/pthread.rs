@@ -85,8 +85,12 @@
 //! - A coroutine blocked on an object held by non-hooked code notices the
 //!   release within the re-check interval (≤ 32 ms), not at once.
 //! - `pthread_barrier_wait` parks the coroutine but runs glibc's wait on
-//!   a helper thread (one per waiting coroutine); `pthread_spin_lock` and
-//!   robust/PI/PP mutexes still block (spin).
+//!   a helper thread (one per waiting coroutine); robust/PI/PP mutexes
+//!   still block.
+//! - `pthread_spin_lock` does not park (a spin lock has no waiters to
+//!   wake): a coroutine that finds it held yields between tries (see
+//!   `spin_lock`), so a holder parked on the same executor runs; the
+//!   waiter keeps its executor busy while nothing else is ready.
 //! - An owner-table entry lives from the hooked acquisition to the hooked
 //!   release: a mutex locked by a coroutine through the hooks but unlocked
 //!   by non-hooked code keeps its entry (siblings then wait for good), as
@@ -1048,4 +1052,49 @@ pub(crate) fn barrier_wait(b: *mut libc::pthread_barrier_t) -> c_int {
         // until this returns) waits on it.
         unsafe { real_barrier_wait()(addr as *mut libc::pthread_barrier_t) }
     })
+}
+
+// ---- spin locks ----
+
+fn real_spin_lock() -> unsafe extern "C" fn(*mut c_int) -> c_int {
+    real!(c"pthread_spin_lock": fn(*mut c_int) -> c_int)
+}
+fn real_spin_trylock() -> unsafe extern "C" fn(*mut c_int) -> c_int {
+    real!(c"pthread_spin_trylock": fn(*mut c_int) -> c_int)
+}
+
+/// Short spins between two tries before giving the executor away.
+const SPIN_TRIES: u32 = 64;
+
+/// `pthread_spin_lock`: a spin lock has no waiters to wake, so a coroutine
+/// that finds it held yields between tries (glibc's `trylock`) instead of
+/// spinning: the holder may be a sibling queued on this executor (parked
+/// or preempted while holding it), which only runs if we let it. A short
+/// spin first keeps the usual case — a holder on another executor leaving
+/// its critical section within nanoseconds — as fast as glibc's loop.
+/// Called inside a memory allocator, it yields with the raw system call
+/// (the scheduler's queues allocate; see `park_until`). Plain threads,
+/// runtime code and a panicking coroutine: glibc's function. The lock word
+/// keeps glibc's protocol (acquired only by glibc's own functions), so
+/// threads and coroutines share a lock.
+pub(crate) fn spin_lock(l: *mut c_int) -> c_int {
+    if !sched::in_coroutine_user_code() {
+        // SAFETY: glibc's function with the caller's argument.
+        return unsafe { real_spin_lock()(l) };
+    }
+    // SAFETY (both calls in `attempt`): glibc's function with the caller's
+    // lock (pthread_spin_lock's contract: an initialised spin lock).
+    let attempt = || unsafe { real_spin_trylock()(l) };
+    loop {
+        for _ in 0..SPIN_TRIES {
+            match attempt() {
+                libc::EBUSY => std::hint::spin_loop(),
+                r => return r,
+            }
+        }
+        if inside_allocator() || !sched::yield_now_fast() {
+            // SAFETY: the raw system call (not the `sched_yield` hook).
+            unsafe { libc::syscall(libc::SYS_sched_yield) };
+        }
+    }
 }

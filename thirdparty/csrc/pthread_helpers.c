@@ -191,3 +191,23 @@ int cpt_barrier_wait(void) {
     return r == 0 ? 0 : -1;
 }
 int cpt_barrier_serials(void) { return __atomic_load_n(&bar_serial, __ATOMIC_SEQ_CST); }
+
+/* ---- a spin lock held across a sleep ---- */
+static pthread_spinlock_t spin;
+static int spin_inside, spin_max_inside;
+static long spin_total;
+
+void cpt_spin_init(void) { pthread_spin_init(&spin, PTHREAD_PROCESS_PRIVATE); }
+/* Locks `spin`, sleeps `us` inside (usleep: a hooked sleep parks the
+ * coroutine), checks exclusion. */
+int cpt_spin_critical(unsigned us) {
+    if (pthread_spin_lock(&spin)) return -1;
+    int in = ++spin_inside;
+    if (in > spin_max_inside) spin_max_inside = in;
+    if (us) usleep(us);
+    spin_total++;
+    spin_inside--;
+    return pthread_spin_unlock(&spin);
+}
+long cpt_spin_total(void) { return spin_total; }
+int cpt_spin_max_inside(void) { return spin_max_inside; }

@@ -19,7 +19,8 @@ extern "C" {
 
 /// Safe wrappers of the C helpers of `csrc/pthread_helpers.c`: each works
 /// on static objects of the C file and has no preconditions, except that
-/// `sem_*` need `sem_init` first and `barrier_wait` needs `barrier_init`.
+/// `sem_*` need `sem_init` first, `barrier_wait` needs `barrier_init` and
+/// `spin_critical` needs `spin_init`.
 pub mod c {
     use std::ffi::{c_int, c_long, c_uint};
 
@@ -54,6 +55,10 @@ pub mod c {
             pub fn cpt_barrier_init(n: c_uint);
             pub fn cpt_barrier_wait() -> c_int;
             pub fn cpt_barrier_serials() -> c_int;
+            pub fn cpt_spin_init();
+            pub fn cpt_spin_critical(us: c_uint) -> c_int;
+            pub fn cpt_spin_total() -> c_long;
+            pub fn cpt_spin_max_inside() -> c_int;
         }
     }
 
@@ -61,9 +66,10 @@ pub mod c {
         ($($name:ident => $ffi:ident ($($a:ident: $t:ty),*) $(-> $r:ty)?;)*) => {$(
             pub fn $name($($a: $t),*) $(-> $r)? {
                 // SAFETY: the C helper only touches its own static objects
-                // (pthread objects with static initialisers; the semaphore
-                // and the barrier are initialised by `sem_init` and
-                // `barrier_init`, which the tests call first).
+                // (pthread objects with static initialisers; the semaphore,
+                // the barrier and the spin lock are initialised by
+                // `sem_init`, `barrier_init` and `spin_init`, which the
+                // tests call first).
                 unsafe { ffi::$ffi($($a),*) }
             }
         )*};
@@ -93,6 +99,10 @@ pub mod c {
         barrier_init => cpt_barrier_init(n: c_uint);
         barrier_wait => cpt_barrier_wait() -> c_int;
         barrier_serials => cpt_barrier_serials() -> c_int;
+        spin_init => cpt_spin_init();
+        spin_critical => cpt_spin_critical(us: c_uint) -> c_int;
+        spin_total => cpt_spin_total() -> c_long;
+        spin_max_inside => cpt_spin_max_inside() -> c_int;
     }
 
     /// The C file's static mutexes, by their static initialiser.

@@ -355,3 +355,38 @@ fn barrier_rounds_coroutines_and_thread() {
         assert_eq!(barrier_serials(), 3);
     });
 }
+
+/// A C spin lock held across a (hooked, parking) sleep by one coroutine
+/// while 7 siblings on the same executor try to lock it, plus a plain
+/// thread sharing it: the waiters yield between tries, so the parked
+/// holder runs again and releases. Without the hook a waiter spins in
+/// glibc's loop forever on the only executor (the holder never runs).
+#[test]
+fn spin_lock_held_across_sleep_one_executor() {
+    one_executor("spin_lock_held_across_sleep_one_executor", || {
+        spin_init();
+        let t = Instant::now();
+        let hs: Vec<_> = (0..8)
+            .map(|_| {
+                coroutines::spawn(|| {
+                    for _ in 0..3 {
+                        assert_eq!(spin_critical(2000), 0);
+                    }
+                })
+            })
+            .collect();
+        let th = std::thread::spawn(|| {
+            for _ in 0..3 {
+                assert_eq!(spin_critical(2000), 0);
+            }
+        });
+        for h in hs {
+            h.join().unwrap();
+        }
+        th.join().unwrap();
+        assert_eq!(spin_total(), 27);
+        assert_eq!(spin_max_inside(), 1, "two holders inside the spin lock");
+        // 27 sleeps of 2 ms in sequence: well under the bound.
+        assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
+    });
+}
