@@ -51,21 +51,24 @@
 //      +0x00  MXCSR (low 4 bytes) | x87 control word (bytes 4-5) | 0 (6-7)
 //                                                              <- saved RSP
 //
-// The layout is mirrored in src/arch/mod.rs (FRAME_* constants, with
-// compile-time checks) and in the preemption handler's fake frame.
+// The layout is defined once, as `arch::SwitchFrame` in src/arch/mod.rs;
+// the FRAME_* offsets below are its field offsets (const operands), and
+// the preemption handler builds its frame through the same type.
 //
 // Backtraces: no CFI here. Nothing unwinds through this routine (panics are
 // caught in the coroutine entry), and a debugger stopped inside it sees a
 // stack that is half one side, half the other.
 
-    .set FRAME_CTRL, 0x00
-    .set FRAME_R15,  0x08
-    .set FRAME_R14,  0x10
-    .set FRAME_R13,  0x18
-    .set FRAME_R12,  0x20
-    .set FRAME_RBX,  0x28
-    .set FRAME_RBP,  0x30
-    .set FRAME_RET,  0x38
+    // Offsets of `arch::SwitchFrame` (src/arch/mod.rs), substituted by
+    // global_asm!'s const operands: the Rust type is the one definition.
+    .set FRAME_CTRL, {FRAME_CTRL}
+    .set FRAME_R15,  {FRAME_R15}
+    .set FRAME_R14,  {FRAME_R14}
+    .set FRAME_R13,  {FRAME_R13}
+    .set FRAME_R12,  {FRAME_R12}
+    .set FRAME_RBX,  {FRAME_RBX}
+    .set FRAME_RBP,  {FRAME_RBP}
+    .set FRAME_RET,  {FRAME_RET}
 
     .text
     .globl coroutines_switch

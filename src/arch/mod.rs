@@ -10,27 +10,66 @@
 //!
 //! Invariants:
 //! - A saved stack pointer is resumed at most once, by exactly one thread.
-//! - The frame layout below matches `switch.S` (checked at compile time
-//!   against the offsets the assembly uses, mirrored here).
+//! - The frame layout is [`SwitchFrame`]; the assembly takes its offsets
+//!   from it (`const` operands of `global_asm!`), so the two cannot drift.
 
 use core::arch::global_asm;
+use core::mem::{offset_of, size_of};
 
-global_asm!(include_str!("../../asm/x86_64/switch.S"));
+/// A suspended side's frame, as `coroutines_switch` leaves it at the saved
+/// stack pointer (lowest address first; see `asm/x86_64/switch.S`): the
+/// control bits, the callee-saved GPRs in the reverse order of their
+/// pushes, and the return address the resumed side continues at.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct SwitchFrame {
+    /// MXCSR in the low 4 bytes, the x87 control word in bytes 4-5, 0 in
+    /// bytes 6-7 (`push 0`: frames compare as whole words).
+    pub(crate) ctrl: u64,
+    pub(crate) r15: u64,
+    pub(crate) r14: u64,
+    pub(crate) r13: u64,
+    pub(crate) r12: u64,
+    pub(crate) rbx: u64,
+    pub(crate) rbp: u64,
+    /// Return address: into the caller of `coroutines_switch`, or
+    /// `coroutines_entry` (fresh coroutine), or `coroutines_restore_full`
+    /// (preempted coroutine).
+    pub(crate) ret: u64,
+}
+
+/// Offsets the assembly uses (`FRAME_*` in switch.S are these values).
+pub(crate) const FRAME_CTRL: usize = offset_of!(SwitchFrame, ctrl);
+pub(crate) const FRAME_R15: usize = offset_of!(SwitchFrame, r15);
+pub(crate) const FRAME_R14: usize = offset_of!(SwitchFrame, r14);
+pub(crate) const FRAME_R13: usize = offset_of!(SwitchFrame, r13);
+pub(crate) const FRAME_R12: usize = offset_of!(SwitchFrame, r12);
+pub(crate) const FRAME_RBX: usize = offset_of!(SwitchFrame, rbx);
+pub(crate) const FRAME_RBP: usize = offset_of!(SwitchFrame, rbp);
+pub(crate) const FRAME_RET: usize = offset_of!(SwitchFrame, ret);
+/// Size of a suspended frame including its return address.
+pub(crate) const FRAME_SIZE: usize = size_of::<SwitchFrame>();
+
+// The assembly pushes RBP, RBX, R12-R15, then the control slot: each one
+// 8 bytes below the previous push, the return address on top. Its push
+// order is fixed, so these offsets are too.
+const _: () = assert!(FRAME_CTRL == 0 && FRAME_R15 == 8 && FRAME_R14 == 0x10);
+const _: () = assert!(FRAME_R13 == 0x18 && FRAME_R12 == 0x20 && FRAME_RBX == 0x28);
+const _: () = assert!(FRAME_RBP == 0x30 && FRAME_RET == 0x38 && FRAME_SIZE == 0x40);
+
+global_asm!(
+    include_str!("../../asm/x86_64/switch.S"),
+    FRAME_CTRL = const FRAME_CTRL,
+    FRAME_R15 = const FRAME_R15,
+    FRAME_R14 = const FRAME_R14,
+    FRAME_R13 = const FRAME_R13,
+    FRAME_R12 = const FRAME_R12,
+    FRAME_RBX = const FRAME_RBX,
+    FRAME_RBP = const FRAME_RBP,
+    FRAME_RET = const FRAME_RET,
+);
 global_asm!(include_str!("../../asm/x86_64/entry.S"));
 global_asm!(include_str!("../../asm/x86_64/resume.S"));
-
-/// Offsets inside a suspended frame (mirror of the `.set FRAME_*` lines in
-/// `asm/x86_64/switch.S`).
-pub(crate) const FRAME_CTRL: usize = 0x00;
-pub(crate) const FRAME_R12: usize = 0x20;
-pub(crate) const FRAME_R13: usize = 0x30 - 0x18;
-pub(crate) const FRAME_RBP: usize = 0x30;
-pub(crate) const FRAME_RET: usize = 0x38;
-/// Size of a suspended frame including its return address.
-pub(crate) const FRAME_SIZE: usize = 0x40;
-
-const _: () = assert!(FRAME_R13 == 0x18);
-const _: () = assert!(FRAME_RET + 8 == FRAME_SIZE);
 
 /// MXCSR with all exceptions masked, round-to-nearest (the ABI's initial
 /// value) in the low half, x87 control word 0x037f (extended precision,
@@ -90,29 +129,24 @@ pub(crate) unsafe fn switch(
 /// [`FRAME_SIZE`] + 16 bytes below it.
 pub(crate) unsafe fn init_stack(top: usize, entry: EntryFn, arg: usize) -> usize {
     debug_assert!(top % 16 == 0);
-    let ret_slot = top - 0x18;
-    let sp = ret_slot - FRAME_RET;
-    let words: [(usize, u64); 9] = [
-        (top - 0x08, 0),
-        (top - 0x10, 0),
-        (
-            sp + FRAME_RET,
-            coroutines_entry as *const () as usize as u64,
-        ),
-        (sp + FRAME_RBP, 0),
-        (sp + 0x28, 0), // RBX
-        (sp + FRAME_R12, arg as u64),
-        (sp + FRAME_R13, entry as usize as u64),
-        (sp + 0x10, 0), // R14
-        (sp + 0x08, 0), // R15
-    ];
-    for (addr, value) in words {
-        // SAFETY: every address lies in [top - 0x50, top), inside the
-        // caller-guaranteed writable region.
-        unsafe { (addr as *mut u64).write(value) };
+    // Two zero words of padding at the top (asm/x86_64/entry.S: RSP after
+    // the frame's `ret` is top - 0x10, 16-aligned at entry's call), then
+    // the frame whose return address is the entry trampoline.
+    let sp = top - 0x10 - FRAME_SIZE;
+    let frame = SwitchFrame {
+        ctrl: INITIAL_CTRL,
+        r12: arg as u64,
+        r13: entry as usize as u64,
+        ret: coroutines_entry as *const () as usize as u64,
+        ..SwitchFrame::default()
+    };
+    // SAFETY: [sp, top) = [top - 0x50, top) lies inside the
+    // caller-guaranteed writable region; `sp` is 16-aligned, enough for
+    // the 8-aligned frame.
+    unsafe {
+        (sp as *mut SwitchFrame).write(frame);
+        ((top - 0x10) as *mut [u64; 2]).write([0, 0]);
     }
-    // SAFETY: as above.
-    unsafe { ((sp + FRAME_CTRL) as *mut u64).write(INITIAL_CTRL) };
     sp
 }
 

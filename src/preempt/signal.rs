@@ -338,13 +338,11 @@ unsafe fn preempt_here(exec: &Executor, ctx: *mut libc::c_void) -> Result<(), De
         regs.save_into(area);
         area.xmask = fp.mask;
         std::ptr::copy_nonoverlapping(fp.ptr, xs as *mut u8, fp.len);
-        let f = frame as *mut u64;
-        for i in 0..arch::FRAME_SIZE / 8 {
-            f.add(i).write(0);
-        }
-        f.add(arch::FRAME_CTRL / 8).write(fp.ctrl_word());
-        f.add(arch::FRAME_RET / 8)
-            .write(arch::coroutines_restore_full as *const () as usize as u64);
+        (frame as *mut arch::SwitchFrame).write(arch::SwitchFrame {
+            ctrl: fp.ctrl_word(),
+            ret: arch::coroutines_restore_full as *const () as usize as u64,
+            ..arch::SwitchFrame::default()
+        });
         // The coroutine's saved stack pointer: only this executor (the
         // owner of the right to run it) reads it, after we return.
         *co.sp.get() = frame;
