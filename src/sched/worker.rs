@@ -262,6 +262,9 @@ pub(crate) struct Executor {
     /// re-initialises one (`tls::Layout::reuse`) instead of building a
     /// block. Owner thread only; destroyed when the executor retires.
     tls_cache: UnsafeCell<Vec<(crate::stack::Stack, usize, usize)>>,
+    /// What ld.so writes into a block, for `tls_cache` reuse without its
+    /// lock (`tls::Layout::reuse`). Owner thread only.
+    tls_snap: UnsafeCell<Option<tls::Snapshot>>,
 }
 
 /// Blocks kept per executor for reuse (each is a stack of a finished
@@ -1497,6 +1500,7 @@ pub(crate) fn executor_main(
         tid: crate::sys::gettid(),
         sched_fs: carrier_tp,
         tls_cache: UnsafeCell::new(Vec::new()),
+        tls_snap: UnsafeCell::new(None),
     }));
     // SAFETY: freshly boxed; freed only below, after the loop ends and the
     // thread-local pointer is cleared.
@@ -1591,7 +1595,8 @@ fn ensure_started(exec: &Executor, task: &Task) -> bool {
             let (stack, tp, _) = cache.swap_remove(i);
             // SAFETY: the block of a finished coroutine, at this stack's
             // top, never to run again; scheduler context.
-            let top = unsafe { tls::layout().reuse(tp, exec.carrier_tp) };
+            // (`tls_snap` is likewise the owner's.)
+            let top = unsafe { tls::layout().reuse(tp, &mut *exec.tls_snap.get()) };
             task.stack_lo.store(stack.bottom(), Ordering::Relaxed);
             task.stack_hi.store(top, Ordering::Relaxed);
             // SAFETY: owner of the right to run `task`; the stack is ours,
