@@ -17,11 +17,15 @@
 //!   (stack and pointer guards, flags) with the per-thread fields reset:
 //!   self pointers, `multiple_threads = 1`, pthread-key area empty, robust
 //!   list empty, rseq `cpu_id = -2` (glibc then asks the kernel for the
-//!   CPU instead of reading a snapshot the kernel never updates). The TLS
-//!   images are laid in by ld.so's own `_dl_allocate_tls` (what
-//!   `pthread_create` uses; it also gives the block its own dtv), never
-//!   copied from the executor: a copy would alias the executor's heap
-//!   objects, destructor list, malloc cache and dtv.
+//!   CPU instead of reading a snapshot the kernel never updates). The
+//!   block gets a dtv of its own, calloc'd in ld.so's layout but only as
+//!   long as the module ids need (ld.so's `allocate_dtv` adds 14 spare
+//!   entries; ld.so grows a short dtv itself when a module is loaded), and
+//!   the TLS images are laid in by ld.so's own `_dl_allocate_tls_init`
+//!   (what `pthread_create` uses) or from a snapshot of what it wrote
+//!   (below); never copied from the executor: a copy would alias the
+//!   executor's heap objects, destructor list, malloc cache and dtv.
+//!   Without the snapshot path, ld.so's `_dl_allocate_tls` builds both.
 //! - The context switch (`asm/x86_64/switch.S`) loads the resumed side's
 //!   thread pointer with `wrfsbase` together with its stack, so no Rust
 //!   code ever runs with another side's thread pointer; the preemption
@@ -164,7 +168,20 @@ pub(crate) struct Layout {
     /// `_rtld_global`, when their offsets checked out and the snapshot
     /// re-initialisation reproduced glibc's on a probe block (`reuse`'s
     /// fast path); None: every reuse calls `_dl_allocate_tls_init`.
-    fast: Option<(*const usize, *const usize)>,
+    fast: Option<FastInit>,
+}
+
+/// Words of ld.so's `_rtld_global` the snapshot path reads (relaxed).
+#[derive(Clone, Copy)]
+struct FastInit {
+    /// `GL(dl_tls_generation)`: bumped by every `dlopen`/`dlclose` that
+    /// adds or removes a module with TLS.
+    generation: *const usize,
+    /// `GL(dl_tls_static_used)`: bytes of static TLS below the thread
+    /// pointer that modules occupy.
+    static_used: *const usize,
+    /// `GL(dl_tls_max_dtv_idx)`: the highest module id (dtv length needed).
+    max_dtv_idx: *const usize,
 }
 
 // SAFETY: `keys` points at glibc's process-wide key table, read only;
@@ -459,10 +476,11 @@ fn check_fast_reinit(l: &mut Layout, tp: usize) -> Result<(), String> {
             ));
         }
     }
-    l.fast = Some((
-        (rtld + R_TLS_GENERATION) as *const usize,
-        (rtld + R_TLS_STATIC_USED) as *const usize,
-    ));
+    l.fast = Some(FastInit {
+        generation: (rtld + R_TLS_GENERATION) as *const usize,
+        static_used: (rtld + R_TLS_STATIC_USED) as *const usize,
+        max_dtv_idx: (rtld + R_TLS_MAX_DTV_IDX) as *const usize,
+    });
     // Probe: block A initialised by ld.so and snapshotted, then scribbled
     // over and re-initialised from the snapshot, must equal block B
     // initialised by ld.so.
@@ -475,10 +493,11 @@ fn check_fast_reinit(l: &mut Layout, tp: usize) -> Result<(), String> {
         // descriptor is copied (scheduler-context rule: no coroutine runs
         // on these blocks).
         unsafe {
-            let (a, _) = l.create(top_a, tp).ok_or("probe block")?;
             let mut snap = None;
             let mut stats = (0, 0);
-            l.reinit(a, &mut snap, &mut stats);
+            // Built with our own dtv and ld.so's initialisation (no
+            // snapshot yet), which takes the snapshot.
+            let (a, _) = l.create(top_a, tp, &mut snap).ok_or("probe block")?;
             let Some(s) = snap.as_ref() else {
                 l.destroy(a);
                 return Err("no snapshot taken".to_string());
@@ -489,7 +508,7 @@ fn check_fast_reinit(l: &mut Layout, tp: usize) -> Result<(), String> {
             }
             std::ptr::write_bytes((a - s.image.len()) as *mut u8, 0xa5, s.image.len());
             l.reinit(a, &mut snap, &mut stats);
-            let Some((b, _)) = l.create(top_b, tp) else {
+            let Some((b, _)) = l.create_glibc(top_b, tp) else {
                 l.destroy(a);
                 return Err("probe block".to_string());
             };
@@ -499,13 +518,13 @@ fn check_fast_reinit(l: &mut Layout, tp: usize) -> Result<(), String> {
                 *((a + D_DTV) as *const usize),
                 *((b + D_DTV) as *const usize),
             );
-            let len = *((da - 16) as *const usize);
-            let mut same_dtv = len == *((db - 16) as *const usize);
-            for i in 0..=len {
-                let (va, vb) = (
-                    *((da + 16 * i) as *const usize),
-                    *((db + 16 * i) as *const usize),
-                );
+            // Ours is as long as the module ids need, ld.so's has 14 more
+            // (unused, zero) entries.
+            let (len_a, len_b) = (*((da - 16) as *const usize), *((db - 16) as *const usize));
+            let mut same_dtv = len_a <= len_b;
+            for i in 0..=len_b {
+                let vb = *((db + 16 * i) as *const usize);
+                let va = if i <= len_a { *((da + 16 * i) as *const usize) } else { 0 };
                 let rel = |v: usize, t: usize| {
                     if i > 0 && v < t && v >= t - below {
                         v.wrapping_sub(t)
@@ -515,7 +534,7 @@ fn check_fast_reinit(l: &mut Layout, tp: usize) -> Result<(), String> {
                 };
                 same_dtv &= rel(va, a) == rel(vb, b);
             }
-            let fast_used = stats.0 == 1;
+            let fast_used = stats == (1, 0);
             l.destroy(a);
             l.destroy(b);
             if same_img && same_dtv && fast_used {
@@ -657,12 +676,57 @@ impl Layout {
     /// Builds a block at the top of a stack whose highest address is
     /// `top`, copying the descriptor of the carrier (`carrier_tp`).
     /// Returns the block's thread pointer and the new top of the usable
-    /// stack below the block; None if ld.so could not allocate the dtv.
+    /// stack below the block; None if the dtv could not be allocated.
+    /// With the snapshot path on, the dtv is calloc'd here as ld.so's
+    /// `allocate_dtv` does but only as long as the module ids need (ld.so
+    /// adds 14 spare entries; it grows a short dtv itself, with realloc,
+    /// when a module is loaded: 224 B less per coroutine) and
+    /// [`reinit`](Self::reinit) lays the images in; otherwise ld.so's
+    /// `_dl_allocate_tls` does both.
     ///
     /// # Safety
     /// `[top - span(), top)` is writable memory owned by the caller, not in
-    /// use; called on the carrier thread in scheduler context.
-    pub(crate) unsafe fn create(&self, top: usize, carrier_tp: usize) -> Option<(usize, usize)> {
+    /// use; called on the carrier thread in scheduler context; `snap` is
+    /// the calling executor's.
+    pub(crate) unsafe fn create(
+        &self,
+        top: usize,
+        carrier_tp: usize,
+        snap: &mut Option<Snapshot>,
+    ) -> Option<(usize, usize)> {
+        let Some(fast) = self.fast else {
+            // SAFETY: caller.
+            return unsafe { self.create_glibc(top, carrier_tp) };
+        };
+        let tp = (top - self.tcb_size) & !(self.align - 1);
+        let below = self.static_size - self.tcb_size;
+        let lo = tp - below;
+        // SAFETY: caller: the span is ours; the carrier's descriptor is
+        // `tcb_size` readable bytes at its thread pointer; the dtv has
+        // glibc's layout (entry -1 = length, the tcb points at entry 0)
+        // and comes from libc's malloc as ld.so's own does, so ld.so may
+        // realloc and free it.
+        unsafe {
+            self.reset_descriptor(tp, carrier_tp);
+            std::ptr::write_bytes(lo as *mut u8, 0, below);
+            let len = load_relaxed(fast.max_dtv_idx).max(1);
+            let dtv = libc::calloc(len + 2, 16) as *mut usize;
+            if dtv.is_null() {
+                return None;
+            }
+            dtv.write(len);
+            ((tp + D_DTV) as *mut usize).write(dtv as usize + 16);
+            self.reinit(tp, snap, &mut (0, 0));
+        }
+        Some((tp, lo & !15))
+    }
+
+    /// [`create`](Self::create) by ld.so's `_dl_allocate_tls` (dtv and
+    /// images), as `pthread_create` does.
+    ///
+    /// # Safety
+    /// As for `create`.
+    unsafe fn create_glibc(&self, top: usize, carrier_tp: usize) -> Option<(usize, usize)> {
         let tp = (top - self.tcb_size) & !(self.align - 1);
         let below = self.static_size - self.tcb_size;
         let lo = tp - below;
@@ -735,7 +799,12 @@ impl Layout {
                     ((dtv + 16 * i) as *mut usize).write(DTV_UNALLOCATED);
                 }
             }
-            if let Some((gen, used)) = self.fast {
+            if let Some(FastInit {
+                generation: gen,
+                static_used: used,
+                ..
+            }) = self.fast
+            {
                 // Relaxed: a module loaded concurrently is one this block
                 // may miss exactly as with ld.so's lock (its dtv generation
                 // is older, so `__tls_get_addr` catches up; static TLS of
@@ -760,7 +829,7 @@ impl Layout {
                 // The snapshot holds only if no module came or went while
                 // ld.so initialised the block.
                 let after = load_relaxed(gen);
-                *snap = (after == cur).then(|| self.snapshot(tp, cur, *used));
+                *snap = (after == cur).then(|| self.snapshot(tp, cur, load_relaxed(used)));
             } else {
                 std::ptr::write_bytes(dtv as *mut u8, 0, (len + 1) * 16);
                 (self.init_tls)(tp as *mut c_void, true);
