@@ -27,8 +27,10 @@
 //!    recycle the block and the stack and drop the scheduler's reference.
 //!
 //! Direct switches skip the scheduler when the next coroutine is local, was
-//! not preempted and has started (a never-run one needs a TLS block, built
-//! in scheduler context): a yield (`direct_yield_on`) or park
+//! not preempted and has started or can start from this executor's block
+//! cache (a never-run one needing a fresh stack and TLS block gets them in
+//! scheduler context: the stack pool's cache is the carrier's
+//! thread-local): a yield (`direct_yield_on`) or park
 //! (`direct_park_on`) switches straight to the next coroutine and leaves
 //! itself in `pending`; the side it switched to completes it first thing
 //! (`complete_pending`: requeue, or publish PARKED), once the switch has
@@ -612,7 +614,8 @@ pub(crate) fn yield_now_fast() -> bool {
 /// (with migration: the inbox, then `runq`), if it was not preempted (that
 /// one resumes through the full-restore path, which must be entered from
 /// the scheduler) and has started (with per-coroutine TLS a never-run one
-/// gets its block in scheduler context). None when the scheduler must
+/// starts here only with a block from `tls_cache`, else in scheduler
+/// context). None when the scheduler must
 /// decide: the fairness tick (every 61st pick), nothing local.
 #[inline(always)]
 fn direct_next(exec: &'static Executor) -> Option<(Task, bool)> {
@@ -642,10 +645,16 @@ fn direct_next(exec: &'static Executor) -> Option<(Task, bool)> {
             }
         }
     };
-    // A coroutine that never ran is started from the scheduler when it
-    // needs a TLS block: the stack cache is the carrier's thread-local.
+    // A coroutine that never ran and needs a TLS block is started here,
+    // in the running coroutine's context, only from this executor's block
+    // cache (an `Executor` field; `reuse` uses no thread-local of the
+    // runtime); a fresh stack comes from the stack pool, whose cache is
+    // the carrier's thread-local: that start goes through the scheduler.
     // SAFETY: owner thread; `sp` is 0 only before the first run.
-    if next.preempted.load(Ordering::Relaxed) || (tls::enabled() && unsafe { *next.sp.get() } == 0)
+    if next.preempted.load(Ordering::Relaxed)
+        || (tls::enabled()
+            && unsafe { *next.sp.get() } == 0
+            && !exec.has_cached_block(next.stack_size))
     {
         if took_slot || exec.rt.config.migrate {
             // (With migration the slot is empty here: taken just above.)
@@ -1244,6 +1253,15 @@ impl Executor {
         }
     }
 
+    /// Whether `tls_cache` holds a block for a stack of `stack_size`
+    /// (what `ensure_started` reuses).
+    #[inline]
+    fn has_cached_block(&self, stack_size: usize) -> bool {
+        // SAFETY: owner thread (callers run on it, with preemption off);
+        // no reference into the cache is live.
+        unsafe { (*self.tls_cache.get()).iter().rev().any(|c| c.2 == stack_size) }
+    }
+
     /// Queues a coroutine spawned by code running on this executor. Returns
     /// whether stealable work was added (then idle executors are told).
     pub(crate) fn push_spawned(&self, task: Task) -> bool {
@@ -1588,8 +1606,9 @@ fn ensure_started(exec: &Executor, task: &Task) -> bool {
         0
     };
     if extra != 0 {
-        // SAFETY: owner thread, scheduler context (a never-run coroutine is
-        // started from the scheduler when blocks are on).
+        // SAFETY: owner thread, scheduler context or a direct switch with
+        // preemption off (`direct_next`: only when this finds a block, so
+        // the stack pool below runs in scheduler context).
         let cache = unsafe { &mut *exec.tls_cache.get() };
         if let Some(i) = cache.iter().rposition(|c| c.2 == task.stack_size) {
             let (stack, tp, _) = cache.swap_remove(i);
