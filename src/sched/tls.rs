@@ -75,9 +75,11 @@
 //! (NULL before its first malloc, a tcache of the right size after).
 //! The snapshot re-initialisation has its own check (one warning line and
 //! every reuse goes through ld.so if it fails): ld.so's `_rtld_global`
-//! offsets (TLS generation, static TLS used, highest module id, slotinfo
-//! list) against `dl_iterate_phdr` and the calling thread, then a probe
-//! block re-initialised from a snapshot must equal one ld.so initialised.
+//! offsets against `dl_iterate_phdr` and the calling thread (highest
+//! module id; the slotinfo list's link map of each module; static TLS used
+//! = the largest static module offset; on the main thread, the initial
+//! dtv next to the generation counter), then a probe block re-initialised
+//! from a snapshot must equal one built by `_dl_allocate_tls`.
 //!
 //! Invariants: a block is used by one coroutine, which runs on one thread
 //! at a time; its thread pointer is loaded only by the switch assembly (or
@@ -125,6 +127,7 @@ const TCACHE_STRUCT: usize = 64 * 2 + 64 * 8;
 const R_TLS_MAX_DTV_IDX: usize = 0x1068;
 const R_TLS_SLOTINFO_LIST: usize = 0x1070;
 const R_TLS_STATIC_USED: usize = 0x1080;
+const R_TLS_INITIAL_DTV: usize = 0x1090;
 const R_TLS_GENERATION: usize = 0x1098;
 /// ld.so's `TLS_DTV_UNALLOCATED`.
 const DTV_UNALLOCATED: usize = usize::MAX;
@@ -445,8 +448,30 @@ fn check_fast_reinit(l: &mut Layout, tp: usize) -> Result<(), String> {
     let gen = word(R_TLS_GENERATION);
     let list = word(R_TLS_SLOTINFO_LIST);
     let highest = mods.list.iter().map(|m| m.0).max().unwrap_or(0);
-    if !mods.list.iter().any(|m| m.2 != 0 && m.2 <= below) {
-        return Err("no module in static TLS".into());
+    // Static modules: their data in this thread's static area (dynamic
+    // ones have none yet or a heap block). ld.so's used size is the
+    // largest offset of a static module (each module's block lies at
+    // `tp - offset`, offsets growing away from the thread pointer).
+    let max_off = mods
+        .list
+        .iter()
+        .map(|m| m.2)
+        .filter(|&off| off != 0 && off <= below)
+        .max()
+        .ok_or("no module in static TLS")?;
+    if used != max_off {
+        return Err(format!(
+            "ld.so's static TLS size not where expected ({used}, modules reach {max_off})"
+        ));
+    }
+    // On the main thread, the word before the generation counter is
+    // ld.so's `_dl_initial_dtv`: the main thread's dtv.
+    // SAFETY: getpid/gettid are always safe; the dtv pointer is this
+    // thread's descriptor word.
+    if unsafe { libc::getpid() } == crate::sys::gettid()
+        && word(R_TLS_INITIAL_DTV) != unsafe { *((tp + D_DTV) as *const usize) }
+    {
+        return Err("ld.so's initial dtv not where expected".into());
     }
     if max_idx != highest || max_idx == 0 || list == 0 || used == 0 || used > below {
         return Err(format!(
@@ -454,7 +479,7 @@ fn check_fast_reinit(l: &mut Layout, tp: usize) -> Result<(), String> {
              static used {used})"
         ));
     }
-    for &(modid, addr, off) in &mods.list {
+    for &(modid, addr, _) in &mods.list {
         // SAFETY: the slotinfo list head: {len, next, {gen, map}[len]}
         // (checked: len covers the module ids; map's first word is its
         // load address).
@@ -466,11 +491,7 @@ fn check_fast_reinit(l: &mut Layout, tp: usize) -> Result<(), String> {
                 g <= gen && map != 0 && *(map as *const usize) == addr
             }
         };
-        // A module of the static block (its data in this thread's static
-        // area; dynamic ones have none yet or a heap block) lies within
-        // the used size.
-        let in_static = off != 0 && off <= below;
-        if !ok || (in_static && off > used) {
+        if !ok {
             return Err(format!(
                 "ld.so's TLS slotinfo for module {modid} not as expected"
             ));
