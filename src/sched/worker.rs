@@ -1635,7 +1635,8 @@ fn ensure_started(exec: &Executor, task: &Task) -> bool {
                 let l = tls::layout();
                 // SAFETY: the stack is fresh and ours, `span()` bytes larger
                 // than the coroutine's stack size; its top `span()` bytes
-                // become the block.
+                // become the block; scheduler context on the owner thread,
+                // so `tls_snap` is ours.
                 match unsafe { l.create(top, exec.carrier_tp, &mut *exec.tls_snap.get()) } {
                     Some((tp, below)) => {
                         // SAFETY: owner of the right to run `task`.
