@@ -510,3 +510,116 @@ fn ten_thousand_live_coroutines_in_tracing_spans() {
         assert_eq!(seen.len(), N as usize);
     });
 }
+
+/// Reused TLS blocks stay correct across a `dlopen` of a library with
+/// thread-locals: before it, blocks are re-initialised from a snapshot of
+/// what ld.so writes; the `dlopen` changes ld.so's TLS generation, so the
+/// next reuse goes through `_dl_allocate_tls_init` again (and takes a new
+/// snapshot). The library's (dynamic) thread-local starts at its initial
+/// value in every coroutine, its block is freed at reuse, and Rust
+/// thread-locals keep starting fresh. Its initial-exec thread-local lives
+/// in the static TLS surplus, which only ld.so's initialisation (not an
+/// out-of-date snapshot) fills in: every later coroutine must see its
+/// initial value. The library is built with `cc` (the
+/// test says so and passes if there is none).
+#[test]
+fn reused_blocks_across_dlopen_with_tls() {
+    let dir = std::env::temp_dir().join(format!("coroutines-tls-dlopen-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = dir.join("tlsmod.c");
+    let lib = dir.join("libtlsmod.so");
+    std::fs::write(
+        &src,
+        "__thread long tls_counter = 7;\n\
+         __thread char tls_pad[3000];\n\
+         long tls_bump(void) { tls_pad[2999] += 1; return ++tls_counter + tls_pad[2999]; }\n\
+         extern long ie_next(void);\n\
+         long tls_ie_next(void) { return ie_next(); }\n",
+    )
+    .unwrap();
+    // A dependency with initial-exec TLS (static TLS: small enough for
+    // ld.so's surplus; one module's TLS is static or dynamic as a whole).
+    let src_ie = dir.join("tlsie.c");
+    std::fs::write(
+        &src_ie,
+        "__thread long ie_counter __attribute__((tls_model(\"initial-exec\"))) = 5;\n\
+         long ie_next(void) { return ie_counter++; }\n",
+    )
+    .unwrap();
+    let cc = |args: &[&std::ffi::OsStr]| {
+        std::process::Command::new("cc")
+            .args(["-O2", "-fPIC", "-shared"])
+            .args(args)
+            .status()
+    };
+    let lib_ie = dir.join("libtlsie.so");
+    let built = cc(&["-o".as_ref(), lib_ie.as_ref(), src_ie.as_ref()]).and_then(|s| {
+        if !s.success() {
+            return Ok(s);
+        }
+        cc(&[
+            "-o".as_ref(),
+            lib.as_ref(),
+            src.as_ref(),
+            lib_ie.as_ref(),
+            format!("-Wl,-rpath,{}", dir.display()).as_ref(),
+        ])
+    });
+    if !matches!(built, Ok(s) if s.success()) {
+        eprintln!("reused_blocks_across_dlopen_with_tls: no C compiler (cc): skipped");
+        return;
+    }
+    let lib_path = lib.to_str().unwrap().to_string();
+    in_child("reused_blocks_across_dlopen_with_tls", TWO, move || {
+        thread_local! {
+            static N: Cell<usize> = const { Cell::new(0) };
+        }
+        type F = extern "C" fn() -> i64;
+        fn round(what: &'static str, bump: Option<(F, F)>) {
+            for i in 0..300usize {
+                coroutines::spawn(move || {
+                    assert_eq!(N.get(), 0, "{what}: a reused block kept a value");
+                    N.set(i + 1);
+                    if let Some((f, ie)) = bump {
+                        assert_eq!(f(), 9, "{what}: the library's thread-local not fresh");
+                        assert_eq!(f(), 11);
+                        assert_eq!(ie(), 5, "{what}: the static-TLS image not laid in");
+                        assert_eq!(ie(), 6);
+                    }
+                })
+                .join()
+                .unwrap();
+            }
+        }
+        coroutines::run(move || {
+            require_per_coroutine();
+            round("before dlopen", None);
+            let c = std::ffi::CString::new(lib_path.clone()).unwrap();
+            // SAFETY: a library of ours with no constructors.
+            let h = unsafe { libc::dlopen(c.as_ptr(), libc::RTLD_NOW) };
+            assert!(!h.is_null(), "dlopen failed: {:?}", unsafe {
+                // SAFETY: dlerror's message, valid until the next dl call.
+                std::ffi::CStr::from_ptr(libc::dlerror())
+            });
+            // SAFETY: the symbols are ours, `long f(void)`.
+            let bump = unsafe {
+                let f = |n: &std::ffi::CStr| {
+                    let p = libc::dlsym(h, n.as_ptr());
+                    assert!(!p.is_null());
+                    std::mem::transmute::<*mut libc::c_void, F>(p)
+                };
+                (f(c"tls_bump"), f(c"tls_ie_next"))
+            };
+            round("after dlopen", Some(bump));
+            // Many more: the library's blocks (3 KB each) must be freed
+            // at reuse, and every coroutine sees fresh values.
+            for _ in 0..10 {
+                round("after dlopen, again", Some(bump));
+            }
+            // SAFETY: no coroutine uses the library any more.
+            assert_eq!(unsafe { libc::dlclose(h) }, 0);
+            round("after dlclose", None);
+        });
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -17,11 +17,15 @@
 //!   (stack and pointer guards, flags) with the per-thread fields reset:
 //!   self pointers, `multiple_threads = 1`, pthread-key area empty, robust
 //!   list empty, rseq `cpu_id = -2` (glibc then asks the kernel for the
-//!   CPU instead of reading a snapshot the kernel never updates). The TLS
-//!   images are laid in by ld.so's own `_dl_allocate_tls` (what
-//!   `pthread_create` uses; it also gives the block its own dtv), never
-//!   copied from the executor: a copy would alias the executor's heap
-//!   objects, destructor list, malloc cache and dtv.
+//!   CPU instead of reading a snapshot the kernel never updates). The
+//!   block gets a dtv of its own, calloc'd in ld.so's layout but only as
+//!   long as the module ids need (ld.so's `allocate_dtv` adds 14 spare
+//!   entries; ld.so grows a short dtv itself when a module is loaded), and
+//!   the TLS images are laid in by ld.so's own `_dl_allocate_tls_init`
+//!   (what `pthread_create` uses) or from a snapshot of what it wrote
+//!   (below); never copied from the executor: a copy would alias the
+//!   executor's heap objects, destructor list, malloc cache and dtv.
+//!   Without the snapshot path, ld.so's `_dl_allocate_tls` builds both.
 //! - The context switch (`asm/x86_64/switch.S`) loads the resumed side's
 //!   thread pointer with `wrfsbase` together with its stack, so no Rust
 //!   code ever runs with another side's thread pointer; the preemption
@@ -45,10 +49,17 @@
 //!   rounds), before `join` returns. The scheduler keeps the stack with
 //!   its block and dtv (a per-executor cache, worker.rs `tls_cache`); the
 //!   next coroutine of that stack size re-initialises it as glibc's
-//!   thread-stack cache does (`reuse`: dynamic TLS freed, dtv cleared,
-//!   per-thread descriptor fields reset, `_dl_allocate_tls_init` lays the
-//!   static images in). Blocks beyond the cache are freed with
-//!   `_dl_deallocate_tls`.
+//!   thread-stack cache does (`reuse`: dynamic TLS freed, per-thread
+//!   descriptor fields reset — the pthread-key area only if a key was
+//!   set —, static images and dtv entries laid in). Laying in is a copy of
+//!   a per-executor *snapshot* of what `_dl_allocate_tls_init` wrote into
+//!   a block (the used static TLS and the dtv entries, relative to the
+//!   thread pointer) while ld.so's TLS generation counter is the one the
+//!   snapshot was taken at: no module with TLS was loaded or unloaded
+//!   since, so ld.so would write the same bytes (without its lock and
+//!   module walk). When the generation moved, `_dl_allocate_tls_init`
+//!   runs (growing the dtv if needed) and a new snapshot is taken. Blocks
+//!   beyond the cache are freed with `_dl_deallocate_tls`.
 //! - Thread ids of libraries with bounded tables of threads
 //!   (tracing-subscriber's sharded_slab) are pooled between coroutines
 //!   (tls_pool.rs): at exit, before the destructors, and at parks.
@@ -65,6 +76,13 @@
 //! head = what the kernel has registered, pthread-key slots = where a probe
 //! key's value lands, rseq size, and the malloc words on a probe thread
 //! (NULL before its first malloc, a tcache of the right size after).
+//! The snapshot re-initialisation has its own check (one warning line and
+//! every reuse goes through ld.so if it fails): ld.so's `_rtld_global`
+//! offsets against `dl_iterate_phdr` and the calling thread (highest
+//! module id; the slotinfo list's link map of each module; static TLS used
+//! = the largest static module offset; on the main thread, the initial
+//! dtv next to the generation counter), then a probe block re-initialised
+//! from a snapshot must equal one built by `_dl_allocate_tls`.
 //!
 //! Invariants: a block is used by one coroutine, which runs on one thread
 //! at a time; its thread pointer is loaded only by the switch assembly (or
@@ -107,6 +125,15 @@ const L_TCACHE_SHUTTING_DOWN: usize = 0x40;
 const L_THREAD_ARENA: usize = 0x48;
 /// Size of glibc's `tcache_perthread_struct` (64 u16 counts + 64 pointers).
 const TCACHE_STRUCT: usize = 64 * 2 + 64 * 8;
+// Offsets inside glibc 2.36's x86-64 `_rtld_global` (ld.so's state; checked
+// at start against `dl_iterate_phdr` and the calling thread).
+const R_TLS_MAX_DTV_IDX: usize = 0x1068;
+const R_TLS_SLOTINFO_LIST: usize = 0x1070;
+const R_TLS_STATIC_USED: usize = 0x1080;
+const R_TLS_INITIAL_DTV: usize = 0x1090;
+const R_TLS_GENERATION: usize = 0x1098;
+/// ld.so's `TLS_DTV_UNALLOCATED`.
+const DTV_UNALLOCATED: usize = usize::MAX;
 
 type AllocateTls = unsafe extern "C" fn(*mut c_void) -> *mut c_void;
 type DeallocateTls = unsafe extern "C" fn(*mut c_void, bool);
@@ -143,12 +170,44 @@ pub(crate) struct Layout {
     init_tls: InitTls,
     call_dtors: CallTlsDtors,
     keys: *const KeySlot,
+    /// `&GL(dl_tls_generation)` and `&GL(dl_tls_static_used)` in ld.so's
+    /// `_rtld_global`, when their offsets checked out and the snapshot
+    /// re-initialisation reproduced glibc's on a probe block (`reuse`'s
+    /// fast path); None: every reuse calls `_dl_allocate_tls_init`.
+    fast: Option<FastInit>,
 }
 
-// SAFETY: `keys` points at glibc's process-wide key table, read only.
+/// Words of ld.so's `_rtld_global` the snapshot path reads (relaxed).
+#[derive(Clone, Copy)]
+struct FastInit {
+    /// `GL(dl_tls_generation)`: bumped by every `dlopen`/`dlclose` that
+    /// adds or removes a module with TLS.
+    generation: *const usize,
+    /// `GL(dl_tls_static_used)`: bytes of static TLS below the thread
+    /// pointer that modules occupy.
+    static_used: *const usize,
+    /// `GL(dl_tls_max_dtv_idx)`: the highest module id (dtv length needed).
+    max_dtv_idx: *const usize,
+}
+
+// SAFETY: `keys` points at glibc's process-wide key table, read only;
+// `fast` at two words of ld.so's state, read only (relaxed loads).
 unsafe impl Send for Layout {}
 // SAFETY: as above; every other field is plain data.
 unsafe impl Sync for Layout {}
+
+/// What `_dl_allocate_tls_init` writes into a block, relative to the
+/// block's thread pointer, valid while ld.so's TLS generation is `gen`
+/// (`Layout::reinit`). One per executor (scheduler context only).
+pub(crate) struct Snapshot {
+    gen: usize,
+    /// dtv entries 0..=last written: (value, or offset below the thread
+    /// pointer if `true`).
+    dtv: Box<[(usize, bool)]>,
+    /// The used static TLS (`GL(dl_tls_static_used)` bytes) below the
+    /// thread pointer: every module's image and zeroed TLS.
+    image: Box<[u8]>,
+}
 
 static LAYOUT: OnceLock<Result<Layout, String>> = OnceLock::new();
 static ENABLED: AtomicBool = AtomicBool::new(false);
@@ -325,7 +384,7 @@ fn discover() -> Result<Layout, String> {
     if executor_off >= 0 || (-executor_off) as usize > static_size - tcb_size {
         return Err("the runtime's thread-local is not in static TLS".into());
     }
-    Ok(Layout {
+    let mut layout = Layout {
         static_size,
         align,
         tcb_size,
@@ -337,7 +396,185 @@ fn discover() -> Result<Layout, String> {
         init_tls,
         call_dtors,
         keys: keys as *const KeySlot,
-    })
+        fast: None,
+    };
+    match check_fast_reinit(&mut layout, tp) {
+        Ok(()) => {}
+        Err(e) => crate::sys::write_stderr(
+            format!(
+                "coroutines: warning: TLS blocks are re-initialised by ld.so each time \
+                 (slower spawns; {e})\n"
+            )
+            .as_bytes(),
+        ),
+    }
+    Ok(layout)
+}
+
+/// Finds ld.so's TLS generation counter and static-TLS size for the
+/// snapshot re-initialisation of blocks (`Layout::reuse`), checking
+/// glibc 2.36's `_rtld_global` offsets against what `dl_iterate_phdr`
+/// reports (highest module id, each module's slotinfo link map, the
+/// calling thread's static TLS offsets), then checks that a block
+/// re-initialised from a snapshot equals one ld.so initialised. On
+/// success sets `l.fast`.
+fn check_fast_reinit(l: &mut Layout, tp: usize) -> Result<(), String> {
+    let rtld = dlsym(c"_rtld_global").ok_or("_rtld_global not found")?;
+    struct Mods {
+        tp: usize,
+        /// (module id, load address, offset below the thread pointer)
+        list: Vec<(usize, usize, usize)>,
+    }
+    unsafe extern "C" fn each(info: *mut libc::dl_phdr_info, _: usize, data: *mut c_void) -> i32 {
+        // SAFETY: dl_iterate_phdr passes a valid info and our `Mods`.
+        unsafe {
+            let (i, m) = (&*info, &mut *(data as *mut Mods));
+            if i.dlpi_tls_modid != 0 {
+                let off = m.tp.wrapping_sub(i.dlpi_tls_data as usize);
+                m.list.push((i.dlpi_tls_modid, i.dlpi_addr as usize, off));
+            }
+        }
+        0
+    }
+    let mut mods = Mods {
+        tp,
+        list: Vec::new(),
+    };
+    // SAFETY: the callback above only records plain values.
+    unsafe { libc::dl_iterate_phdr(Some(each), &mut mods as *mut Mods as *mut c_void) };
+    // SAFETY: `_rtld_global` is ld.so's (large) state; the words read are
+    // inside it for glibc 2.36 (checked version), their meaning checked here.
+    let word = |off: usize| unsafe { *((rtld + off) as *const usize) };
+    let max_idx = word(R_TLS_MAX_DTV_IDX);
+    let below = l.static_size - l.tcb_size;
+    let used = word(R_TLS_STATIC_USED);
+    let gen = word(R_TLS_GENERATION);
+    let list = word(R_TLS_SLOTINFO_LIST);
+    let highest = mods.list.iter().map(|m| m.0).max().unwrap_or(0);
+    // Static modules: their data in this thread's static area (dynamic
+    // ones have none yet or a heap block). ld.so's used size is the
+    // largest offset of a static module (each module's block lies at
+    // `tp - offset`, offsets growing away from the thread pointer).
+    let max_off = mods
+        .list
+        .iter()
+        .map(|m| m.2)
+        .filter(|&off| off != 0 && off <= below)
+        .max()
+        .ok_or("no module in static TLS")?;
+    if used != max_off {
+        return Err(format!(
+            "ld.so's static TLS size not where expected ({used}, modules reach {max_off})"
+        ));
+    }
+    // On the main thread, the word before the generation counter is
+    // ld.so's `_dl_initial_dtv`: the main thread's dtv.
+    // SAFETY: getpid/gettid are always safe; the dtv pointer is this
+    // thread's descriptor word.
+    if unsafe { libc::getpid() } == crate::sys::gettid()
+        && word(R_TLS_INITIAL_DTV) != unsafe { *((tp + D_DTV) as *const usize) }
+    {
+        return Err("ld.so's initial dtv not where expected".into());
+    }
+    if max_idx != highest || max_idx == 0 || list == 0 || used == 0 || used > below {
+        return Err(format!(
+            "ld.so's TLS state not where expected (modules {highest}, max index {max_idx}, \
+             static used {used})"
+        ));
+    }
+    for &(modid, addr, _) in &mods.list {
+        // SAFETY: the slotinfo list head: {len, next, {gen, map}[len]}
+        // (checked: len covers the module ids; map's first word is its
+        // load address).
+        let ok = unsafe {
+            let len = *(list as *const usize);
+            let ent = (list + 16 + modid * 16) as *const usize;
+            modid < len && {
+                let (g, map) = (*ent, *ent.add(1));
+                g <= gen && map != 0 && *(map as *const usize) == addr
+            }
+        };
+        if !ok {
+            return Err(format!(
+                "ld.so's TLS slotinfo for module {modid} not as expected"
+            ));
+        }
+    }
+    l.fast = Some(FastInit {
+        generation: (rtld + R_TLS_GENERATION) as *const usize,
+        static_used: (rtld + R_TLS_STATIC_USED) as *const usize,
+        max_dtv_idx: (rtld + R_TLS_MAX_DTV_IDX) as *const usize,
+    });
+    // Probe: block A initialised by ld.so and snapshotted, then scribbled
+    // over and re-initialised from the snapshot, must equal block B
+    // initialised by ld.so.
+    let span = l.span();
+    let mut mem = vec![0u8; 2 * span + 128];
+    let base = (mem.as_mut_ptr() as usize + 63) & !63;
+    let (top_a, top_b) = (base + span, base + 2 * span);
+    let result = (|| {
+        // SAFETY: the two spans lie in `mem`, ours; this thread's own
+        // descriptor is copied (scheduler-context rule: no coroutine runs
+        // on these blocks).
+        unsafe {
+            let mut snap = None;
+            let mut stats = (0, 0);
+            // Built with our own dtv and ld.so's initialisation (no
+            // snapshot yet), which takes the snapshot.
+            let (a, _) = l.create(top_a, tp, &mut snap).ok_or("probe block")?;
+            let Some(s) = snap.as_ref() else {
+                l.destroy(a);
+                return Err("no snapshot taken".to_string());
+            };
+            let dtv = *((a + D_DTV) as *const usize);
+            for i in 1..s.dtv.len() {
+                ((dtv + 16 * i) as *mut usize).write(0x5eed);
+            }
+            std::ptr::write_bytes((a - s.image.len()) as *mut u8, 0xa5, s.image.len());
+            l.reinit(a, &mut snap, &mut stats);
+            let Some((b, _)) = l.create_glibc(top_b, tp) else {
+                l.destroy(a);
+                return Err("probe block".to_string());
+            };
+            let img = |t: usize| std::slice::from_raw_parts((t - used) as *const u8, used);
+            let same_img = img(a) == img(b);
+            let (da, db) = (
+                *((a + D_DTV) as *const usize),
+                *((b + D_DTV) as *const usize),
+            );
+            // Ours is as long as the module ids need, ld.so's has 14 more
+            // (unused, zero) entries.
+            let (len_a, len_b) = (*((da - 16) as *const usize), *((db - 16) as *const usize));
+            let mut same_dtv = len_a <= len_b;
+            for i in 0..=len_b {
+                let vb = *((db + 16 * i) as *const usize);
+                let va = if i <= len_a { *((da + 16 * i) as *const usize) } else { 0 };
+                let rel = |v: usize, t: usize| {
+                    if i > 0 && v < t && v >= t - below {
+                        v.wrapping_sub(t)
+                    } else {
+                        v
+                    }
+                };
+                same_dtv &= rel(va, a) == rel(vb, b);
+            }
+            let fast_used = stats == (1, 0);
+            l.destroy(a);
+            l.destroy(b);
+            if same_img && same_dtv && fast_used {
+                Ok(())
+            } else {
+                Err(format!(
+                    "a snapshot-initialised probe block differs from ld.so's (image {same_img}, \
+                     dtv {same_dtv}, fast {fast_used})"
+                ))
+            }
+        }
+    })();
+    if result.is_err() {
+        l.fast = None;
+    }
+    result
 }
 
 extern "C" {
@@ -463,12 +700,57 @@ impl Layout {
     /// Builds a block at the top of a stack whose highest address is
     /// `top`, copying the descriptor of the carrier (`carrier_tp`).
     /// Returns the block's thread pointer and the new top of the usable
-    /// stack below the block; None if ld.so could not allocate the dtv.
+    /// stack below the block; None if the dtv could not be allocated.
+    /// With the snapshot path on, the dtv is calloc'd here as ld.so's
+    /// `allocate_dtv` does but only as long as the module ids need (ld.so
+    /// adds 14 spare entries; it grows a short dtv itself, with realloc,
+    /// when a module is loaded: 224 B less per coroutine) and
+    /// [`reinit`](Self::reinit) lays the images in; otherwise ld.so's
+    /// `_dl_allocate_tls` does both.
     ///
     /// # Safety
     /// `[top - span(), top)` is writable memory owned by the caller, not in
-    /// use; called on the carrier thread in scheduler context.
-    pub(crate) unsafe fn create(&self, top: usize, carrier_tp: usize) -> Option<(usize, usize)> {
+    /// use; called on the carrier thread in scheduler context; `snap` is
+    /// the calling executor's.
+    pub(crate) unsafe fn create(
+        &self,
+        top: usize,
+        carrier_tp: usize,
+        snap: &mut Option<Snapshot>,
+    ) -> Option<(usize, usize)> {
+        let Some(fast) = self.fast else {
+            // SAFETY: caller.
+            return unsafe { self.create_glibc(top, carrier_tp) };
+        };
+        let tp = (top - self.tcb_size) & !(self.align - 1);
+        let below = self.static_size - self.tcb_size;
+        let lo = tp - below;
+        // SAFETY: caller: the span is ours; the carrier's descriptor is
+        // `tcb_size` readable bytes at its thread pointer; the dtv has
+        // glibc's layout (entry -1 = length, the tcb points at entry 0)
+        // and comes from libc's malloc as ld.so's own does, so ld.so may
+        // realloc and free it.
+        unsafe {
+            self.reset_descriptor(tp, carrier_tp);
+            std::ptr::write_bytes(lo as *mut u8, 0, below);
+            let len = load_relaxed(fast.max_dtv_idx).max(1);
+            let dtv = libc::calloc(len + 2, 16) as *mut usize;
+            if dtv.is_null() {
+                return None;
+            }
+            dtv.write(len);
+            ((tp + D_DTV) as *mut usize).write(dtv as usize + 16);
+            self.reinit(tp, snap, &mut (0, 0));
+        }
+        Some((tp, lo & !15))
+    }
+
+    /// [`create`](Self::create) by ld.so's `_dl_allocate_tls` (dtv and
+    /// images), as `pthread_create` does.
+    ///
+    /// # Safety
+    /// As for `create`.
+    unsafe fn create_glibc(&self, top: usize, carrier_tp: usize) -> Option<(usize, usize)> {
         let tp = (top - self.tcb_size) & !(self.align - 1);
         let below = self.static_size - self.tcb_size;
         let lo = tp - below;
@@ -488,37 +770,126 @@ impl Layout {
 
     /// Re-initialises the block of a finished coroutine (its destructors
     /// ran) for a new one, keeping its dtv, as glibc's thread-stack cache
-    /// does: the dynamic TLS blocks of `dlopen`ed modules are freed and
-    /// the dtv cleared, the descriptor reset from the carrier's, then
-    /// `_dl_allocate_tls_init` lays the static TLS images in again (and
-    /// grows the dtv if modules were loaded meanwhile). Returns the new
-    /// top of the usable stack.
+    /// does: the dynamic TLS blocks of `dlopen`ed modules are freed, the
+    /// per-thread descriptor fields reset, and the static TLS images and
+    /// dtv entries laid in again ([`reinit`](Self::reinit)). Returns the
+    /// new top of the usable stack.
     ///
     /// # Safety
     /// `tp` came from [`create`](Self::create) at the top of a stack whose
     /// highest address was `top`, its coroutine finished, ran its
-    /// destructors and will never run again; scheduler context.
-    pub(crate) unsafe fn reuse(&self, tp: usize, carrier_tp: usize) -> usize {
+    /// destructors and will never run again; scheduler context; `snap` is
+    /// the calling executor's.
+    pub(crate) unsafe fn reuse(&self, tp: usize, snap: &mut Option<Snapshot>) -> usize {
         let below = self.static_size - self.tcb_size;
+        // SAFETY: caller: the block and its dtv are ours.
+        unsafe {
+            // The descriptor is already a carrier's copy (carriers differ
+            // only in fields the switch rewrites, `tid`): reset what a
+            // coroutine's life may have changed.
+            self.reset_fields(tp, false);
+            self.reinit(tp, snap, &mut (0, 0));
+        }
+        (tp - below) & !15
+    }
+
+    /// Lays the static TLS images and the dtv entries into block `tp`
+    /// whose dtv exists. Fast path, when ld.so's TLS generation is the one
+    /// `snap` was taken at (no module with TLS loaded or unloaded since,
+    /// so `_dl_allocate_tls_init` would write exactly the same): the dtv
+    /// entries and the used part of the static area are copied from the
+    /// snapshot (static entries relative to `tp`). Otherwise ld.so's
+    /// `_dl_allocate_tls_init` does it (taking its TLS lock, growing the
+    /// dtv if modules were loaded) and a new snapshot is taken from the
+    /// result. Either way the dynamic TLS blocks of `dlopen`ed modules the
+    /// last coroutine allocated are freed first. `stats` counts (fast,
+    /// slow) for the start-up probe.
+    ///
+    /// # Safety
+    /// `tp` is a block of [`create`](Self::create) no coroutine runs on;
+    /// scheduler context (or the start-up probe).
+    unsafe fn reinit(&self, tp: usize, snap: &mut Option<Snapshot>, stats: &mut (u32, u32)) {
         // SAFETY: caller: the block and its dtv are ours; glibc's dtv
         // layout: the tcb points at entry 1 of a calloc'd array whose
         // entry 0 holds the length; each entry is {val, to_free}.
         unsafe {
             let dtv = *((tp + D_DTV) as *const usize);
             let len = *((dtv - 16) as *const usize);
-            for i in 0..len {
-                let to_free = (dtv + 16 * (1 + i) + 8) as *mut *mut c_void;
-                libc::free(*to_free);
+            for i in 1..=len {
+                let to_free = (dtv + 16 * i + 8) as *mut usize;
+                if *to_free != 0 {
+                    libc::free(*to_free as *mut c_void);
+                    *to_free = 0;
+                    ((dtv + 16 * i) as *mut usize).write(DTV_UNALLOCATED);
+                }
             }
-            std::ptr::write_bytes(dtv as *mut u8, 0, (len + 1) * 16);
-            // The descriptor is already a carrier's copy (carriers differ
-            // only in fields the switch rewrites, `tid`): reset what a
-            // coroutine's life may have changed.
-            let _ = carrier_tp;
-            self.reset_fields(tp);
-            (self.init_tls)(tp as *mut c_void, true);
+            if let Some(FastInit {
+                generation: gen,
+                static_used: used,
+                ..
+            }) = self.fast
+            {
+                // Relaxed: a module loaded concurrently is one this block
+                // may miss exactly as with ld.so's lock (its dtv generation
+                // is older, so `__tls_get_addr` catches up; static TLS of
+                // a later `dlopen` is the documented limit).
+                let cur = load_relaxed(gen);
+                if let Some(s) = snap
+                    .as_ref()
+                    .filter(|s| s.gen == cur && s.dtv.len() <= len + 1)
+                {
+                    for (i, &(v, rel)) in s.dtv.iter().enumerate() {
+                        let v = if rel { tp.wrapping_sub(v) } else { v };
+                        ((dtv + 16 * i) as *mut usize).write(v);
+                    }
+                    let n = s.image.len();
+                    std::ptr::copy_nonoverlapping(s.image.as_ptr(), (tp - n) as *mut u8, n);
+                    stats.0 += 1;
+                    return;
+                }
+                std::ptr::write_bytes(dtv as *mut u8, 0, (len + 1) * 16);
+                (self.init_tls)(tp as *mut c_void, true);
+                stats.1 += 1;
+                // The snapshot holds only if no module came or went while
+                // ld.so initialised the block.
+                let after = load_relaxed(gen);
+                *snap = (after == cur).then(|| self.snapshot(tp, cur, load_relaxed(used)));
+            } else {
+                std::ptr::write_bytes(dtv as *mut u8, 0, (len + 1) * 16);
+                (self.init_tls)(tp as *mut c_void, true);
+                stats.1 += 1;
+            }
         }
-        (tp - below) & !15
+    }
+
+    /// What ld.so just wrote into block `tp`: its dtv up to the last
+    /// entry written (static entries as offsets below `tp`) and the
+    /// `used` bytes of static TLS below `tp`.
+    ///
+    /// # Safety
+    /// `tp` is a block `_dl_allocate_tls_init` has just initialised.
+    unsafe fn snapshot(&self, tp: usize, gen: usize, used: usize) -> Snapshot {
+        let below = self.static_size - self.tcb_size;
+        let used = used.min(below);
+        // SAFETY: caller; the dtv array and the static area are the block's.
+        unsafe {
+            let dtv = *((tp + D_DTV) as *const usize);
+            let len = *((dtv - 16) as *const usize);
+            let entry = |i: usize| *((dtv + 16 * i) as *const usize);
+            let last = (1..=len).rev().find(|&i| entry(i) != 0).unwrap_or(0);
+            let dtv = (0..=last)
+                .map(|i| {
+                    let v = entry(i);
+                    if i > 0 && v < tp && v >= tp - below {
+                        (tp - v, true)
+                    } else {
+                        (v, false)
+                    }
+                })
+                .collect();
+            let image = std::slice::from_raw_parts((tp - used) as *const u8, used).into();
+            Snapshot { gen, dtv, image }
+        }
     }
 
     /// The descriptor of a block: the carrier's, with every per-thread
@@ -531,15 +902,20 @@ impl Layout {
         // SAFETY: caller.
         unsafe {
             std::ptr::copy_nonoverlapping(carrier_tp as *const u8, tp as *mut u8, self.tcb_size);
-            self.reset_fields(tp);
+            self.reset_fields(tp, true);
         }
     }
 
     /// The per-thread fields of a block's descriptor (see `create`).
+    /// `fresh`: the descriptor was just copied from the carrier; else it
+    /// is a finished coroutine's, whose pthread-key area is cleared only
+    /// if a key was ever set (`specific_used`: glibc sets it with every
+    /// non-NULL value; without it every value slot is NULL and no
+    /// second-level block was allocated).
     ///
     /// # Safety
     /// As for `reset_descriptor`.
-    unsafe fn reset_fields(&self, tp: usize) {
+    unsafe fn reset_fields(&self, tp: usize, fresh: bool) {
         // SAFETY: caller: `tcb_size` writable bytes at `tp`.
         unsafe {
             let w = |off: usize, v: usize| ((tp + off) as *mut usize).write(v);
@@ -554,12 +930,14 @@ impl Layout {
             w(D_ROBUST_HEAD, tp + D_ROBUST_HEAD);
             w(D_ROBUST_HEAD + 16, 0);
             // pthread keys: no values, first-level block inline.
-            std::ptr::write_bytes(
-                (tp + D_SPECIFIC_1ST) as *mut u8,
-                0,
-                D_SPECIFIC_USED + 1 - D_SPECIFIC_1ST,
-            );
-            w(D_SPECIFIC, tp + D_SPECIFIC_1ST);
+            if fresh || *((tp + D_SPECIFIC_USED) as *const u8) != 0 {
+                std::ptr::write_bytes(
+                    (tp + D_SPECIFIC_1ST) as *mut u8,
+                    0,
+                    D_SPECIFIC_USED + 1 - D_SPECIFIC_1ST,
+                );
+                w(D_SPECIFIC, tp + D_SPECIFIC_1ST);
+            }
             // rseq: "registration failed" makes glibc ask the kernel for
             // the CPU instead of reading this never-updated copy.
             ((tp + self.rseq_cpu_id) as *mut i32).write(-2);
@@ -600,6 +978,17 @@ impl Layout {
     pub(crate) fn errno_of(&self, tp: usize) -> usize {
         tp - self.errno_off
     }
+}
+
+/// A relaxed load of a word of ld.so's state (written by `dlopen` under
+/// its lock).
+///
+/// # Safety
+/// `p` is an aligned word of `_rtld_global` (checked at start).
+#[inline(always)]
+unsafe fn load_relaxed(p: *const usize) -> usize {
+    // SAFETY: caller; AtomicUsize has usize's layout.
+    unsafe { (*(p as *const std::sync::atomic::AtomicUsize)).load(Ordering::Relaxed) }
 }
 
 /// Copies glibc malloc's per-thread words (tcache, its shutdown flag,

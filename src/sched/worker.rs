@@ -27,8 +27,10 @@
 //!    recycle the block and the stack and drop the scheduler's reference.
 //!
 //! Direct switches skip the scheduler when the next coroutine is local, was
-//! not preempted and has started (a never-run one needs a TLS block, built
-//! in scheduler context): a yield (`direct_yield_on`) or park
+//! not preempted and has started or can start from this executor's block
+//! cache (a never-run one needing a fresh stack and TLS block gets them in
+//! scheduler context: the stack pool's cache is the carrier's
+//! thread-local): a yield (`direct_yield_on`) or park
 //! (`direct_park_on`) switches straight to the next coroutine and leaves
 //! itself in `pending`; the side it switched to completes it first thing
 //! (`complete_pending`: requeue, or publish PARKED), once the switch has
@@ -262,6 +264,9 @@ pub(crate) struct Executor {
     /// re-initialises one (`tls::Layout::reuse`) instead of building a
     /// block. Owner thread only; destroyed when the executor retires.
     tls_cache: UnsafeCell<Vec<(crate::stack::Stack, usize, usize)>>,
+    /// What ld.so writes into a block, for `tls_cache` reuse without its
+    /// lock (`tls::Layout::reuse`). Owner thread only.
+    tls_snap: UnsafeCell<Option<tls::Snapshot>>,
 }
 
 /// Blocks kept per executor for reuse (each is a stack of a finished
@@ -612,7 +617,8 @@ pub(crate) fn yield_now_fast() -> bool {
 /// (with migration: the inbox, then `runq`), if it was not preempted (that
 /// one resumes through the full-restore path, which must be entered from
 /// the scheduler) and has started (with per-coroutine TLS a never-run one
-/// gets its block in scheduler context). None when the scheduler must
+/// starts here only with a block from `tls_cache`, else in scheduler
+/// context). None when the scheduler must
 /// decide: the fairness tick (every 61st pick), nothing local.
 #[inline(always)]
 fn direct_next(exec: &'static Executor) -> Option<(Task, bool)> {
@@ -642,10 +648,16 @@ fn direct_next(exec: &'static Executor) -> Option<(Task, bool)> {
             }
         }
     };
-    // A coroutine that never ran is started from the scheduler when it
-    // needs a TLS block: the stack cache is the carrier's thread-local.
+    // A coroutine that never ran and needs a TLS block is started here,
+    // in the running coroutine's context, only from this executor's block
+    // cache (an `Executor` field; `reuse` uses no thread-local of the
+    // runtime); a fresh stack comes from the stack pool, whose cache is
+    // the carrier's thread-local: that start goes through the scheduler.
     // SAFETY: owner thread; `sp` is 0 only before the first run.
-    if next.preempted.load(Ordering::Relaxed) || (tls::enabled() && unsafe { *next.sp.get() } == 0)
+    if next.preempted.load(Ordering::Relaxed)
+        || (tls::enabled()
+            && unsafe { *next.sp.get() } == 0
+            && !exec.has_cached_block(next.stack_size))
     {
         if took_slot || exec.rt.config.migrate {
             // (With migration the slot is empty here: taken just above.)
@@ -1245,6 +1257,15 @@ impl Executor {
         }
     }
 
+    /// Whether `tls_cache` holds a block for a stack of `stack_size`
+    /// (what `ensure_started` reuses).
+    #[inline]
+    fn has_cached_block(&self, stack_size: usize) -> bool {
+        // SAFETY: owner thread (callers run on it, with preemption off);
+        // no reference into the cache is live.
+        unsafe { (*self.tls_cache.get()).iter().rev().any(|c| c.2 == stack_size) }
+    }
+
     /// Queues a coroutine spawned by code running on this executor. Returns
     /// whether stealable work was added (then idle executors are told).
     pub(crate) fn push_spawned(&self, task: Task) -> bool {
@@ -1501,6 +1522,7 @@ pub(crate) fn executor_main(
         tid: crate::sys::gettid(),
         sched_fs: carrier_tp,
         tls_cache: UnsafeCell::new(Vec::new()),
+        tls_snap: UnsafeCell::new(None),
     }));
     // SAFETY: freshly boxed; freed only below, after the loop ends and the
     // thread-local pointer is cleared.
@@ -1588,14 +1610,16 @@ fn ensure_started(exec: &Executor, task: &Task) -> bool {
         0
     };
     if extra != 0 {
-        // SAFETY: owner thread, scheduler context (a never-run coroutine is
-        // started from the scheduler when blocks are on).
+        // SAFETY: owner thread, scheduler context or a direct switch with
+        // preemption off (`direct_next`: only when this finds a block, so
+        // the stack pool below runs in scheduler context).
         let cache = unsafe { &mut *exec.tls_cache.get() };
         if let Some(i) = cache.iter().rposition(|c| c.2 == task.stack_size) {
             let (stack, tp, _) = cache.swap_remove(i);
             // SAFETY: the block of a finished coroutine, at this stack's
             // top, never to run again; scheduler context.
-            let top = unsafe { tls::layout().reuse(tp, exec.carrier_tp) };
+            // (`tls_snap` is likewise the owner's.)
+            let top = unsafe { tls::layout().reuse(tp, &mut *exec.tls_snap.get()) };
             task.stack_lo.store(stack.bottom(), Ordering::Relaxed);
             task.stack_hi.store(top, Ordering::Relaxed);
             // SAFETY: owner of the right to run `task`; the stack is ours,
@@ -1615,8 +1639,9 @@ fn ensure_started(exec: &Executor, task: &Task) -> bool {
                 let l = tls::layout();
                 // SAFETY: the stack is fresh and ours, `span()` bytes larger
                 // than the coroutine's stack size; its top `span()` bytes
-                // become the block.
-                match unsafe { l.create(top, exec.carrier_tp) } {
+                // become the block; scheduler context on the owner thread,
+                // so `tls_snap` is ours.
+                match unsafe { l.create(top, exec.carrier_tp, &mut *exec.tls_snap.get()) } {
                     Some((tp, below)) => {
                         // SAFETY: owner of the right to run `task`.
                         unsafe { *task.tls.get() = tp };
