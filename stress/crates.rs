@@ -755,3 +755,137 @@ fn deep_recursion_near_stack_size() {
         assert!(join_all(hs).iter().all(|&r| r == 200 * 201 / 2));
     });
 }
+
+/// Thread-local destructors that block, as real ones do (a buffered
+/// writer flushing into a socket, a guard joining its OS thread, a cache
+/// taking a contended lock): they run at coroutine exit and must be able to
+/// wait. One executor, so a destructor blocking its executor would hang.
+#[test]
+fn blocking_thread_local_destructors() {
+    if std::env::var_os(CHILD).is_none() {
+        for env in [
+            &[("COROUTINES_WORKERS", "1"), ("COROUTINES_MAX_WORKERS", "1")][..],
+            &[("COROUTINES_WORKERS", "2"), ("COROUTINES_SLICE", "100us")][..],
+        ] {
+            common::in_child(
+                CHILD,
+                "blocking_thread_local_destructors",
+                env,
+                Duration::from_secs(60),
+                || (),
+            );
+        }
+        return;
+    }
+    use std::net::{TcpListener, TcpStream};
+    static LOCK: Mutex<u64> = Mutex::new(0);
+    struct Flusher(
+        Option<std::io::BufWriter<TcpStream>>,
+        Option<std::thread::JoinHandle<u64>>,
+    );
+    impl Drop for Flusher {
+        fn drop(&mut self) {
+            if let Some(mut w) = self.0.take() {
+                w.flush().unwrap();
+            }
+            if let Some(t) = self.1.take() {
+                let v = t.join().unwrap();
+                *LOCK.lock().unwrap() += v;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    thread_local! {
+        static F: std::cell::RefCell<Flusher> = const { std::cell::RefCell::new(Flusher(None, None)) };
+    }
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    const N: usize = 20;
+    let sink = coroutines::spawn(move || {
+        let mut total = 0;
+        let mut hs = Vec::new();
+        for _ in 0..N {
+            let (mut s, _) = l.accept().unwrap();
+            hs.push(coroutines::spawn(move || {
+                let mut v = Vec::new();
+                s.read_to_end(&mut v).unwrap();
+                v.len()
+            }));
+        }
+        for h in hs {
+            total += h.join().unwrap();
+        }
+        total
+    });
+    // The lock is held while the destructors want it.
+    let holder = coroutines::spawn(|| {
+        let g = LOCK.lock().unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        drop(g);
+    });
+    let hs: Vec<_> = (0..N)
+        .map(|_| {
+            coroutines::spawn(move || {
+                let s = TcpStream::connect(addr).unwrap();
+                F.with(|f| {
+                    let mut f = f.borrow_mut();
+                    let mut w = std::io::BufWriter::with_capacity(1 << 20, s);
+                    w.write_all(&vec![7u8; 300_000]).unwrap();
+                    f.0 = Some(w);
+                    f.1 = Some(std::thread::spawn(|| {
+                        std::thread::sleep(Duration::from_millis(30));
+                        1
+                    }));
+                });
+            })
+        })
+        .collect();
+    join_all(hs);
+    holder.join().unwrap();
+    assert_eq!(*LOCK.lock().unwrap(), N as u64);
+    assert_eq!(sink.join().unwrap(), N * 300_000);
+}
+
+/// `std::process::exit` from a coroutine while others run and sleep: the
+/// process exits with that code, stdout flushed, no crash.
+#[test]
+fn process_exit_from_coroutine() {
+    if std::env::var_os(CHILD).is_some() {
+        for _ in 0..4 {
+            coroutines::spawn(|| loop {
+                std::hint::black_box(0u64);
+            });
+            coroutines::spawn(|| loop {
+                std::thread::sleep(Duration::from_micros(300));
+            });
+        }
+        thread_local! {
+            static D: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![1]);
+        }
+        coroutines::spawn(|| {
+            D.with(|d| d.borrow_mut().push(2));
+            std::thread::sleep(Duration::from_millis(50));
+            print!("about to exit");
+            std::process::exit(42);
+        })
+        .join()
+        .unwrap();
+        unreachable!();
+    }
+    for slice in ["2ms", "100us"] {
+        let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+        cmd.args([
+            "process_exit_from_coroutine",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD, "1")
+        .env("COROUTINES_WORKERS", "2")
+        .env("COROUTINES_SLICE", slice);
+        let out = common::output_with_deadline(cmd, Duration::from_secs(60));
+        let (so, se) = common::text(&out);
+        assert_eq!(out.status.code(), Some(42), "stdout:\n{so}\nstderr:\n{se}");
+        assert!(so.contains("about to exit"), "stdout:\n{so}");
+    }
+}
