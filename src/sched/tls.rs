@@ -73,8 +73,9 @@
 //!
 //! Limits (README "Thread-locals"): libraries `dlopen`ed after a block was
 //! built that use static TLS (initial-exec) are not initialised in it;
-//! `pthread_getattr_np` in a coroutine reports the executor's stack;
-//! `set*id` works through the SIGSETXID wrapper below.
+//! `set*id` works through the SIGSETXID wrapper below. The descriptor's
+//! stack fields describe the coroutine's own stack, so
+//! `pthread_getattr_np` of a coroutine's `pthread_t` reports it.
 
 use std::ffi::{c_void, CStr};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -94,6 +95,13 @@ const D_SPECIFIC: usize = 0x510;
 const D_SPECIFIC_END: usize = D_SPECIFIC + 32 * 8;
 /// `specific_used`: set by `pthread_setspecific` (checked on a probe).
 const D_SPECIFIC_USED: usize = D_SPECIFIC_END;
+/// `stackblock` (lowest address of the stack mapping, guard included),
+/// then `stackblock_size`, `guardsize`, `reported_guardsize`: what
+/// `pthread_getattr_np` reports and glibc's alloca cutoff reads (checked on
+/// a probe thread).
+const D_STACKBLOCK: usize = 0x690;
+/// A coroutine stack's guard: one page below its lowest usable address.
+const GUARD: usize = crate::stack::PAGE_SIZE;
 const KEYS_MAX: usize = 1024;
 const KEY_2ND_LEVEL: usize = 32;
 /// glibc's PTHREAD_DESTRUCTOR_ITERATIONS.
@@ -422,7 +430,28 @@ fn check_malloc_words(errno_off: usize) -> Result<(), String> {
             (before, after)
         };
         let ok = ok && used == (0, 1);
-        ok as usize as *mut c_void
+        // The stack fields: what pthread_getattr_np reports for a created
+        // thread is computed from them.
+        // SAFETY: an attr filled by glibc for this thread, destroyed after;
+        // words of this thread's descriptor.
+        let stack_ok = unsafe {
+            let mut at: libc::pthread_attr_t = std::mem::zeroed();
+            let (mut lo, mut size, mut guard) = (std::ptr::null_mut(), 0usize, 0usize);
+            let got = libc::pthread_getattr_np(libc::pthread_self(), &mut at) == 0;
+            let got = got
+                && libc::pthread_attr_getstack(&at, &mut lo, &mut size) == 0
+                && libc::pthread_attr_getguardsize(&at, &mut guard) == 0;
+            if got {
+                libc::pthread_attr_destroy(&mut at);
+            }
+            let w = |off: usize| *((tp + D_STACKBLOCK + off) as *const usize);
+            got && w(0) != 0
+                && w(0) + w(8) == lo as usize + size
+                && w(8) - w(16) == size
+                && w(24) == guard
+                && (w(0)..lo as usize + size).contains(&tp)
+        };
+        (ok && stack_ok) as usize as *mut c_void
     }
     let mut th: libc::pthread_t = 0;
     let mut res: *mut c_void = std::ptr::null_mut();
@@ -447,7 +476,10 @@ fn check_malloc_words(errno_off: usize) -> Result<(), String> {
     if ok && res as usize == 1 {
         Ok(())
     } else {
-        Err("glibc malloc's thread-locals or the pthread-key flag not where expected".into())
+        Err(
+            "glibc malloc's thread-locals, the pthread-key flag or the stack fields not where expected"
+                .into(),
+        )
     }
 }
 
@@ -458,14 +490,21 @@ impl Layout {
     }
 
     /// Builds a block at the top of a stack whose highest address is
-    /// `top`, copying the descriptor of the carrier (`carrier_tp`).
+    /// `top` and lowest usable address `bottom` (a guard page below it),
+    /// copying the descriptor of the carrier (`carrier_tp`) with the
+    /// coroutine's own stack in its stack fields.
     /// Returns the block's thread pointer and the new top of the usable
     /// stack below the block; None if ld.so could not allocate the dtv.
     ///
     /// # Safety
     /// `[top - span(), top)` is writable memory owned by the caller, not in
     /// use; called on the carrier thread in scheduler context.
-    pub(crate) unsafe fn create(&self, top: usize, carrier_tp: usize) -> Option<(usize, usize)> {
+    pub(crate) unsafe fn create(
+        &self,
+        top: usize,
+        bottom: usize,
+        carrier_tp: usize,
+    ) -> Option<(usize, usize)> {
         let tp = (top - self.tcb_size) & !(self.align - 1);
         let below = self.static_size - self.tcb_size;
         let lo = tp - below;
@@ -473,6 +512,18 @@ impl Layout {
         // `tcb_size` readable bytes at its thread pointer.
         unsafe {
             self.reset_descriptor(tp, carrier_tp);
+            // The stack as glibc describes a thread's: the whole mapping,
+            // guard included, block and descriptor at its top. So
+            // `pthread_getattr_np(pthread_self())` in the coroutine reports
+            // its own stack (stack-growing crates such as `stacker` find
+            // their bounds) and glibc's alloca cutoff (a quarter of the
+            // stack) fits it. A reused block keeps them (same stack).
+            let w = |off: usize, v: usize| ((tp + D_STACKBLOCK + off) as *mut usize).write(v);
+            let block = bottom - GUARD;
+            w(0, block);
+            w(8, top - block);
+            w(16, GUARD);
+            w(24, GUARD);
             ((tp + D_DTV) as *mut usize).write(0);
             // Static TLS: zeroed, then ld.so lays the images in.
             std::ptr::write_bytes(lo as *mut u8, 0, below);

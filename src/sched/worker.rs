@@ -1612,7 +1612,7 @@ fn ensure_started(exec: &Executor, task: &Task) -> bool {
                 // SAFETY: the stack is fresh and ours, `span()` bytes larger
                 // than the coroutine's stack size; its top `span()` bytes
                 // become the block.
-                match unsafe { l.create(top, exec.carrier_tp) } {
+                match unsafe { l.create(top, stack.bottom(), exec.carrier_tp) } {
                     Some((tp, below)) => {
                         // SAFETY: owner of the right to run `task`.
                         unsafe { *task.tls.get() = tp };
