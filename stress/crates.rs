@@ -925,3 +925,148 @@ fn stacker_maybe_grow_deep_recursion() {
         }
     });
 }
+
+/// The "N acceptor threads" server: 4 coroutines accept on clones of one
+/// listener and each serves its connection itself until EOF. 4 clients
+/// connect at once and meet at a barrier after their first echo, so every
+/// connection must be accepted while the others are still open (a wake-up
+/// lost among the acceptors parked on one fd would hang here).
+#[test]
+fn acceptors_sharing_a_listener() {
+    in_children("acceptors_sharing_a_listener", || {
+        use std::net::{TcpListener, TcpStream};
+        const N: usize = 4;
+        for round in 0..20 {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = l.local_addr().unwrap();
+            let served = Arc::new(AtomicUsize::new(0));
+            let acceptors: Vec<_> = (0..N)
+                .map(|_| {
+                    let l = l.try_clone().unwrap();
+                    let served = served.clone();
+                    coroutines::spawn(move || {
+                        let (s, _) = l.accept().unwrap();
+                        let mut w = s.try_clone().unwrap();
+                        let mut r = BufReader::new(s);
+                        let mut line = String::new();
+                        while r.read_line(&mut line).unwrap() > 0 {
+                            w.write_all(line.as_bytes()).unwrap();
+                            line.clear();
+                        }
+                        served.fetch_add(1, Ordering::SeqCst);
+                    })
+                })
+                .collect();
+            let barrier = Arc::new(std::sync::Barrier::new(N));
+            let clients: Vec<_> = (0..N)
+                .map(|c| {
+                    let barrier = barrier.clone();
+                    coroutines::spawn(move || {
+                        let s = TcpStream::connect(addr).unwrap();
+                        let mut w = s.try_clone().unwrap();
+                        let mut r = BufReader::new(s);
+                        let mut line = String::new();
+                        for k in 0..3 {
+                            writeln!(w, "round {round} client {c} msg {k}").unwrap();
+                            line.clear();
+                            r.read_line(&mut line).unwrap();
+                            assert_eq!(line, format!("round {round} client {c} msg {k}\n"));
+                            if k == 0 {
+                                barrier.wait();
+                            }
+                        }
+                    })
+                })
+                .collect();
+            join_all(clients);
+            join_all(acceptors);
+            assert_eq!(served.load(Ordering::SeqCst), N);
+        }
+    });
+}
+
+/// `Command` with `pre_exec` (std forks instead of using posix_spawn) from
+/// 16 coroutines at once, and `output()` of 1 MB from each.
+#[test]
+fn command_pre_exec_fork_and_output() {
+    in_children("command_pre_exec_fork_and_output", || {
+        use std::os::unix::process::CommandExt;
+        use std::process::Command;
+        let hs: Vec<_> = (0..16)
+            .map(|i| {
+                coroutines::spawn(move || {
+                    let mut cmd = Command::new("sh");
+                    cmd.args(["-c", "echo $$ $(ps -o pgid= $$ 2>/dev/null || echo none); head -c 1000000 /dev/zero"]);
+                    // SAFETY: setsid is async-signal-safe.
+                    unsafe {
+                        cmd.pre_exec(|| {
+                            if libc::setsid() < 0 {
+                                return Err(std::io::Error::last_os_error());
+                            }
+                            Ok(())
+                        });
+                    }
+                    let out = cmd.output().unwrap();
+                    assert!(out.status.success(), "{i}: {:?}", out);
+                    let nl = out.stdout.iter().position(|&b| b == b'\n').unwrap();
+                    let first = String::from_utf8_lossy(&out.stdout[..nl]).to_string();
+                    let mut it = first.split_whitespace();
+                    let pid = it.next().unwrap().to_string();
+                    if let Some(pgid) = it.next() {
+                        if pgid != "none" {
+                            assert_eq!(pgid, pid, "setsid did not run in the child");
+                        }
+                    }
+                    out.stdout.len() - nl - 1
+                })
+            })
+            .collect();
+        assert!(join_all(hs).iter().all(|&n| n == 1_000_000));
+    });
+}
+
+/// inetd/CGI style: a coroutine reads a request line from a connection
+/// (the runtime makes the socket non-blocking), then hands the connection
+/// to a child process as its stdin and stdout — through posix_spawn's
+/// dup2 actions, and through std's fork path (`pre_exec`: the child's own
+/// `dup2` onto 0 and 1). The child's blocking reads must block, not fail
+/// with EAGAIN.
+#[test]
+fn socket_handed_to_child() {
+    in_children("socket_handed_to_child", || {
+        use std::net::{TcpListener, TcpStream};
+        use std::os::fd::OwnedFd;
+        use std::os::unix::process::CommandExt;
+        use std::process::{Command, Stdio};
+        for fork in [false, true] {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = l.local_addr().unwrap();
+            let srv = coroutines::spawn(move || {
+                let (mut s, _) = l.accept().unwrap();
+                let mut b = [0u8; 4];
+                s.read_exact(&mut b).unwrap();
+                assert_eq!(&b, b"cat\n");
+                let out: OwnedFd = s.try_clone().unwrap().into();
+                let inp: OwnedFd = s.into();
+                let mut cmd = Command::new("cat");
+                cmd.stdin(Stdio::from(inp)).stdout(Stdio::from(out));
+                if fork {
+                    // SAFETY: an empty pre_exec closure (async-signal-safe).
+                    unsafe { cmd.pre_exec(|| Ok(())) };
+                }
+                cmd.status().unwrap().success()
+            });
+            let mut c = TcpStream::connect(addr).unwrap();
+            c.write_all(b"cat\n").unwrap();
+            // The child is started and waits in its read by now (usually).
+            std::thread::sleep(Duration::from_millis(100));
+            c.write_all(b"hello\n").unwrap();
+            let mut r = BufReader::new(c.try_clone().unwrap());
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            assert_eq!(line, "hello\n", "fork={fork}");
+            c.shutdown(std::net::Shutdown::Write).unwrap();
+            assert!(srv.join().unwrap(), "the child failed (fork={fork})");
+        }
+    });
+}
