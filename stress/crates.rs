@@ -1070,3 +1070,52 @@ fn socket_handed_to_child() {
         }
     });
 }
+
+/// std's fork path (`pre_exec`) `dup2`s the child's stdio in the child,
+/// through the hook, which takes the fd bookkeeping's group lock. Two
+/// plain threads keep taking that lock (`try_clone` of a socket) while 8
+/// coroutines fork-exec 60 children each: no child may hang on a lock
+/// held at fork time by a thread it does not have.
+#[test]
+fn fork_children_while_threads_clone_fds() {
+    in_children("fork_children_while_threads_clone_fds", || {
+        use std::os::unix::process::CommandExt;
+        use std::process::{Command, Stdio};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let cloners: Vec<_> = (0..2)
+            .map(|_| {
+                let l = l.try_clone().unwrap();
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut n = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        drop(l.try_clone().unwrap());
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        let hs: Vec<_> = (0..8)
+            .map(|_| {
+                coroutines::spawn(|| {
+                    for _ in 0..60 {
+                        let mut cmd = Command::new("true");
+                        cmd.stdin(Stdio::null())
+                            .stdout(Stdio::piped())
+                            .stderr(Stdio::piped());
+                        // SAFETY: an empty pre_exec closure.
+                        unsafe { cmd.pre_exec(|| Ok(())) };
+                        assert!(cmd.output().unwrap().status.success());
+                    }
+                })
+            })
+            .collect();
+        join_all(hs);
+        stop.store(true, Ordering::Relaxed);
+        for c in cloners {
+            assert!(c.join().unwrap() > 0);
+        }
+    });
+}

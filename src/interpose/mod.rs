@@ -719,7 +719,13 @@ pub extern "C" fn fork() -> libc::pid_t {
     }
     // SAFETY: `p` is libc's fork, which has this signature.
     let real = unsafe { std::mem::transmute::<usize, unsafe extern "C" fn() -> libc::pid_t>(p) };
-    crate::sched::fork_on_executor(real)
+    // The fd bookkeeping's group lock is held across the fork and released
+    // on both sides (an atfork handler's way): the child's `dup2` hooks
+    // take it.
+    let held = crate::reactor::registration::fork_guard();
+    let pid = crate::sched::fork_on_executor(real);
+    drop(held);
+    pid
 }
 
 // ---- pthread synchronisation (pthread.rs) ----
