@@ -1119,3 +1119,78 @@ fn fork_children_while_threads_clone_fds() {
         }
     });
 }
+
+/// A TCP proxy as written with threads: per connection two coroutines
+/// `std::io::copy` between the client and the upstream (through
+/// `try_clone`d halves), each shutting down the other side's write half
+/// when its copy ends. 30 clients send 300 KB each through it to an echo
+/// server and read it all back.
+#[test]
+fn tcp_proxy_with_io_copy() {
+    in_children("tcp_proxy_with_io_copy", || {
+        use std::net::{Shutdown, TcpListener, TcpStream};
+        const CLIENTS: usize = 30;
+        let echo = TcpListener::bind("127.0.0.1:0").unwrap();
+        let echo_addr = echo.local_addr().unwrap();
+        let echo_srv = coroutines::spawn(move || {
+            let hs: Vec<_> = (0..CLIENTS)
+                .map(|_| {
+                    let (s, _) = echo.accept().unwrap();
+                    coroutines::spawn(move || {
+                        let mut w = s.try_clone().unwrap();
+                        let mut r = s;
+                        let n = std::io::copy(&mut r, &mut w).unwrap();
+                        w.shutdown(Shutdown::Write).unwrap();
+                        n
+                    })
+                })
+                .collect();
+            join_all(hs).into_iter().sum::<u64>()
+        });
+        let proxy = TcpListener::bind("127.0.0.1:0").unwrap();
+        let proxy_addr = proxy.local_addr().unwrap();
+        let proxy_srv = coroutines::spawn(move || {
+            let hs: Vec<_> = (0..CLIENTS)
+                .map(|_| {
+                    let (client, _) = proxy.accept().unwrap();
+                    coroutines::spawn(move || {
+                        let up = TcpStream::connect(echo_addr).unwrap();
+                        let (mut c_r, mut c_w) = (client.try_clone().unwrap(), client);
+                        let (mut u_r, mut u_w) = (up.try_clone().unwrap(), up);
+                        let there = coroutines::spawn(move || {
+                            let n = std::io::copy(&mut c_r, &mut u_w).unwrap();
+                            u_w.shutdown(Shutdown::Write).unwrap();
+                            n
+                        });
+                        let back = std::io::copy(&mut u_r, &mut c_w).unwrap();
+                        c_w.shutdown(Shutdown::Write).unwrap();
+                        there.join().unwrap() + back
+                    })
+                })
+                .collect();
+            join_all(hs).into_iter().sum::<u64>()
+        });
+        let clients: Vec<_> = (0..CLIENTS as u64)
+            .map(|i| {
+                coroutines::spawn(move || {
+                    let data = corpus(i + 50, 300_000);
+                    let s = TcpStream::connect(proxy_addr).unwrap();
+                    let mut w = s.try_clone().unwrap();
+                    let d2 = data.clone();
+                    let sender = coroutines::spawn(move || {
+                        w.write_all(&d2).unwrap();
+                        w.shutdown(Shutdown::Write).unwrap();
+                    });
+                    let mut back = Vec::new();
+                    let mut r = s;
+                    r.read_to_end(&mut back).unwrap();
+                    sender.join().unwrap();
+                    back == data
+                })
+            })
+            .collect();
+        assert!(join_all(clients).iter().all(|&ok| ok));
+        assert_eq!(echo_srv.join().unwrap(), CLIENTS as u64 * 300_000);
+        assert_eq!(proxy_srv.join().unwrap(), 2 * CLIENTS as u64 * 300_000);
+    });
+}
