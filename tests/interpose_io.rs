@@ -768,3 +768,57 @@ fn sendfile_and_io_copy_file_to_pipe() {
     }
     let _ = std::fs::remove_file(&path);
 }
+
+/// `recv(MSG_WAITALL)` (C code and socket2 users wait for a whole record
+/// this way) on a socket the runtime made non-blocking, from a coroutine
+/// and from a plain thread: all the bytes asked for, not what had arrived.
+#[test]
+fn recv_waitall_gets_everything() {
+    for from_thread in [false, true] {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let data = pattern(200_000, 3);
+        let d2 = data.clone();
+        let sender = coroutines::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            for c in d2.chunks(20_000) {
+                s.write_all(c).unwrap();
+                std::thread::sleep(Duration::from_millis(3));
+            }
+            s
+        });
+        let s = TcpStream::connect(addr).unwrap();
+        // A coroutine's first read makes the socket non-blocking.
+        let s = coroutines::spawn(move || {
+            let mut s = s;
+            let mut b = [0u8; 1];
+            s.read_exact(&mut b).unwrap();
+            (s, b[0])
+        })
+        .join()
+        .unwrap();
+        let want = data.clone();
+        let recv_all = move || {
+            let (s, first) = s;
+            let mut buf = vec![0u8; want.len() - 1];
+            // SAFETY: a live socket and a buffer of `buf.len()` bytes.
+            let r = unsafe {
+                libc::recv(
+                    s.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_WAITALL,
+                )
+            };
+            (r, first == want[0] && buf[..] == want[1..])
+        };
+        let (r, same) = if from_thread {
+            std::thread::spawn(recv_all).join().unwrap()
+        } else {
+            coroutines::spawn(recv_all).join().unwrap()
+        };
+        assert_eq!(r, data.len() as isize - 1, "from_thread={from_thread}");
+        assert!(same, "from_thread={from_thread}");
+        drop(sender.join().unwrap());
+    }
+}
