@@ -570,3 +570,255 @@ fn short_read_then_eof_both_orders() {
         assert_eq!(srv.join().unwrap(), want, "fin_first={fin_first}");
     }
 }
+
+/// `std::io::copy` from a file to a socket and from a child's stdout pipe
+/// to a socket (std moves the bytes with `splice` when a side is a pipe),
+/// in a coroutine whose socket and pipe the runtime made non-blocking: the
+/// copies must wait like the blocking calls, not fail with `WouldBlock`.
+#[test]
+fn io_copy_sendfile_and_splice() {
+    use std::process::{Command, Stdio};
+    let (path, data) = copy_source("a");
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let p2 = path.clone();
+    // Server: reads a one-byte request (the socket becomes non-blocking),
+    // answers with the whole file through io::copy (sendfile), then a
+    // child's output through io::copy (splice from its stdout pipe).
+    let srv = coroutines::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        small_buffers(&s);
+        let mut req = [0u8; 1];
+        s.read_exact(&mut req).unwrap();
+        let mut f = std::fs::File::open(&p2).unwrap();
+        let n = std::io::copy(&mut f, &mut s).unwrap();
+        let mut child = Command::new("cat")
+            .arg(&p2)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = child.stdout.take().unwrap();
+        let mut b = [0u8; 1];
+        out.read_exact(&mut b).unwrap(); // the pipe becomes non-blocking
+        s.write_all(&b).unwrap();
+        let m = std::io::copy(&mut out, &mut s).unwrap();
+        assert!(child.wait().unwrap().success());
+        (n, m + 1)
+    });
+    let want = data.clone();
+    let cli = coroutines::spawn(move || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        small_buffers(&s);
+        s.write_all(b"?").unwrap();
+        // Let the server fill the socket buffer before reading.
+        std::thread::sleep(Duration::from_millis(50));
+        let mut got = vec![0u8; want.len()];
+        s.read_exact(&mut got).unwrap();
+        assert!(got == want, "file bytes differ");
+        s.read_exact(&mut got).unwrap();
+        assert!(got == want, "piped bytes differ");
+    });
+    assert_eq!(srv.join().unwrap(), (data.len() as u64, data.len() as u64));
+    cli.join().unwrap();
+    let _ = std::fs::remove_file(&path);
+}
+
+/// Shrinks a socket's kernel buffers (64 KiB) so that a copy of a few MiB
+/// fills them whatever the machine's defaults.
+fn small_buffers(s: &TcpStream) {
+    for opt in [libc::SO_SNDBUF, libc::SO_RCVBUF] {
+        let v: libc::c_int = 64 << 10;
+        // SAFETY: setsockopt reads one c_int from a live local.
+        let r = unsafe {
+            libc::setsockopt(
+                s.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                &v as *const libc::c_int as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(r, 0);
+    }
+}
+
+/// A 4 MiB file to copy: its path and bytes.
+fn copy_source(tag: &str) -> (std::path::PathBuf, Vec<u8>) {
+    let path = std::env::temp_dir().join(format!("coroutines-copy-{tag}-{}", std::process::id()));
+    let data = pattern(4 << 20, 9);
+    std::fs::write(&path, &data).unwrap();
+    (path, data)
+}
+
+/// `std::io::copy` from a socket into a child's stdin pipe (`splice`), in
+/// a coroutine whose socket and pipe the runtime made non-blocking.
+#[test]
+fn io_copy_socket_to_pipe_splice() {
+    use std::process::{Command, Stdio};
+    let (path, data) = copy_source("b");
+    let _ = std::fs::remove_file(&path);
+    // Socket into a child's stdin (splice socket -> pipe), the child's
+    // stdout read back by a sibling coroutine.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let want = data.clone();
+    let sink = coroutines::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        let mut child = Command::new("cat")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let reader = coroutines::spawn(move || {
+            let mut v = Vec::new();
+            stdout.read_to_end(&mut v).unwrap();
+            v
+        });
+        stdin.write_all(&[]).unwrap();
+        let mut b = [0u8; 1];
+        s.read_exact(&mut b).unwrap(); // the socket becomes non-blocking
+        stdin.write_all(&b).unwrap(); // so does the pipe
+        let n = std::io::copy(&mut s, &mut stdin).unwrap();
+        drop(stdin);
+        let v = reader.join().unwrap();
+        assert!(child.wait().unwrap().success());
+        (n + 1, v == want)
+    });
+    let d2 = data.clone();
+    let src = coroutines::spawn(move || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        for c in d2.chunks(100_000) {
+            s.write_all(c).unwrap();
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    });
+    src.join().unwrap();
+    assert_eq!(sink.join().unwrap(), (data.len() as u64, true));
+}
+
+/// `sendfile(2)` called directly (as a file server's C or `libc` code does)
+/// from a file into a child's stdin pipe (the kernel honours the pipe's
+/// O_NONBLOCK there), once from a coroutine and once from a plain thread,
+/// after a coroutine made the pipe non-blocking; a sibling coroutine reads
+/// the child's stdout back. Then `std::io::copy` of the same (std picks
+/// its own kernel copy).
+#[test]
+fn sendfile_and_io_copy_file_to_pipe() {
+    use std::process::{Command, Stdio};
+    let (path, data) = copy_source("c");
+    for from_thread in [false, true] {
+        let mut child = Command::new("cat")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let reader = coroutines::spawn(move || {
+            // Let the copy fill the pipe first.
+            std::thread::sleep(Duration::from_millis(50));
+            let mut v = Vec::new();
+            stdout.read_to_end(&mut v).unwrap();
+            v
+        });
+        // A coroutine writes the first byte: the pipe becomes non-blocking
+        // (the runtime's doing; the user's view stays blocking).
+        let first = data[0];
+        let mut stdin = coroutines::spawn(move || {
+            stdin.write_all(&[first]).unwrap();
+            stdin
+        })
+        .join()
+        .unwrap();
+        let p2 = path.clone();
+        let copy = move || {
+            let mut f = std::fs::File::open(&p2).unwrap();
+            let mut b = [0u8; 1];
+            f.read_exact(&mut b).unwrap();
+            let len = f.metadata().unwrap().len() as usize;
+            let mut done = 1;
+            // Half by sendfile in a loop as C code writes it (a blocking
+            // call sends all it is asked unless interrupted)...
+            while done < len / 2 {
+                // SAFETY: two open fds; a null offset uses the position.
+                let r = unsafe {
+                    libc::sendfile(
+                        stdin.as_raw_fd(),
+                        f.as_raw_fd(),
+                        std::ptr::null_mut(),
+                        len / 2 - done,
+                    )
+                };
+                assert!(r > 0, "sendfile: {}", std::io::Error::last_os_error());
+                done += r as usize;
+            }
+            // ...the rest by std.
+            std::io::copy(&mut f, &mut stdin).unwrap() + done as u64
+        };
+        let n = if from_thread {
+            std::thread::spawn(copy).join().unwrap()
+        } else {
+            coroutines::spawn(copy).join().unwrap()
+        };
+        assert_eq!(n, data.len() as u64, "from_thread={from_thread}");
+        assert!(reader.join().unwrap() == data, "from_thread={from_thread}");
+        assert!(child.wait().unwrap().success());
+    }
+    let _ = std::fs::remove_file(&path);
+}
+
+/// `recv(MSG_WAITALL)` (C code and socket2 users wait for a whole record
+/// this way) on a socket the runtime made non-blocking, from a coroutine
+/// and from a plain thread: all the bytes asked for, not what had arrived.
+#[test]
+fn recv_waitall_gets_everything() {
+    for from_thread in [false, true] {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let data = pattern(200_000, 3);
+        let d2 = data.clone();
+        let sender = coroutines::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            for c in d2.chunks(20_000) {
+                s.write_all(c).unwrap();
+                std::thread::sleep(Duration::from_millis(3));
+            }
+            s
+        });
+        let s = TcpStream::connect(addr).unwrap();
+        // A coroutine's first read makes the socket non-blocking.
+        let s = coroutines::spawn(move || {
+            let mut s = s;
+            let mut b = [0u8; 1];
+            s.read_exact(&mut b).unwrap();
+            (s, b[0])
+        })
+        .join()
+        .unwrap();
+        let want = data.clone();
+        let recv_all = move || {
+            let (s, first) = s;
+            let mut buf = vec![0u8; want.len() - 1];
+            // SAFETY: a live socket and a buffer of `buf.len()` bytes.
+            let r = unsafe {
+                libc::recv(
+                    s.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_WAITALL,
+                )
+            };
+            (r, first == want[0] && buf[..] == want[1..])
+        };
+        let (r, same) = if from_thread {
+            std::thread::spawn(recv_all).join().unwrap()
+        } else {
+            coroutines::spawn(recv_all).join().unwrap()
+        };
+        assert_eq!(r, data.len() as isize - 1, "from_thread={from_thread}");
+        assert!(same, "from_thread={from_thread}");
+        drop(sender.join().unwrap());
+    }
+}

@@ -347,16 +347,19 @@ fn idle_runtime_monitor_sleeps() {
     );
 }
 
-static IN_COMPARATOR: AtomicBool = AtomicBool::new(false);
+/// The OS thread the sorter runs on while it is inside the comparator
+/// (0 outside it).
+static IN_COMPARATOR: AtomicU64 = AtomicU64::new(0);
+static SORTER_TID: AtomicU64 = AtomicU64::new(0);
 static SIBLING_RAN_INSIDE: AtomicU64 = AtomicU64::new(0);
 
 extern "C" fn slow_cmp(a: *const libc::c_void, b: *const libc::c_void) -> libc::c_int {
-    IN_COMPARATOR.store(true, Ordering::Relaxed);
+    IN_COMPARATOR.store(SORTER_TID.load(Ordering::Relaxed), Ordering::Relaxed);
     let t = Instant::now();
     while t.elapsed() < Duration::from_micros(300) {
         std::hint::spin_loop();
     }
-    IN_COMPARATOR.store(false, Ordering::Relaxed);
+    IN_COMPARATOR.store(0, Ordering::Relaxed);
     // SAFETY: qsort passes pointers to our u32 elements.
     unsafe { (*(a as *const u32)).cmp(&*(b as *const u32)) as libc::c_int }
 }
@@ -384,14 +387,22 @@ fn libc_callback_is_a_no_preempt_zone() {
     let s2 = stop.clone();
     // The sibling records whether it ever ran while the sorter was inside
     // qsort's comparator (a libc frame on its stack: never preempted).
+    // Only a sibling on the sorter's own OS thread counts: under load the
+    // blocked-executor detector may start an extra executor that takes the
+    // not-yet-started sorter and runs it beside the sibling (both are
+    // pinned once started, so each one's thread id is fixed).
     let sibling = coroutines::spawn(move || {
+        // SAFETY: gettid has no arguments.
+        let me = unsafe { libc::gettid() } as u64;
         while !s2.load(Ordering::Relaxed) {
-            if IN_COMPARATOR.load(Ordering::Relaxed) {
+            if IN_COMPARATOR.load(Ordering::Relaxed) == me {
                 SIBLING_RAN_INSIDE.fetch_add(1, Ordering::Relaxed);
             }
         }
     });
     let sorter = coroutines::spawn(|| {
+        // SAFETY: gettid has no arguments.
+        SORTER_TID.store(unsafe { libc::gettid() } as u64, Ordering::Relaxed);
         let mut v: Vec<u32> = (0..200u32)
             .map(|i| i.wrapping_mul(2654435761) % 1000)
             .collect();

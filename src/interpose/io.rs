@@ -27,7 +27,7 @@ use crate::reactor::registration::{
     UNKNOWN, USER_NONBLOCK, WATCHED,
 };
 use crate::sched::{self, NoPreempt};
-use crate::sys::{self, sc1, sc2, sc3, to_libc};
+use crate::sys::{self, sc1, sc2, sc3, sc4, to_libc};
 
 const EAGAIN: isize = -(libc::EAGAIN as isize);
 
@@ -528,6 +528,11 @@ pub(crate) fn dup(old: i32) -> i32 {
 pub(crate) fn dup3(old: i32, new: i32, flags: i32, two: bool) -> i32 {
     if old != new {
         forget(new);
+        if (0..=2).contains(&new) {
+            // Standard I/O (of this process or of a child about to exec,
+            // std's fork path) is never non-blocking by the runtime's doing.
+            restore_blocking(old);
+        }
     }
     let r = if two {
         // SAFETY: no pointers.
@@ -1150,6 +1155,392 @@ fn epoll_park(
             super::offload::offload(super::offload::Class::Unbounded, move || {
                 call(left(deadline))
             })
+        }
+    }
+}
+
+// ---- two-fd transfers: sendfile, splice, tee ----
+//
+// std's `io::copy` moves bytes in the kernel when it can: `sendfile` from a
+// regular file to a socket or pipe, `splice` when either side is a pipe. A
+// socket or pipe the runtime made non-blocking behind a blocking user view
+// then gets EAGAIN from the kernel where the blocking call would wait, and
+// std reports `WouldBlock` (an HTTP server sending a file failed half-way).
+// These hooks give the blocking semantics back. On EAGAIN a zero-timeout
+// poll(2) tells which side is not ready: if that side's blocking is ours to
+// emulate the caller waits for it (a coroutine parks on the registrations'
+// edges, snapshotted before the try; a plain thread polls) and retries;
+// otherwise (the user's own O_NONBLOCK, an fd the runtime does not manage)
+// EAGAIN is the kernel's answer and is returned as is.
+
+/// One side of a two-fd transfer: the fd and the direction it is used in.
+#[derive(Clone, Copy)]
+struct Side {
+    fd: i32,
+    dir: Dir,
+}
+
+fn poll_events(dir: Dir) -> i16 {
+    if dir == Dir::Read {
+        libc::POLLIN
+    } else {
+        libc::POLLOUT
+    }
+}
+
+/// Which of `sides` are not ready now (zero-timeout poll(2); an error or
+/// hang-up counts as ready: the retry reports it).
+fn not_ready(sides: &[Side; 2]) -> [bool; 2] {
+    let mut p = sides.map(|s| libc::pollfd {
+        fd: s.fd,
+        events: poll_events(s.dir),
+        revents: 0,
+    });
+    // SAFETY: two live pollfds.
+    let r = unsafe { sc3(libc::SYS_poll, p.as_mut_ptr() as usize, 2, 0) };
+    if r < 0 {
+        return [false, false];
+    }
+    [p[0].revents == 0, p[1].revents == 0]
+}
+
+/// A transfer between `sides[0]` (read from) and `sides[1]` (written to)
+/// in libc convention; `op` makes the raw syscall. `dontwait`: the call is
+/// non-blocking by itself (SPLICE_F_NONBLOCK).
+fn transfer<F: FnMut() -> isize>(sides: [Side; 2], dontwait: bool, mut op: F) -> isize {
+    if !sched::in_coroutine_user_code() {
+        let r = op();
+        if r != EAGAIN || dontwait {
+            return to_libc(r);
+        }
+        return to_libc(thread_transfer(sides, op));
+    }
+    let np = NoPreempt::new();
+    to_libc(co_transfer(sides, dontwait, op, &np))
+}
+
+/// Thread path after an EAGAIN: wait with poll(2) for the side whose
+/// blocking the runtime took away, retry.
+#[cold]
+fn thread_transfer<F: FnMut() -> isize>(sides: [Side; 2], mut op: F) -> isize {
+    let emulated = sides.map(|s| registration::get(s.fd).is_some_and(|reg| reg.thread_blocking()));
+    if !emulated.contains(&true) {
+        return EAGAIN;
+    }
+    let mut spins = 0u32;
+    loop {
+        let nr = not_ready(&sides);
+        if (0..2).any(|i| nr[i] && !emulated[i]) {
+            return EAGAIN; // the user's own non-blocking fd is not ready
+        }
+        match (0..2).find(|&i| nr[i]) {
+            Some(i) => {
+                if !thread_wait(sides[i].fd, sides[i].dir, None) {
+                    return EAGAIN;
+                }
+            }
+            None => {
+                // Both ready as polled, yet EAGAIN: a race with another
+                // user of the fd; back off a little rather than spin.
+                spins += 1;
+                if spins > 3 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+        let r = op();
+        if r != EAGAIN {
+            return r;
+        }
+    }
+}
+
+/// Coroutine path; returns the kernel convention (-errno).
+fn co_transfer<F: FnMut() -> isize>(
+    sides: [Side; 2],
+    dontwait: bool,
+    mut op: F,
+    np: &NoPreempt,
+) -> isize {
+    let regs = sides.map(|s| ensure(s.fd).filter(|reg| reg.kind() == POLL));
+    if dontwait || regs.iter().all(|r| r.is_none()) {
+        return op();
+    }
+    let gens = regs.map(|r| r.map_or(0, |reg| reg.gen()));
+    let mut deadline: Option<Option<Instant>> = None;
+    loop {
+        let snaps = [0, 1].map(|i| regs[i].map_or(0, |reg| reg.seq(sides[i].dir)));
+        let r = op();
+        if r != EAGAIN {
+            return r;
+        }
+        let nr = not_ready(&sides);
+        let emulated = regs.map(|r| r.is_some_and(|reg| reg.emulates_blocking()));
+        if (0..2).any(|i| nr[i] && !emulated[i]) || !emulated.contains(&true) {
+            return EAGAIN; // the kernel's answer for a user non-blocking fd
+        }
+        let dl = *deadline.get_or_insert_with(|| {
+            (0..2)
+                .filter_map(|i| regs[i].and_then(|reg| reg.timeout(sides[i].fd, sides[i].dir)))
+                .min()
+                .map(|d| Instant::now() + d)
+        });
+        // Wait for an edge on the emulated sides (on the not-ready ones if
+        // poll found any): an edge since the snapshot returns at once.
+        let only_not_ready = nr.contains(&true);
+        let mut list: Vec<(&Registration, Dir, u32, u32)> = Vec::with_capacity(2);
+        for i in 0..2 {
+            if let Some(reg) = regs[i] {
+                if emulated[i] && (!only_not_ready || nr[i]) {
+                    list.push((reg, sides[i].dir, gens[i], snaps[i]));
+                }
+            }
+        }
+        match Registration::wait_many(&list, dl, np) {
+            WaitOutcome::Ready => continue,
+            WaitOutcome::TimedOut => return EAGAIN,
+            WaitOutcome::Closed => return -(libc::EBADF as isize),
+        }
+    }
+}
+
+/// sendfile(2) (and sendfile64): blocking semantics send `count` bytes
+/// unless the file ends first (the blocking call to a stream socket or a
+/// pipe does), so a partial transfer to an fd whose blocking is emulated
+/// continues; the kernel advances `*offset` (or the file position).
+pub(crate) fn sendfile(out_fd: i32, in_fd: i32, offset: *mut libc::off_t, count: usize) -> isize {
+    let sides = [
+        Side {
+            fd: in_fd,
+            dir: Dir::Read,
+        },
+        Side {
+            fd: out_fd,
+            dir: Dir::Write,
+        },
+    ];
+    let once = |n: usize| {
+        // SAFETY: the caller's `offset` contract is the syscall's.
+        transfer(sides, false, || unsafe {
+            sc4(
+                libc::SYS_sendfile,
+                out_fd as usize,
+                in_fd as usize,
+                offset as usize,
+                n,
+            )
+        })
+    };
+    let r = once(count);
+    if r <= 0 || r as usize >= count {
+        return r;
+    }
+    match registration::get(out_fd) {
+        Some(reg) if reg.thread_blocking() && reg.flags() & STREAM != 0 => {}
+        _ => return r,
+    }
+    let mut done = r as usize;
+    while done < count {
+        let e = sys::errno();
+        let r = once(count - done);
+        if r <= 0 {
+            // The bytes already sent are the result (errno unchanged).
+            sys::set_errno(e);
+            break;
+        }
+        done += r as usize;
+    }
+    done as isize
+}
+
+/// splice(2): returns after moving what is available, as the blocking call
+/// does; waits where it would block.
+pub(crate) fn splice(
+    fd_in: i32,
+    off_in: *mut libc::loff_t,
+    fd_out: i32,
+    off_out: *mut libc::loff_t,
+    len: usize,
+    flags: u32,
+) -> isize {
+    let sides = [
+        Side {
+            fd: fd_in,
+            dir: Dir::Read,
+        },
+        Side {
+            fd: fd_out,
+            dir: Dir::Write,
+        },
+    ];
+    let dontwait = flags & libc::SPLICE_F_NONBLOCK != 0;
+    // SAFETY: the caller's offset pointers contract is the syscall's.
+    transfer(sides, dontwait, || unsafe {
+        sys::syscall6(
+            libc::SYS_splice as usize,
+            fd_in as usize,
+            off_in as usize,
+            fd_out as usize,
+            off_out as usize,
+            len,
+            flags as usize,
+        )
+    })
+}
+
+/// tee(2) between two pipes: waits where the blocking call would.
+pub(crate) fn tee(fd_in: i32, fd_out: i32, len: usize, flags: u32) -> isize {
+    let sides = [
+        Side {
+            fd: fd_in,
+            dir: Dir::Read,
+        },
+        Side {
+            fd: fd_out,
+            dir: Dir::Write,
+        },
+    ];
+    let dontwait = flags & libc::SPLICE_F_NONBLOCK != 0;
+    // SAFETY: tee takes no pointers.
+    transfer(sides, dontwait, || unsafe {
+        sc4(
+            libc::SYS_tee,
+            fd_in as usize,
+            fd_out as usize,
+            len,
+            flags as usize,
+        )
+    })
+}
+
+// ---- fds handed to other programs ----
+//
+// A socket or pipe the runtime made non-blocking shares that flag with
+// every process holding its open file description. Handed to a child as
+// its standard input or output (inetd/CGI style, `Stdio::from(stream)`),
+// or made this process's own stdin/stdout/stderr, it would make the other
+// side's blocking reads fail with EAGAIN (`cat: -: Resource temporarily
+// unavailable`). So such an fd gets its blocking mode back first: the
+// kernel flag is cleared and its description group marked as not
+// non-blocking by the runtime. Coroutines that keep using the fd still get
+// blocking semantics, from the kernel now (a call that waits blocks the
+// executor, as for `PASS` fds).
+
+/// Gives `fd`'s open file description its blocking mode back if the
+/// runtime made it non-blocking behind a blocking user view.
+pub(crate) fn restore_blocking(fd: i32) {
+    let Some(reg) = registration::get(fd) else {
+        return;
+    };
+    if !reg.thread_blocking() {
+        return; // not the runtime's doing, or the user wants it non-blocking
+    }
+    registration::note_runtime_nonblock(reg, false);
+    // SAFETY: fcntl F_GETFL has no pointer arguments.
+    let fl = unsafe { sc2(libc::SYS_fcntl, fd as usize, libc::F_GETFL as usize) };
+    if fl >= 0 && fl as i32 & libc::O_NONBLOCK != 0 {
+        // SAFETY: F_SETFL takes an integer.
+        unsafe {
+            sc3(
+                libc::SYS_fcntl,
+                fd as usize,
+                libc::F_SETFL as usize,
+                (fl as i32 & !libc::O_NONBLOCK) as usize,
+            )
+        };
+    }
+}
+
+/// glibc 2.36's `struct __spawn_action` (spawn_int.h): a tag, then a union
+/// whose dup2 member is `{ int fd; int newfd; }` at offset 8; 32 bytes.
+#[repr(C)]
+struct SpawnAction {
+    tag: i32,
+    _pad: i32,
+    fd: i32,
+    newfd: i32,
+    _rest: [usize; 2],
+}
+const SPAWN_DO_DUP2: i32 = 1;
+/// The highest tag glibc 2.36 knows (`spawn_do_tcsetpgrp`).
+const SPAWN_TAG_MAX: i32 = 6;
+
+/// The `(fd, newfd)` pairs of a file-actions object's dup2 actions; None if
+/// the object does not look like glibc's (then nothing is changed).
+///
+/// # Safety
+/// `fa` is null or a file-actions object initialised by glibc.
+unsafe fn spawn_dup2s(fa: *const libc::posix_spawn_file_actions_t) -> Option<Vec<(i32, i32)>> {
+    if fa.is_null() || !spawn_layout_ok() {
+        return None;
+    }
+    // SAFETY: caller: a glibc object; its public fields (libc's layout).
+    let (allocated, used, actions) = unsafe {
+        let raw = fa as *const i32;
+        (
+            *raw,
+            *raw.add(1),
+            *((raw as *const u8).add(8) as *const *const SpawnAction),
+        )
+    };
+    if used < 0 || used > allocated || (used > 0 && actions.is_null()) {
+        return None;
+    }
+    let mut out = Vec::new();
+    for i in 0..used as usize {
+        // SAFETY: `used` initialised actions (checked against `allocated`).
+        let a = unsafe { &*actions.add(i) };
+        if !(0..=SPAWN_TAG_MAX).contains(&a.tag) {
+            return None;
+        }
+        if a.tag == SPAWN_DO_DUP2 {
+            out.push((a.fd, a.newfd));
+        }
+    }
+    Some(out)
+}
+
+/// Whether glibc's file-actions layout is the one `spawn_dup2s` reads
+/// (checked once on an object of our own).
+fn spawn_layout_ok() -> bool {
+    static OK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OK.get_or_init(|| {
+        // SAFETY: an object of our own, initialised, one action added,
+        // read through the layout under test, destroyed.
+        unsafe {
+            let mut fa: libc::posix_spawn_file_actions_t = std::mem::zeroed();
+            if libc::posix_spawn_file_actions_init(&mut fa) != 0 {
+                return false;
+            }
+            let ok = libc::posix_spawn_file_actions_addclose(&mut fa, 5) == 0
+                && libc::posix_spawn_file_actions_adddup2(&mut fa, 7, 9) == 0
+                && {
+                    let raw = &fa as *const _ as *const i32;
+                    let actions = *((raw as *const u8).add(8) as *const *const SpawnAction);
+                    *raw.add(1) == 2
+                        && !actions.is_null()
+                        && (*actions).tag == 0
+                        && (*actions).fd == 5
+                        && (*actions.add(1)).tag == SPAWN_DO_DUP2
+                        && (*actions.add(1)).fd == 7
+                        && (*actions.add(1)).newfd == 9
+                };
+            libc::posix_spawn_file_actions_destroy(&mut fa);
+            ok
+        }
+    })
+}
+
+/// Before `posix_spawn`: every fd the child receives through a dup2 action
+/// gets its blocking mode back (section comment).
+///
+/// # Safety
+/// `fa` is null or a file-actions object initialised by glibc.
+pub(crate) unsafe fn hand_to_child(fa: *const libc::posix_spawn_file_actions_t) {
+    // SAFETY: caller.
+    if let Some(list) = unsafe { spawn_dup2s(fa) } {
+        for (fd, _) in list {
+            restore_blocking(fd);
         }
     }
 }

@@ -30,7 +30,8 @@
 //!    the coroutine when the call would block (io.rs).
 //!
 //! Exported symbols (keep in sync with `verify` and `EXPORTED`): socket
-//! socketpair accept accept4 connect read readv write writev recv recvfrom
+//! socketpair accept accept4 connect read readv write writev sendfile
+//! sendfile64 splice tee recv recvfrom
 //! recvmsg send sendto sendmsg setsockopt poll ppoll select pselect
 //! epoll_wait epoll_pwait epoll_pwait2 close dup dup2
 //! dup3 fcntl fcntl64 flock ioctl pipe pipe2 nanosleep clock_nanosleep usleep
@@ -118,6 +119,10 @@ pub(crate) const EXPORTED: &[&str] = &[
     "readv",
     "write",
     "writev",
+    "sendfile",
+    "sendfile64",
+    "splice",
+    "tee",
     "recv",
     "recvfrom",
     "recvmsg",
@@ -226,6 +231,10 @@ pub(crate) fn verify() -> Result<(), String> {
         readv,
         write,
         writev,
+        sendfile,
+        sendfile64,
+        splice,
+        tee,
         recv,
         recvfrom,
         recvmsg,
@@ -463,6 +472,46 @@ pub extern "C" fn setsockopt(
 #[no_mangle]
 pub extern "C" fn read(fd: c_int, buf: *mut c_void, n: size_t) -> ssize_t {
     io::read(fd, buf.cast(), n)
+}
+
+/// sendfile(2): std's `io::copy` from a file to a socket or pipe.
+#[no_mangle]
+pub extern "C" fn sendfile(
+    out_fd: c_int,
+    in_fd: c_int,
+    offset: *mut libc::off_t,
+    count: size_t,
+) -> ssize_t {
+    io::sendfile(out_fd, in_fd, offset, count)
+}
+
+/// sendfile64(2): the same function (off_t is 64-bit on x86-64).
+#[no_mangle]
+pub extern "C" fn sendfile64(
+    out_fd: c_int,
+    in_fd: c_int,
+    offset: *mut libc::off64_t,
+    count: size_t,
+) -> ssize_t {
+    io::sendfile(out_fd, in_fd, offset.cast(), count)
+}
+
+/// splice(2): std's `io::copy` when either side is a pipe.
+#[no_mangle]
+pub extern "C" fn splice(
+    fd_in: c_int,
+    off_in: *mut libc::loff_t,
+    fd_out: c_int,
+    off_out: *mut libc::loff_t,
+    len: size_t,
+    flags: libc::c_uint,
+) -> ssize_t {
+    io::splice(fd_in, off_in, fd_out, off_out, len, flags)
+}
+
+#[no_mangle]
+pub extern "C" fn tee(fd_in: c_int, fd_out: c_int, len: size_t, flags: libc::c_uint) -> ssize_t {
+    io::tee(fd_in, fd_out, len, flags)
 }
 
 #[no_mangle]
@@ -850,7 +899,13 @@ pub extern "C" fn fork() -> libc::pid_t {
     }
     // SAFETY: `p` is libc's fork, which has this signature.
     let real = unsafe { std::mem::transmute::<usize, unsafe extern "C" fn() -> libc::pid_t>(p) };
-    crate::sched::fork_on_executor(real)
+    // The fd bookkeeping's group lock is held across the fork and released
+    // on both sides (an atfork handler's way): the child's `dup2` hooks
+    // take it.
+    let held = crate::reactor::registration::fork_guard();
+    let pid = crate::sched::fork_on_executor(real);
+    drop(held);
+    pid
 }
 
 // ---- pthread synchronisation (pthread.rs) ----

@@ -214,20 +214,50 @@ pub(crate) fn recvfrom(
     } else {
         0
     };
-    io_read(fd, flags & libc::MSG_DONTWAIT != 0, want, || {
-        // SAFETY: the caller's buffer/address contract.
-        unsafe {
-            syscall6(
-                libc::SYS_recvfrom as usize,
-                fd as usize,
-                buf as usize,
-                n,
-                flags as usize,
-                addr as usize,
-                alen as usize,
-            )
+    let dontwait = flags & libc::MSG_DONTWAIT != 0;
+    let once = |done: usize| {
+        io_read(fd, dontwait, if done == 0 { want } else { 0 }, || {
+            // SAFETY: the caller's buffer/address contract; `done <= n`.
+            unsafe {
+                syscall6(
+                    libc::SYS_recvfrom as usize,
+                    fd as usize,
+                    buf as usize + done,
+                    n - done,
+                    flags as usize,
+                    addr as usize,
+                    alen as usize,
+                )
+            }
+        })
+    };
+    let r = once(0);
+    if flags & libc::MSG_WAITALL == 0
+        || flags & (libc::MSG_DONTWAIT | libc::MSG_PEEK) != 0
+        || r <= 0
+        || r as usize >= n
+    {
+        return r;
+    }
+    // MSG_WAITALL on a stream whose blocking we emulate: the blocking call
+    // waits for all `n` bytes (or EOF, an error, a timeout); over the
+    // non-blocking fd the kernel returned what it had. Continue.
+    match registration::get(fd) {
+        Some(reg) if reg.thread_blocking() && reg.flags() & STREAM != 0 => {}
+        _ => return r,
+    }
+    let mut done = r as usize;
+    while done < n {
+        let e = crate::sys::errno();
+        let r = once(done);
+        if r <= 0 {
+            // The bytes already received are the result (errno unchanged).
+            crate::sys::set_errno(e);
+            break;
         }
-    })
+        done += r as usize;
+    }
+    done as isize
 }
 
 pub(crate) fn recvmsg(fd: i32, msg: *mut libc::msghdr, flags: i32) -> isize {

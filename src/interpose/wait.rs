@@ -365,6 +365,9 @@ pub(crate) fn posix_spawn(
     envp: *const *mut libc::c_char,
 ) -> i32 {
     let f = real_spawn(p);
+    // SAFETY: `fa` is the caller's: null or initialised (posix_spawn's
+    // contract).
+    unsafe { super::io::hand_to_child(fa) };
     if !sched::in_coroutine_user_code() {
         // SAFETY: libc's function with the caller's arguments.
         return unsafe { f(pid, path, fa, attr, argv, envp) };

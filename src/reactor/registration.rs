@@ -666,6 +666,13 @@ fn descs() -> DescsGuard {
     }
 }
 
+/// Held across `fork` (the fork hook): the child's hooks (std's fork path
+/// `dup2`s the child's stdio before exec) take this lock, which a thread
+/// that does not exist in the child could otherwise hold forever.
+pub(crate) fn fork_guard() -> impl Sized {
+    descs()
+}
+
 /// `new` was just made a duplicate of `old` (dup, dup2/3, F_DUPFD): one
 /// description group. If `old` is managed, the group starts with the
 /// runtime's O_NONBLOCK and `old`'s user view.

@@ -94,8 +94,9 @@
 //!
 //! Limits (README "Thread-locals"): libraries `dlopen`ed after a block was
 //! built that use static TLS (initial-exec) are not initialised in it;
-//! `pthread_getattr_np` in a coroutine reports the executor's stack;
-//! `set*id` works through the SIGSETXID wrapper below.
+//! `set*id` works through the SIGSETXID wrapper below. The descriptor's
+//! stack fields describe the coroutine's own stack, so
+//! `pthread_getattr_np` of a coroutine's `pthread_t` reports it.
 
 use std::ffi::{c_void, CStr};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -115,6 +116,13 @@ const D_SPECIFIC: usize = 0x510;
 const D_SPECIFIC_END: usize = D_SPECIFIC + 32 * 8;
 /// `specific_used`: set by `pthread_setspecific` (checked on a probe).
 const D_SPECIFIC_USED: usize = D_SPECIFIC_END;
+/// `stackblock` (lowest address of the stack mapping, guard included),
+/// then `stackblock_size`, `guardsize`, `reported_guardsize`: what
+/// `pthread_getattr_np` reports and glibc's alloca cutoff reads (checked on
+/// a probe thread).
+const D_STACKBLOCK: usize = 0x690;
+/// A coroutine stack's guard: one page below its lowest usable address.
+const GUARD: usize = crate::stack::PAGE_SIZE;
 const KEYS_MAX: usize = 1024;
 const KEY_2ND_LEVEL: usize = 32;
 /// glibc's PTHREAD_DESTRUCTOR_ITERATIONS.
@@ -521,7 +529,7 @@ fn check_fast_reinit(l: &mut Layout, tp: usize) -> Result<(), String> {
             let mut stats = (0, 0);
             // Built with our own dtv and ld.so's initialisation (no
             // snapshot yet), which takes the snapshot.
-            let (a, _) = l.create(top_a, tp, &mut snap).ok_or("probe block")?;
+            let (a, _) = l.create(top_a, top_a - span, tp, &mut snap).ok_or("probe block")?;
             let Some(s) = snap.as_ref() else {
                 l.destroy(a);
                 return Err("no snapshot taken".to_string());
@@ -532,7 +540,7 @@ fn check_fast_reinit(l: &mut Layout, tp: usize) -> Result<(), String> {
             }
             std::ptr::write_bytes((a - s.image.len()) as *mut u8, 0xa5, s.image.len());
             l.reinit(a, &mut snap, &mut stats);
-            let Some((b, _)) = l.create_glibc(top_b, tp) else {
+            let Some((b, _)) = l.create_glibc(top_b, top_b - span, tp) else {
                 l.destroy(a);
                 return Err("probe block".to_string());
             };
@@ -662,7 +670,28 @@ fn check_malloc_words(errno_off: usize) -> Result<(), String> {
             (before, after)
         };
         let ok = ok && used == (0, 1);
-        ok as usize as *mut c_void
+        // The stack fields: what pthread_getattr_np reports for a created
+        // thread is computed from them.
+        // SAFETY: an attr filled by glibc for this thread, destroyed after;
+        // words of this thread's descriptor.
+        let stack_ok = unsafe {
+            let mut at: libc::pthread_attr_t = std::mem::zeroed();
+            let (mut lo, mut size, mut guard) = (std::ptr::null_mut(), 0usize, 0usize);
+            let got = libc::pthread_getattr_np(libc::pthread_self(), &mut at) == 0;
+            let got = got
+                && libc::pthread_attr_getstack(&at, &mut lo, &mut size) == 0
+                && libc::pthread_attr_getguardsize(&at, &mut guard) == 0;
+            if got {
+                libc::pthread_attr_destroy(&mut at);
+            }
+            let w = |off: usize| *((tp + D_STACKBLOCK + off) as *const usize);
+            got && w(0) != 0
+                && w(0) + w(8) == lo as usize + size
+                && w(8) - w(16) == size
+                && w(24) == guard
+                && (w(0)..lo as usize + size).contains(&tp)
+        };
+        (ok && stack_ok) as usize as *mut c_void
     }
     let mut th: libc::pthread_t = 0;
     let mut res: *mut c_void = std::ptr::null_mut();
@@ -687,7 +716,10 @@ fn check_malloc_words(errno_off: usize) -> Result<(), String> {
     if ok && res as usize == 1 {
         Ok(())
     } else {
-        Err("glibc malloc's thread-locals or the pthread-key flag not where expected".into())
+        Err(
+            "glibc malloc's thread-locals, the pthread-key flag or the stack fields not where expected"
+                .into(),
+        )
     }
 }
 
@@ -698,7 +730,9 @@ impl Layout {
     }
 
     /// Builds a block at the top of a stack whose highest address is
-    /// `top`, copying the descriptor of the carrier (`carrier_tp`).
+    /// `top` and lowest usable address `bottom` (a guard page below it),
+    /// copying the descriptor of the carrier (`carrier_tp`) with the
+    /// coroutine's own stack in its stack fields.
     /// Returns the block's thread pointer and the new top of the usable
     /// stack below the block; None if the dtv could not be allocated.
     /// With the snapshot path on, the dtv is calloc'd here as ld.so's
@@ -715,12 +749,13 @@ impl Layout {
     pub(crate) unsafe fn create(
         &self,
         top: usize,
+        bottom: usize,
         carrier_tp: usize,
         snap: &mut Option<Snapshot>,
     ) -> Option<(usize, usize)> {
         let Some(fast) = self.fast else {
             // SAFETY: caller.
-            return unsafe { self.create_glibc(top, carrier_tp) };
+            return unsafe { self.create_glibc(top, bottom, carrier_tp) };
         };
         let tp = (top - self.tcb_size) & !(self.align - 1);
         let below = self.static_size - self.tcb_size;
@@ -732,6 +767,7 @@ impl Layout {
         // realloc and free it.
         unsafe {
             self.reset_descriptor(tp, carrier_tp);
+            self.set_stack(tp, top, bottom);
             std::ptr::write_bytes(lo as *mut u8, 0, below);
             let len = load_relaxed(fast.max_dtv_idx).max(1);
             let dtv = libc::calloc(len + 2, 16) as *mut usize;
@@ -750,7 +786,12 @@ impl Layout {
     ///
     /// # Safety
     /// As for `create`.
-    unsafe fn create_glibc(&self, top: usize, carrier_tp: usize) -> Option<(usize, usize)> {
+    unsafe fn create_glibc(
+        &self,
+        top: usize,
+        bottom: usize,
+        carrier_tp: usize,
+    ) -> Option<(usize, usize)> {
         let tp = (top - self.tcb_size) & !(self.align - 1);
         let below = self.static_size - self.tcb_size;
         let lo = tp - below;
@@ -758,6 +799,7 @@ impl Layout {
         // `tcb_size` readable bytes at its thread pointer.
         unsafe {
             self.reset_descriptor(tp, carrier_tp);
+            self.set_stack(tp, top, bottom);
             ((tp + D_DTV) as *mut usize).write(0);
             // Static TLS: zeroed, then ld.so lays the images in.
             std::ptr::write_bytes(lo as *mut u8, 0, below);
@@ -889,6 +931,29 @@ impl Layout {
                 .collect();
             let image = std::slice::from_raw_parts((tp - used) as *const u8, used).into();
             Snapshot { gen, dtv, image }
+        }
+    }
+
+    /// The stack fields of a block's descriptor, as glibc describes a
+    /// thread's stack: the whole mapping, guard included (lowest usable
+    /// address `bottom`, a guard page below it), block and descriptor at
+    /// its top. So `pthread_getattr_np(pthread_self())` in the coroutine
+    /// reports its own stack (stack-growing crates such as `stacker` find
+    /// their bounds) and glibc's alloca cutoff (a quarter of the stack)
+    /// fits it. A reused block keeps them (same stack).
+    ///
+    /// # Safety
+    /// `tp` is a block's thread pointer (`tcb_size` writable bytes) not in
+    /// use, at the top of the stack `[bottom, top)`.
+    unsafe fn set_stack(&self, tp: usize, top: usize, bottom: usize) {
+        // SAFETY: caller; offsets checked at start.
+        unsafe {
+            let w = |off: usize, v: usize| ((tp + D_STACKBLOCK + off) as *mut usize).write(v);
+            let block = bottom - GUARD;
+            w(0, block);
+            w(8, top - block);
+            w(16, GUARD);
+            w(24, GUARD);
         }
     }
 

@@ -1641,7 +1641,9 @@ fn ensure_started(exec: &Executor, task: &Task) -> bool {
                 // than the coroutine's stack size; its top `span()` bytes
                 // become the block; scheduler context on the owner thread,
                 // so `tls_snap` is ours.
-                match unsafe { l.create(top, exec.carrier_tp, &mut *exec.tls_snap.get()) } {
+                match unsafe {
+                    l.create(top, stack.bottom(), exec.carrier_tp, &mut *exec.tls_snap.get())
+                } {
                     Some((tp, below)) => {
                         // SAFETY: owner of the right to run `task`.
                         unsafe { *task.tls.get() = tp };
