@@ -731,7 +731,10 @@ fn nearly_full_stack_defers() {
     // (reason "stack"), and it must never overflow the stack itself.
     let stop = Arc::new(AtomicBool::new(false));
     let mut hs = Vec::new();
-    for free in [40_000usize, 6000, 4500, 3000, 2000] {
+    // (The estimate of what is left ignores the frames above `top`, about
+    // 1.2 KiB, and the save area's size depends on which register state
+    // is in use: 2000 alone sometimes still fitted, so 1000 is there too.)
+    for free in [40_000usize, 6000, 4500, 3000, 2000, 1000] {
         let depth = (STACK - free - overhead - 512) / per_frame;
         let s = stop.clone();
         hs.push(
