@@ -217,3 +217,88 @@ impl FpImage {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The FP-image parser on synthetic kernel images: a plain fxsave
+    //! image, a well-formed xsave image, and each malformation the handler
+    //! must refuse (then it defers instead of copying garbage).
+    use super::*;
+
+    /// A zeroed `ucontext_t` whose `fpregs` points at `img`.
+    fn uc_with(img: &mut [u8]) -> Box<libc::ucontext_t> {
+        // SAFETY: ucontext_t is plain data; all-zero is a valid value.
+        let mut uc: Box<libc::ucontext_t> = Box::new(unsafe { std::mem::zeroed() });
+        uc.uc_mcontext.fpregs = img.as_mut_ptr() as *mut libc::_libc_fpstate;
+        uc
+    }
+
+    /// An xsave image of `size` bytes (plus the trailing magic2), with the
+    /// software bytes filled in as the kernel does.
+    fn xsave_image(size: usize, xfeatures: u64) -> Vec<u8> {
+        let mut img = vec![0u8; (size + 4).max(XSAVE_HEADER_OFFSET + 64)];
+        img[0..2].copy_from_slice(&0x037fu16.to_le_bytes()); // FCW
+        img[24..28].copy_from_slice(&0x1f80u32.to_le_bytes()); // MXCSR
+        let sw = SW_BYTES_OFFSET;
+        img[sw..sw + 4].copy_from_slice(&FP_XSTATE_MAGIC1.to_le_bytes());
+        img[sw + 4..sw + 8].copy_from_slice(&((size + 4) as u32).to_le_bytes());
+        img[sw + 8..sw + 16].copy_from_slice(&xfeatures.to_le_bytes());
+        img[sw + 16..sw + 20].copy_from_slice(&(size as u32).to_le_bytes());
+        img[size..size + 4].copy_from_slice(&FP_XSTATE_MAGIC2.to_le_bytes());
+        // XSTATE_BV: x87, SSE, AVX and PKRU in use.
+        img[XSAVE_HEADER_OFFSET..XSAVE_HEADER_OFFSET + 8]
+            .copy_from_slice(&(0b111u64 | XFEATURE_PKRU).to_le_bytes());
+        img
+    }
+
+    fn parse(img: &mut [u8]) -> Option<(usize, u64, u64)> {
+        let mut uc = uc_with(img);
+        // SAFETY: `uc` and the image it points at are alive and writable.
+        unsafe { fp_image(&mut *uc as *mut libc::ucontext_t as *mut libc::c_void) }
+            .map(|f| (f.len, f.mask, f.ctrl_word()))
+    }
+
+    #[test]
+    fn legacy_fxsave_image() {
+        let mut img = vec![0u8; FXSAVE_BYTES];
+        img[0..2].copy_from_slice(&0x027fu16.to_le_bytes());
+        img[24..28].copy_from_slice(&0x1f80u32.to_le_bytes());
+        assert_eq!(parse(&mut img), Some((FXSAVE_BYTES, 0, 0x1f80 | (0x027f << 32))));
+    }
+
+    #[test]
+    fn xsave_image_and_reset() {
+        let mut img = xsave_image(832, 0x207);
+        assert_eq!(parse(&mut img), Some((832, 0x207, 0x1f80 | (0x037f << 32))));
+        let mut uc = uc_with(&mut img);
+        // SAFETY: as in `parse`.
+        let f = unsafe { fp_image(&mut *uc as *mut libc::ucontext_t as *mut libc::c_void) }
+            .expect("well-formed");
+        f.reset_for_scheduler();
+        let bv = u64::from_le_bytes(img[512..520].try_into().unwrap());
+        assert_eq!(bv, XFEATURE_PKRU, "only PKRU survives the reset");
+    }
+
+    #[test]
+    fn malformed_images_are_refused() {
+        let mut no_fp: Box<libc::ucontext_t> = Box::new(unsafe { std::mem::zeroed() });
+        // SAFETY: a zeroed context: fpregs is null, which fp_image checks.
+        assert!(unsafe {
+            fp_image(&mut *no_fp as *mut libc::ucontext_t as *mut libc::c_void)
+        }
+        .is_none());
+        // Size too small, too large (AMX-sized), zero features, bad magic2.
+        for (size, feats, break_magic2) in [
+            (FXSAVE_BYTES, 0x7, false),
+            (MAX_XSTATE_BYTES + 64, 0x7, false),
+            (832, 0, false),
+            (832, 0x7, true),
+        ] {
+            let mut img = xsave_image(size, feats);
+            if break_magic2 {
+                img[size] ^= 0xff;
+            }
+            assert_eq!(parse(&mut img), None, "size {size} feats {feats:#x}");
+        }
+    }
+}
