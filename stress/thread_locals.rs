@@ -111,7 +111,10 @@ fn refcell_borrow_held_across_suspension() {
                         }
                         let rc = RC.with(|r| r.clone());
                         rc.set(rc.get() + b.iter().sum::<u64>());
-                        b.len() as u64 + RC.with(|r| r.get()) * 0 + rc.get()
+                        // The thread-local `Rc` is this coroutine's own:
+                        // the clone reads what was just set through it.
+                        assert_eq!(RC.with(|r| r.get()), rc.get());
+                        b.len() as u64 + rc.get()
                     })
                 })
             })
