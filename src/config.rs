@@ -165,7 +165,7 @@ impl ThreadLocals {
     /// Whether [`ThreadLocals::PerCoroutine`] is in force in the running
     /// runtime (requested and available). False before the runtime starts.
     pub fn per_coroutine_active() -> bool {
-        crate::sched::tls_enabled()
+        crate::tls::enabled()
     }
 }
 

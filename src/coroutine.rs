@@ -81,7 +81,7 @@ pub(crate) struct Inner {
     pub(crate) preempted: AtomicBool,
     /// The coroutine's std thread identity while it is switched out
     /// (sched/identity.rs). Owner only, like `sp`.
-    pub(crate) ident: UnsafeCell<crate::sched::Ident>,
+    pub(crate) ident: UnsafeCell<crate::tls::identity::Ident>,
     /// Thread-pointer value of the coroutine's TLS alias window, 0 for
     /// none (sched/alias.rs). Owner only.
     pub(crate) window: UnsafeCell<usize>,
@@ -550,8 +550,8 @@ impl Builder {
             };
             // (A dedicated thread's thread-locals are its OS thread's: glibc
             // destroys them when that thread exits, right after this.)
-            if started && sched::tls_enabled() && sched::in_coroutine() {
-                sched::run_tls_destructors();
+            if started && crate::tls::enabled() && sched::in_coroutine() {
+                crate::tls::run_exit_destructors();
             }
             // SAFETY: only this coroutine writes the result, before FINISHED.
             unsafe { *p.result.get() = result };

@@ -127,6 +127,7 @@ mod sched;
 mod stack;
 mod stats;
 mod sys;
+mod tls;
 
 pub use config::{Config, ConfigError, RuntimeBuilder, ThreadLocals};
 pub use coroutine::{

@@ -52,24 +52,16 @@
 //! started coroutines while thread-locals are shared (unsound, above),
 //! spinning idle executors (burns CPU on an idle runtime).
 
-mod alias;
 mod blocked;
-mod identity;
 mod idle;
 mod runtime;
-mod tls;
-mod tls_pool;
 mod worker;
 
-#[allow(unused_imports)]
-pub(crate) use alias::windows_created as tls_windows;
 pub(crate) use blocked::{check_blocked, BLOCKED_NS, BLOCKED_SEEN, EXTRA_RETIRED, EXTRA_STARTED};
-pub(crate) use identity::Ident;
 pub(crate) use runtime::Runtime;
 pub(crate) use runtime::{
     runtime, schedule, spawn_task, start_with, try_runtime as try_runtime_pub,
 };
-pub(crate) use tls::{enabled as tls_enabled, run_exit_destructors as run_tls_destructors};
 pub(crate) use worker::fork_on_executor;
 #[allow(unused_imports)]
 pub(crate) use worker::{
@@ -79,4 +71,5 @@ pub(crate) use worker::{
     current_id, current_task, in_coroutine, in_coroutine_user_code, is_own_std_parker,
     park_current, yield_now_fast, NoPreempt, WaitReason,
 };
+pub(crate) use worker::{carrier_tp_raw, executor_slot_addr};
 pub(crate) use worker::{current_stack_hi, level as preempt_level};

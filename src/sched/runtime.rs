@@ -13,10 +13,10 @@ use std::sync::Mutex;
 
 use crossbeam_deque::{Injector, Worker};
 
-use super::alias::{self, ThreadStack};
 use super::worker::{self, ExecutorShared};
 use crate::config::{Config, ConfigError, RuntimeBuilder};
 use crate::coroutine::{Task, NO_HOME};
+use crate::tls::alias::{self, ThreadStack};
 
 pub(crate) struct Runtime {
     pub(crate) config: Config,
@@ -89,9 +89,9 @@ fn start_slow(config: Option<Config>) -> Result<&'static Runtime, ConfigError> {
     }
     // Before any executor starts: they are built for one mode or the other.
     let mut config = config;
-    if super::tls::enable(config.thread_locals == crate::config::ThreadLocals::PerCoroutine) {
-        crate::stack::set_reserved_top(super::tls::layout().span());
-        super::tls_pool::init();
+    if crate::tls::enable(config.thread_locals == crate::config::ThreadLocals::PerCoroutine) {
+        crate::stack::set_reserved_top(crate::tls::layout().span());
+        crate::tls::pool::init();
     } else if config.migrate && !config.migrate_explicit {
         // Migration is the default only because each coroutine carries its
         // own thread-locals; with shared ones, coroutines stay put.
@@ -195,7 +195,7 @@ impl Runtime {
                 // SAFETY: joinable thread created by `spawn_on`, joined once.
                 unsafe { libc::pthread_join(old, std::ptr::null_mut()) };
             }
-            if slot.stack.is_none() && !super::tls::enabled() {
+            if slot.stack.is_none() && !crate::tls::enabled() {
                 match ThreadStack::new(EXECUTOR_STACK) {
                     Ok(s) => slot.stack = Some(s),
                     Err(e) => warn_plain_stack(&e),

@@ -67,12 +67,12 @@ use std::time::Instant;
 
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 
-use super::alias::{StackInfo, ThreadStack, Windows};
-use super::identity::{self, Slots};
 use super::idle::Parker;
 use super::runtime::Runtime;
-use super::tls;
 use crate::arch;
+use crate::tls::alias::{StackInfo, ThreadStack, Windows};
+use crate::tls::identity::{self, Slots};
+use crate::tls;
 use crate::coroutine::{Inner, Task, DONE, NO_HOME, PARKED, RUNNABLE, RUNNING, STATE_MASK};
 
 /// Why a coroutine gave its executor back.
@@ -527,7 +527,7 @@ pub(crate) fn park_current(np: &NoPreempt, reason: WaitReason) {
             }
         }
         if exec.sched_fs != 0 {
-            super::tls_pool::before_park(me);
+            crate::tls::pool::before_park(me);
         }
         if direct_park_on(exec).is_some() {
             return;
@@ -1141,7 +1141,7 @@ impl Executor {
             // `from_errno` is the running side's (caller).
             unsafe {
                 tls::layout().switch_in(fs, self as *const Executor as usize, self.tid, from_errno);
-                super::tls_pool::switching_in(inner, fs);
+                crate::tls::pool::switching_in(inner, fs);
             }
         }
         // SAFETY: owner thread; `running` is only touched around switches.

@@ -379,7 +379,7 @@ fn discover() -> Result<Layout, String> {
     }
     check_keys(tp, keys as *const KeySlot)?;
     // SAFETY: the executable's own thread-local; taking its address.
-    let exec_addr = super::worker::executor_slot_addr();
+    let exec_addr = crate::sched::executor_slot_addr();
     let executor_off = exec_addr as isize - tp as isize;
     if executor_off >= 0 || (-executor_off) as usize > static_size - tcb_size {
         return Err("the runtime's thread-local is not in static TLS".into());
@@ -1017,7 +1017,7 @@ pub(crate) fn run_exit_destructors() {
     let l = layout();
     // Pooled registrations go back first: the library's destructors then
     // find nothing to free (tls_pool.rs).
-    super::tls_pool::at_exit(&super::worker::current_task(), read_fs_base());
+    super::pool::at_exit(&crate::sched::current_task(), read_fs_base());
     // SAFETY: glibc's function; runs the destructors registered in the
     // running block's list (ours), in this coroutine's context.
     unsafe { (l.call_dtors)() };
@@ -1148,7 +1148,7 @@ extern "C" fn setxid_wrapper(sig: i32, info: *mut libc::siginfo_t, ctx: *mut c_v
     let prev: extern "C" fn(i32, *mut libc::siginfo_t, *mut c_void) =
         unsafe { std::mem::transmute(prev) };
     let cur = read_fs_base();
-    let carrier = super::worker::carrier_tp_raw();
+    let carrier = crate::sched::carrier_tp_raw();
     if carrier == 0 || carrier == cur {
         prev(sig, info, ctx);
         return;
