@@ -57,7 +57,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use crate::preempt::zones::{for_each_symbol, tls_image, with_exe_image};
+use crate::sys::elf::{for_each_symbol, tls_image, with_exe_image};
 
 /// std's "no handle yet" value of `CURRENT` (1 is BUSY, 2 DESTROYED).
 const CURRENT_NONE: u64 = 0;

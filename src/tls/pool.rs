@@ -66,7 +66,7 @@ use std::sync::OnceLock;
 use crossbeam_deque::{Injector, Steal};
 
 use crate::coroutine::Inner;
-use crate::preempt::zones::{for_each_symbol, tls_image, with_exe_image};
+use crate::sys::elf::{for_each_symbol, tls_image, with_exe_image};
 
 /// Largest storage pooled (std's lazy storage of a word-sized value).
 const MAX: usize = 32;
