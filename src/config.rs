@@ -448,7 +448,7 @@ impl RuntimeBuilder {
     /// [`ConfigError::AlreadyStarted`] if it already runs.
     pub fn start(self) -> Result<(), ConfigError> {
         let config = self.resolve()?;
-        crate::sched::start_with(config)
+        crate::start::start_with(config)
     }
 
     /// Resolves builder settings, then environment variables, then

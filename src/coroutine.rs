@@ -496,7 +496,7 @@ impl Builder {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let rt = sched::runtime()?;
+        let rt = crate::start::runtime()?;
         let stack_size = match self.stack_size {
             Some(n) => crate::config::check_coroutine_stack(n)?,
             None => rt.config.stack_size_bytes,

@@ -125,6 +125,7 @@ mod preempt;
 mod reactor;
 mod sched;
 mod stack;
+mod start;
 mod stats;
 mod sys;
 mod tls;

@@ -58,10 +58,10 @@ mod runtime;
 mod worker;
 
 pub(crate) use blocked::{check_blocked, BLOCKED_NS, BLOCKED_SEEN, EXTRA_RETIRED, EXTRA_STARTED};
-pub(crate) use runtime::Runtime;
-pub(crate) use runtime::{
-    runtime, schedule, spawn_task, start_with, try_runtime as try_runtime_pub,
-};
+pub(crate) use blocked::start_detector;
+pub(crate) use runtime::{schedule, spawn_task, try_runtime, Runtime, Settings};
+/// (The name the rest of the crate has used for `try_runtime`.)
+pub(crate) use runtime::try_runtime as try_runtime_pub;
 pub(crate) use worker::fork_on_executor;
 #[allow(unused_imports)]
 pub(crate) use worker::{
@@ -71,5 +71,5 @@ pub(crate) use worker::{
     current_id, current_task, in_coroutine, in_coroutine_user_code, is_own_std_parker,
     park_current, yield_now_fast, NoPreempt, WaitReason,
 };
-pub(crate) use worker::{carrier_tp_raw, executor_slot_addr};
+pub(crate) use worker::{carrier_tp_raw, current_name_raw, executor_slot_addr};
 pub(crate) use worker::{current_stack_hi, level as preempt_level};
