@@ -53,23 +53,28 @@
 //! spinning idle executors (burns CPU on an idle runtime).
 
 mod blocked;
+mod executor;
 mod idle;
+mod level;
+mod run;
 mod runtime;
-mod worker;
+mod switch;
+mod thread;
 
-pub(crate) use blocked::{check_blocked, BLOCKED_NS, BLOCKED_SEEN, EXTRA_RETIRED, EXTRA_STARTED};
 pub(crate) use blocked::start_detector;
-pub(crate) use runtime::{schedule, spawn_task, try_runtime, Runtime, Settings};
-/// (The name the rest of the crate has used for `try_runtime`.)
-pub(crate) use runtime::try_runtime as try_runtime_pub;
-pub(crate) use worker::fork_on_executor;
+pub(crate) use blocked::{check_blocked, BLOCKED_NS, BLOCKED_SEEN, EXTRA_RETIRED, EXTRA_STARTED};
+pub(crate) use executor::{carrier_tp_raw, current_name_raw, executor_slot_addr};
 #[allow(unused_imports)]
-pub(crate) use worker::{
+pub(crate) use executor::{
     current_executor_raw, current_executor_shared, Action, Executor, ExecutorShared,
 };
-pub(crate) use worker::{
-    current_id, current_task, in_coroutine, in_coroutine_user_code, is_own_std_parker,
-    park_current, yield_now_fast, NoPreempt, WaitReason,
+pub(crate) use executor::{
+    current_id, current_stack_hi, current_task, in_coroutine, in_coroutine_user_code,
+    is_own_std_parker, WaitReason,
 };
-pub(crate) use worker::{carrier_tp_raw, current_name_raw, executor_slot_addr};
-pub(crate) use worker::{current_stack_hi, level as preempt_level};
+pub(crate) use level::{current as preempt_level, NoPreempt};
+/// (The name the rest of the crate has used for `try_runtime`.)
+pub(crate) use runtime::try_runtime as try_runtime_pub;
+pub(crate) use runtime::{schedule, spawn_task, try_runtime, Runtime, Settings};
+pub(crate) use switch::{park_current, yield_now_fast};
+pub(crate) use thread::fork_on_executor;

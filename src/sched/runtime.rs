@@ -16,7 +16,9 @@ use std::time::Duration;
 
 use crossbeam_deque::{Injector, Worker};
 
-use super::worker::{self, ExecutorShared};
+use super::executor::{current_executor, ExecutorShared};
+use super::level::NoPreempt;
+use super::thread::executor_main;
 use crate::coroutine::{Task, NO_HOME};
 use crate::tls::alias::{self, ThreadStack};
 
@@ -170,14 +172,14 @@ impl Runtime {
                     alias::spawn_on(
                         stack,
                         &name,
-                        Box::new(move || worker::executor_main(self, index, fresh, Some(info))),
+                        Box::new(move || executor_main(self, index, fresh, Some(info))),
                     )
                     .map(|th| slot.pthread = Some(th))
                 }
                 None => std::thread::Builder::new()
                     .name(name)
                     .stack_size(EXECUTOR_STACK)
-                    .spawn(move || worker::executor_main(self, index, fresh, None))
+                    .spawn(move || executor_main(self, index, fresh, None))
                     .map(drop),
             }
         };
@@ -244,8 +246,8 @@ impl Runtime {
 
 /// Queues a coroutine that was never run.
 pub(crate) fn spawn_task(rt: &'static Runtime, task: Task) {
-    let _np = worker::NoPreempt::new();
-    match worker::current_executor() {
+    let _np = NoPreempt::new();
+    match current_executor() {
         Some(exec) if std::ptr::eq(exec.rt, rt) => {
             if exec.push_spawned(task) {
                 rt.notify_idle();
@@ -264,12 +266,12 @@ pub(crate) fn spawn_task(rt: &'static Runtime, task: Task) {
 /// may be woken to take it (false when the caller gives its executor up
 /// right away, so it runs here next).
 pub(crate) fn schedule(task: Task, notify: bool) {
-    let _np = worker::NoPreempt::new();
+    let _np = NoPreempt::new();
     let Some(rt) = try_runtime() else {
         crate::sys::fatal("schedule() before the runtime started");
     };
     let home = task.home.load(Ordering::Relaxed);
-    let exec = worker::current_executor();
+    let exec = current_executor();
     if home == NO_HOME {
         match exec {
             Some(exec) => exec.fresh.push(task),
