@@ -80,19 +80,19 @@ pub(crate) struct Inner {
     /// through the full-restore path); cleared when resumed. Owner only.
     pub(crate) preempted: AtomicBool,
     /// The coroutine's std thread identity while it is switched out
-    /// (sched/identity.rs). Owner only, like `sp`.
+    /// (tls/identity.rs). Owner only, like `sp`.
     pub(crate) ident: UnsafeCell<crate::tls::identity::Ident>,
     /// Thread-pointer value of the coroutine's TLS alias window, 0 for
-    /// none (sched/alias.rs). Owner only.
+    /// none (tls/alias.rs). Owner only.
     pub(crate) window: UnsafeCell<usize>,
-    /// Counted in its executor's `risky` (sched/worker.rs). Owner only.
+    /// Counted in its executor's `risky` (sched/executor.rs). Owner only.
     pub(crate) risky: AtomicBool,
-    /// Thread pointer of the coroutine's TLS block (sched/tls.rs), 0 while
+    /// Thread pointer of the coroutine's TLS block (tls/block.rs), 0 while
     /// it has none (never ran, or thread-locals are shared). Written at
     /// first run and read at switches by the executor owning the right to
     /// run it.
     pub(crate) tls: UnsafeCell<usize>,
-    /// Pooled thread-locals (sched/tls_pool.rs) this coroutine lent at its
+    /// Pooled thread-locals (tls/pool.rs) this coroutine lent at its
     /// last switch-out, one bit each. Owner only, like `sp`.
     pub(crate) pooled: std::cell::Cell<u32>,
 }
@@ -538,7 +538,7 @@ impl Builder {
                 }
             };
             // As for a thread: the coroutine's thread-local destructors run
-            // before `join` can return (its own block: sched/tls.rs), and
+            // before `join` can return (its own block: tls/block.rs), and
             // after a result nobody will join is dropped (std drops a
             // detached thread's result before its thread-locals), so the
             // result's `Drop` may still use thread-locals.

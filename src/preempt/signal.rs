@@ -228,7 +228,7 @@ unsafe fn preempt_here(exec: &Executor, ctx: *mut libc::c_void) -> Result<(), De
     }
     // 2. Not in runtime/hook code, not in `no_preempt`: the interrupted
     //    side's own level (a thread-local read through its thread pointer:
-    //    per coroutine with per-coroutine thread-locals, see worker.rs
+    //    per coroutine with per-coroutine thread-locals, see sched/level.rs
     //    `LEVEL`).
     if crate::sched::preempt_level() != 0 {
         return Err(Defer::NoPreempt);

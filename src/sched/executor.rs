@@ -204,7 +204,7 @@ pub(crate) struct Executor {
     /// coroutine being switched in gets a window first (alias.rs).
     pub(super) risky: Cell<u32>,
     /// This OS thread's own thread pointer and libc errno address (the
-    /// carrier's: sched/tls.rs), and its thread id.
+    /// carrier's: tls/block.rs), and its thread id.
     pub(super) carrier_tp: usize,
     pub(super) carrier_errno: usize,
     pub(super) tid: i32,
@@ -270,7 +270,7 @@ pub(crate) fn current_stack_hi() -> usize {
     }
 }
 
-/// Address of the calling thread's `EXECUTOR` slot (tls.rs discovery:
+/// Address of the calling thread's `EXECUTOR` slot (tls/block.rs discovery:
 /// its offset from the thread pointer is the same in every TLS block).
 pub(crate) fn executor_slot_addr() -> usize {
     EXECUTOR.with(|e| e as *const Cell<*const Executor> as usize)

@@ -323,7 +323,7 @@ impl Executor {
             .unwrap_or_else(|| crate::sys::fatal("scheduler resumed with no running coroutine"));
         let inner: &Inner = &task;
         // SAFETY: owner thread; the coroutine is switched out: its block's
-        // malloc words flow back to the carrier (tls.rs).
+        // malloc words flow back to the carrier (tls/block.rs).
         unsafe {
             let fs = *inner.tls.get();
             if fs != 0 {

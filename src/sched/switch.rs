@@ -388,7 +388,7 @@ impl Executor {
             *inner.sp.get()
         };
         // SAFETY: owner thread, the coroutine is not running: its block is
-        // ours to update (tls.rs, switch-in).
+        // ours to update (tls/block.rs, switch-in).
         let fs = unsafe { *inner.tls.get() };
         if fs != 0 {
             // SAFETY: a live block of a coroutine not running anywhere;

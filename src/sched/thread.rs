@@ -73,7 +73,7 @@ pub(crate) fn executor_main(
         Windows::init(stack, !rt.config.migrate)
     };
     // The carrier's malloc cache exists before any coroutine borrows it
-    // (tls.rs: a block never builds one of its own).
+    // (tls/block.rs: a block never builds one of its own).
     // SAFETY: a malloc/free pair.
     unsafe { libc::free(std::hint::black_box(libc::malloc(16))) };
     let carrier_tp = if own_tls { tls::read_fs_base() } else { 0 };

@@ -49,7 +49,7 @@ const MAX_NAME_BYTES: usize = 256;
 static NAME_FN: AtomicUsize = AtomicUsize::new(0);
 
 /// Bytes at the top of every coroutine stack the runtime keeps for itself
-/// (the TLS block, sched/tls.rs), page-rounded: the overflow line reports
+/// (the TLS block, tls/block.rs), page-rounded: the overflow line reports
 /// the stack size the user asked for, without them.
 static RESERVED_TOP: AtomicUsize = AtomicUsize::new(0);
 

@@ -47,7 +47,7 @@
 //!   `__call_tls_dtors` (Rust `thread_local!` destructors) and then the
 //!   destructors of its pthread keys (as glibc's thread exit does: up to 4
 //!   rounds), before `join` returns. The scheduler keeps the stack with
-//!   its block and dtv (a per-executor cache, worker.rs `tls_cache`); the
+//!   its block and dtv (a per-executor cache, sched/executor.rs `tls_cache`); the
 //!   next coroutine of that stack size re-initialises it as glibc's
 //!   thread-stack cache does (`reuse`: dynamic TLS freed, per-thread
 //!   descriptor fields reset — the pthread-key area only if a key was
@@ -62,8 +62,8 @@
 //!   beyond the cache are freed with `_dl_deallocate_tls`.
 //! - Thread ids of libraries with bounded tables of threads
 //!   (tracing-subscriber's sharded_slab) are pooled between coroutines
-//!   (tls_pool.rs): at exit, before the destructors, and at parks.
-//! - The runtime's no-preempt level is itself a thread-local (worker.rs
+//!   (pool.rs): at exit, before the destructors, and at parks.
+//! - The runtime's no-preempt level is itself a thread-local (sched/level.rs
 //!   `LEVEL`): per coroutine, so it moves with the coroutine and the
 //!   preemption handler reads the interrupted coroutine's own.
 //!
@@ -1016,7 +1016,7 @@ pub(crate) unsafe fn copy_malloc_words(from_errno: usize, to_errno: usize) {
 pub(crate) fn run_exit_destructors() {
     let l = layout();
     // Pooled registrations go back first: the library's destructors then
-    // find nothing to free (tls_pool.rs).
+    // find nothing to free (pool.rs).
     super::pool::at_exit(&crate::sched::current_task(), read_fs_base());
     // SAFETY: glibc's function; runs the destructors registered in the
     // running block's list (ours), in this coroutine's context.

@@ -1,7 +1,7 @@
 //! Per-coroutine std thread identity.
 //!
 //! Used only with shared thread-locals (`COROUTINES_THREAD_LOCALS=shared`,
-//! or when per-coroutine TLS blocks are unavailable: tls.rs); with
+//! or when per-coroutine TLS blocks are unavailable: block.rs); with
 //! per-coroutine blocks std's `CURRENT`/`ID` are per coroutine anyway.
 //!
 //! Problem: std keys "the current thread" on two thread-locals of the

@@ -1,7 +1,7 @@
 //! Pooled thread-locals: the per-thread ids of libraries whose tables of
 //! threads are bounded are lent to coroutines only while they run.
 //!
-//! Problem: with a TLS block per coroutine (tls.rs) every coroutine is a
+//! Problem: with a TLS block per coroutine (block.rs) every coroutine is a
 //! thread to every library, including libraries that give each thread a
 //! slot in a table of fixed size. tracing-subscriber's span registry
 //! (`sharded_slab`) registers a thread id per thread on first use (its
