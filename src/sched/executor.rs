@@ -90,7 +90,7 @@ pub(crate) struct ExecutorShared {
     /// Incremented by the owner at every switch into a coroutine (single
     /// writer: load+store, no lock prefix). The monitor samples it.
     pub(crate) switches: AtomicU64,
-    /// No-preempt level (see module doc). Owner thread only, including
+    /// No-preempt level mirror (level.rs). Owner thread only, including
     /// its signal handler, hence Relaxed plus compiler fences.
     pub(crate) no_preempt: AtomicU32,
     /// Kernel thread id, for tgkill.
@@ -190,9 +190,9 @@ pub(crate) struct Executor {
     /// When this executor last started looking for work without finding
     /// any (None while it finds work). Drives retirement (blocked.rs).
     pub(super) idle_since: Cell<Option<Instant>>,
-    /// This thread's std-identity slots (identity.rs).
+    /// This thread's std-identity slots (tls/identity.rs).
     pub(super) ident: Slots,
-    /// This thread's TLS alias windows (alias.rs).
+    /// This thread's TLS alias windows (tls/alias.rs).
     pub(super) windows: Windows,
     /// A coroutine that just switched directly to the next one, and what
     /// it did (yield or park): completed by that next side once the
@@ -201,7 +201,7 @@ pub(crate) struct Executor {
     /// Window-less coroutines of this executor that may be registered in a
     /// std channel with the executor's thread-local addresses (parked in
     /// their std parker, or preempted): while any exists, a window-less
-    /// coroutine being switched in gets a window first (alias.rs).
+    /// coroutine being switched in gets a window first (tls/alias.rs).
     pub(super) risky: Cell<u32>,
     /// This OS thread's own thread pointer and libc errno address (the
     /// carrier's: tls/block.rs), and its thread id.

@@ -2,7 +2,7 @@
 //! interrupt the running side now?".
 //!
 //! The level is a counter; the handler preempts only at level 0
-//! (preempt/signal.rs, safe-point condition 1). Runtime code entered from
+//! (preempt/signal.rs, safe-point condition 2). Runtime code entered from
 //! a coroutine raises it (a `NoPreempt` guard), so the handler leaves
 //! runtime state alone. Two copies:
 //! - `LEVEL`, a thread-local, authoritative for the handler (which reads it

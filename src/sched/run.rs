@@ -352,7 +352,7 @@ impl Executor {
                 bump(&self.shared.stats.preemptions);
                 self.mark_risky(inner);
                 // It resumes through the full-restore path, which does not
-                // restore a no-preempt level: see `direct_yield`.
+                // restore a no-preempt level: see `direct_yield_on` (switch.rs).
                 inner.preempted.store(true, Ordering::Relaxed);
                 self.prefer_new.set(true);
                 if self.rt.config.migrate {

@@ -311,7 +311,7 @@ unsafe extern "C" fn coroutine_main(arg: usize, exec: usize) -> ! {
 }
 
 impl Executor {
-    /// Slow path of `prepare_resume`: a window for `inner` (alias.rs).
+    /// Slow path of `prepare_resume`: a window for `inner` (tls/alias.rs).
     #[cold]
     #[inline(never)]
     pub(super) fn give_window(&self, inner: &Inner) {

@@ -25,7 +25,7 @@ use crate::tls::alias::{StackInfo, ThreadStack, Windows};
 use crate::tls::identity::{self, Slots};
 
 /// The `fork` hook (interpose/mod.rs): on an executor thread, forks with
-/// the executor's TLS region made private meanwhile (alias.rs).
+/// the executor's TLS region made private meanwhile (tls/alias.rs).
 pub(crate) fn fork_on_executor(real: unsafe extern "C" fn() -> libc::pid_t) -> libc::pid_t {
     match current_executor() {
         Some(exec) => {
@@ -46,7 +46,7 @@ pub(crate) struct SlotThread {
 }
 
 /// Body of an executor thread. `stack`: the alias-capable stack it runs
-/// on, if any (alias.rs).
+/// on, if any (tls/alias.rs).
 pub(crate) fn executor_main(
     rt: &'static Runtime,
     index: usize,
