@@ -165,7 +165,7 @@ impl ThreadLocals {
     /// Whether [`ThreadLocals::PerCoroutine`] is in force in the running
     /// runtime (requested and available). False before the runtime starts.
     pub fn per_coroutine_active() -> bool {
-        crate::sched::tls_enabled()
+        crate::tls::enabled()
     }
 }
 
@@ -448,7 +448,7 @@ impl RuntimeBuilder {
     /// [`ConfigError::AlreadyStarted`] if it already runs.
     pub fn start(self) -> Result<(), ConfigError> {
         let config = self.resolve()?;
-        crate::sched::start_with(config)
+        crate::start::start_with(config)
     }
 
     /// Resolves builder settings, then environment variables, then

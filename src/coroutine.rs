@@ -80,19 +80,19 @@ pub(crate) struct Inner {
     /// through the full-restore path); cleared when resumed. Owner only.
     pub(crate) preempted: AtomicBool,
     /// The coroutine's std thread identity while it is switched out
-    /// (sched/identity.rs). Owner only, like `sp`.
-    pub(crate) ident: UnsafeCell<crate::sched::Ident>,
+    /// (tls/identity.rs). Owner only, like `sp`.
+    pub(crate) ident: UnsafeCell<crate::tls::identity::Ident>,
     /// Thread-pointer value of the coroutine's TLS alias window, 0 for
-    /// none (sched/alias.rs). Owner only.
+    /// none (tls/alias.rs). Owner only.
     pub(crate) window: UnsafeCell<usize>,
-    /// Counted in its executor's `risky` (sched/worker.rs). Owner only.
+    /// Counted in its executor's `risky` (sched/executor.rs). Owner only.
     pub(crate) risky: AtomicBool,
-    /// Thread pointer of the coroutine's TLS block (sched/tls.rs), 0 while
+    /// Thread pointer of the coroutine's TLS block (tls/block.rs), 0 while
     /// it has none (never ran, or thread-locals are shared). Written at
     /// first run and read at switches by the executor owning the right to
     /// run it.
     pub(crate) tls: UnsafeCell<usize>,
-    /// Pooled thread-locals (sched/tls_pool.rs) this coroutine lent at its
+    /// Pooled thread-locals (tls/pool.rs) this coroutine lent at its
     /// last switch-out, one bit each. Owner only, like `sp`.
     pub(crate) pooled: std::cell::Cell<u32>,
 }
@@ -496,7 +496,7 @@ impl Builder {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let rt = sched::runtime()?;
+        let rt = crate::start::runtime()?;
         let stack_size = match self.stack_size {
             Some(n) => crate::config::check_coroutine_stack(n)?,
             None => rt.config.stack_size_bytes,
@@ -538,7 +538,7 @@ impl Builder {
                 }
             };
             // As for a thread: the coroutine's thread-local destructors run
-            // before `join` can return (its own block: sched/tls.rs), and
+            // before `join` can return (its own block: tls/block.rs), and
             // after a result nobody will join is dropped (std drops a
             // detached thread's result before its thread-locals), so the
             // result's `Drop` may still use thread-locals.
@@ -550,8 +550,8 @@ impl Builder {
             };
             // (A dedicated thread's thread-locals are its OS thread's: glibc
             // destroys them when that thread exits, right after this.)
-            if started && sched::tls_enabled() && sched::in_coroutine() {
-                sched::run_tls_destructors();
+            if started && crate::tls::enabled() && sched::in_coroutine() {
+                crate::tls::run_exit_destructors();
             }
             // SAFETY: only this coroutine writes the result, before FINISHED.
             unsafe { *p.result.get() = result };

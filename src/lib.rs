@@ -125,8 +125,10 @@ mod preempt;
 mod reactor;
 mod sched;
 mod stack;
+mod start;
 mod stats;
 mod sys;
+mod tls;
 
 pub use config::{Config, ConfigError, RuntimeBuilder, ThreadLocals};
 pub use coroutine::{

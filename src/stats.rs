@@ -276,6 +276,6 @@ pub fn stats() -> Stats {
         s.extra_started = EXTRA_STARTED.load(Ordering::Relaxed);
         s.extra_retired = EXTRA_RETIRED.load(Ordering::Relaxed);
     }
-    s.tls_windows = crate::sched::tls_windows() as u64;
+    s.tls_windows = crate::tls::alias::windows_created() as u64;
     s
 }

@@ -102,7 +102,7 @@ pub(crate) type EntryFn = unsafe extern "C" fn(arg: usize, resume_arg: usize) ->
 /// on a stack that stays mapped while it runs. `save_sp` must stay valid
 /// until the saved value is consumed. `new_fs` is 0 or the thread pointer
 /// the resumed side runs with (a live TLS block of that side, or the
-/// carrier's own), and FSGSBASE is usable (sched/tls.rs discovery).
+/// carrier's own), and FSGSBASE is usable (tls/block.rs discovery).
 // Inlined: the call itself is the switch; an extra Rust frame would only
 // cost a call/ret pair and confuse the return-address predictor.
 #[inline(always)]

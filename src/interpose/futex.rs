@@ -115,6 +115,7 @@ use crate::coroutine::Task;
 use crate::reactor::{timers, Waker};
 use crate::sched::{self, NoPreempt, WaitReason};
 use crate::sys;
+use crate::sys::lock::RawLock;
 
 /// libc's `syscall`, interposed. Shim only: see the module doc.
 ///
@@ -573,58 +574,6 @@ fn wake(key: usize, n: usize, bitset: u32) -> usize {
     });
     WAKES.fetch_add(woken as u64, Ordering::Relaxed);
     woken
-}
-
-/// A mutex on a futex word driven by raw syscalls (never this hook).
-/// States: 0 unlocked, 1 locked, 2 locked with (possible) sleepers.
-pub(crate) struct RawLock {
-    state: AtomicU32,
-}
-
-impl RawLock {
-    pub(crate) const fn new() -> Self {
-        RawLock {
-            state: AtomicU32::new(0),
-        }
-    }
-
-    #[inline]
-    pub(crate) fn lock(&self) {
-        // Acquire: pairs with the Release in `unlock`.
-        if self
-            .state
-            .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
-        {
-            return;
-        }
-        self.lock_contended();
-    }
-
-    #[cold]
-    fn lock_contended(&self) {
-        for _ in 0..100 {
-            if self.state.load(Ordering::Relaxed) == 0
-                && self
-                    .state
-                    .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-            {
-                return;
-            }
-            std::hint::spin_loop();
-        }
-        while self.state.swap(2, Ordering::Acquire) != 0 {
-            sys::futex_wait(&self.state, 2, None);
-        }
-    }
-
-    #[inline]
-    pub(crate) fn unlock(&self) {
-        if self.state.swap(0, Ordering::Release) == 2 {
-            sys::futex_wake(&self.state, 1);
-        }
-    }
 }
 
 #[cfg(test)]

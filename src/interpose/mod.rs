@@ -36,7 +36,7 @@
 //! epoll_wait epoll_pwait epoll_pwait2 close dup dup2
 //! dup3 fcntl fcntl64 flock ioctl pipe pipe2 nanosleep clock_nanosleep usleep
 //! sleep getaddrinfo pread pread64 preadv preadv64 pwrite pwrite64 pwritev
-//! pwritev64, fork (sched/alias.rs: keeps a fork child off the executor's
+//! pwritev64, fork (tls/alias.rs: keeps a fork child off the executor's
 //! shared TLS region), `syscall` (futex.rs: emulates FUTEX_WAIT/WAKE for
 //! coroutines; every other system call number passes straight through),
 //! and `sched_yield` (below: yields the coroutine in coroutine user code).
@@ -880,10 +880,10 @@ pub extern "C" fn sched_yield() -> c_int {
     unsafe { crate::sys::syscall6(libc::SYS_sched_yield as usize, 0, 0, 0, 0, 0, 0) as c_int }
 }
 
-// ---- processes (sched/alias.rs) ----
+// ---- processes (tls/alias.rs) ----
 
 /// fork(2): on an executor thread the shared TLS region is made private
-/// for the duration of the fork (see sched/alias.rs); elsewhere libc's.
+/// for the duration of the fork (see tls/alias.rs); elsewhere libc's.
 #[no_mangle]
 pub extern "C" fn fork() -> libc::pid_t {
     static REAL: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);

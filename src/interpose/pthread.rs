@@ -108,10 +108,11 @@ use std::time::{Duration, Instant};
 
 use libc::{pthread_cond_t, pthread_mutex_t, pthread_once_t, pthread_rwlock_t, sem_t, timespec};
 
-use super::futex::{deadline_of, RawLock};
+use super::futex::deadline_of;
 use crate::coroutine::Task;
 use crate::reactor::{timers, Waker};
 use crate::sched::{self, NoPreempt, WaitReason};
+use crate::sys::lock::RawLock;
 
 // ---- real functions ----
 

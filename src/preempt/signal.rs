@@ -6,15 +6,14 @@
 //! Who may call: `install` from runtime start (once); `request` from the
 //! monitor thread; the rest runs in signal context on an executor thread.
 
-use std::cell::UnsafeCell;
-use std::mem::MaybeUninit;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::Once;
 
 use super::ucontext::{self, SaveArea, RED_ZONE, SA_XSAVE, TARGET_SLOTS};
 use super::zones;
 use crate::arch;
 use crate::sched::{current_executor_raw, Action, Executor, ExecutorShared};
+use crate::sys::signal::{call_previous, SavedAction};
 
 /// Why the handler declined to preempt (safe-point condition that failed).
 /// Indexes `PreemptCounters::deferred`.
@@ -83,22 +82,8 @@ impl PreemptCounters {
 /// nothing there, but a future resume calls into Rust on this stack.
 const STACK_MARGIN: usize = 1024;
 
-/// The action that was installed for SIGURG before ours, written once
-/// before `ready` is set.
-struct SavedAction {
-    ready: AtomicBool,
-    action: UnsafeCell<MaybeUninit<libc::sigaction>>,
-}
-
-// SAFETY: `action` is written exactly once inside `INSTALL.call_once`,
-// before `ready` is stored with Release; readers load `ready` with Acquire
-// and only then read `action`, never write it.
-unsafe impl Sync for SavedAction {}
-
-static PREV: SavedAction = SavedAction {
-    ready: AtomicBool::new(false),
-    action: UnsafeCell::new(MaybeUninit::uninit()),
-};
+/// The action that was installed for SIGURG before ours (sys/signal.rs).
+static PREV: SavedAction = SavedAction::new();
 static INSTALL: Once = Once::new();
 /// Our pid, to recognise our own tgkill (si_pid). Set at install.
 static OUR_PID: AtomicI32 = AtomicI32::new(0);
@@ -111,22 +96,18 @@ pub(crate) fn install() {
     INSTALL.call_once(|| {
         // SAFETY: getpid cannot fail.
         OUR_PID.store(unsafe { libc::getpid() }, Ordering::Relaxed);
-        // SAFETY: a zeroed sigaction is a valid "no handler, no flags" value;
-        // we fill what the kernel reads. PREV.action is written only here.
-        unsafe {
-            let mut new: libc::sigaction = std::mem::zeroed();
-            new.sa_sigaction = handle_sigurg as *const () as usize;
-            // SA_ONSTACK: the kernel's frame (~3 KiB with AVX-512) must not
-            // land on a coroutine stack; SA_RESTART: fewer EINTRs.
-            new.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_RESTART;
-            libc::sigemptyset(&mut new.sa_mask);
-            let mut old: libc::sigaction = std::mem::zeroed();
-            let r = libc::sigaction(libc::SIGURG, &new, &mut old);
-            assert_eq!(r, 0, "coroutines: sigaction(SIGURG) for preemption failed");
-            (*PREV.action.get()).write(old);
-            // Release: pairs with the Acquire in `chain`.
-            PREV.ready.store(true, Ordering::Release);
-        }
+        // SA_ONSTACK: the kernel's frame (~3 KiB with AVX-512) must not
+        // land on a coroutine stack; SA_RESTART: fewer EINTRs.
+        // SAFETY: once (call_once); `handle_sigurg` is an SA_SIGINFO handler.
+        let r = unsafe {
+            PREV.install(
+                libc::SIGURG,
+                handle_sigurg as *const () as usize,
+                libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_RESTART,
+                &[],
+            )
+        };
+        assert_eq!(r, 0, "coroutines: sigaction(SIGURG) for preemption failed");
     });
 }
 
@@ -214,32 +195,16 @@ extern "C" fn handle_sigurg(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *
 /// # Safety
 /// Arguments must be the ones the kernel passed to `handle_sigurg`.
 unsafe fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
-    // Acquire: pairs with the Release in `install`.
-    if !PREV.ready.load(Ordering::Acquire) {
+    let Some(prev) = PREV.previous() else {
         return;
-    }
-    // SAFETY: `ready` is set only after `action` was initialised; it is
-    // never written again.
-    let prev = unsafe { (*PREV.action.get()).assume_init_ref() };
-    let handler = prev.sa_sigaction;
+    };
     // SIGURG's default action is to ignore it: SIG_DFL and SIG_IGN agree.
-    if handler == libc::SIG_DFL || handler == libc::SIG_IGN {
+    if prev.sa_sigaction == libc::SIG_DFL || prev.sa_sigaction == libc::SIG_IGN {
         return;
     }
-    if prev.sa_flags & libc::SA_SIGINFO != 0 {
-        // SAFETY: with SA_SIGINFO the handler has exactly this signature.
-        unsafe {
-            let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
-                std::mem::transmute(handler as *const ());
-            f(sig, info, ctx);
-        }
-    } else {
-        // SAFETY: without SA_SIGINFO, sa_handler is `void (*)(int)`.
-        unsafe {
-            let f: extern "C" fn(libc::c_int) = std::mem::transmute(handler as *const ());
-            f(sig);
-        }
-    }
+    // SAFETY: a real handler, saved by `install`; the kernel's arguments
+    // (caller).
+    unsafe { call_previous(prev, sig, info, ctx) };
 }
 
 /// Signal context: `addr` in `[r.0, r.1)`.
@@ -263,7 +228,7 @@ unsafe fn preempt_here(exec: &Executor, ctx: *mut libc::c_void) -> Result<(), De
     }
     // 2. Not in runtime/hook code, not in `no_preempt`: the interrupted
     //    side's own level (a thread-local read through its thread pointer:
-    //    per coroutine with per-coroutine thread-locals, see worker.rs
+    //    per coroutine with per-coroutine thread-locals, see sched/level.rs
     //    `LEVEL`).
     if crate::sched::preempt_level() != 0 {
         return Err(Defer::NoPreempt);

@@ -11,7 +11,8 @@
 //!   its futex, with the timeout it would have used (earliest timer if it
 //!   holds the timer role). `Parker::unpark` of that executor writes the
 //!   eventfd (idle.rs has the handshake).
-//! - busy executors poll without blocking every 61st scheduling pick and
+//! - busy executors poll without blocking every `GLOBAL_EVERY`-th scheduling
+//!   pick (sched/run.rs) and
 //!   whenever they run out of local work, but only while some coroutine
 //!   waits on an fd (`COUNTERS.io_waiting`; an event that nobody waits for
 //!   stays queued in the kernel until the next poll, so skipping is safe).

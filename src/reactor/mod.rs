@@ -3,7 +3,8 @@
 //!
 //! Timers (timer.rs) live in one ordered map keyed by (deadline, sequence),
 //! guarded by a mutex held for a few map operations only. Who fires them:
-//! - a busy executor, every 61st scheduling pick and whenever it looks
+//! - a busy executor, every `GLOBAL_EVERY`-th scheduling
+//!   pick (sched/run.rs) and whenever it looks
 //!   for work (cheap: one atomic load of the earliest deadline),
 //! - an idle executor holding the *sleeper role* (at most one at a time),
 //!   which sleeps with a timeout equal to the earliest deadline; adding an
@@ -23,4 +24,4 @@ mod timer;
 pub(crate) use epoll::{
     deregister, own_fd, park_in_epoll, poll_nonblocking, register, wake_poller, COUNTERS,
 };
-pub(crate) use timer::{timers, Waker};
+pub(crate) use timer::{set_armed_hook as set_timer_armed_hook, timers, Waker};

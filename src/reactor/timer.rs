@@ -58,6 +58,18 @@ pub(crate) struct Timers {
 
 static TIMERS: OnceLock<Timers> = OnceLock::new();
 
+/// Told when a timer becomes the earliest, with its deadline (ns since
+/// `base`), once the runtime runs. Registered by the composition root
+/// (start.rs): the preemption monitor's `timer_armed`, which wakes the
+/// monitor if it planned to sleep past that deadline (the monitor fires
+/// timers while executors are busy). The reactor does not know the monitor.
+static ARMED_HOOK: OnceLock<fn(u64)> = OnceLock::new();
+
+/// Registers the `ARMED_HOOK` (once; later calls are ignored).
+pub(crate) fn set_armed_hook(f: fn(u64)) {
+    let _ = ARMED_HOOK.set(f);
+}
+
 /// The process-wide timers.
 pub(crate) fn timers() -> &'static Timers {
     TIMERS.get_or_init(|| Timers {
@@ -101,9 +113,11 @@ impl Timers {
         let Some(rt) = crate::sched::try_runtime_pub() else {
             return;
         };
-        // The monitor fires timers while executors are busy; it may be
-        // sleeping past this deadline.
-        crate::preempt::timer_armed(ns);
+        // Whoever else fires timers (the monitor) may be sleeping past this
+        // deadline: `ARMED_HOOK`.
+        if let Some(hook) = ARMED_HOOK.get() {
+            hook(ns);
+        }
         let s = self.sleeper.load(Ordering::SeqCst);
         if s != 0 {
             if self.sleeper_ns.load(Ordering::SeqCst) > ns {

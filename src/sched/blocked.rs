@@ -41,7 +41,7 @@
 //! slot) retires once it has found no work for `RETIRE_AFTER` (1 s), no
 //! live coroutine has it as home (`homed == 0`; otherwise a later wake
 //! would be pushed to its inbox and nobody would drain it) and its queues
-//! are empty. Steps, in `worker.rs::Executor::try_retire`, under the
+//! are empty. Steps, in `thread.rs::Executor::try_retire`, under the
 //! runtime's `pending_workers` lock:
 //! 1. recheck `homed == 0` and empty `ready`/`inbox`/`fresh` (only the
 //!    owner pushes to `fresh` and increments `homed`, and inbox pushes

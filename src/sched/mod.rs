@@ -21,7 +21,7 @@
 //! and one global `Injector` for coroutines spawned outside any executor
 //! (and, with migration, woken from outside any executor).
 //!
-//! Placement: with per-coroutine thread-locals (tls.rs) a coroutine
+//! Placement: with per-coroutine thread-locals (tls/block.rs) a coroutine
 //! carries its thread-local storage, so a thread-local address it holds
 //! stays valid wherever it resumes and migration is sound: it is the
 //! default. With shared thread-locals a started coroutine stays on its
@@ -31,14 +31,8 @@
 //! opt-in (`RuntimeBuilder::allow_migration`, `COROUTINES_MIGRATE=1`).
 //! `COROUTINES_MIGRATE=0` / `RuntimeBuilder::pin_coroutines` pins.
 //!
-//! Run loop order (worker.rs): right after a preemption, a never-run
-//! coroutine if this executor is not busier than the others (spreads CPU
-//! hogs evenly at spawn time); every 61st pick looks at the global injector
-//! first (so outside spawns are not starved by a busy executor); then
-//! inbox -> front of ready (woken coroutines run before CPU hogs: low
-//! wake-up latency), alternating with fresh every 8th pick so neither class
-//! starves the other; then the global injector; then stealing from other
-//! executors' `fresh`; then due timers; then sleep (idle.rs).
+//! Run loop order: stated once, in run.rs (with the fairness constants
+//! `GLOBAL_EVERY` and `FRESH_EVERY`).
 //!
 //! Sleeping protocol (no lost wake-ups), mirror sides:
 //! 1. A pusher publishes work (deque push), issues a SeqCst fence, then
@@ -51,32 +45,40 @@
 //! Rejected: one global run queue (contention on every switch), stealing
 //! started coroutines while thread-locals are shared (unsound, above),
 //! spinning idle executors (burns CPU on an idle runtime).
+//!
+//! Files: `executor.rs` (executor state, accessors, queue operations),
+//! `level.rs` (the no-preempt level and its protocol), `switch.rs`
+//! (suspend, the direct yield/park/start paths, switch-in), `run.rs` (the
+//! run loop), `thread.rs` (an executor's thread: start, retirement, fork
+//! hook), `idle.rs` (the parker), `blocked.rs` (the blocked-executor
+//! detector), `runtime.rs` (settings, launch, spawn/wake entry points).
+//! The runtime is started by the composition root (start.rs), which hands
+//! the scheduler plain `Settings`; the thread-local machinery it calls at
+//! every switch is `crate::tls`.
 
-mod alias;
 mod blocked;
-mod identity;
+mod executor;
 mod idle;
+mod level;
+mod run;
 mod runtime;
-mod tls;
-mod tls_pool;
-mod worker;
+mod switch;
+mod thread;
 
-#[allow(unused_imports)]
-pub(crate) use alias::windows_created as tls_windows;
+pub(crate) use blocked::start_detector;
 pub(crate) use blocked::{check_blocked, BLOCKED_NS, BLOCKED_SEEN, EXTRA_RETIRED, EXTRA_STARTED};
-pub(crate) use identity::Ident;
-pub(crate) use runtime::Runtime;
-pub(crate) use runtime::{
-    runtime, schedule, spawn_task, start_with, try_runtime as try_runtime_pub,
-};
-pub(crate) use tls::{enabled as tls_enabled, run_exit_destructors as run_tls_destructors};
-pub(crate) use worker::fork_on_executor;
+pub(crate) use executor::{carrier_tp_raw, current_name_raw, executor_slot_addr};
 #[allow(unused_imports)]
-pub(crate) use worker::{
+pub(crate) use executor::{
     current_executor_raw, current_executor_shared, Action, Executor, ExecutorShared,
 };
-pub(crate) use worker::{
-    current_id, current_task, in_coroutine, in_coroutine_user_code, is_own_std_parker,
-    park_current, yield_now_fast, NoPreempt, WaitReason,
+pub(crate) use executor::{
+    current_id, current_stack_hi, current_task, in_coroutine, in_coroutine_user_code,
+    is_own_std_parker, WaitReason,
 };
-pub(crate) use worker::{current_stack_hi, level as preempt_level};
+pub(crate) use level::{current as preempt_level, NoPreempt};
+/// (The name the rest of the crate has used for `try_runtime`.)
+pub(crate) use runtime::try_runtime as try_runtime_pub;
+pub(crate) use runtime::{schedule, spawn_task, try_runtime, Runtime, Settings};
+pub(crate) use switch::{park_current, yield_now_fast};
+pub(crate) use thread::fork_on_executor;

@@ -1,25 +1,53 @@
-//! The process-wide runtime: configuration, executors' shared halves, the
-//! global injector, start-up, and the spawn/wake entry points.
+//! The process-wide runtime: its settings, executors' shared halves, the
+//! global injector, launching the executors, and the spawn/wake entry
+//! points.
 //!
 //! The runtime starts once per process, on the first spawn (configured from
-//! the environment) or from `RuntimeBuilder::start`. Start-up races between
-//! threads are settled by `START_LOCK`; readers use the `RUNTIME` pointer
-//! (published with Release after the runtime is fully built, read with
-//! Acquire) and never take the lock again.
+//! the environment) or from `RuntimeBuilder::start`: the composition root
+//! (start.rs) settles start-up races, starts the subsystems and calls
+//! `Runtime::launch`. Readers use the `RUNTIME` pointer (published with
+//! Release by `launch` after the runtime is fully built, read with
+//! Acquire) and never lock.
 
 use std::io;
 use std::sync::atomic::{fence, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use crossbeam_deque::{Injector, Worker};
 
-use super::alias::{self, ThreadStack};
-use super::worker::{self, ExecutorShared};
-use crate::config::{Config, ConfigError, RuntimeBuilder};
+use super::executor::{current_executor, ExecutorShared};
+use super::level::NoPreempt;
+use super::thread::executor_main;
 use crate::coroutine::{Task, NO_HOME};
+use crate::tls::alias::{self, ThreadStack};
+
+/// What the scheduler and its neighbours read of the configuration: the
+/// values the composition root (start.rs) resolved from `Config`, with
+/// the migration default already settled for the thread-local mode.
+pub(crate) struct Settings {
+    /// Executors started at runtime start (slots `0..workers` never exit).
+    pub(crate) workers: usize,
+    /// Executor slots in all, counting extra ones started for blocked
+    /// executors.
+    pub(crate) max_workers: usize,
+    /// Default usable stack size of a coroutine, in bytes (coroutine.rs).
+    pub(crate) stack_size_bytes: usize,
+    /// Time slice; `None`: preemption off (the root then starts the
+    /// blocked-executor detector on a thread of its own).
+    pub(crate) time_slice: Option<Duration>,
+    /// Whether started coroutines may move between executors.
+    pub(crate) migrate: bool,
+    /// No-progress time after which an executor counts as blocked.
+    pub(crate) blocked_after: Duration,
+    /// Allow-list of preemptible C symbol-name prefixes (preempt/zones.rs).
+    pub(crate) preempt_c: Vec<String>,
+    /// Cap of the regular-file helper threads (interpose/offload.rs).
+    pub(crate) file_helpers: usize,
+}
 
 pub(crate) struct Runtime {
-    pub(crate) config: Config,
+    pub(crate) config: Settings,
     /// Coroutines spawned outside any executor (and, with migration,
     /// started coroutines woken from outside their executor).
     pub(crate) injector: Injector<Task>,
@@ -41,109 +69,14 @@ pub(crate) struct Runtime {
 }
 
 static RUNTIME: AtomicPtr<Runtime> = AtomicPtr::new(std::ptr::null_mut());
-static START_LOCK: Mutex<()> = Mutex::new(());
 
-/// The runtime, started from the environment if needed.
-#[inline]
-pub(crate) fn runtime() -> io::Result<&'static Runtime> {
-    let p = RUNTIME.load(Ordering::Acquire);
-    if !p.is_null() {
-        // SAFETY: published once, fully built, never freed.
-        return Ok(unsafe { &*p });
-    }
-    start_slow(None).map_err(io::Error::from)
-}
-
-/// The runtime if it runs already.
+/// The runtime if it runs already (the composition root, start.rs,
+/// starts it).
 #[inline]
 pub(crate) fn try_runtime() -> Option<&'static Runtime> {
     let p = RUNTIME.load(Ordering::Acquire);
-    // SAFETY: as in `runtime`.
+    // SAFETY: published once by `launch`, fully built, never freed.
     (!p.is_null()).then(|| unsafe { &*p })
-}
-
-/// `RuntimeBuilder::start`.
-pub(crate) fn start_with(config: Config) -> Result<(), ConfigError> {
-    start_slow(Some(config)).map(|_| ())
-}
-
-fn start_slow(config: Option<Config>) -> Result<&'static Runtime, ConfigError> {
-    let _g = START_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let p = RUNTIME.load(Ordering::Acquire);
-    if !p.is_null() {
-        if config.is_some() {
-            return Err(ConfigError::AlreadyStarted);
-        }
-        // SAFETY: as in `runtime`.
-        return Ok(unsafe { &*p });
-    }
-    let config = match config {
-        Some(c) => c,
-        None => RuntimeBuilder::new().resolve()?,
-    };
-    // The libc hooks must be linked and reached (this call also keeps
-    // their object in every build: see interpose/mod.rs).
-    crate::interpose::verify().map_err(ConfigError::HooksNotLinked)?;
-    if let Err(msg) = crate::interpose::futex::check_linked() {
-        crate::sys::fatal(msg);
-    }
-    // Before any executor starts: they are built for one mode or the other.
-    let mut config = config;
-    if super::tls::enable(config.thread_locals == crate::config::ThreadLocals::PerCoroutine) {
-        crate::stack::set_reserved_top(super::tls::layout().span());
-        super::tls_pool::init();
-    } else if config.migrate && !config.migrate_explicit {
-        // Migration is the default only because each coroutine carries its
-        // own thread-locals; with shared ones, coroutines stay put.
-        config.migrate = false;
-    }
-    // The code-range table (C zones, allocator ranges) before any
-    // coroutine runs: the pthread hooks consult it from the first lock (a
-    // park inside an allocator would re-enter it). The monitor refreshes it
-    // after a dlopen.
-    if crate::preempt::zones::table().is_none() {
-        crate::preempt::zones::refresh(&config.preempt_c);
-    }
-    crate::stack::install_overflow_handler();
-    crate::stack::set_current_name_fn(worker::current_name_raw);
-    let mut workers = Vec::with_capacity(config.max_workers);
-    let mut shared = Vec::with_capacity(config.max_workers);
-    for index in 0..config.max_workers {
-        let w = Worker::new_fifo();
-        let r = Worker::new_fifo();
-        shared.push(ExecutorShared::new(index, w.stealer(), r.stealer()));
-        workers.push(Some((w, r)));
-    }
-    let rt: &'static Runtime = Box::leak(Box::new(Runtime {
-        config,
-        injector: Injector::new(),
-        executors: shared.into_boxed_slice(),
-        started: AtomicUsize::new(0),
-        sleepers: AtomicUsize::new(0),
-        searching: AtomicUsize::new(0),
-        external_spawns: AtomicU64::new(0),
-        pending_workers: Mutex::new(workers),
-    }));
-    for _ in 0..rt.config.workers {
-        if let Err(e) = rt.start_executor() {
-            crate::sys::fatal_fmt(&format!("cannot start executor thread: {e}"));
-        }
-    }
-    RUNTIME.store(rt as *const Runtime as *mut Runtime, Ordering::Release);
-    // The blocked-executor detector runs in the preemption monitor's loop
-    // (one thread watching the executors, asleep while they are idle); with
-    // preemption off it gets a thread of its own.
-    match rt.config.time_slice {
-        Some(slice) => crate::preempt::start(rt, slice),
-        None => {
-            if let Err(e) = super::blocked::start_detector(rt) {
-                crate::sys::fatal_fmt(&format!(
-                    "cannot start the blocked-executor detector thread: {e}"
-                ));
-            }
-        }
-    }
-    Ok(rt)
 }
 
 /// Usable stack of an executor thread (the scheduler and the signal
@@ -162,6 +95,38 @@ fn warn_plain_stack(e: &io::Error) {
 }
 
 impl Runtime {
+    /// Builds the runtime (every executor slot), starts the first
+    /// `settings.workers` executor threads and publishes the runtime.
+    /// Called once, by the composition root (start.rs) under its start
+    /// lock, after the subsystems the executors rely on are set up.
+    pub(crate) fn launch(config: Settings) -> &'static Runtime {
+        let mut workers = Vec::with_capacity(config.max_workers);
+        let mut shared = Vec::with_capacity(config.max_workers);
+        for index in 0..config.max_workers {
+            let w = Worker::new_fifo();
+            let r = Worker::new_fifo();
+            shared.push(ExecutorShared::new(index, w.stealer(), r.stealer()));
+            workers.push(Some((w, r)));
+        }
+        let rt: &'static Runtime = Box::leak(Box::new(Runtime {
+            config,
+            injector: Injector::new(),
+            executors: shared.into_boxed_slice(),
+            started: AtomicUsize::new(0),
+            sleepers: AtomicUsize::new(0),
+            searching: AtomicUsize::new(0),
+            external_spawns: AtomicU64::new(0),
+            pending_workers: Mutex::new(workers),
+        }));
+        for _ in 0..rt.config.workers {
+            if let Err(e) = rt.start_executor() {
+                crate::sys::fatal_fmt(&format!("cannot start executor thread: {e}"));
+            }
+        }
+        RUNTIME.store(rt as *const Runtime as *mut Runtime, Ordering::Release);
+        rt
+    }
+
     /// Starts the thread of a free executor slot: a retired one if any
     /// (its deque is back in `pending_workers`), else the next one never
     /// started. Returns its index.
@@ -195,7 +160,7 @@ impl Runtime {
                 // SAFETY: joinable thread created by `spawn_on`, joined once.
                 unsafe { libc::pthread_join(old, std::ptr::null_mut()) };
             }
-            if slot.stack.is_none() && !super::tls::enabled() {
+            if slot.stack.is_none() && !crate::tls::enabled() {
                 match ThreadStack::new(EXECUTOR_STACK) {
                     Ok(s) => slot.stack = Some(s),
                     Err(e) => warn_plain_stack(&e),
@@ -207,14 +172,14 @@ impl Runtime {
                     alias::spawn_on(
                         stack,
                         &name,
-                        Box::new(move || worker::executor_main(self, index, fresh, Some(info))),
+                        Box::new(move || executor_main(self, index, fresh, Some(info))),
                     )
                     .map(|th| slot.pthread = Some(th))
                 }
                 None => std::thread::Builder::new()
                     .name(name)
                     .stack_size(EXECUTOR_STACK)
-                    .spawn(move || worker::executor_main(self, index, fresh, None))
+                    .spawn(move || executor_main(self, index, fresh, None))
                     .map(drop),
             }
         };
@@ -281,8 +246,8 @@ impl Runtime {
 
 /// Queues a coroutine that was never run.
 pub(crate) fn spawn_task(rt: &'static Runtime, task: Task) {
-    let _np = worker::NoPreempt::new();
-    match worker::current_executor() {
+    let _np = NoPreempt::new();
+    match current_executor() {
         Some(exec) if std::ptr::eq(exec.rt, rt) => {
             if exec.push_spawned(task) {
                 rt.notify_idle();
@@ -301,12 +266,12 @@ pub(crate) fn spawn_task(rt: &'static Runtime, task: Task) {
 /// may be woken to take it (false when the caller gives its executor up
 /// right away, so it runs here next).
 pub(crate) fn schedule(task: Task, notify: bool) {
-    let _np = worker::NoPreempt::new();
+    let _np = NoPreempt::new();
     let Some(rt) = try_runtime() else {
         crate::sys::fatal("schedule() before the runtime started");
     };
     let home = task.home.load(Ordering::Relaxed);
-    let exec = worker::current_executor();
+    let exec = current_executor();
     if home == NO_HOME {
         match exec {
             Some(exec) => exec.fresh.push(task),

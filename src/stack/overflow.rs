@@ -29,12 +29,12 @@
 //! registry scan is lock-free and also catches a fault in another stack's
 //! guard).
 
-use std::cell::{Cell, UnsafeCell};
-use std::mem::MaybeUninit;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Once;
 
 use super::mmap::{self, PAGE_SIZE};
+use crate::sys::signal::{call_previous, SavedAction};
 
 /// Size of the sigaltstacks we map (usable bytes; plus one guard page).
 const SIGALTSTACK_BYTES: usize = 64 * 1024;
@@ -49,7 +49,7 @@ const MAX_NAME_BYTES: usize = 256;
 static NAME_FN: AtomicUsize = AtomicUsize::new(0);
 
 /// Bytes at the top of every coroutine stack the runtime keeps for itself
-/// (the TLS block, sched/tls.rs), page-rounded: the overflow line reports
+/// (the TLS block, tls/block.rs), page-rounded: the overflow line reports
 /// the stack size the user asked for, without them.
 static RESERVED_TOP: AtomicUsize = AtomicUsize::new(0);
 
@@ -72,25 +72,9 @@ pub(crate) fn set_current_name_fn(f: fn() -> (*const u8, usize)) {
 // ---------------------------------------------------------------------------
 // Handler installation
 
-/// A previous `sigaction`, written once before `ready` is set.
-struct SavedAction {
-    ready: AtomicBool,
-    action: UnsafeCell<MaybeUninit<libc::sigaction>>,
-}
-
-// SAFETY: `action` is written exactly once, inside `INSTALL.call_once`, before
-// `ready` is stored with Release; readers load `ready` with Acquire and only
-// then read `action`, never write it.
-unsafe impl Sync for SavedAction {}
-
-static PREV_SEGV: SavedAction = SavedAction {
-    ready: AtomicBool::new(false),
-    action: UnsafeCell::new(MaybeUninit::uninit()),
-};
-static PREV_BUS: SavedAction = SavedAction {
-    ready: AtomicBool::new(false),
-    action: UnsafeCell::new(MaybeUninit::uninit()),
-};
+/// The actions installed before ours (sys/signal.rs).
+static PREV_SEGV: SavedAction = SavedAction::new();
+static PREV_BUS: SavedAction = SavedAction::new();
 static INSTALL: Once = Once::new();
 
 /// Install the process-wide SIGSEGV/SIGBUS handler that reports guard-page
@@ -102,26 +86,23 @@ static INSTALL: Once = Once::new();
 pub(crate) fn install_overflow_handler() {
     INSTALL.call_once(|| {
         for (sig, saved) in [(libc::SIGSEGV, &PREV_SEGV), (libc::SIGBUS, &PREV_BUS)] {
-            // SAFETY: zeroed sigaction is a valid "no handler, no flags"
-            // value; we fill the fields the kernel reads. `saved.action` is
-            // written only here, once (call_once), before `ready` is set.
-            unsafe {
-                let mut new: libc::sigaction = std::mem::zeroed();
-                new.sa_sigaction = handle_fault as *const () as usize;
-                new.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
-                libc::sigemptyset(&mut new.sa_mask);
-                libc::sigaddset(&mut new.sa_mask, libc::SIGURG);
-                let mut old: libc::sigaction = std::mem::zeroed();
-                let r = libc::sigaction(sig, &new, &mut old);
-                assert_eq!(
-                    r, 0,
-                    "coroutines: sigaction({sig}) for the stack overflow handler failed"
-                );
-                (*saved.action.get()).write(old);
-                // Release: pairs with the Acquire in `chain`, publishing `action`.
-                // A fault before this store is treated as "previous = SIG_DFL".
-                saved.ready.store(true, Ordering::Release);
-            }
+            // SIGURG blocked while it runs (module doc, step 1).
+            // SAFETY: once per signal (call_once); `handle_fault` is an
+            // SA_SIGINFO handler.
+            let r = unsafe {
+                saved.install(
+                    sig,
+                    handle_fault as *const () as usize,
+                    libc::SA_SIGINFO | libc::SA_ONSTACK,
+                    &[libc::SIGURG],
+                )
+            };
+            assert_eq!(
+                r, 0,
+                "coroutines: sigaction({sig}) for the stack overflow handler failed"
+            );
+            // A fault before `install` saved the old action is treated as
+            // "previous = SIG_DFL".
         }
     });
 }
@@ -156,16 +137,12 @@ unsafe fn chain(
     } else {
         &PREV_SEGV
     };
-    // Acquire: pairs with the Release in `install_overflow_handler`.
-    let prev = if saved.ready.load(Ordering::Acquire) {
-        // SAFETY: `ready` is set only after `action` was initialised, and
-        // `action` is never written again.
-        Some(unsafe { (*saved.action.get()).assume_init_ref() })
-    } else {
-        None
-    };
-    let handler = prev.map_or(libc::SIG_DFL, |p| p.sa_sigaction);
-    if handler == libc::SIG_DFL || handler == libc::SIG_IGN {
+    // No previous action yet (a fault before `install` saved it) counts
+    // as SIG_DFL.
+    let real = saved
+        .previous()
+        .filter(|p| p.sa_sigaction != libc::SIG_DFL && p.sa_sigaction != libc::SIG_IGN);
+    let Some(prev) = real else {
         // SAFETY: sigaction and raise are async-signal-safe; a zeroed
         // sigaction with SIG_DFL (= 0) is valid.
         unsafe {
@@ -179,23 +156,10 @@ unsafe fn chain(
             }
         }
         return;
-    }
-    let flags = prev.map_or(0, |p| p.sa_flags);
-    if flags & libc::SA_SIGINFO != 0 {
-        // SAFETY: with SA_SIGINFO the kernel-facing contract of sa_sigaction
-        // is exactly this signature; the value came from sigaction(2).
-        unsafe {
-            let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
-                std::mem::transmute(handler);
-            f(sig, info, ctx);
-        }
-    } else {
-        // SAFETY: without SA_SIGINFO, sa_handler is `void (*)(int)`.
-        unsafe {
-            let f: extern "C" fn(libc::c_int) = std::mem::transmute(handler);
-            f(sig);
-        }
-    }
+    };
+    // SAFETY: a real handler, saved by `install`; the kernel's arguments
+    // (caller).
+    unsafe { call_previous(prev, sig, info, ctx) };
 }
 
 /// Signal context: async-signal-safe. Print the overflow line and abort.

@@ -1,7 +1,7 @@
 //! Per-coroutine std thread identity.
 //!
 //! Used only with shared thread-locals (`COROUTINES_THREAD_LOCALS=shared`,
-//! or when per-coroutine TLS blocks are unavailable: tls.rs); with
+//! or when per-coroutine TLS blocks are unavailable: block.rs); with
 //! per-coroutine blocks std's `CURRENT`/`ID` are per coroutine anyway.
 //!
 //! Problem: std keys "the current thread" on two thread-locals of the
@@ -57,7 +57,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use crate::preempt::zones::{for_each_symbol, tls_image, with_exe_image};
+use crate::sys::elf::{for_each_symbol, tls_image, with_exe_image};
 
 /// std's "no handle yet" value of `CURRENT` (1 is BUSY, 2 DESTROYED).
 const CURRENT_NONE: u64 = 0;

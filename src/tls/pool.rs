@@ -1,7 +1,7 @@
 //! Pooled thread-locals: the per-thread ids of libraries whose tables of
 //! threads are bounded are lent to coroutines only while they run.
 //!
-//! Problem: with a TLS block per coroutine (tls.rs) every coroutine is a
+//! Problem: with a TLS block per coroutine (block.rs) every coroutine is a
 //! thread to every library, including libraries that give each thread a
 //! slot in a table of fixed size. tracing-subscriber's span registry
 //! (`sharded_slab`) registers a thread id per thread on first use (its
@@ -66,7 +66,7 @@ use std::sync::OnceLock;
 use crossbeam_deque::{Injector, Steal};
 
 use crate::coroutine::Inner;
-use crate::preempt::zones::{for_each_symbol, tls_image, with_exe_image};
+use crate::sys::elf::{for_each_symbol, tls_image, with_exe_image};
 
 /// Largest storage pooled (std's lazy storage of a word-sized value).
 const MAX: usize = 32;
@@ -242,7 +242,7 @@ pub(crate) fn before_park(inner: &Inner) {
 
 #[inline(never)]
 fn before_park_slow(pools: &[Pooled], inner: &Inner) {
-    let tp = super::tls::read_fs_base();
+    let tp = super::block::read_fs_base();
     let mut bits = inner.pooled.get();
     let mut inside: Option<bool> = None;
     for (i, p) in pools.iter().enumerate() {
@@ -422,7 +422,7 @@ fn find(bias: usize) -> Option<Found> {
                     if !contains(name, b"__RUST_STD_INTERNAL_VAL") {
                         return;
                     }
-                    if contains(name, b"10coroutines5sched8tls_pool5PROBE") {
+                    if contains(name, b"10coroutines3tls4pool5PROBE") {
                         f.probe = Some((value, size));
                     }
                     for (i, s) in SPECS.iter().enumerate() {
@@ -497,7 +497,7 @@ fn discover() -> Result<Vec<Pooled>, String> {
     if tls_data == 0 {
         return Err("the executable has no TLS block".into());
     }
-    let tp = super::tls::read_fs_base();
+    let tp = super::block::read_fs_base();
     let (pv, ps) = f.probe.ok_or("the probe thread-local was not found by name")?;
     let probe_pristine = pristine_of(&f, pv, ps).ok_or("the probe's storage is too large")?;
     // 1. Where the probe's storage is by the formula, std puts its value.
@@ -581,7 +581,7 @@ fn probe_thread(
     std::thread::Builder::new()
         .name("coroutines-probe".into())
         .spawn(move || -> Result<Blob, String> {
-            let tp = super::tls::read_fs_base();
+            let tp = super::block::read_fs_base();
             let slot = (tp as isize + off) as *mut u8;
             // SAFETY: this thread's own static TLS at the checked offset;
             // no reference to PROBE is live while we copy.

@@ -1,13 +1,20 @@
-//! Raw system calls the runtime itself needs.
+//! Low-level pieces shared by the subsystems: raw system calls (here),
+//! reading the executable's ELF image (`elf.rs`), a raw futex lock
+//! (`lock.rs`) and installing a signal handler that chains to the previous
+//! one (`signal.rs`). Nothing here knows about coroutines or executors.
 //!
 //! The crate interposes libc symbols such as `syscall`, `read` and
 //! `nanosleep`, so runtime code must never reach the kernel through those
-//! libc entry points (it would call its own hooks). Everything here issues
-//! the `syscall` instruction directly.
+//! libc entry points (it would call its own hooks). The system calls here
+//! issue the `syscall` instruction directly.
 
 use core::arch::asm;
 use std::sync::atomic::AtomicU32;
 use std::time::Duration;
+
+pub(crate) mod elf;
+pub(crate) mod lock;
+pub(crate) mod signal;
 
 /// Issues a raw system call with up to six arguments; returns the kernel's
 /// result (negative errno on failure).

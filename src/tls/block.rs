@@ -47,7 +47,7 @@
 //!   `__call_tls_dtors` (Rust `thread_local!` destructors) and then the
 //!   destructors of its pthread keys (as glibc's thread exit does: up to 4
 //!   rounds), before `join` returns. The scheduler keeps the stack with
-//!   its block and dtv (a per-executor cache, worker.rs `tls_cache`); the
+//!   its block and dtv (a per-executor cache, sched/executor.rs `tls_cache`); the
 //!   next coroutine of that stack size re-initialises it as glibc's
 //!   thread-stack cache does (`reuse`: dynamic TLS freed, per-thread
 //!   descriptor fields reset — the pthread-key area only if a key was
@@ -62,8 +62,8 @@
 //!   beyond the cache are freed with `_dl_deallocate_tls`.
 //! - Thread ids of libraries with bounded tables of threads
 //!   (tracing-subscriber's sharded_slab) are pooled between coroutines
-//!   (tls_pool.rs): at exit, before the destructors, and at parks.
-//! - The runtime's no-preempt level is itself a thread-local (worker.rs
+//!   (pool.rs): at exit, before the destructors, and at parks.
+//! - The runtime's no-preempt level is itself a thread-local (sched/level.rs
 //!   `LEVEL`): per coroutine, so it moves with the coroutine and the
 //!   preemption handler reads the interrupted coroutine's own.
 //!
@@ -387,7 +387,7 @@ fn discover() -> Result<Layout, String> {
     }
     check_keys(tp, keys as *const KeySlot)?;
     // SAFETY: the executable's own thread-local; taking its address.
-    let exec_addr = super::worker::executor_slot_addr();
+    let exec_addr = crate::sched::executor_slot_addr();
     let executor_off = exec_addr as isize - tp as isize;
     if executor_off >= 0 || (-executor_off) as usize > static_size - tcb_size {
         return Err("the runtime's thread-local is not in static TLS".into());
@@ -1081,8 +1081,8 @@ pub(crate) unsafe fn copy_malloc_words(from_errno: usize, to_errno: usize) {
 pub(crate) fn run_exit_destructors() {
     let l = layout();
     // Pooled registrations go back first: the library's destructors then
-    // find nothing to free (tls_pool.rs).
-    super::tls_pool::at_exit(&super::worker::current_task(), read_fs_base());
+    // find nothing to free (pool.rs).
+    super::pool::at_exit(&crate::sched::current_task(), read_fs_base());
     // SAFETY: glibc's function; runs the destructors registered in the
     // running block's list (ours), in this coroutine's context.
     unsafe { (l.call_dtors)() };
@@ -1213,7 +1213,7 @@ extern "C" fn setxid_wrapper(sig: i32, info: *mut libc::siginfo_t, ctx: *mut c_v
     let prev: extern "C" fn(i32, *mut libc::siginfo_t, *mut c_void) =
         unsafe { std::mem::transmute(prev) };
     let cur = read_fs_base();
-    let carrier = super::worker::carrier_tp_raw();
+    let carrier = crate::sched::carrier_tp_raw();
     if carrier == 0 || carrier == cur {
         prev(sig, info, ctx);
         return;

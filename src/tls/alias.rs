@@ -1,7 +1,7 @@
 //! Per-coroutine addresses for thread-locals: TLS alias windows.
 //!
 //! Used only with shared thread-locals (`COROUTINES_THREAD_LOCALS=shared`,
-//! or when per-coroutine TLS blocks are unavailable: tls.rs); with
+//! or when per-coroutine TLS blocks are unavailable: block.rs); with
 //! per-coroutine blocks every coroutine has its own addresses anyway.
 //!
 //! Problem: some code identifies "the current thread" by the *address* of

@@ -1,0 +1,537 @@
+//! The coroutine side of switching: suspending to the scheduler, the
+//! direct fast paths (yield, park, start) that skip it, and what every
+//! switch-in does.
+//!
+//! A coroutine comes back to its scheduler by switching to the saved
+//! scheduler stack pointer after setting `action` (why it came back:
+//! `suspend`). The scheduler side of that switch is `run_task` (run.rs).
+//!
+//! Direct switches skip the scheduler when the next coroutine is local, was
+//! not preempted and has started or can start from this executor's block
+//! cache (a never-run one needing a fresh stack and TLS block gets them in
+//! scheduler context: the stack pool's cache is the carrier's
+//! thread-local): a yield (`direct_yield_on`) or park (`direct_park_on`)
+//! switches straight to the next coroutine and leaves itself in `pending`;
+//! the side it switched to completes it first thing (`complete_pending`:
+//! requeue, or publish PARKED), once the switch has saved its context — so
+//! a thief (migration) or a waker can never resume it half-saved. Every
+//! `GLOBAL_EVERY`-th pick (run.rs) goes through the scheduler instead, for
+//! fairness (global queue, timers, epoll).
+//!
+//! Per-coroutine state loaded at every switch besides the registers
+//! (`prepare_resume`): the thread pointer (its TLS block, tls/block.rs:
+//! loaded by the switch assembly, with the carrier-bound words written
+//! here), or, with shared thread-locals, std's thread identity
+//! (tls/identity.rs) and the TLS alias window (tls/alias.rs).
+//!
+//! The no-preempt level across a switch: level.rs, protocol steps 3-4.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::executor::{bump, current_executor, Action, Executor, WaitReason};
+use super::level::{self, NoPreempt};
+use super::run::GLOBAL_EVERY;
+use crate::arch;
+use crate::coroutine::{Inner, Task, DONE, NO_HOME, RUNNABLE, RUNNING, STATE_MASK};
+use crate::tls;
+
+/// Switches from the running coroutine to its scheduler with `action`.
+/// Returns once the coroutine is resumed (possibly on another executor if
+/// migration is on). The caller holds `_np`, whose level is restored.
+fn suspend(_np: &NoPreempt, action: Action) {
+    let exec = current_executor().expect("coroutines: suspend outside an executor");
+    let co = exec.current.get();
+    let level = level::current();
+    exec.action.set(action);
+    // SAFETY: we run on coroutine `co`'s stack; its `sp` slot is ours to
+    // write while we own the right to run it; the scheduler context is
+    // suspended at `sched_sp` and resumed exactly once here.
+    let resumed_on = unsafe { arch::switch((*co).sp.get(), *exec.sched_sp.get(), 0, exec.sched_fs) }
+        as *const Executor;
+    // SAFETY: the scheduler, or a coroutine switching to us directly,
+    // passes its own Executor pointer when resuming.
+    let exec = unsafe { &*resumed_on };
+    exec.complete_pending();
+    level::restore(exec, level);
+}
+
+/// Parks the running coroutine until woken (`Inner::wake`). May return
+/// spuriously: callers loop on their condition.
+pub(crate) fn park_current(np: &NoPreempt, reason: WaitReason) {
+    if let Some(exec) = current_executor() {
+        // SAFETY: we are the running coroutine of this executor.
+        let me = unsafe { &*exec.current.get() };
+        match reason {
+            WaitReason::StdParker => exec.mark_risky(me),
+            // A futex wait may be inside std's channel code after it took
+            // the thread's identity address (e.g. waiting for the waker
+            // list's lock before registering): keep the window.
+            WaitReason::Futex => {}
+            // I/O, sleeps, joins, our own park: no std channel wait is in
+            // progress, so the window may serve another coroutine while we
+            // wait (a new one is taken at resume if still needed). An
+            // address computed through it stays valid: every window maps
+            // the same pages and none is ever unmapped.
+            _ => {
+                // SAFETY: owner thread; our own window slot; the window is
+                // handed out only after we switched out.
+                let w = unsafe { std::mem::take(&mut *me.window.get()) };
+                exec.windows.give(w);
+            }
+        }
+        if exec.sched_fs != 0 {
+            crate::tls::pool::before_park(me);
+        }
+        if direct_park_on(exec).is_some() {
+            return;
+        }
+    }
+    suspend(np, Action::Park);
+}
+
+/// Fast path of a park: switch straight to the next local coroutine,
+/// without a round trip through the scheduler (what `direct_yield_on`
+/// does for a yield). None, having done nothing: the scheduler must
+/// decide. Some: parked and resumed, or not parked at all because a wake
+/// had already arrived (a spurious return: callers loop).
+///
+/// Invariant: PARKED is published by the *next* side, after our context
+/// is saved (`complete_pending`, as the scheduler does after a switch):
+/// whoever wins PARKED -> RUNNABLE may queue us anywhere (migration), and
+/// a thief may resume us at once. Our reference travels in `pending`, so
+/// the coroutine — and the `sp` slot the switch writes — stays alive.
+#[inline]
+fn direct_park_on(exec: &'static Executor) -> Option<&'static Executor> {
+    let (next, _) = direct_next(exec)?;
+    // SAFETY: owner thread; we are the running coroutine.
+    let me = unsafe { (*exec.running.get()).take() }.expect("running coroutine");
+    let my_sp: *mut usize = me.sp.get();
+    let level = level::current();
+    // SAFETY: we are `me`, running on this thread: its identity is in the
+    // slots and ours to save.
+    unsafe { exec.ident.save(&mut *me.ident.get()) };
+    exec.pending.set(Some((me, Action::Park)));
+    // SAFETY: `my_sp` is ours, kept alive by `pending`.
+    Some(unsafe { switch_direct(exec, my_sp, next, level) })
+}
+
+/// `coroutines::yield_now`: puts the running coroutine at the back of its
+/// executor's ready queue. One thread-local lookup on the fast path (a
+/// direct yield), instead of one each for the coroutine check, the
+/// no-preempt guard and the switch. Returns false on a plain thread.
+pub(crate) fn yield_now_fast() -> bool {
+    let Some(exec) = current_executor() else {
+        return false;
+    };
+    if exec.current.get().is_null() {
+        return false;
+    }
+    // Raise the no-preempt level by hand (what NoPreempt::new does: our
+    // own level first, then the executor, re-read, is stable; level.rs
+    // step 1): the direct yield returns the executor we resume on, where
+    // we lower it.
+    level::raise_own();
+    let Some(exec) = current_executor() else {
+        level::unraise_own();
+        return false;
+    };
+    level::publish(exec);
+    match direct_yield_on(exec) {
+        Some(exec) => level::lower_on(exec),
+        None => {
+            // Slow path: let a guard own the raised level from here on
+            // (suspend restores it on resume; the drop lowers it on
+            // whichever executor we then run on).
+            let np = NoPreempt::adopt_raised();
+            suspend(&np, Action::Yield);
+        }
+    }
+    true
+}
+
+/// The coroutine a direct switch (yield or park) goes to, and whether it
+/// came from the `next` slot: the `next` slot, else the front of `ready`
+/// (with migration: the inbox, then `runq`), if it was not preempted (that
+/// one resumes through the full-restore path, which must be entered from
+/// the scheduler) and has started (with per-coroutine TLS a never-run one
+/// starts here only with a block from `tls_cache`, else in scheduler
+/// context). None when the scheduler must
+/// decide: the fairness tick (every `GLOBAL_EVERY`-th pick, run.rs),
+/// nothing local.
+#[inline(always)]
+fn direct_next(exec: &'static Executor) -> Option<(Task, bool)> {
+    let tick = exec.tick.get().wrapping_add(1);
+    if tick % GLOBAL_EVERY == 0 {
+        return None;
+    }
+    exec.tick.set(tick);
+    exec.drain_inbox();
+    let from_slot = exec.next.take();
+    let took_slot = from_slot.is_some();
+    let next = match from_slot {
+        Some(t) => t,
+        None if exec.rt.config.migrate => {
+            // Migration: woken coroutines wait in the (stealable) inbox,
+            // yielded and preempted ones in `runq`.
+            exec.pop_woken().or_else(|| exec.pop_runq())?
+        }
+        None => {
+            // SAFETY: owner thread; no reference into `ready` is live.
+            let ready = unsafe { &mut *exec.ready.get() };
+            match ready.front() {
+                Some(t) if !t.preempted.load(Ordering::Relaxed) => {
+                    exec.pop_ready().expect("front exists")
+                }
+                _ => return None,
+            }
+        }
+    };
+    // A coroutine that never ran and needs a TLS block is started here,
+    // in the running coroutine's context, only from this executor's block
+    // cache (an `Executor` field; `reuse` uses no thread-local of the
+    // runtime); a fresh stack comes from the stack pool, whose cache is
+    // the carrier's thread-local: that start goes through the scheduler.
+    // SAFETY: owner thread; `sp` is 0 only before the first run.
+    if next.preempted.load(Ordering::Relaxed)
+        || (tls::enabled()
+            && unsafe { *next.sp.get() } == 0
+            && !exec.has_cached_block(next.stack_size))
+    {
+        if took_slot || exec.rt.config.migrate {
+            // (With migration the slot is empty here: taken just above.)
+            exec.next.set(Some(next));
+        } else {
+            exec.push_woken(next); // back to the front of `ready`
+        }
+        return None;
+    }
+    if !ensure_started(exec, &next) {
+        return None; // finished with an error instead; the scheduler picks on
+    }
+    Some((next, took_slot))
+}
+
+/// Fast path of a yield: switch straight to the next local coroutine,
+/// without a round trip through the scheduler context (one switch instead
+/// of two). Returns None, having done nothing, when the scheduler must
+/// decide (fairness ticks, migration, nothing local, or a next coroutine
+/// that resumes through the preemption full-restore path — that path does
+/// not restore a no-preempt level, so it must be entered from the
+/// scheduler, which zeroes the level).
+///
+/// Invariant: the yielding coroutine is queued by the *next* side
+/// (`complete_pending`), after its context is saved, so no other executor
+/// can resume it half-saved even where it may be stolen (migration). The
+/// handler does not preempt this window (the no-preempt level is raised
+/// until the switch).
+///
+/// `exec` is the calling thread's executor; returns the executor the
+/// coroutine was resumed on (None: nothing was done).
+#[inline]
+fn direct_yield_on(exec: &'static Executor) -> Option<&'static Executor> {
+    let (next, _) = direct_next(exec)?;
+    // SAFETY: owner thread; we are the running coroutine.
+    let me = unsafe { (*exec.running.get()).take() }.expect("running coroutine");
+    let my_sp: *mut usize = me.sp.get();
+    let level = level::current();
+    // SAFETY: we are `me`, running on this thread: its identity is in the
+    // slots and ours to save before anyone else can run it.
+    unsafe { exec.ident.save(&mut *me.ident.get()) };
+    // Queued by the next side, once our context is saved.
+    exec.pending.set(Some((me, Action::Yield)));
+    // SAFETY: `my_sp` is ours, kept alive by `pending`.
+    Some(unsafe { switch_direct(exec, my_sp, next, level) })
+}
+
+/// The switch of a direct yield or park: makes `next` the running
+/// coroutine and switches to it, saving our context at `my_sp`. Returns
+/// the executor we are resumed on, with our no-preempt `level` restored.
+///
+/// # Safety
+/// `my_sp` is the `sp` slot of the calling coroutine, kept alive by a
+/// reference outside this stack; `next` is a coroutine this executor owns
+/// the right to run (from `direct_next`).
+#[inline(always)]
+unsafe fn switch_direct(
+    exec: &'static Executor,
+    my_sp: *mut usize,
+    next: Task,
+    level: u32,
+) -> &'static Executor {
+    // The side running now: this coroutine's block, if it has one.
+    let from_errno = if exec.sched_fs != 0 {
+        tls::layout().errno_of(tls::read_fs_base())
+    } else {
+        0
+    };
+    let (sp, fs) = exec.prepare_resume(next, from_errno);
+    // SAFETY: caller for `my_sp`; `sp` is the suspended frame of a
+    // coroutine we own the right to run and that restores its own
+    // no-preempt level (it suspended through `suspend` or a direct switch,
+    // or is fresh and starts at level 0 in `coroutine_main`); `fs` is its
+    // block (or 0).
+    let resumed_on =
+        unsafe { arch::switch(my_sp, sp, exec as *const Executor as usize, fs) } as *const Executor;
+    // SAFETY: whoever resumes us passes its Executor.
+    let exec = unsafe { &*resumed_on };
+    exec.complete_pending();
+    level::restore(exec, level);
+    exec
+}
+
+/// Entry function of every coroutine (see asm/x86_64/entry.S).
+unsafe extern "C" fn coroutine_main(arg: usize, exec: usize) -> ! {
+    // A fresh coroutine starts at no-preempt level 0 whoever switched to
+    // it (the scheduler already zeroed it; a direct yield did not).
+    // SAFETY: the resumer passes its Executor.
+    unsafe {
+        let exec = &*(exec as *const Executor);
+        exec.complete_pending();
+        level::restore(exec, 0);
+    };
+    let inner = arg as *const Inner;
+    // SAFETY: the executor running us holds a strong reference for as long
+    // as we run, and we own `entry` (first run).
+    let body = unsafe { (*(*inner).entry.get()).take() };
+    if let Some(body) = body {
+        // The body catches the user's panic itself; this outer catch only
+        // guards the runtime's own bookkeeping, which must not unwind into
+        // the assembly frame (it has no landing pad).
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(None))).is_err() {
+            crate::sys::fatal("coroutine bookkeeping panicked");
+        }
+    }
+    let np = NoPreempt::new();
+    if let Some(e) = current_executor() {
+        e.ident.release_current();
+    }
+    suspend(&np, Action::Exit);
+    crate::sys::fatal("a finished coroutine was resumed");
+}
+
+impl Executor {
+    /// Slow path of `prepare_resume`: a window for `inner` (tls/alias.rs).
+    #[cold]
+    #[inline(never)]
+    pub(super) fn give_window(&self, inner: &Inner) {
+        // SAFETY: owner thread, the coroutine is not running.
+        unsafe { *inner.window.get() = self.windows.take() };
+    }
+
+    /// Counts `inner` (switched out, or about to be) as risky if it has
+    /// no window (see `risky`).
+    pub(super) fn mark_risky(&self, inner: &Inner) {
+        if !self.windows.enabled() {
+            // No windows (migration on, or a plain stack): nothing to
+            // decide, and a migrating coroutine must not carry a count
+            // from one executor to another.
+            return;
+        }
+        // SAFETY: owner thread; the window slot is touched only by it.
+        let windowless = unsafe { *inner.window.get() } == 0;
+        if windowless && !inner.risky.load(Ordering::Relaxed) {
+            inner.risky.store(true, Ordering::Relaxed);
+            self.risky.set(self.risky.get() + 1);
+        }
+    }
+
+    /// Makes `task` the running coroutine of this executor (state, home,
+    /// `current`, switch counter, its TLS block's carrier-bound words).
+    /// The caller switches to it next: returns its saved stack pointer and
+    /// thread pointer (0: unchanged). `from_errno`: errno address of the
+    /// side running now (carrier or coroutine block; 0 without blocks).
+    #[inline(always)]
+    pub(super) fn prepare_resume(&self, task: Task, from_errno: usize) -> (usize, usize) {
+        let inner: &Inner = &task;
+        self.idle_since.set(None);
+        if inner.state.load(Ordering::Relaxed) & STATE_MASK == RUNNABLE {
+            // Acquire: see every condition set by the wakers (module doc of
+            // coroutine.rs, step 3).
+            inner.state.swap(RUNNING, Ordering::AcqRel);
+        }
+        let home = inner.home.load(Ordering::Relaxed);
+        if home == NO_HOME {
+            inner.home.store(self.index as u32, Ordering::Relaxed);
+            self.shared.homed.fetch_add(1, Ordering::Relaxed);
+        } else if self.rt.config.migrate && home != self.index as u32 {
+            // With migration `home` is the last executor (wakes from
+            // outside go to its inbox); the count moves with it.
+            inner.home.store(self.index as u32, Ordering::Relaxed);
+            self.rt.executors[home as usize]
+                .homed
+                .fetch_sub(1, Ordering::Relaxed);
+            self.shared.homed.fetch_add(1, Ordering::Relaxed);
+        }
+        inner.preempted.store(false, Ordering::Relaxed);
+        let p = Arc::as_ptr(&task);
+        self.current.set(p);
+        self.shared
+            .current
+            .store(p as *mut Inner, Ordering::Release);
+        bump(&self.shared.switches);
+        super::blocked::note_running();
+        // SAFETY: we own the right to run `task`; nobody else touches `sp`
+        // or `ident`; the slots are this thread's.
+        let sp = unsafe {
+            self.ident.load(&*inner.ident.get());
+            // Owner-only flag: plain load/store (a swap would be a locked
+            // instruction on every switch).
+            if inner.risky.load(Ordering::Relaxed) {
+                inner.risky.store(false, Ordering::Relaxed);
+                self.risky.set(self.risky.get() - 1);
+            }
+            if *inner.window.get() == 0 && self.risky.get() > 0 {
+                self.give_window(inner);
+            }
+            self.windows.enter(*inner.window.get());
+            *inner.sp.get()
+        };
+        // SAFETY: owner thread, the coroutine is not running: its block is
+        // ours to update (tls/block.rs, switch-in).
+        let fs = unsafe { *inner.tls.get() };
+        if fs != 0 {
+            // SAFETY: a live block of a coroutine not running anywhere;
+            // `from_errno` is the running side's (caller).
+            unsafe {
+                tls::layout().switch_in(fs, self as *const Executor as usize, self.tid, from_errno);
+                crate::tls::pool::switching_in(inner, fs);
+            }
+        }
+        // SAFETY: owner thread; `running` is only touched around switches.
+        unsafe { *self.running.get() = Some(task) };
+        (sp, fs)
+    }
+
+    /// Whether `tls_cache` holds a block for a stack of `stack_size`
+    /// (what `ensure_started` reuses).
+    #[inline]
+    pub(super) fn has_cached_block(&self, stack_size: usize) -> bool {
+        // SAFETY: owner thread (callers run on it, with preemption off);
+        // no reference into the cache is live.
+        unsafe {
+            (*self.tls_cache.get())
+                .iter()
+                .rev()
+                .any(|c| c.2 == stack_size)
+        }
+    }
+
+    /// Completes what the coroutine that switched directly to the running
+    /// side did (`pending`): called first thing by every side a direct
+    /// switch can resume (suspend, switch_direct, coroutine_main).
+    #[inline(always)]
+    pub(super) fn complete_pending(&self) {
+        if let Some((task, action)) = self.pending.take() {
+            self.complete_pending_slow(task, action);
+        }
+    }
+
+    #[inline(never)]
+    pub(super) fn complete_pending_slow(&self, task: Task, action: Action) {
+        if action == Action::Park {
+            self.complete_park(task);
+        } else {
+            bump(&self.shared.stats.yields);
+            self.requeue(task);
+        }
+    }
+}
+
+/// Gives a coroutine that never ran its stack and initial frame (first
+/// run, by the executor that owns the right to run it, with preemption of
+/// the caller disabled: the stack pool has a thread cache). Returns false
+/// if no stack could be had: the coroutine is then finished here, its
+/// joiner getting the error, and must not be switched to.
+pub(super) fn ensure_started(exec: &Executor, task: &Task) -> bool {
+    // SAFETY: we own the right to run `task`; `sp` is 0 only before the
+    // first run.
+    if unsafe { *task.sp.get() } != 0 {
+        return true;
+    }
+    // With its own thread-locals, the coroutine's TLS block takes the top
+    // of the stack: ask for that much more, so the usable size stays what
+    // the user asked for.
+    let extra = if exec.sched_fs != 0 {
+        tls::layout().span()
+    } else {
+        0
+    };
+    if extra != 0 {
+        // SAFETY: owner thread, scheduler context or a direct switch with
+        // preemption off (`direct_next`: only when this finds a block, so
+        // the stack pool below runs in scheduler context).
+        let cache = unsafe { &mut *exec.tls_cache.get() };
+        if let Some(i) = cache.iter().rposition(|c| c.2 == task.stack_size) {
+            let (stack, tp, _) = cache.swap_remove(i);
+            // SAFETY: the block of a finished coroutine, at this stack's
+            // top, never to run again; scheduler context.
+            // (`tls_snap` is likewise the owner's.)
+            let top = unsafe { tls::layout().reuse(tp, &mut *exec.tls_snap.get()) };
+            task.stack_lo.store(stack.bottom(), Ordering::Relaxed);
+            task.stack_hi.store(top, Ordering::Relaxed);
+            // SAFETY: owner of the right to run `task`; the stack is ours,
+            // writable below the block, `top` 16-aligned.
+            unsafe {
+                *task.tls.get() = tp;
+                *task.stack.get() = Some(stack);
+                *task.sp.get() = arch::init_stack(top, coroutine_main, Arc::as_ptr(task) as usize);
+            }
+            return true;
+        }
+    }
+    match crate::stack::alloc(task.stack_size + extra) {
+        Ok(stack) => {
+            let mut top = stack.top();
+            if exec.sched_fs != 0 {
+                let l = tls::layout();
+                // SAFETY: the stack is fresh and ours, `span()` bytes larger
+                // than the coroutine's stack size; its top `span()` bytes
+                // become the block; scheduler context on the owner thread,
+                // so `tls_snap` is ours.
+                match unsafe {
+                    l.create(top, stack.bottom(), exec.carrier_tp, &mut *exec.tls_snap.get())
+                } {
+                    Some((tp, below)) => {
+                        // SAFETY: owner of the right to run `task`.
+                        unsafe { *task.tls.get() = tp };
+                        top = below;
+                    }
+                    None => {
+                        drop(stack);
+                        return fail_start(
+                            exec,
+                            task,
+                            std::io::Error::new(
+                                std::io::ErrorKind::OutOfMemory,
+                                "cannot allocate the thread-local storage of the coroutine",
+                            ),
+                        );
+                    }
+                }
+            }
+            task.stack_lo.store(stack.bottom(), Ordering::Relaxed);
+            task.stack_hi.store(top, Ordering::Relaxed);
+            // SAFETY: as above; the stack is fresh, writable, 16-aligned top.
+            unsafe {
+                *task.stack.get() = Some(stack);
+                *task.sp.get() = arch::init_stack(top, coroutine_main, Arc::as_ptr(task) as usize);
+            }
+            true
+        }
+        Err(e) => fail_start(exec, task, e),
+    }
+}
+
+/// A coroutine that could not start (no stack or TLS block): finished here,
+/// its joiner getting `e`. Returns false (for `ensure_started`).
+fn fail_start(exec: &Executor, task: &Task, e: std::io::Error) -> bool {
+    // SAFETY: we own the right to run `task`, which never ran: the body is
+    // ours to take on first run.
+    if let Some(body) = unsafe { (*task.entry.get()).take() } {
+        body(Some(e));
+    }
+    task.state.store(DONE, Ordering::Release);
+    bump(&exec.shared.stats.finished);
+    false
+}
