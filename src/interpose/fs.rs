@@ -13,7 +13,7 @@
 //! which read(2) allows for regular files too; std's `read_exact`/
 //! `read_to_end` loop.
 
-use crate::reactor::registration::{Dir, Registration, NO_NOWAIT};
+use crate::reactor::registration::{Dir, Flags, Kind, Registration};
 use crate::sys::{self, to_libc};
 
 const RWF_NOWAIT: usize = 0x8;
@@ -38,7 +38,7 @@ pub(crate) fn file_rw(
         // SAFETY: the caller's iovec array; offset -1 = current position.
         unsafe { sys::syscall6(nr as usize, fd as usize, iu, cnt as usize, off, 0, 0) }
     };
-    if reg.flags() & NO_NOWAIT == 0 {
+    if !reg.flags().contains(Flags::NO_NOWAIT) {
         // SAFETY: as above, with RWF_NOWAIT.
         let r = unsafe {
             sys::syscall6(
@@ -55,10 +55,10 @@ pub(crate) fn file_rw(
             return to_libc(r);
         }
         if r == -(libc::EOPNOTSUPP as isize) {
-            reg.set_flag(NO_NOWAIT, true);
+            reg.set_flag(Flags::NO_NOWAIT, true);
         }
     }
-    if dir == Dir::Write && reg.flags() & NO_NOWAIT != 0 {
+    if dir == Dir::Write && reg.flags().contains(Flags::NO_NOWAIT) {
         return to_libc(plain());
     }
     to_libc(super::offload::offload(super::offload::Class::File, plain))
@@ -95,7 +95,7 @@ pub(crate) fn positioned(
     }
     if crate::sched::in_coroutine_user_code() {
         if let Some(reg) = super::io::ensure(fd) {
-            if reg.kind() == crate::reactor::registration::FILE {
+            if reg.kind() == Kind::File {
                 return file_rw(fd, reg, dir, iov, cnt, offset);
             }
         }

@@ -43,7 +43,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::reactor::registration::{self, Dir, POLL, UNKNOWN};
+use crate::reactor::registration::{self, Dir, Flags, Kind};
 use crate::reactor::{timers, Waker};
 use crate::sched::{self, NoPreempt, WaitReason};
 use crate::sys::{self, sc2, sc4, sc5, to_libc};
@@ -93,11 +93,11 @@ fn open_pidfd(id: i32, flags: usize) -> Option<(i32, &'static registration::Regi
         }
     };
     if crate::reactor::register(fd, reg.gen()) < 0 {
-        reg.finish_init(UNKNOWN, 0);
+        reg.finish_init(Kind::Unknown, Flags::NONE);
         super::io::close(fd);
         return None;
     }
-    reg.finish_init(POLL, 0);
+    reg.finish_init(Kind::Poll, Flags::NONE);
     Some((fd, reg))
 }
 
