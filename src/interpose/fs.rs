@@ -3,7 +3,7 @@
 //! EAGAIN), and only when it would block hands the plain call to a helper
 //! thread (offload.rs: the capped `File` pool, at most
 //! `COROUTINES_FILE_HELPERS` threads, further calls queued) while it parks.
-//! procfs/sysfs/cgroupfs files never get here (io.rs makes them `PASS`:
+//! procfs/sysfs/cgroupfs files never get here (io.rs makes them `Pass`:
 //! read inline). Filesystems without RWF_NOWAIT
 //! support (EOPNOTSUPP) are remembered per fd (`NO_NOWAIT`): reads then
 //! always go to a helper, writes are made in place (buffered writes land
@@ -18,7 +18,7 @@ use crate::sys::{self, to_libc};
 
 const RWF_NOWAIT: usize = 0x8;
 
-/// preadv2/pwritev2 on a `FILE` fd from a coroutine. `offset` -1 means the
+/// preadv2/pwritev2 on a `File` fd from a coroutine. `offset` -1 means the
 /// current file position (read/write/readv/writev). libc convention.
 pub(crate) fn file_rw(
     fd: i32,

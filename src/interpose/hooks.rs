@@ -12,7 +12,7 @@
 
 use libc::{c_char, c_int, c_long, c_void, iovec, msghdr, size_t, sockaddr, socklen_t, ssize_t};
 
-use super::{dns, fs, futex, io, net, pthread, signal, time, wait};
+use super::{dns, fdops, fs, futex, io, net, poll, pthread, signal, time, transfer, wait};
 use crate::reactor::registration::Dir;
 
 hooks! {
@@ -111,7 +111,7 @@ hooks! {
         offset: *mut libc::off_t,
         count: size_t,
     ) -> ssize_t {
-        io::sendfile(out_fd, in_fd, offset, count)
+        transfer::sendfile(out_fd, in_fd, offset, count)
     }
 
     /// sendfile64(2): the same function (off_t is 64-bit on x86-64).
@@ -121,7 +121,7 @@ hooks! {
         offset: *mut libc::off64_t,
         count: size_t,
     ) -> ssize_t {
-        io::sendfile(out_fd, in_fd, offset.cast(), count)
+        transfer::sendfile(out_fd, in_fd, offset.cast(), count)
     }
 
     /// splice(2): std's `io::copy` when either side is a pipe.
@@ -133,11 +133,11 @@ hooks! {
         len: size_t,
         flags: libc::c_uint,
     ) -> ssize_t {
-        io::splice(fd_in, off_in, fd_out, off_out, len, flags)
+        transfer::splice(fd_in, off_in, fd_out, off_out, len, flags)
     }
 
     fn tee(fd_in: c_int, fd_out: c_int, len: size_t, flags: libc::c_uint) -> ssize_t {
-        io::tee(fd_in, fd_out, len, flags)
+        transfer::tee(fd_in, fd_out, len, flags)
     }
 
     fn readv(fd: c_int, iov: *const iovec, cnt: c_int) -> ssize_t {
@@ -153,52 +153,52 @@ hooks! {
     }
 
     fn close(fd: c_int) -> c_int {
-        io::close(fd)
+        fdops::close(fd)
     }
 
     fn dup(fd: c_int) -> c_int {
-        io::dup(fd)
+        fdops::dup(fd)
     }
 
     fn dup2(old: c_int, new: c_int) -> c_int {
-        io::dup3(old, new, 0, true)
+        fdops::dup3(old, new, 0, true)
     }
 
     fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
-        io::dup3(old, new, flags, false)
+        fdops::dup3(old, new, flags, false)
     }
 
     /// Variadic in C; x86-64 passes the optional third argument in RDX, which
     /// this fixed-arity definition reads (garbage when absent, and unused).
     fn fcntl(fd: c_int, cmd: c_int, arg: usize) -> c_int {
-        io::fcntl(fd, cmd, arg)
+        fdops::fcntl(fd, cmd, arg)
     }
 
     /// Blocking `flock` parks the coroutine (io.rs).
     fn flock(fd: c_int, op: c_int) -> c_int {
-        io::flock(fd, op)
+        fdops::flock(fd, op)
     }
 
     /// glibc's LFS name for `fcntl` (C code built with _FILE_OFFSET_BITS=64).
     fn fcntl64(fd: c_int, cmd: c_int, arg: usize) -> c_int {
-        io::fcntl(fd, cmd, arg)
+        fdops::fcntl(fd, cmd, arg)
     }
 
     /// Variadic in C, like `fcntl`.
     fn ioctl(fd: c_int, req: libc::c_ulong, arg: usize) -> c_int {
-        io::ioctl(fd, req, arg)
+        fdops::ioctl(fd, req, arg)
     }
 
     fn pipe(fds: *mut c_int) -> c_int {
-        io::pipe2(fds, 0)
+        fdops::pipe2(fds, 0)
     }
 
     fn pipe2(fds: *mut c_int, flags: c_int) -> c_int {
-        io::pipe2(fds, flags)
+        fdops::pipe2(fds, flags)
     }
 
     fn poll(fds: *mut libc::pollfd, n: libc::nfds_t, timeout_ms: c_int) -> c_int {
-        io::poll(
+        poll::poll(
             fds,
             n,
             (timeout_ms >= 0).then(|| std::time::Duration::from_millis(timeout_ms as u64)),
@@ -211,7 +211,7 @@ hooks! {
         ts: *const libc::timespec,
         sigmask: *const libc::sigset_t,
     ) -> c_int {
-        io::ppoll(fds, n, ts, sigmask)
+        poll::ppoll(fds, n, ts, sigmask)
     }
 
     fn select(
@@ -221,7 +221,7 @@ hooks! {
         e: *mut libc::fd_set,
         tv: *mut libc::timeval,
     ) -> c_int {
-        io::select(n, r, w, e, tv)
+        poll::select(n, r, w, e, tv)
     }
 
     fn pselect(
@@ -232,7 +232,7 @@ hooks! {
         ts: *const libc::timespec,
         sigmask: *const libc::sigset_t,
     ) -> c_int {
-        io::pselect(n, r, w, e, ts, sigmask)
+        poll::pselect(n, r, w, e, ts, sigmask)
     }
 
     fn epoll_wait(
@@ -241,7 +241,7 @@ hooks! {
         max: c_int,
         timeout: c_int,
     ) -> c_int {
-        io::epoll_pwait(epfd, events, max, timeout, 0)
+        poll::epoll_pwait(epfd, events, max, timeout, 0)
     }
 
     fn epoll_pwait(
@@ -251,7 +251,7 @@ hooks! {
         timeout: c_int,
         sigmask: *const libc::sigset_t,
     ) -> c_int {
-        io::epoll_pwait(epfd, events, max, timeout, sigmask as usize)
+        poll::epoll_pwait(epfd, events, max, timeout, sigmask as usize)
     }
 
     fn epoll_pwait2(
@@ -261,7 +261,7 @@ hooks! {
         ts: *const libc::timespec,
         sigmask: *const libc::sigset_t,
     ) -> c_int {
-        io::epoll_pwait2(epfd, events, max, ts, sigmask as usize)
+        poll::epoll_pwait2(epfd, events, max, ts, sigmask as usize)
     }
 
     // ---- regular files (fs.rs) ----

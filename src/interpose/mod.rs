@@ -47,7 +47,7 @@
 //! fork child off the executor's shared TLS region, sched/alias.rs); and
 //! `sched_yield` (yields the coroutine in coroutine user code).
 //!
-//! What still blocks an executor: reads and writes on `PASS` fds
+//! What still blocks an executor: reads and writes on `Pass` fds
 //! (terminals, /dev/*, eventfd, timerfd, fds 0-2; waiting for them with
 //! poll/select/epoll parks), `stat` and other metadata calls, an `open`
 //! that waits in a device driver, waits for a child's stop/continue, C code issuing
@@ -117,15 +117,19 @@ macro_rules! hooks {
 }
 
 mod dns;
+mod fdops;
 mod fs;
 pub(crate) mod futex;
+mod handoff;
 mod hooks;
 mod io;
 mod net;
 mod offload;
+mod poll;
 mod pthread;
 mod signal;
 mod time;
+mod transfer;
 mod wait;
 
 pub(crate) use hooks::EXPORTED;
@@ -179,16 +183,20 @@ mod tests {
     /// Every source file of this module, for the scan below.
     const SOURCES: &[(&str, &str)] = &[
         ("dns.rs", include_str!("dns.rs")),
+        ("fdops.rs", include_str!("fdops.rs")),
         ("fs.rs", include_str!("fs.rs")),
         ("futex.rs", include_str!("futex.rs")),
+        ("handoff.rs", include_str!("handoff.rs")),
         ("hooks.rs", include_str!("hooks.rs")),
         ("io.rs", include_str!("io.rs")),
         ("mod.rs", include_str!("mod.rs")),
         ("net.rs", include_str!("net.rs")),
         ("offload.rs", include_str!("offload.rs")),
+        ("poll.rs", include_str!("poll.rs")),
         ("pthread.rs", include_str!("pthread.rs")),
         ("signal.rs", include_str!("signal.rs")),
         ("time.rs", include_str!("time.rs")),
+        ("transfer.rs", include_str!("transfer.rs")),
         ("wait.rs", include_str!("wait.rs")),
     ];
 

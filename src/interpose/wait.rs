@@ -39,7 +39,7 @@
 //! The real call is always made by this thread with the caller's
 //! arguments (plus WNOHANG), so status, rusage, siginfo and errno are the
 //! kernel's. A pidfd is the runtime's own fd: it is registered only here
-//! and closed through `io::close`, which deregisters it.
+//! and closed through `fdops::close`, which deregisters it.
 
 use std::time::{Duration, Instant};
 
@@ -88,13 +88,13 @@ fn open_pidfd(id: i32, flags: usize) -> Option<(i32, &'static registration::Regi
     let reg = match registration::get_or_alloc(fd) {
         Some(reg) if reg.begin_init() => reg,
         _ => {
-            super::io::close(fd);
+            super::fdops::close(fd);
             return None;
         }
     };
     if crate::reactor::register(fd, reg.gen()) < 0 {
         reg.finish_init(Kind::Unknown, Flags::NONE);
-        super::io::close(fd);
+        super::fdops::close(fd);
         return None;
     }
     reg.finish_init(Kind::Poll, Flags::NONE);
@@ -125,7 +125,7 @@ fn on_pidfd<R>(
         );
     };
     let e = sys::errno();
-    super::io::close(fd);
+    super::fdops::close(fd);
     sys::set_errno(e);
     r
 }
@@ -367,7 +367,7 @@ pub(crate) fn posix_spawn(
     let f = real_spawn(p);
     // SAFETY: `fa` is the caller's: null or initialised (posix_spawn's
     // contract).
-    unsafe { super::io::hand_to_child(fa) };
+    unsafe { super::handoff::hand_to_child(fa) };
     if !sched::in_coroutine_user_code() {
         // SAFETY: libc's function with the caller's arguments.
         return unsafe { f(pid, path, fa, attr, argv, envp) };

@@ -42,11 +42,11 @@
 //! always make the call.
 //!
 //! Watched fds (`WATCHED`): the poll-family hooks (poll, ppoll, select,
-//! pselect, epoll_wait & co) also need readiness of fds that stay `PASS`
+//! pselect, epoll_wait & co) also need readiness of fds that stay `Pass`
 //! for I/O — the user's own epoll fd above all (an epoll fd is pollable:
 //! it turns readable when its ready list gains an entry), eventfd, timerfd,
 //! pipes of other kinds. Such an fd is added to the reactor's epoll like a
-//! `POLL` fd (same data, same edges) but its O_NONBLOCK is never touched
+//! `Poll` fd (same data, same edges) but its O_NONBLOCK is never touched
 //! and its read/write hooks stay plain calls; `reset` removes it.
 //!
 //! ## Shared file descriptions (`desc` groups)
@@ -426,7 +426,7 @@ impl Registration {
     /// The fd number is closed or handed out anew: forget everything, bump
     /// the generation (stale epoll events are dropped), and wake waiters
     /// (they return EBADF). Returns whether the fd was in the reactor's
-    /// epoll (a `POLL` or `WATCHED` fd): the caller deregisters it.
+    /// epoll (a `Poll` or `WATCHED` fd): the caller deregisters it.
     pub(crate) fn reset(&self) -> bool {
         let (r, w) = {
             let mut g = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
