@@ -147,21 +147,13 @@ pub(crate) fn check_linked() -> Result<(), &'static str> {
     }
 }
 
-#[inline]
-fn set_errno(e: c_int) {
-    // SAFETY: __errno_location returns this thread's errno slot.
-    unsafe { *libc::__errno_location() = e };
-}
+use sys::set_errno;
 
-/// Converts a kernel result (negative errno) into libc's convention.
+/// Converts a kernel result (negative errno) into libc's convention
+/// (sys.rs `to_libc`; `c_long` is `isize` on x86-64).
 #[inline]
 fn libc_ret(r: isize) -> c_long {
-    if (-4095..0).contains(&r) {
-        set_errno(-r as c_int);
-        -1
-    } else {
-        r as c_long
-    }
+    sys::to_libc(r) as c_long
 }
 
 #[inline]

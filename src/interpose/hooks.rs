@@ -485,16 +485,7 @@ hooks! {
     /// for the duration of the fork (see sched/alias.rs); elsewhere libc's.
     fn fork() -> libc::pid_t {
         static REAL: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let mut p = REAL.load(std::sync::atomic::Ordering::Relaxed);
-        if p == 0 {
-            // SAFETY: dlsym with a NUL-terminated name; RTLD_NEXT finds libc's.
-            p = unsafe { libc::dlsym(libc::RTLD_NEXT, c"fork".as_ptr()) } as usize;
-            if p == 0 {
-                crate::sys::fatal("dlsym(RTLD_NEXT, fork) failed");
-            }
-            // Relaxed: every thread computes the same value.
-            REAL.store(p, std::sync::atomic::Ordering::Relaxed);
-        }
+        let p = crate::sys::resolve_next(&REAL, c"fork");
         // SAFETY: `p` is libc's fork, which has this signature.
         let real = unsafe { std::mem::transmute::<usize, unsafe extern "C" fn() -> libc::pid_t>(p) };
         // The fd bookkeeping's group lock is held across the fork and released

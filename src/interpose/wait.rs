@@ -228,17 +228,7 @@ fn resolve(
     slot: &std::sync::atomic::AtomicUsize,
     name: &std::ffi::CStr,
 ) -> unsafe extern "C" fn(libc::pthread_t, *mut *mut libc::c_void) -> i32 {
-    use std::sync::atomic::Ordering;
-    let mut p = slot.load(Ordering::Relaxed);
-    if p == 0 {
-        // SAFETY: dlsym with a NUL-terminated name; RTLD_NEXT finds libc's.
-        p = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) } as usize;
-        if p == 0 {
-            sys::fatal("coroutines: dlsym(RTLD_NEXT) failed for pthread_join");
-        }
-        // Relaxed: every thread computes the same value.
-        slot.store(p, Ordering::Relaxed);
-    }
+    let p = sys::resolve_next(slot, name);
     // SAFETY: `p` is libc's pthread_join / pthread_tryjoin_np, both with
     // this signature.
     unsafe {
@@ -332,23 +322,14 @@ type SpawnFn = unsafe extern "C" fn(
 ) -> i32;
 
 fn real_spawn(p: bool) -> SpawnFn {
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::AtomicUsize;
     static SLOTS: [AtomicUsize; 2] = [AtomicUsize::new(0), AtomicUsize::new(0)];
     let (slot, name) = if p {
         (&SLOTS[1], c"posix_spawnp")
     } else {
         (&SLOTS[0], c"posix_spawn")
     };
-    let mut f = slot.load(Ordering::Relaxed);
-    if f == 0 {
-        // SAFETY: dlsym with a NUL-terminated name; RTLD_NEXT finds libc's.
-        f = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) } as usize;
-        if f == 0 {
-            sys::fatal("coroutines: dlsym(RTLD_NEXT) failed for posix_spawn");
-        }
-        // Relaxed: every thread computes the same value.
-        slot.store(f, Ordering::Relaxed);
-    }
+    let f = sys::resolve_next(slot, name);
     // SAFETY: `f` is libc's posix_spawn or posix_spawnp (same signature).
     unsafe { std::mem::transmute::<usize, SpawnFn>(f) }
 }
