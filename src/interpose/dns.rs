@@ -3,7 +3,7 @@
 //! the whole call to a helper thread (offload.rs) and parks. The real
 //! function comes from `dlsym(RTLD_NEXT, "getaddrinfo")`, resolved once.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 
 type GetAddrInfo = unsafe extern "C" fn(
     *const libc::c_char,
@@ -15,17 +15,7 @@ type GetAddrInfo = unsafe extern "C" fn(
 static REAL: AtomicUsize = AtomicUsize::new(0);
 
 fn real() -> GetAddrInfo {
-    let mut p = REAL.load(Ordering::Relaxed);
-    if p == 0 {
-        // SAFETY: dlsym with a NUL-terminated name; RTLD_NEXT finds the
-        // definition after ours (libc's).
-        p = unsafe { libc::dlsym(libc::RTLD_NEXT, c"getaddrinfo".as_ptr()) } as usize;
-        if p == 0 {
-            crate::sys::fatal("dlsym(RTLD_NEXT, getaddrinfo) failed");
-        }
-        // Relaxed: every thread computes the same value.
-        REAL.store(p, Ordering::Relaxed);
-    }
+    let p = crate::sys::resolve_next(&REAL, c"getaddrinfo");
     // SAFETY: `p` is libc's getaddrinfo, which has this signature.
     unsafe { std::mem::transmute::<usize, GetAddrInfo>(p) }
 }

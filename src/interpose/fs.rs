@@ -3,7 +3,7 @@
 //! EAGAIN), and only when it would block hands the plain call to a helper
 //! thread (offload.rs: the capped `File` pool, at most
 //! `COROUTINES_FILE_HELPERS` threads, further calls queued) while it parks.
-//! procfs/sysfs/cgroupfs files never get here (io.rs makes them `PASS`:
+//! procfs/sysfs/cgroupfs files never get here (io.rs makes them `Pass`:
 //! read inline). Filesystems without RWF_NOWAIT
 //! support (EOPNOTSUPP) are remembered per fd (`NO_NOWAIT`): reads then
 //! always go to a helper, writes are made in place (buffered writes land
@@ -13,12 +13,12 @@
 //! which read(2) allows for regular files too; std's `read_exact`/
 //! `read_to_end` loop.
 
-use crate::reactor::registration::{Dir, Registration, NO_NOWAIT};
+use crate::reactor::registration::{Dir, Flags, Kind, Registration};
 use crate::sys::{self, to_libc};
 
 const RWF_NOWAIT: usize = 0x8;
 
-/// preadv2/pwritev2 on a `FILE` fd from a coroutine. `offset` -1 means the
+/// preadv2/pwritev2 on a `File` fd from a coroutine. `offset` -1 means the
 /// current file position (read/write/readv/writev). libc convention.
 pub(crate) fn file_rw(
     fd: i32,
@@ -38,7 +38,7 @@ pub(crate) fn file_rw(
         // SAFETY: the caller's iovec array; offset -1 = current position.
         unsafe { sys::syscall6(nr as usize, fd as usize, iu, cnt as usize, off, 0, 0) }
     };
-    if reg.flags() & NO_NOWAIT == 0 {
+    if !reg.flags().contains(Flags::NO_NOWAIT) {
         // SAFETY: as above, with RWF_NOWAIT.
         let r = unsafe {
             sys::syscall6(
@@ -55,10 +55,10 @@ pub(crate) fn file_rw(
             return to_libc(r);
         }
         if r == -(libc::EOPNOTSUPP as isize) {
-            reg.set_flag(NO_NOWAIT, true);
+            reg.set_flag(Flags::NO_NOWAIT, true);
         }
     }
-    if dir == Dir::Write && reg.flags() & NO_NOWAIT != 0 {
+    if dir == Dir::Write && reg.flags().contains(Flags::NO_NOWAIT) {
         return to_libc(plain());
     }
     to_libc(super::offload::offload(super::offload::Class::File, plain))
@@ -95,7 +95,7 @@ pub(crate) fn positioned(
     }
     if crate::sched::in_coroutine_user_code() {
         if let Some(reg) = super::io::ensure(fd) {
-            if reg.kind() == crate::reactor::registration::FILE {
+            if reg.kind() == Kind::File {
                 return file_rw(fd, reg, dir, iov, cnt, offset);
             }
         }

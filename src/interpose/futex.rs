@@ -117,27 +117,6 @@ use crate::sched::{self, NoPreempt, WaitReason};
 use crate::sys;
 use crate::sys::lock::RawLock;
 
-/// libc's `syscall`, interposed. Shim only: see the module doc.
-///
-/// # Safety
-/// The caller's contract is libc's: the arguments must be valid for the
-/// system call `n` (x86-64 passes variadic integer arguments in the same
-/// registers as fixed ones, so a fixed arity of six reads them correctly;
-/// unused ones are ignored by the kernel).
-#[no_mangle]
-pub unsafe extern "C" fn syscall(
-    n: c_long,
-    a1: c_long,
-    a2: c_long,
-    a3: c_long,
-    a4: c_long,
-    a5: c_long,
-    a6: c_long,
-) -> c_long {
-    // SAFETY: forwarded contract, see above.
-    unsafe { syscall_entry(n, [a1, a2, a3, a4, a5, a6]) }
-}
-
 /// Emulated waits that parked a coroutine (not counting EAGAIN).
 pub(crate) static WAITS_PARKED: AtomicU64 = AtomicU64::new(0);
 /// Emulated waits that ended with ETIMEDOUT.
@@ -158,7 +137,7 @@ const BITSET_MATCH_ANY: u32 = u32::MAX;
 /// from this crate must be our shim, or std's blocking primitives would
 /// block executors. Referencing the shim here also keeps its object linked.
 pub(crate) fn check_linked() -> Result<(), &'static str> {
-    let ours = syscall as *const () as usize;
+    let ours = super::hooks::syscall as *const () as usize;
     let seen = libc::syscall as *const () as usize;
     if ours == seen {
         Ok(())
@@ -169,21 +148,13 @@ pub(crate) fn check_linked() -> Result<(), &'static str> {
     }
 }
 
-#[inline]
-fn set_errno(e: c_int) {
-    // SAFETY: __errno_location returns this thread's errno slot.
-    unsafe { *libc::__errno_location() = e };
-}
+use sys::set_errno;
 
-/// Converts a kernel result (negative errno) into libc's convention.
+/// Converts a kernel result (negative errno) into libc's convention
+/// (sys.rs `to_libc`; `c_long` is `isize` on x86-64).
 #[inline]
 fn libc_ret(r: isize) -> c_long {
-    if (-4095..0).contains(&r) {
-        set_errno(-r as c_int);
-        -1
-    } else {
-        r as c_long
-    }
+    sys::to_libc(r) as c_long
 }
 
 #[inline]
@@ -202,7 +173,7 @@ unsafe fn raw(n: c_long, a: [c_long; 6]) -> isize {
     }
 }
 
-unsafe fn syscall_entry(n: c_long, a: [c_long; 6]) -> c_long {
+pub(super) unsafe fn syscall_entry(n: c_long, a: [c_long; 6]) -> c_long {
     if n != libc::SYS_futex {
         // SAFETY: caller's contract.
         return libc_ret(unsafe { raw(n, a) });
@@ -583,7 +554,7 @@ mod tests {
     fn call(n: c_long, a: [c_long; 6]) -> (c_long, c_int) {
         set_errno(0);
         // SAFETY: test arguments are valid for the calls made.
-        let r = unsafe { syscall(n, a[0], a[1], a[2], a[3], a[4], a[5]) };
+        let r = unsafe { crate::interpose::hooks::syscall(n, a[0], a[1], a[2], a[3], a[4], a[5]) };
         // errno means something only on failure (on success it may hold
         // whatever other code on the executor left in it).
         // SAFETY: reads this thread's errno.

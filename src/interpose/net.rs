@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use super::io::{ensure, init_new_socket, io, io_read, thread_wait, write_all_like};
-use crate::reactor::registration::{self, Dir, WaitOutcome, POLL, STREAM};
+use crate::reactor::registration::{self, Dir, Flags, Kind, WaitOutcome};
 use crate::sched::{self, NoPreempt};
 use crate::sys::{sc3, sc4, syscall6, to_libc};
 
@@ -95,7 +95,7 @@ pub(crate) fn accept4(
         if co {
             let _np = NoPreempt::new();
             // Same type as the listener.
-            let stream = ensure(fd).is_some_and(|l| l.flags() & STREAM != 0);
+            let stream = ensure(fd).is_some_and(|l| l.flags().contains(Flags::STREAM));
             init_new_socket(r, flags & libc::SOCK_NONBLOCK != 0, false, stream);
         } else {
             registration::fresh(r);
@@ -133,7 +133,7 @@ pub(crate) fn connect(fd: i32, addr: *const libc::sockaddr, len: libc::socklen_t
     }
     let np = NoPreempt::new();
     let reg = match ensure(fd) {
-        Some(reg) if reg.kind() == POLL => reg,
+        Some(reg) if reg.kind() == Kind::Poll => reg,
         _ => return to_libc(raw()) as i32,
     };
     let gen = reg.gen();
@@ -243,7 +243,7 @@ pub(crate) fn recvfrom(
     // waits for all `n` bytes (or EOF, an error, a timeout); over the
     // non-blocking fd the kernel returned what it had. Continue.
     match registration::get(fd) {
-        Some(reg) if reg.thread_blocking() && reg.flags() & STREAM != 0 => {}
+        Some(reg) if reg.thread_blocking() && reg.flags().contains(Flags::STREAM) => {}
         _ => return r,
     }
     let mut done = r as usize;

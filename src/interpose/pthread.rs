@@ -116,21 +116,9 @@ use crate::sys::lock::RawLock;
 
 // ---- real functions ----
 
-/// Resolves libc's definition of `name` once (RTLD_NEXT: the next object
-/// after the executable, i.e. libc), caching it in `slot`.
+/// Resolves libc's definition of `name` once (sys.rs).
 fn resolve(slot: &AtomicUsize, name: &CStr) -> usize {
-    let p = slot.load(Ordering::Relaxed);
-    if p != 0 {
-        return p;
-    }
-    // SAFETY: dlsym with a NUL-terminated name.
-    let p = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) } as usize;
-    if p == 0 {
-        crate::sys::fatal("coroutines: dlsym(RTLD_NEXT) failed for a pthread function");
-    }
-    // Relaxed: every thread computes the same value.
-    slot.store(p, Ordering::Relaxed);
-    p
+    crate::sys::resolve_next(slot, name)
 }
 
 macro_rules! real {

@@ -66,7 +66,7 @@
 //! program).
 
 use std::ffi::CStr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 
 use libc::{c_int, siginfo_t, sigset_t, timespec};
 
@@ -77,18 +77,7 @@ use crate::sys::{self, sc4};
 const KSIGSET: usize = 8;
 
 fn resolve(slot: &AtomicUsize, name: &CStr) -> usize {
-    let p = slot.load(Ordering::Relaxed);
-    if p != 0 {
-        return p;
-    }
-    // SAFETY: dlsym with a NUL-terminated name; RTLD_NEXT finds libc's.
-    let p = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) } as usize;
-    if p == 0 {
-        sys::fatal("coroutines: dlsym(RTLD_NEXT) failed for a signal-wait function");
-    }
-    // Relaxed: every thread computes the same value.
-    slot.store(p, Ordering::Relaxed);
-    p
+    sys::resolve_next(slot, name)
 }
 
 type TimedWaitFn = unsafe extern "C" fn(*const sigset_t, *mut siginfo_t, *const timespec) -> c_int;

@@ -39,11 +39,11 @@
 //! The real call is always made by this thread with the caller's
 //! arguments (plus WNOHANG), so status, rusage, siginfo and errno are the
 //! kernel's. A pidfd is the runtime's own fd: it is registered only here
-//! and closed through `io::close`, which deregisters it.
+//! and closed through `fdops::close`, which deregisters it.
 
 use std::time::{Duration, Instant};
 
-use crate::reactor::registration::{self, Dir, POLL, UNKNOWN};
+use crate::reactor::registration::{self, Dir, Flags, Kind};
 use crate::reactor::{timers, Waker};
 use crate::sched::{self, NoPreempt, WaitReason};
 use crate::sys::{self, sc2, sc4, sc5, to_libc};
@@ -88,16 +88,16 @@ fn open_pidfd(id: i32, flags: usize) -> Option<(i32, &'static registration::Regi
     let reg = match registration::get_or_alloc(fd) {
         Some(reg) if reg.begin_init() => reg,
         _ => {
-            super::io::close(fd);
+            super::fdops::close(fd);
             return None;
         }
     };
     if crate::reactor::register(fd, reg.gen()) < 0 {
-        reg.finish_init(UNKNOWN, 0);
-        super::io::close(fd);
+        reg.finish_init(Kind::Unknown, Flags::NONE);
+        super::fdops::close(fd);
         return None;
     }
-    reg.finish_init(POLL, 0);
+    reg.finish_init(Kind::Poll, Flags::NONE);
     Some((fd, reg))
 }
 
@@ -125,7 +125,7 @@ fn on_pidfd<R>(
         );
     };
     let e = sys::errno();
-    super::io::close(fd);
+    super::fdops::close(fd);
     sys::set_errno(e);
     r
 }
@@ -228,17 +228,7 @@ fn resolve(
     slot: &std::sync::atomic::AtomicUsize,
     name: &std::ffi::CStr,
 ) -> unsafe extern "C" fn(libc::pthread_t, *mut *mut libc::c_void) -> i32 {
-    use std::sync::atomic::Ordering;
-    let mut p = slot.load(Ordering::Relaxed);
-    if p == 0 {
-        // SAFETY: dlsym with a NUL-terminated name; RTLD_NEXT finds libc's.
-        p = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) } as usize;
-        if p == 0 {
-            sys::fatal("coroutines: dlsym(RTLD_NEXT) failed for pthread_join");
-        }
-        // Relaxed: every thread computes the same value.
-        slot.store(p, Ordering::Relaxed);
-    }
+    let p = sys::resolve_next(slot, name);
     // SAFETY: `p` is libc's pthread_join / pthread_tryjoin_np, both with
     // this signature.
     unsafe {
@@ -332,23 +322,14 @@ type SpawnFn = unsafe extern "C" fn(
 ) -> i32;
 
 fn real_spawn(p: bool) -> SpawnFn {
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::AtomicUsize;
     static SLOTS: [AtomicUsize; 2] = [AtomicUsize::new(0), AtomicUsize::new(0)];
     let (slot, name) = if p {
         (&SLOTS[1], c"posix_spawnp")
     } else {
         (&SLOTS[0], c"posix_spawn")
     };
-    let mut f = slot.load(Ordering::Relaxed);
-    if f == 0 {
-        // SAFETY: dlsym with a NUL-terminated name; RTLD_NEXT finds libc's.
-        f = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) } as usize;
-        if f == 0 {
-            sys::fatal("coroutines: dlsym(RTLD_NEXT) failed for posix_spawn");
-        }
-        // Relaxed: every thread computes the same value.
-        slot.store(f, Ordering::Relaxed);
-    }
+    let f = sys::resolve_next(slot, name);
     // SAFETY: `f` is libc's posix_spawn or posix_spawnp (same signature).
     unsafe { std::mem::transmute::<usize, SpawnFn>(f) }
 }
@@ -367,7 +348,7 @@ pub(crate) fn posix_spawn(
     let f = real_spawn(p);
     // SAFETY: `fa` is the caller's: null or initialised (posix_spawn's
     // contract).
-    unsafe { super::io::hand_to_child(fa) };
+    unsafe { super::handoff::hand_to_child(fa) };
     if !sched::in_coroutine_user_code() {
         // SAFETY: libc's function with the caller's arguments.
         return unsafe { f(pid, path, fa, attr, argv, envp) };

@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use super::registration::{self, READ, WRITE};
+use super::registration::{self, Dirs, Flags, Kind};
 use crate::sys;
 
 /// epoll data of the wake-up eventfd.
@@ -113,7 +113,7 @@ fn epoll() -> &'static Epoll {
             if let Some(reg) = registration::get_or_alloc(fd) {
                 reg.reset();
                 if reg.begin_init() {
-                    reg.finish_init(registration::PASS, 0);
+                    reg.finish_init(Kind::Pass, Flags::NONE);
                 }
             }
         }
@@ -280,7 +280,7 @@ impl Epoll {
                 continue; // stale: the fd number was closed and reused
             }
             let e = ev.events as i32;
-            let mut dirs = 0;
+            let mut dirs = Dirs::NONE;
             if e & (libc::EPOLLIN
                 | libc::EPOLLRDHUP
                 | libc::EPOLLHUP
@@ -288,10 +288,10 @@ impl Epoll {
                 | libc::EPOLLPRI)
                 != 0
             {
-                dirs |= READ;
+                dirs |= Dirs::READ;
             }
             if e & (libc::EPOLLOUT | libc::EPOLLHUP | libc::EPOLLERR) != 0 {
-                dirs |= WRITE;
+                dirs |= Dirs::WRITE;
             }
             if e & (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) != 0 {
                 reg.set_read_closed(); // before `notify` counts the edge

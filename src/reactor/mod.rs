@@ -13,11 +13,15 @@
 //! - the monitor thread, when every executor is busy running coroutines
 //!   that do not switch (CPU hogs), so a sleeper wakes on time anyway.
 //!
-//! fd readiness: registration.rs (per-fd table, readiness states, wait
-//! protocol, stale-event rule) and epoll.rs (the epoll set, who polls,
+//! fd readiness: fd_state.rs (the fd kinds, flags and transitions),
+//! registration.rs (per-fd table, readiness states, wait protocol,
+//! stale-event rule), desc.rs (fd numbers sharing a file description)
+//! and epoll.rs (the epoll set, who polls,
 //! the eventfd wake-up of an executor blocked in epoll).
 
+mod desc;
 mod epoll;
+pub(crate) mod fd_state;
 pub(crate) mod registration;
 mod timer;
 

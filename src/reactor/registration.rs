@@ -10,19 +10,10 @@
 //! never freed, so there is nothing to reclaim; a sharded Mutex table —
 //! a lock per lookup on every hooked call.)
 //!
-//! ## Kind (what the fd is; `kind`)
-//! | kind      | meaning                                                  | hooks do            |
-//! |-----------|----------------------------------------------------------|---------------------|
-//! | `UNKNOWN` | never used by a coroutine since it was (re)created        | lazy init in a coroutine |
-//! | `INIT`    | one coroutine is running the lazy init (fstat, fcntl, epoll_ctl) | others spin    |
-//! | `POLL`    | socket or FIFO: kernel O_NONBLOCK set, registered in epoll (ET) | park on EAGAIN |
-//! | `FILE`    | regular file                                              | preadv2(RWF_NOWAIT), else offload |
-//! | `PASS`    | anything else (tty, /dev/*, eventfd, epoll fd, fd 0-2, /proc & /sys files) | plain blocking call (the poll family may add `WATCHED`) |
-//!
-//! Transitions: `UNKNOWN -> INIT -> {POLL, FILE, PASS}` (only by the
-//! coroutine that won the CAS); any kind `-> UNKNOWN` by `reset` (close,
-//! dup2 over it, or the fd number being handed out again by socket/accept/
-//! pipe/dup, which proves the previous file is gone). `reset` bumps `gen`.
+//! ## Kind and flags
+//! What the fd is (`Kind`: `Unknown`, `Init`, `Poll`, `File`, `Pass`),
+//! the facts kept beside it (`Flags`) and the transitions between kinds
+//! are described once, in fd_state.rs; this table stores them in atomics.
 //!
 //! ## Readiness, per direction (read, write)
 //! A direction has an edge counter (`rseq`/`wseq`) and a waiter list. The
@@ -51,26 +42,16 @@
 //! always make the call.
 //!
 //! Watched fds (`WATCHED`): the poll-family hooks (poll, ppoll, select,
-//! pselect, epoll_wait & co) also need readiness of fds that stay `PASS`
+//! pselect, epoll_wait & co) also need readiness of fds that stay `Pass`
 //! for I/O — the user's own epoll fd above all (an epoll fd is pollable:
 //! it turns readable when its ready list gains an entry), eventfd, timerfd,
 //! pipes of other kinds. Such an fd is added to the reactor's epoll like a
-//! `POLL` fd (same data, same edges) but its O_NONBLOCK is never touched
+//! `Poll` fd (same data, same edges) but its O_NONBLOCK is never touched
 //! and its read/write hooks stay plain calls; `reset` removes it.
 //!
 //! ## Shared file descriptions (`desc` groups)
-//! O_NONBLOCK belongs to the open file description, not to the fd number:
-//! after `dup`/`F_DUPFD` (std's `try_clone`) two numbers share it. When a
-//! coroutine's lazy init makes one of them non-blocking, a plain thread
-//! using the other one suddenly gets EAGAIN (tiny_http reads a connection
-//! on its own thread through one number and answers through a clone: every
-//! second keep-alive request failed). So the dup hooks (every caller,
-//! plain threads too) put both numbers in one *description group* (a small
-//! table under a mutex, touched only by dup, close of a grouped fd, the
-//! lazy init, F_GETFL/F_SETFL/FIONBIO and a thread's unexpected EAGAIN);
-//! the group records that the runtime set O_NONBLOCK and the user's own
-//! view. Hot paths never look at it. Numbers shared outside the hooks
-//! (fork, SCM_RIGHTS, `/proc/self/fd` reopen) are not grouped.
+//! O_NONBLOCK belongs to the open file description, not to the fd number;
+//! numbers sharing one (dup) are kept in a description group: desc.rs.
 //!
 //! Stale events: epoll data is `gen << 32 | fd`; the reactor drops an event
 //! whose `gen` differs from the entry's (the fd was closed and reused).
@@ -86,44 +67,16 @@ use std::time::{Duration, Instant};
 use crate::coroutine::Task;
 use crate::sched::{self, NoPreempt, WaitReason};
 
-pub(crate) const UNKNOWN: u8 = 0;
-pub(crate) const INIT: u8 = 1;
-pub(crate) const POLL: u8 = 2;
-pub(crate) const FILE: u8 = 3;
-pub(crate) const PASS: u8 = 4;
-
-/// The user's own view of O_NONBLOCK (fcntl/ioctl/SOCK_NONBLOCK).
-pub(crate) const USER_NONBLOCK: u8 = 1;
-/// The fd shares a file description with a `POLL` fd (dup): the kernel's
-/// O_NONBLOCK was set by the runtime, `USER_NONBLOCK` holds the user view.
-pub(crate) const INHERITED: u8 = 2;
-/// It is a socket (SO_RCVTIMEO/SO_SNDTIMEO apply).
-pub(crate) const SOCKET: u8 = 4;
-/// preadv2/pwritev2 with RWF_NOWAIT is not supported on this file.
-pub(crate) const NO_NOWAIT: u8 = 8;
-/// A byte stream (SOCK_STREAM socket, pipe/FIFO): a read that returns less
-/// than asked for drained the kernel buffer at that moment.
-pub(crate) const STREAM: u8 = 16;
-/// A `PASS` fd added to the reactor's epoll for readiness only (module
-/// doc, "Watched fds").
-pub(crate) const WATCHED: u8 = 32;
+pub(crate) use super::desc::{
+    desc_view, fork_guard, note_runtime_nonblock, set_desc_view, share_desc,
+};
+pub(crate) use super::fd_state::{Dir, Dirs, Flags, Kind};
 
 /// Cached socket timeout not fetched yet.
 const TIMEO_UNKNOWN: u64 = u64::MAX;
 
 const CHUNK: usize = 1024;
 const TOP: usize = 1024;
-
-/// Readiness direction.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum Dir {
-    Read,
-    Write,
-}
-
-/// Bitmask of directions for [`Registration::notify`].
-pub(crate) const READ: u8 = 1;
-pub(crate) const WRITE: u8 = 2;
 
 /// Outcome of a wait for readiness.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -171,7 +124,7 @@ pub(crate) struct Registration {
     /// reads always make the system call (`drained` is ignored).
     read_closed: AtomicBool,
     /// Description group id (module doc), 0 if none. Changed under `DESCS`.
-    desc: AtomicU32,
+    pub(super) desc: AtomicU32,
     /// Waiter lists. Lock held for pushes/drains only; never across a park
     /// or a syscall.
     waiters: Mutex<Waiters>,
@@ -181,7 +134,7 @@ impl Registration {
     fn new() -> Self {
         Registration {
             gen: AtomicU32::new(0),
-            kind: AtomicU8::new(UNKNOWN),
+            kind: AtomicU8::new(Kind::Unknown as u8),
             flags: AtomicU8::new(0),
             rseq: AtomicU32::new(0),
             wseq: AtomicU32::new(0),
@@ -197,10 +150,10 @@ impl Registration {
     }
 
     #[inline]
-    pub(crate) fn kind(&self) -> u8 {
+    pub(crate) fn kind(&self) -> Kind {
         // Acquire: pairs with the Release store ending the lazy init, so
         // the flags written by the initialiser are visible.
-        self.kind.load(Ordering::Acquire)
+        Kind::from_u8(self.kind.load(Ordering::Acquire))
     }
 
     #[inline]
@@ -209,15 +162,15 @@ impl Registration {
     }
 
     #[inline]
-    pub(crate) fn flags(&self) -> u8 {
-        self.flags.load(Ordering::Relaxed)
+    pub(crate) fn flags(&self) -> Flags {
+        Flags::from_bits(self.flags.load(Ordering::Relaxed))
     }
 
-    pub(crate) fn set_flag(&self, f: u8, on: bool) {
+    pub(crate) fn set_flag(&self, f: Flags, on: bool) {
         if on {
-            self.flags.fetch_or(f, Ordering::Relaxed);
+            self.flags.fetch_or(f.bits(), Ordering::Relaxed);
         } else {
-            self.flags.fetch_and(!f, Ordering::Relaxed);
+            self.flags.fetch_and(!f.bits(), Ordering::Relaxed);
         }
     }
 
@@ -225,26 +178,31 @@ impl Registration {
     /// (so the user's view is in `USER_NONBLOCK`).
     #[inline]
     pub(crate) fn managed(&self) -> bool {
-        self.kind() == POLL || self.flags() & INHERITED != 0
+        self.kind() == Kind::Poll || self.flags().contains(Flags::INHERITED)
     }
 
     /// Whether a hook must give blocking semantics over a non-blocking fd.
     #[inline]
     pub(crate) fn emulates_blocking(&self) -> bool {
-        self.managed() && self.flags() & USER_NONBLOCK == 0
+        self.managed() && !self.flags().contains(Flags::USER_NONBLOCK)
     }
 
-    /// Tries `UNKNOWN -> INIT`; the winner must call `finish_init`.
+    /// Tries `Unknown -> Init`; the winner must call `finish_init`.
     pub(crate) fn begin_init(&self) -> bool {
         self.kind
-            .compare_exchange(UNKNOWN, INIT, Ordering::Acquire, Ordering::Relaxed)
+            .compare_exchange(
+                Kind::Unknown as u8,
+                Kind::Init as u8,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            )
             .is_ok()
     }
 
     /// Ends the lazy init with `kind` and `flags` (Release: see `kind()`).
-    pub(crate) fn finish_init(&self, kind: u8, flags: u8) {
-        self.flags.store(flags, Ordering::Relaxed);
-        self.kind.store(kind, Ordering::Release);
+    pub(crate) fn finish_init(&self, kind: Kind, flags: Flags) {
+        self.flags.store(flags.bits(), Ordering::Relaxed);
+        self.kind.store(kind as u8, Ordering::Release);
     }
 
     /// Sets the cached socket timeout for `dir` (setsockopt hook).
@@ -256,7 +214,7 @@ impl Registration {
     /// The socket timeout for `dir` (SO_RCVTIMEO/SO_SNDTIMEO), fetched with
     /// getsockopt once per fd and cached; `None` for no timeout.
     pub(crate) fn timeout(&self, fd: i32, dir: Dir) -> Option<Duration> {
-        if self.flags() & SOCKET == 0 {
+        if !self.flags().contains(Flags::SOCKET) {
             return None;
         }
         let slot = self.timeo(dir);
@@ -435,12 +393,12 @@ impl Registration {
         None
     }
 
-    /// Reactor side: an edge for the directions in `dirs` (READ|WRITE).
-    pub(crate) fn notify(&self, dirs: u8) {
-        if dirs & READ != 0 {
+    /// Reactor side: an edge for the directions in `dirs`.
+    pub(crate) fn notify(&self, dirs: Dirs) {
+        if dirs.contains(Dirs::READ) {
             self.rseq.fetch_add(1, Ordering::SeqCst);
         }
-        if dirs & WRITE != 0 {
+        if dirs.contains(Dirs::WRITE) {
             self.wseq.fetch_add(1, Ordering::SeqCst);
         }
         if self.nwaiters.load(Ordering::SeqCst) == 0 {
@@ -448,12 +406,12 @@ impl Registration {
         }
         let (r, w) = {
             let mut g = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
-            let r = if dirs & READ != 0 {
+            let r = if dirs.contains(Dirs::READ) {
                 std::mem::take(&mut g.readers)
             } else {
                 Vec::new()
             };
-            let w = if dirs & WRITE != 0 {
+            let w = if dirs.contains(Dirs::WRITE) {
                 std::mem::take(&mut g.writers)
             } else {
                 Vec::new()
@@ -468,7 +426,7 @@ impl Registration {
     /// The fd number is closed or handed out anew: forget everything, bump
     /// the generation (stale epoll events are dropped), and wake waiters
     /// (they return EBADF). Returns whether the fd was in the reactor's
-    /// epoll (a `POLL` or `WATCHED` fd): the caller deregisters it.
+    /// epoll (a `Poll` or `WATCHED` fd): the caller deregisters it.
     pub(crate) fn reset(&self) -> bool {
         let (r, w) = {
             let mut g = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
@@ -478,10 +436,10 @@ impl Registration {
                 std::mem::take(&mut g.writers),
             )
         };
-        let prev = self.kind.swap(UNKNOWN, Ordering::AcqRel);
-        let prev_flags = self.flags.swap(0, Ordering::Relaxed);
+        let prev = Kind::from_u8(self.kind.swap(Kind::Unknown as u8, Ordering::AcqRel));
+        let prev_flags = Flags::from_bits(self.flags.swap(0, Ordering::Relaxed));
         if self.desc.load(Ordering::Relaxed) != 0 {
-            leave_desc(self);
+            super::desc::leave_desc(self);
         }
         self.rcvtimeo_ns.store(TIMEO_UNKNOWN, Ordering::Relaxed);
         self.sndtimeo_ns.store(TIMEO_UNKNOWN, Ordering::Relaxed);
@@ -491,14 +449,14 @@ impl Registration {
         for t in r.into_iter().chain(w) {
             t.wake();
         }
-        prev == POLL || prev_flags & WATCHED != 0
+        prev == Kind::Poll || prev_flags.contains(Flags::WATCHED)
     }
 
     /// Whether the entry holds anything `reset` would clear.
     #[inline]
     pub(crate) fn dirty(&self) -> bool {
-        self.kind.load(Ordering::Relaxed) != UNKNOWN
-            || self.flags() != 0
+        self.kind.load(Ordering::Relaxed) != Kind::Unknown as u8
+            || !self.flags().is_empty()
             || self.desc.load(Ordering::Relaxed) != 0
     }
 
@@ -508,7 +466,7 @@ impl Registration {
     /// user's view is blocking. Cold path (after an EAGAIN).
     pub(crate) fn thread_blocking(&self) -> bool {
         if self.managed() {
-            return self.flags() & USER_NONBLOCK == 0;
+            return !self.flags().contains(Flags::USER_NONBLOCK);
         }
         desc_view(self) == Some(false)
     }
@@ -617,153 +575,6 @@ pub(crate) fn fresh(fd: i32) {
         if r.dirty() && r.reset() {
             super::epoll::deregister(fd);
         }
-    }
-}
-
-/// One description group (module doc).
-struct Desc {
-    /// Table entries carrying this group's id.
-    refs: u32,
-    /// The runtime set the kernel's O_NONBLOCK (a member's lazy init).
-    runtime_nb: bool,
-    /// The user's own O_NONBLOCK view while `runtime_nb`.
-    user_nb: bool,
-}
-
-struct Descs {
-    next: u32,
-    map: Option<std::collections::HashMap<u32, Desc>>,
-}
-
-static DESCS: Mutex<Descs> = Mutex::new(Descs { next: 1, map: None });
-
-/// The group table, locked with preemption off: a coroutine holding it is
-/// never switched out, so a sibling (or a plain thread) only ever waits
-/// for a few map operations. Field order: the lock is released first.
-struct DescsGuard {
-    g: std::sync::MutexGuard<'static, Descs>,
-    _np: NoPreempt,
-}
-
-impl std::ops::Deref for DescsGuard {
-    type Target = Descs;
-    fn deref(&self) -> &Descs {
-        &self.g
-    }
-}
-
-impl std::ops::DerefMut for DescsGuard {
-    fn deref_mut(&mut self) -> &mut Descs {
-        &mut self.g
-    }
-}
-
-fn descs() -> DescsGuard {
-    let np = NoPreempt::new();
-    DescsGuard {
-        g: DESCS.lock().unwrap_or_else(|e| e.into_inner()),
-        _np: np,
-    }
-}
-
-/// Held across `fork` (the fork hook): the child's hooks (std's fork path
-/// `dup2`s the child's stdio before exec) take this lock, which a thread
-/// that does not exist in the child could otherwise hold forever.
-pub(crate) fn fork_guard() -> impl Sized {
-    descs()
-}
-
-/// `new` was just made a duplicate of `old` (dup, dup2/3, F_DUPFD): one
-/// description group. If `old` is managed, the group starts with the
-/// runtime's O_NONBLOCK and `old`'s user view.
-pub(crate) fn share_desc(old: &Registration, new: &Registration) {
-    let mut g = descs();
-    let g = &mut *g;
-    let map = g.map.get_or_insert_with(Default::default);
-    let mut d = old.desc.load(Ordering::Relaxed);
-    if d == 0 || !map.contains_key(&d) {
-        d = g.next;
-        g.next = g.next.wrapping_add(1).max(1);
-        map.insert(
-            d,
-            Desc {
-                refs: 1,
-                runtime_nb: old.managed(),
-                user_nb: old.flags() & USER_NONBLOCK != 0,
-            },
-        );
-        old.desc.store(d, Ordering::Relaxed);
-    }
-    let prev = new.desc.swap(d, Ordering::Relaxed);
-    if let Some(e) = map.get_mut(&d) {
-        e.refs += 1;
-    }
-    if prev != 0 && prev != d {
-        drop_ref(map, prev);
-    }
-}
-
-fn drop_ref(map: &mut std::collections::HashMap<u32, Desc>, d: u32) {
-    if let Some(e) = map.get_mut(&d) {
-        e.refs = e.refs.saturating_sub(1);
-        if e.refs == 0 {
-            map.remove(&d);
-        }
-    }
-}
-
-fn leave_desc(reg: &Registration) {
-    let mut g = descs();
-    let d = reg.desc.swap(0, Ordering::Relaxed);
-    if d != 0 {
-        if let Some(map) = g.map.as_mut() {
-            drop_ref(map, d);
-        }
-    }
-}
-
-/// The user's O_NONBLOCK view of `reg`'s description if the runtime made
-/// it non-blocking through some member of its group; `None` otherwise.
-pub(crate) fn desc_view(reg: &Registration) -> Option<bool> {
-    if reg.desc.load(Ordering::Relaxed) == 0 {
-        return None;
-    }
-    let g = descs();
-    let d = reg.desc.load(Ordering::Relaxed);
-    let e = g.map.as_ref()?.get(&d)?;
-    e.runtime_nb.then_some(e.user_nb)
-}
-
-/// A member's lazy init is about to set O_NONBLOCK (`on`), or undoes it.
-/// Called before the flag changes, so a plain thread that sees the EAGAIN
-/// finds the group marked.
-pub(crate) fn note_runtime_nonblock(reg: &Registration, on: bool) {
-    if reg.desc.load(Ordering::Relaxed) == 0 {
-        return;
-    }
-    let mut g = descs();
-    let d = reg.desc.load(Ordering::Relaxed);
-    if let Some(e) = g.map.as_mut().and_then(|m| m.get_mut(&d)) {
-        e.runtime_nb = on;
-        e.user_nb = false;
-    }
-}
-
-/// The user set or cleared O_NONBLOCK through a member (F_SETFL, FIONBIO):
-/// record the view for the whole group. Returns whether the runtime owns
-/// the kernel flag (then it must stay set).
-pub(crate) fn set_desc_view(reg: &Registration, on: bool) -> bool {
-    if reg.desc.load(Ordering::Relaxed) == 0 {
-        return false;
-    }
-    let mut g = descs();
-    let d = reg.desc.load(Ordering::Relaxed);
-    match g.map.as_mut().and_then(|m| m.get_mut(&d)) {
-        Some(e) if e.runtime_nb => {
-            e.user_nb = on;
-            true
-        }
-        _ => false,
     }
 }
 

@@ -12,23 +12,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::coroutine::Task;
 
-/// What a timer wakes.
-pub(crate) enum Waker {
-    Coroutine(Task),
-    #[allow(dead_code)]
-    Thread(std::thread::Thread),
-}
-
-impl Waker {
-    fn wake(self) {
-        match self {
-            Waker::Coroutine(t) => t.wake(),
-            Waker::Thread(t) => t.unpark(),
-        }
-    }
-}
+/// What a timer wakes: a coroutine or a plain thread, the type a join
+/// waits with (coroutine.rs), so there is one "who to wake".
+pub(crate) use crate::coroutine::Waiter as Waker;
 
 /// Handle of an armed timer, kept by its owner to check or cancel it.
 pub(crate) struct TimerHandle {

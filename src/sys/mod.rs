@@ -130,6 +130,25 @@ pub(crate) fn fatal_fmt(msg: &str) -> ! {
     fatal(msg)
 }
 
+/// Resolves libc's definition of `name` once (`dlsym(RTLD_NEXT)`: the
+/// next object after the executable, i.e. libc; the executable's own
+/// definition is the hook), caching it in `slot`. Fatal if not found.
+pub(crate) fn resolve_next(slot: &std::sync::atomic::AtomicUsize, name: &std::ffi::CStr) -> usize {
+    use std::sync::atomic::Ordering;
+    let p = slot.load(Ordering::Relaxed);
+    if p != 0 {
+        return p;
+    }
+    // SAFETY: dlsym with a NUL-terminated name.
+    let p = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) } as usize;
+    if p == 0 {
+        fatal_fmt(&format!("coroutines: dlsym(RTLD_NEXT, {name:?}) failed"));
+    }
+    // Relaxed: every thread computes the same value.
+    slot.store(p, Ordering::Relaxed);
+    p
+}
+
 /// Raw system call with libc's return convention: on failure sets the
 /// calling thread's `errno` and returns -1 (the kernel's `-errno` range is
 /// -4095..=-1).
