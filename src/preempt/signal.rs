@@ -146,8 +146,14 @@ pub(crate) fn request(e: &ExecutorShared) -> bool {
     }
     e.preempt.signals.fetch_add(1, Ordering::Relaxed);
     let tid = e.tid.load(Ordering::Relaxed);
-    // SAFETY: tgkill with our pid and a live executor's tid (executors
-    // never exit, so the tid is not reused).
+    // SAFETY: tgkill is a plain system call on integers; no memory is
+    // involved. The tid is an executor's, read from its slot. A surplus
+    // executor may retire and its thread end between that read and the
+    // call (sched/thread.rs), and the kernel may give the tid to a new
+    // thread of this process: that thread then gets one SIGURG with our
+    // signature, which the handler below passes on (not an executor, or no
+    // request pending for it) like any stray SIGURG; the request flag is
+    // cleared by the next one. The first `workers` executors never exit.
     let r = unsafe {
         crate::sys::syscall6(
             libc::SYS_tgkill as usize,
@@ -174,7 +180,10 @@ extern "C" fn handle_sigurg(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *
     };
     if ours {
         let exec = current_executor_raw();
-        // SAFETY: non-null means this thread's Executor, alive for good.
+        // SAFETY: non-null means this thread's Executor; a retiring
+        // executor clears the pointer before freeing it (sched/thread.rs),
+        // and this handler interrupts that same thread, so the Executor
+        // outlives the handler.
         if let Some(exec) = unsafe { exec.as_ref() } {
             // Acquire: pairs with the monitor's CAS (see `request`).
             if exec.shared.preempt_pending.swap(false, Ordering::Acquire) {
