@@ -497,6 +497,13 @@ fn chat_server_broadcast() {
         let addr = listener.local_addr().unwrap();
         let peers: Arc<Mutex<Vec<TcpStream>>> = Arc::new(Mutex::new(Vec::new()));
         let p2 = peers.clone();
+        // Everyone connected *and accepted* before anyone talks, so every
+        // line reaches every client (a connect completes in the kernel's
+        // backlog before the server accepts it: with the clients alone on
+        // the barrier, a late-accepted one missed early lines and waited
+        // forever — seen once under load).
+        let start = Arc::new(std::sync::Barrier::new(CLIENTS + 1));
+        let server_start = start.clone();
         let server = coroutines::spawn(move || {
             let mut conns = Vec::new();
             for _ in 0..CLIENTS {
@@ -519,15 +526,15 @@ fn chat_server_broadcast() {
                     n
                 }));
             }
+            server_start.wait();
             join_all(conns).into_iter().sum::<usize>()
         });
-        let start = Arc::new(std::sync::Barrier::new(CLIENTS));
         let clients: Vec<_> = (0..CLIENTS)
             .map(|c| {
                 let start = start.clone();
                 coroutines::spawn(move || {
                     let s = TcpStream::connect(addr).unwrap();
-                    // Everyone connected before anyone talks: all see all.
+                    // Everyone accepted before anyone talks: all see all.
                     start.wait();
                     let mut w = s.try_clone().unwrap();
                     let sender = coroutines::spawn(move || {
