@@ -655,6 +655,7 @@ where
 /// }
 /// ```
 #[track_caller]
+#[allow(clippy::needless_doctest_main)] // the example is about wrapping a whole `main`
 pub fn run<F, T>(f: F) -> T
 where
     F: FnOnce() -> T + Send + 'static,

@@ -111,6 +111,9 @@
 //! }
 //! ```
 
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
 compile_error!(
     "the `coroutines` crate supports only x86-64 Linux (its context switch and preemption are \

@@ -272,7 +272,7 @@ fn ids_and_names() {
         .map(|i| {
             coroutines::Builder::new()
                 .name(format!("c{i}"))
-                .spawn(move || coroutines::current())
+                .spawn(coroutines::current)
                 .unwrap()
         })
         .collect();
@@ -362,7 +362,7 @@ fn cpu_time() -> Duration {
 fn idle_runtime_uses_no_cpu() {
     if is_child() {
         // Start the runtime and let it go idle with a parked coroutine.
-        let h = coroutines::spawn(|| coroutines::park());
+        let h = coroutines::spawn(coroutines::park);
         coroutines::spawn(|| ()).join().unwrap();
         std::thread::sleep(Duration::from_millis(200));
         let before = cpu_time();

@@ -209,6 +209,7 @@ unsafe fn vec_mix_avx2(seed: u64, iters: u64) -> u64 {
 }
 
 #[target_feature(enable = "avx512f")]
+#[allow(clippy::incompatible_msrv)] // test only: AVX-512 intrinsics are stable since 1.89; the library itself keeps 1.85
 unsafe fn vec_mix_avx512(seed: u64, iters: u64) -> u64 {
     use std::arch::x86_64::*;
     let mut z: [__m512i; 12] = [_mm512_set1_epi64(seed as i64); 12];
@@ -408,7 +409,7 @@ fn println_no_torn_lines() {
 
 fn payload(co: usize, n: usize) -> String {
     let c = (b'a' + (co % 26) as u8) as char;
-    std::iter::repeat(c).take(40 + (n % 40)).collect()
+    std::iter::repeat_n(c, 40 + (n % 40)).collect()
 }
 
 #[test]
@@ -458,6 +459,10 @@ fn panics_caught() {
     assert!(coroutines::stats().preempt.preemptions > 0);
 }
 
+/// A live allocation of `allocation_churn`: its tag and three heap blocks
+/// whose contents derive from it.
+type Live = (u64, Vec<u64>, String, Box<[u8; 64]>);
+
 #[test]
 fn allocation_churn() {
     const NAME: &str = "allocation_churn";
@@ -478,7 +483,7 @@ fn allocation_churn() {
                     rng ^= rng << 17;
                     rng
                 };
-                let mut live: Vec<(u64, Vec<u64>, String, Box<[u8; 64]>)> = Vec::new();
+                let mut live: Vec<Live> = Vec::new();
                 let t = Instant::now();
                 let mut checked = 0u64;
                 while t.elapsed() < Duration::from_millis(1500) {

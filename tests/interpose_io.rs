@@ -323,7 +323,7 @@ fn thread_and_coroutine_share_a_socket() {
     // Plain thread: the read must block until data arrives, not EAGAIN.
     let t = std::thread::spawn(move || {
         let mut s = s_thread;
-        assert_eq!(s.set_nonblocking(false).is_ok(), true);
+        assert!(s.set_nonblocking(false).is_ok());
         let mut b = [0u8; 3];
         s.read_exact(&mut b).unwrap();
         b

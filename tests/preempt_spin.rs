@@ -174,7 +174,7 @@ fn sigurg_chains_to_previous_sigaction() {
     );
     println!("user handler: {user} external, {tkill} of ours leaked; {preempted} preemptions");
     assert!(
-        user >= 1 && user <= 5,
+        (1..=5).contains(&user),
         "user handler saw {user} of 5 external SIGURGs"
     );
     assert_eq!(
@@ -237,7 +237,7 @@ fn sigurg_with_signal_hook_installed_after_start() {
         s.deferred_not_on_altstack
     );
     assert!(
-        ext >= 1 && ext <= 5,
+        (1..=5).contains(&ext),
         "signal-hook action saw {ext} of 5 external SIGURGs"
     );
     assert!(

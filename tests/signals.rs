@@ -204,7 +204,7 @@ fn sigsuspend_parks_the_coroutine() {
         // SAFETY: installing a handler that only touches an atomic.
         unsafe {
             let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_usr2 as usize;
+            sa.sa_sigaction = on_usr2 as *const () as usize;
             libc::sigaction(libc::SIGUSR2, &sa, std::ptr::null_mut());
         }
         let waiting = Arc::new(AtomicBool::new(false));

@@ -189,6 +189,7 @@ fn file_locks_park_the_coroutine() {
     );
 }
 
+#[allow(clippy::incompatible_msrv)] // test only: File::lock is stable since 1.89; the library itself keeps 1.85
 fn lock(f: &std::fs::File, ofd: bool) {
     use std::os::fd::AsRawFd;
     if ofd {
@@ -206,6 +207,7 @@ fn lock(f: &std::fs::File, ofd: bool) {
     }
 }
 
+#[allow(clippy::incompatible_msrv)] // test only: File::unlock is stable since 1.89; the library itself keeps 1.85
 fn unlock(f: &std::fs::File, ofd: bool) {
     use std::os::fd::AsRawFd;
     if ofd {

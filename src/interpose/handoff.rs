@@ -125,7 +125,8 @@ fn spawn_layout_ok() -> bool {
 /// # Safety
 /// `fa` is null or a file-actions object initialised by glibc.
 pub(crate) unsafe fn hand_to_child(fa: *const libc::posix_spawn_file_actions_t) {
-    // SAFETY: caller.
+    // SAFETY: caller contract: `fa` is null or initialised by glibc, which
+    // is what `spawn_dup2s` requires.
     if let Some(list) = unsafe { spawn_dup2s(fa) } {
         for (fd, _) in list {
             restore_blocking(fd);

@@ -23,6 +23,7 @@
 //!   reactor cannot watch. No cap (a capped pool full of such waits would
 //!   starve everything queued behind it, including what they wait for); a
 //!   helper is started whenever a job finds none idle.
+//!
 //! Helpers idle for `IDLE_EXIT` exit. Helpers are plain threads: hooks
 //! inside them are pass-throughs.
 //!

@@ -212,10 +212,12 @@ pub(crate) fn sigtimedwait(
     info: *mut siginfo_t,
     timeout: *const timespec,
 ) -> c_int {
-    // SAFETY (deref below): a non-null timeout is the caller's timespec.
     if set.is_null()
         || !sched::in_coroutine_user_code()
-        || (!timeout.is_null() && unsafe { (*timeout).tv_sec == 0 && (*timeout).tv_nsec == 0 })
+        || (!timeout.is_null()
+            // SAFETY: non-null here, and a non-null timeout is the caller's
+            // timespec (libc contract of sigtimedwait).
+            && unsafe { (*timeout).tv_sec == 0 && (*timeout).tv_nsec == 0 })
     {
         // SAFETY: glibc's function with the caller's arguments.
         return unsafe { real_timedwait()(set, info, timeout) };

@@ -95,8 +95,9 @@ pub(crate) struct Regs<'a> {
 /// that is still running.
 pub(crate) unsafe fn regs<'a>(uc: *mut libc::c_void) -> Regs<'a> {
     let uc = uc as *mut libc::ucontext_t;
-    // SAFETY: caller contract; gregs is [greg_t; 23] = [i64; 23].
     Regs {
+        // SAFETY: caller contract (`uc` is the live kernel ucontext of the
+        // running handler); gregs is [greg_t; 23] = [i64; 23].
         gregs: unsafe { &mut (*uc).uc_mcontext.gregs },
     }
 }
@@ -281,6 +282,7 @@ mod tests {
 
     #[test]
     fn malformed_images_are_refused() {
+        // SAFETY: ucontext_t is plain C data; all-zero is a valid value.
         let mut no_fp: Box<libc::ucontext_t> = Box::new(unsafe { std::mem::zeroed() });
         // SAFETY: a zeroed context: fpregs is null, which fp_image checks.
         assert!(unsafe {

@@ -16,6 +16,7 @@
 //!   whenever they run out of local work, but only while some coroutine
 //!   waits on an fd (`COUNTERS.io_waiting`; an event that nobody waits for
 //!   stays queued in the kernel until the next poll, so skipping is safe).
+//!
 //! Rejected: a dedicated poller thread (an extra thread hop on every wake,
 //! and one more thread that is not an executor); level-triggered
 //! registration (re-arming or re-reporting on every poll).

@@ -30,6 +30,7 @@
 //!    before the snapshot may drain a waiter registered after it).
 //! 2. Reactor: increment the counter (SeqCst), load `nwaiters` (SeqCst);
 //!    if non-zero, take the lock and drain the list, then wake outside it.
+//!
 //! The waiter raises `nwaiters` (SeqCst) before its locked recheck, so
 //! either the reactor sees the waiter, or the waiter sees the new count.
 //!

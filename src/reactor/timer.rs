@@ -30,9 +30,13 @@ impl TimerHandle {
     }
 }
 
+/// The armed timers in deadline order: (deadline, arming sequence number)
+/// to the timer's `fired` flag and whom to wake.
+type Armed = BTreeMap<(Instant, u64), (Arc<AtomicBool>, Waker)>;
+
 pub(crate) struct Timers {
     base: Instant,
-    map: Mutex<BTreeMap<(Instant, u64), (Arc<AtomicBool>, Waker)>>,
+    map: Mutex<Armed>,
     seq: AtomicU64,
     next_ns: AtomicU64,
     /// 1 + index of the idle executor sleeping until the earliest deadline,

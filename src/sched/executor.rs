@@ -280,10 +280,12 @@ pub(crate) fn executor_slot_addr() -> usize {
 /// or 0 on other threads.
 pub(crate) fn carrier_tp_raw() -> usize {
     let p = current_executor_raw();
-    // SAFETY: see `current_executor`; `carrier_tp` is immutable.
     if p.is_null() {
         0
     } else {
+        // SAFETY: non-null, so it is this thread's executor, which lives as
+        // long as the thread (see `current_executor`); `carrier_tp` is
+        // immutable after start.
         unsafe { (*p).carrier_tp }
     }
 }

@@ -12,6 +12,7 @@
 //!    epoll-wait only if still `SLEEPING`.
 //! 2. waker: swap `NOTIFIED` (SeqCst RMW), then read `polling` (SeqCst);
 //!    if set, write the reactor's eventfd.
+//!
 //! In the single SeqCst order either the sleeper sees `NOTIFIED` or the
 //! waker sees `polling` and the eventfd ends the epoll wait.
 

@@ -40,6 +40,7 @@
 //! 2. An executor going to sleep marks itself sleeping (SeqCst RMW), issues
 //!    a SeqCst fence, rechecks every queue, and only then futex-waits on
 //!    its parker word (which the waker changes before FUTEX_WAKE).
+//!
 //! Either the pusher sees the sleeper, or the sleeper sees the work.
 //!
 //! Rejected: one global run queue (contention on every switch), stealing

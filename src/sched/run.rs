@@ -376,8 +376,10 @@ impl Executor {
                 // we own it, so taking its stack and window back is
                 // exclusive (the window is this executor's: no migration).
                 let stack = unsafe { (*inner.stack.get()).take() };
-                self.windows
-                    .give(std::mem::take(unsafe { &mut *inner.window.get() }));
+                self.windows.give(std::mem::take(
+                    // SAFETY: as above: the finished coroutine is ours alone.
+                    unsafe { &mut *inner.window.get() },
+                ));
                 // SAFETY: as above; the coroutine ran its destructors
                 // (coroutine.rs) and its block lives in `stack`.
                 unsafe {

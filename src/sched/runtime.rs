@@ -65,8 +65,12 @@ pub(crate) struct Runtime {
     pub(crate) external_spawns: AtomicU64,
     /// Deques of executor slots not started yet, handed to their thread.
     /// (Each slot: its `fresh` deque and its migration `runq`.)
-    pending_workers: Mutex<Vec<Option<(Worker<Task>, Worker<Task>)>>>,
+    pending_workers: Mutex<Vec<Option<SlotDeques>>>,
 }
+
+/// The owner halves of an executor slot's deques: its `fresh` deque and its
+/// migration `runq`.
+pub(crate) type SlotDeques = (Worker<Task>, Worker<Task>);
 
 static RUNTIME: AtomicPtr<Runtime> = AtomicPtr::new(std::ptr::null_mut());
 
@@ -213,7 +217,7 @@ impl Runtime {
 
     /// Retirement step 3 (blocked.rs): the retired thread hands its slot's
     /// deque back; from now on `start_executor` may reuse the slot.
-    pub(crate) fn return_slot(&self, index: usize, fresh: (Worker<Task>, Worker<Task>)) {
+    pub(crate) fn return_slot(&self, index: usize, fresh: SlotDeques) {
         let mut pending = self
             .pending_workers
             .lock()

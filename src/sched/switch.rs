@@ -192,9 +192,9 @@ fn direct_next(exec: &'static Executor) -> Option<(Task, bool)> {
     // cache (an `Executor` field; `reuse` uses no thread-local of the
     // runtime); a fresh stack comes from the stack pool, whose cache is
     // the carrier's thread-local: that start goes through the scheduler.
-    // SAFETY: owner thread; `sp` is 0 only before the first run.
     if next.preempted.load(Ordering::Relaxed)
         || (tls::enabled()
+            // SAFETY: owner thread; `sp` is 0 only before the first run.
             && unsafe { *next.sp.get() } == 0
             && !exec.has_cached_block(next.stack_size))
     {

@@ -32,7 +32,8 @@ pub(crate) fn fork_on_executor(real: unsafe extern "C" fn() -> libc::pid_t) -> l
             let _np = NoPreempt::new();
             exec.windows.fork(real)
         }
-        // SAFETY: libc's fork.
+        // SAFETY: `real` is glibc's fork (resolved by the hook), which has no
+        // precondition; not an executor thread, so no TLS region to guard.
         None => unsafe { real() },
     }
 }
@@ -74,7 +75,7 @@ pub(crate) fn executor_main(
     };
     // The carrier's malloc cache exists before any coroutine borrows it
     // (tls/block.rs: a block never builds one of its own).
-    // SAFETY: a malloc/free pair.
+    // SAFETY: frees exactly the block just returned by malloc (or null).
     unsafe { libc::free(std::hint::black_box(libc::malloc(16))) };
     let carrier_tp = if own_tls { tls::read_fs_base() } else { 0 };
     // SAFETY: libc's errno location of this thread.

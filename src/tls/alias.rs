@@ -544,7 +544,8 @@ impl Windows {
         };
         mask(&all, &mut old);
         if self.real_tp != 0 {
-            // SAFETY: the real pointer.
+            // SAFETY: `real_tp` is this thread's real thread pointer, which
+            // `write_tp` accepts.
             unsafe { write_tp(self.real_tp) };
         }
         let pid = match self.privatize() {

@@ -177,7 +177,8 @@ impl Slots {
     /// As `load`.
     #[inline(always)]
     pub(crate) unsafe fn restore_own(&self) {
-        // SAFETY: forwarded.
+        // SAFETY: our caller gives `load`'s contract; `self.own` holds the
+        // values saved from this executor's own slots.
         unsafe { self.load(&self.own) }
     }
 
@@ -273,7 +274,7 @@ pub(crate) fn init_executor() -> Slots {
 /// # Safety
 /// `p..p+n` is readable.
 unsafe fn slot_is_zero(p: *const u8, n: usize) -> bool {
-    // SAFETY: caller.
+    // SAFETY: caller contract: `p..p+n` is readable and `i < n`.
     (0..n).all(|i| unsafe { *p.add(i) } == 0)
 }
 

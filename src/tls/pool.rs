@@ -194,10 +194,15 @@ pub(crate) unsafe fn switching_in(inner: &Inner, tp: usize) {
     if bits & RAN != 0 && bits >> LENT == 0 {
         return;
     }
-    // SAFETY: caller.
+    // SAFETY: caller contract (we may run the coroutine and it is not
+    // running), the same as `switching_in_slow`'s.
     unsafe { switching_in_slow(inner, tp) }
 }
 
+/// The slow path of `switching_in`.
+///
+/// # Safety
+/// As `switching_in`.
 #[inline(never)]
 unsafe fn switching_in_slow(inner: &Inner, tp: usize) {
     let bits = inner.pooled.get();

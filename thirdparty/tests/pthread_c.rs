@@ -207,8 +207,8 @@ fn condvar_channel_coroutines_and_threads() {
 #[test]
 fn condvar_broadcast_wakes_all() {
     one_executor("condvar_broadcast_wakes_all", || {
-        let cos: Vec<_> = (0..31).map(|_| coroutines::spawn(|| gate_wait())).collect();
-        let th = std::thread::spawn(|| gate_wait());
+        let cos: Vec<_> = (0..31).map(|_| coroutines::spawn(gate_wait)).collect();
+        let th = std::thread::spawn(gate_wait);
         let t = Instant::now();
         while gate_waiting() < 32 {
             assert!(
@@ -217,7 +217,7 @@ fn condvar_broadcast_wakes_all() {
             );
             std::thread::sleep(Duration::from_millis(1));
         }
-        coroutines::spawn(|| gate_open()).join().unwrap();
+        coroutines::spawn(gate_open).join().unwrap();
         for h in cos {
             h.join().unwrap();
         }
@@ -327,7 +327,7 @@ fn semaphore_counts_and_times_out() {
 #[test]
 fn once_runs_once_while_callers_park() {
     one_executor("once_runs_once_while_callers_park", || {
-        let hs: Vec<_> = (0..16).map(|_| coroutines::spawn(|| once())).collect();
+        let hs: Vec<_> = (0..16).map(|_| coroutines::spawn(once)).collect();
         for h in hs {
             assert_eq!(
                 h.join().unwrap(),
