@@ -5,9 +5,25 @@
 //! refused with a [`ConfigError`] naming the source, the value and the
 //! accepted forms; nothing is silently replaced by a default. Configuring
 //! after the runtime has started is [`ConfigError::AlreadyStarted`].
+//!
+//! This file holds the knobs' defaults, the resolved [`Config`] and the
+//! builder, whose `resolve` reads each knob (builder, then environment,
+//! then default). The parsing of values, their range checks and the
+//! accepted forms are in config/parse.rs; the error type is in
+//! config/error.rs.
 
-use std::fmt;
+mod error;
+mod parse;
+
 use std::time::Duration;
+
+pub use error::ConfigError;
+pub(crate) use parse::check_coroutine_stack;
+use parse::{
+    check_blocked, check_slice, check_stack, check_workers, env_var, invalid, parse_duration,
+    parse_preempt_c, parse_size, BLOCKED_FORMS, BOOL_FORMS, FILE_HELPERS_FORMS, MAX_WORKERS_FORMS,
+    PREEMPT_C_FORMS, SIZE_FORMS, SLICE_FORMS, TLS_FORMS, WORKERS_FORMS,
+};
 
 /// Smallest accepted coroutine stack: four pages.
 pub const MIN_STACK_SIZE: usize = 16 * 1024;
@@ -60,55 +76,6 @@ pub const DEFAULT_PREEMPT_C: &[&str] = &[
     "zcalloc",
     "zcfree",
 ];
-
-/// Why a configuration was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ConfigError {
-    /// The runtime already runs; its configuration is fixed for the life of
-    /// the process.
-    AlreadyStarted,
-    /// A value was out of range or malformed.
-    Invalid {
-        /// Where the value came from: an environment variable name or a
-        /// builder method such as `RuntimeBuilder::workers`.
-        source: &'static str,
-        /// The offending value, as given.
-        value: String,
-        /// What would have been accepted, and how to fix it.
-        expected: &'static str,
-    },
-    /// The libc hooks (I/O, sleep, getaddrinfo interposers) are not what
-    /// this binary's calls reach; the runtime refuses to start because
-    /// blocking calls would block executors.
-    HooksNotLinked(String),
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ConfigError::AlreadyStarted => f.write_str(
-                "the coroutines runtime has already started; configure it (RuntimeBuilder::start) \
-                 before the first spawn",
-            ),
-            ConfigError::Invalid {
-                source,
-                value,
-                expected,
-            } => {
-                write!(f, "{source}={value:?} is not valid: expected {expected}")
-            }
-            ConfigError::HooksNotLinked(why) => write!(f, "coroutines cannot start: {why}"),
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-impl From<ConfigError> for std::io::Error {
-    fn from(e: ConfigError) -> Self {
-        std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())
-    }
-}
 
 /// The resolved configuration the runtime runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,143 +133,6 @@ impl ThreadLocals {
     /// runtime (requested and available). False before the runtime starts.
     pub fn per_coroutine_active() -> bool {
         crate::tls::enabled()
-    }
-}
-
-const WORKERS_FORMS: &str = "a whole number of executors from 1 to 1024, e.g. 4";
-const MAX_WORKERS_FORMS: &str =
-    "a whole number from 1 to 1024, at least the number of workers (e.g. 64)";
-const SIZE_FORMS: &str =
-    "a size with a unit between 16K and 1G, e.g. 64K, 256K, 2M (K/KB/KiB = 1024 bytes)";
-const SLICE_FORMS: &str =
-    "a duration with a unit between 50us and 10s, e.g. 500us, 2ms, 1s, or `off`";
-const BLOCKED_FORMS: &str = "a duration with a unit between 1ms and 60s, e.g. 20ms, 1s";
-const FILE_HELPERS_FORMS: &str = "a whole number of helper threads from 1 to 1024, e.g. 16";
-const BOOL_FORMS: &str = "1, 0, true or false";
-const TLS_FORMS: &str = "`coroutine` (each coroutine has its own thread-locals) or `shared` (coroutines of one executor share them)";
-const PREEMPT_C_FORMS: &str = "comma-separated C symbol-name prefixes (letters, digits and _, not \
-     starting with a digit), added to the defaults, e.g. my_hash_,blake3_; a first item `none` drops \
-     the defaults (zlib)";
-
-/// Parses an allow-list (`COROUTINES_PREEMPT_C`, `RuntimeBuilder::preempt_c`):
-/// items are C identifiers used as prefixes; `none` as the first item drops
-/// the defaults. Returns the resolved list (defaults first).
-fn parse_preempt_c<'a>(items: impl IntoIterator<Item = &'a str>) -> Option<Vec<String>> {
-    let mut out: Vec<String> = DEFAULT_PREEMPT_C.iter().map(|s| s.to_string()).collect();
-    for (i, item) in items.into_iter().enumerate() {
-        let item = item.trim();
-        if item == "none" {
-            if i != 0 {
-                return None;
-            }
-            out.clear();
-            continue;
-        }
-        let ok = item
-            .bytes()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == b'_')
-            && item.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_');
-        if !ok {
-            return None;
-        }
-        if !out.iter().any(|p| p == item) {
-            out.push(item.to_string());
-        }
-    }
-    Some(out)
-}
-
-fn invalid(source: &'static str, value: &str, expected: &'static str) -> ConfigError {
-    ConfigError::Invalid {
-        source,
-        value: value.to_string(),
-        expected,
-    }
-}
-
-/// Parses a size with a mandatory unit: `256K`, `2M`, `1G`, `64KiB`, `4096B`.
-pub fn parse_size(s: &str) -> Option<usize> {
-    let s = s.trim();
-    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    if digits == 0 || digits == s.len() {
-        return None;
-    }
-    let n: usize = s[..digits].parse().ok()?;
-    let mult = match s[digits..].trim() {
-        "B" | "b" => 1,
-        "K" | "k" | "KB" | "kB" | "KiB" | "kb" => 1 << 10,
-        "M" | "m" | "MB" | "MiB" | "mb" => 1 << 20,
-        "G" | "g" | "GB" | "GiB" | "gb" => 1 << 30,
-        _ => return None,
-    };
-    n.checked_mul(mult)
-}
-
-/// Parses a duration with a mandatory unit: `500us`, `2ms`, `1s`, `100ns`.
-/// A bare number is refused: a slice of "1" could mean anything.
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    if digits == 0 || digits == s.len() {
-        return None;
-    }
-    let n: u64 = s[..digits].parse().ok()?;
-    match s[digits..].trim() {
-        "ns" => Some(Duration::from_nanos(n)),
-        "us" | "µs" => Some(Duration::from_micros(n)),
-        "ms" => Some(Duration::from_millis(n)),
-        "s" => Some(Duration::from_secs(n)),
-        _ => None,
-    }
-}
-
-fn check_workers(source: &'static str, n: usize, raw: &str) -> Result<usize, ConfigError> {
-    if (1..=MAX_WORKERS).contains(&n) {
-        Ok(n)
-    } else {
-        Err(invalid(source, raw, WORKERS_FORMS))
-    }
-}
-
-fn check_stack(source: &'static str, n: usize, raw: &str) -> Result<usize, ConfigError> {
-    if (MIN_STACK_SIZE..=MAX_STACK_SIZE).contains(&n) {
-        Ok(n)
-    } else {
-        Err(invalid(source, raw, SIZE_FORMS))
-    }
-}
-
-fn check_slice(source: &'static str, d: Duration, raw: &str) -> Result<Duration, ConfigError> {
-    if d >= Duration::from_micros(50) && d <= Duration::from_secs(10) {
-        Ok(d)
-    } else {
-        Err(invalid(source, raw, SLICE_FORMS))
-    }
-}
-
-fn check_blocked(source: &'static str, d: Duration, raw: &str) -> Result<Duration, ConfigError> {
-    if d >= Duration::from_millis(1) && d <= Duration::from_secs(60) {
-        Ok(d)
-    } else {
-        Err(invalid(source, raw, BLOCKED_FORMS))
-    }
-}
-
-/// Validates a per-coroutine stack size given to `Builder::stack_size`.
-pub(crate) fn check_coroutine_stack(n: usize) -> Result<usize, ConfigError> {
-    check_stack("Builder::stack_size", n, &n.to_string())
-}
-
-/// Reads one environment variable; `Ok(None)` when unset. A value that is not
-/// valid UTF-8 is refused, not ignored.
-fn env_var(name: &'static str, expected: &'static str) -> Result<Option<String>, ConfigError> {
-    match std::env::var(name) {
-        Ok(v) => Ok(Some(v)),
-        Err(std::env::VarError::NotPresent) => Ok(None),
-        Err(std::env::VarError::NotUnicode(v)) => {
-            Err(invalid(name, &v.to_string_lossy(), expected))
-        }
     }
 }
 

@@ -14,6 +14,10 @@
 //! `#[no_mangle]` shims in interpose/mod.rs call the functions here), a process-wide
 //! *wait-queue table* (address -> FIFO of parked coroutines) and an
 //! *owner table* (mutex or rwlock address -> owning coroutine).
+//! Split by concern: this file holds the hooks' bodies (mutexes, condvars,
+//! rwlocks, semaphores, once, barriers, spin locks); the two tables and
+//! the parking loop (`park_until`) are in pthread/park.rs; glibc's real
+//! functions and the object layouts read here are in pthread/glibc.rs.
 //!
 //! ## Protocol: glibc's objects, glibc's own code, coroutines parked beside
 //! The objects keep glibc 2.36's layout and protocol untouched: every
@@ -100,406 +104,28 @@
 //!   executor until the routine returns.
 //! - Parks count as ordinary parks in `stats()` (`executors[i].parks`).
 
-use std::collections::{HashMap, VecDeque};
-use std::ffi::{c_int, CStr};
-use std::sync::atomic::{fence, AtomicBool, AtomicI32, AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+mod glibc;
+mod park;
+
+use std::ffi::c_int;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use libc::{pthread_cond_t, pthread_mutex_t, pthread_once_t, pthread_rwlock_t, sem_t, timespec};
 
 use super::futex::deadline_of;
-use crate::coroutine::Task;
 use crate::reactor::{timers, Waker};
 use crate::sched::{self, NoPreempt, WaitReason};
-use crate::sys::lock::RawLock;
-
-// ---- real functions ----
-
-/// Resolves libc's definition of `name` once (sys.rs).
-fn resolve(slot: &AtomicUsize, name: &CStr) -> usize {
-    crate::sys::resolve_next(slot, name)
-}
-
-macro_rules! real {
-    ($name:literal : fn($($a:ty),*) -> $r:ty) => {{
-        static SLOT: AtomicUsize = AtomicUsize::new(0);
-        let p = resolve(&SLOT, $name);
-        // SAFETY: `p` is libc's function of that name, whose C signature
-        // is the one spelled here.
-        unsafe { std::mem::transmute::<usize, unsafe extern "C" fn($($a),*) -> $r>(p) }
-    }};
-}
-
-fn real_mutex_lock() -> unsafe extern "C" fn(*mut pthread_mutex_t) -> c_int {
-    real!(c"pthread_mutex_lock": fn(*mut pthread_mutex_t) -> c_int)
-}
-fn real_mutex_trylock() -> unsafe extern "C" fn(*mut pthread_mutex_t) -> c_int {
-    real!(c"pthread_mutex_trylock": fn(*mut pthread_mutex_t) -> c_int)
-}
-fn real_mutex_unlock() -> unsafe extern "C" fn(*mut pthread_mutex_t) -> c_int {
-    real!(c"pthread_mutex_unlock": fn(*mut pthread_mutex_t) -> c_int)
-}
-type ClockLockFn =
-    unsafe extern "C" fn(*mut pthread_mutex_t, libc::clockid_t, *const timespec) -> c_int;
-fn real_mutex_clocklock() -> ClockLockFn {
-    real!(c"pthread_mutex_clocklock": fn(*mut pthread_mutex_t, libc::clockid_t, *const timespec) -> c_int)
-}
-
-fn real_cond_wait() -> unsafe extern "C" fn(*mut pthread_cond_t, *mut pthread_mutex_t) -> c_int {
-    real!(c"pthread_cond_wait": fn(*mut pthread_cond_t, *mut pthread_mutex_t) -> c_int)
-}
-type CondClockWaitFn = unsafe extern "C" fn(
-    *mut pthread_cond_t,
-    *mut pthread_mutex_t,
-    libc::clockid_t,
-    *const timespec,
-) -> c_int;
-fn real_cond_clockwait() -> CondClockWaitFn {
-    real!(c"pthread_cond_clockwait": fn(*mut pthread_cond_t, *mut pthread_mutex_t, libc::clockid_t, *const timespec) -> c_int)
-}
-fn real_cond_timedwait(
-) -> unsafe extern "C" fn(*mut pthread_cond_t, *mut pthread_mutex_t, *const timespec) -> c_int {
-    real!(c"pthread_cond_timedwait": fn(*mut pthread_cond_t, *mut pthread_mutex_t, *const timespec) -> c_int)
-}
-fn real_cond_signal() -> unsafe extern "C" fn(*mut pthread_cond_t) -> c_int {
-    real!(c"pthread_cond_signal": fn(*mut pthread_cond_t) -> c_int)
-}
-fn real_cond_broadcast() -> unsafe extern "C" fn(*mut pthread_cond_t) -> c_int {
-    real!(c"pthread_cond_broadcast": fn(*mut pthread_cond_t) -> c_int)
-}
-
-type RwFn = unsafe extern "C" fn(*mut pthread_rwlock_t) -> c_int;
-fn real_rw_tryrdlock() -> RwFn {
-    real!(c"pthread_rwlock_tryrdlock": fn(*mut pthread_rwlock_t) -> c_int)
-}
-fn real_rw_trywrlock() -> RwFn {
-    real!(c"pthread_rwlock_trywrlock": fn(*mut pthread_rwlock_t) -> c_int)
-}
-fn real_rw_rdlock() -> RwFn {
-    real!(c"pthread_rwlock_rdlock": fn(*mut pthread_rwlock_t) -> c_int)
-}
-fn real_rw_wrlock() -> RwFn {
-    real!(c"pthread_rwlock_wrlock": fn(*mut pthread_rwlock_t) -> c_int)
-}
-fn real_rw_unlock() -> RwFn {
-    real!(c"pthread_rwlock_unlock": fn(*mut pthread_rwlock_t) -> c_int)
-}
-type RwClockFn =
-    unsafe extern "C" fn(*mut pthread_rwlock_t, libc::clockid_t, *const timespec) -> c_int;
-fn real_rw_clockrdlock() -> RwClockFn {
-    real!(c"pthread_rwlock_clockrdlock": fn(*mut pthread_rwlock_t, libc::clockid_t, *const timespec) -> c_int)
-}
-fn real_rw_clockwrlock() -> RwClockFn {
-    real!(c"pthread_rwlock_clockwrlock": fn(*mut pthread_rwlock_t, libc::clockid_t, *const timespec) -> c_int)
-}
-type SemFn = unsafe extern "C" fn(*mut sem_t) -> c_int;
-fn real_sem_wait() -> SemFn {
-    real!(c"sem_wait": fn(*mut sem_t) -> c_int)
-}
-fn real_sem_trywait() -> SemFn {
-    real!(c"sem_trywait": fn(*mut sem_t) -> c_int)
-}
-fn real_sem_post() -> SemFn {
-    real!(c"sem_post": fn(*mut sem_t) -> c_int)
-}
-fn real_sem_clockwait(
-) -> unsafe extern "C" fn(*mut sem_t, libc::clockid_t, *const timespec) -> c_int {
-    real!(c"sem_clockwait": fn(*mut sem_t, libc::clockid_t, *const timespec) -> c_int)
-}
-fn real_once() -> unsafe extern "C" fn(*mut pthread_once_t, Option<unsafe extern "C" fn()>) -> c_int
-{
-    real!(c"pthread_once": fn(*mut pthread_once_t, Option<unsafe extern "C" fn()>) -> c_int)
-}
-
-// ---- glibc 2.36 x86-64 layouts (only the fields read here) ----
-
-/// `pthread_mutex_t`: `__lock` at 0, `__owner` at 8, `__kind` at 16.
-const MUTEX_OWNER: usize = 8;
-const MUTEX_KIND: usize = 16;
-const KIND_ROBUST_PI_PP: i32 = 16 | 32 | 64;
-/// `pthread_cond_t`: `__wrefs` at 36; bit 0 process-shared, bit 1 the
-/// clock is CLOCK_MONOTONIC.
-const COND_WREFS: usize = 36;
-const COND_SHARED: i32 = 1;
-const COND_MONOTONIC: i32 = 2;
-/// `pthread_rwlock_t`: `__cur_writer` (tid of the write holder) at 24.
-const RWLOCK_CUR_WRITER: usize = 24;
-/// `pthread_once_t` (an int): bit 0 in progress, bit 1 done (bits above:
-/// the fork generation).
-const ONCE_IN_PROGRESS: i32 = 1;
-const ONCE_DONE: i32 = 2;
-
-/// # Safety
-/// `p + off` must be a live, 4-aligned i32 field of a glibc object.
-unsafe fn field(p: *const u8, off: usize) -> &'static AtomicI32 {
-    // SAFETY: caller's contract; glibc reads these fields atomically too.
-    unsafe { &*(p.add(off) as *const AtomicI32) }
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Normal,
-    Recursive,
-    ErrorCheck,
-    /// Robust, priority-inheritance or priority-protected: not emulated.
-    Unsupported,
-}
-
-fn mutex_kind(m: *mut pthread_mutex_t) -> Kind {
-    // SAFETY: `m` is a live mutex (the caller's contract with libc).
-    let k = unsafe { field(m.cast(), MUTEX_KIND) }.load(Ordering::Relaxed);
-    if k & KIND_ROBUST_PI_PP != 0 {
-        return Kind::Unsupported;
-    }
-    match k & 3 {
-        1 => Kind::Recursive,
-        2 => Kind::ErrorCheck,
-        _ => Kind::Normal, // timed (default) and adaptive
-    }
-}
-
-/// The kernel tid glibc believes the caller runs as: the `tid` field of
-/// the calling thread's glibc descriptor (what glibc itself compares with
-/// a mutex's owner), at the offset wait.rs finds once; `gettid()` if that
-/// offset is unknown. Read every time, not cached: a forked child has a
-/// new tid.
-fn carrier_tid() -> i32 {
-    match super::wait::tid_offset() {
-        // SAFETY: pthread_self() is the caller's live descriptor and `off`
-        // a 4-aligned offset inside it (wait.rs); glibc and the kernel
-        // write the field, hence the atomic read.
-        Some(off) => unsafe {
-            (*((libc::pthread_self() as *const u8).add(off) as *const AtomicI32))
-                .load(Ordering::Relaxed)
-        },
-        // SAFETY: gettid has no preconditions.
-        None => unsafe { libc::gettid() },
-    }
-}
-
-// ---- sharded tables behind raw futex-free locks ----
-
-const SHARDS: usize = 32;
-
-#[repr(align(64))]
-struct Shard<T> {
-    /// Entries (wait queues: queued coroutines) in this shard; changed
-    /// under `lock`, read by releasers after a SeqCst fence.
-    count: AtomicUsize,
-    lock: RawLock,
-    map: std::cell::UnsafeCell<Option<HashMap<usize, T>>>,
-}
-
-// SAFETY: `map` is only reached with `lock` held (`with`); T is Send.
-unsafe impl<T: Send> Sync for Shard<T> {}
-
-impl<T> Shard<T> {
-    const fn new() -> Self {
-        Shard {
-            count: AtomicUsize::new(0),
-            lock: RawLock::new(),
-            map: std::cell::UnsafeCell::new(None),
-        }
-    }
-
-    /// Runs `f` with the lock held. The caller holds a `NoPreempt` (a
-    /// coroutine preempted while holding the lock would make the next
-    /// locker on its executor wait forever).
-    fn with<R>(&self, f: impl FnOnce(&mut HashMap<usize, T>) -> R) -> R {
-        self.lock.lock();
-        // SAFETY: we hold `lock`, the only way to reach `map`.
-        let m = unsafe { &mut *self.map.get() }.get_or_insert_with(HashMap::new);
-        let r = f(m);
-        self.lock.unlock();
-        r
-    }
-}
-
-fn shard_index(addr: usize) -> usize {
-    ((addr as u64 >> 3).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 59) as usize % SHARDS
-}
-
-struct Waiter {
-    task: Task,
-    /// Set (Release) by the waker that removed the node, under the lock.
-    woken: AtomicBool,
-}
-
-type Queue = VecDeque<Arc<Waiter>>;
-
-#[allow(clippy::declare_interior_mutable_const)]
-const QSHARD: Shard<Queue> = Shard::new();
-static QUEUES: [Shard<Queue>; SHARDS] = [QSHARD; SHARDS];
-
-/// (owning coroutine id, recursion count).
-#[allow(clippy::declare_interior_mutable_const)]
-const OSHARD: Shard<(u64, u32)> = Shard::new();
-static OWNERS: [Shard<(u64, u32)>; SHARDS] = [OSHARD; SHARDS];
-
-/// Queues the running coroutine on `addr`. SeqCst RMW + fence: pairs with
-/// the fence in `wake` (module doc).
-fn register(addr: usize) -> Arc<Waiter> {
-    let w = Arc::new(Waiter {
-        task: sched::current_task(),
-        woken: AtomicBool::new(false),
-    });
-    let s = &QUEUES[shard_index(addr)];
-    s.with(|m| {
-        s.count.fetch_add(1, Ordering::SeqCst);
-        m.entry(addr).or_default().push_back(w.clone());
-    });
-    fence(Ordering::SeqCst);
-    w
-}
-
-/// Removes `w` if still queued. False: a waker removed it (and woke it).
-fn unregister(addr: usize, w: &Arc<Waiter>) -> bool {
-    let s = &QUEUES[shard_index(addr)];
-    s.with(|m| {
-        let Some(q) = m.get_mut(&addr) else {
-            return false;
-        };
-        let Some(i) = q.iter().position(|x| Arc::ptr_eq(x, w)) else {
-            return false;
-        };
-        q.remove(i);
-        if q.is_empty() {
-            m.remove(&addr);
-        }
-        s.count.fetch_sub(1, Ordering::Relaxed);
-        true
-    })
-}
-
-/// Wakes up to `n` coroutines queued on `addr` (after the caller changed
-/// the object's state). Costs a fence and a load when nobody waits.
-fn wake(addr: usize, n: usize) -> usize {
-    let s = &QUEUES[shard_index(addr)];
-    fence(Ordering::SeqCst);
-    if s.count.load(Ordering::Relaxed) == 0 {
-        return 0;
-    }
-    let _np = NoPreempt::new();
-    s.with(|m| {
-        let Some(q) = m.get_mut(&addr) else {
-            return 0;
-        };
-        let mut woken = 0;
-        while woken < n {
-            let Some(w) = q.pop_front() else { break };
-            w.woken.store(true, Ordering::Release);
-            // Never takes a shard lock of ours: safe under the lock.
-            w.task.clone().wake();
-            woken += 1;
-        }
-        if q.is_empty() {
-            m.remove(&addr);
-        }
-        s.count.fetch_sub(woken, Ordering::Relaxed);
-        woken
-    })
-}
-
-/// Whether a frame of a memory allocator linked into the executable is on
-/// the running coroutine's stack (preempt/zones.rs `alloc` ranges; the
-/// table is built at runtime start, before any coroutine runs).
-fn inside_allocator() -> bool {
-    let Some(t) = crate::preempt::zones::table() else {
-        return false;
-    };
-    let hi = sched::current_stack_hi();
-    let lo: usize;
-    // SAFETY: reads RSP; no memory access.
-    unsafe {
-        std::arch::asm!("mov {}, rsp", out(reg) lo, options(nomem, nostack, preserves_flags))
-    };
-    hi > lo && t.stack_in_allocator(lo, hi)
-}
-
-const RECHECK_MIN: Duration = Duration::from_millis(1);
-const RECHECK_MAX: Duration = Duration::from_millis(32);
-
-/// Parks the running coroutine (user code; the caller holds `np`) until
-/// `attempt` returns Some(result), or ETIMEDOUT once `deadline` passed.
-/// `attempt` is the non-blocking acquisition; None means "would block".
-fn park_until(
-    np: &NoPreempt,
-    addr: usize,
-    deadline: Option<Instant>,
-    mut attempt: impl FnMut() -> Option<c_int>,
-) -> c_int {
-    if let Some(r) = attempt() {
-        return r;
-    }
-    if inside_allocator() {
-        // Called by a memory allocator linked into the executable (e.g.
-        // jemalloc taking its arena lock): parking allocates, which would
-        // re-enter the allocator in the middle of its operation. The
-        // holder cannot be parked or preempted inside the allocator (C
-        // code; it parks nowhere there), so it runs on another executor:
-        // wait for it without allocating.
-        loop {
-            if let Some(r) = attempt() {
-                return r;
-            }
-            if deadline.is_some_and(|d| d <= Instant::now()) {
-                return libc::ETIMEDOUT;
-            }
-            // SAFETY: the raw system call (not the `sched_yield` hook).
-            unsafe { libc::syscall(libc::SYS_sched_yield) };
-        }
-    }
-    let mut recheck = RECHECK_MIN;
-    loop {
-        let w = register(addr);
-        if let Some(r) = attempt() {
-            if !unregister(addr, &w) {
-                wake(addr, 1); // we consumed a wake meant for a waiter
-            }
-            return r;
-        }
-        let now = Instant::now();
-        if deadline.is_some_and(|d| d <= now) {
-            if !unregister(addr, &w) {
-                wake(addr, 1);
-            }
-            return libc::ETIMEDOUT;
-        }
-        let until = deadline.map_or(now + recheck, |d| d.min(now + recheck));
-        let timer = timers().add(until, Waker::Coroutine(w.task.clone()));
-        while !w.woken.load(Ordering::Acquire) && !timer.fired() {
-            sched::park_current(np, WaitReason::Futex);
-        }
-        timers().cancel(&timer);
-        if !w.woken.load(Ordering::Acquire) {
-            unregister(addr, &w);
-            recheck = (recheck * 2).min(RECHECK_MAX);
-        }
-    }
-}
-
-// ---- owner table ----
-
-fn owner_of(addr: usize) -> Option<(u64, u32)> {
-    OWNERS[shard_index(addr)].with(|m| m.get(&addr).copied())
-}
-
-fn set_owner(addr: usize, v: Option<(u64, u32)>) {
-    let s = &OWNERS[shard_index(addr)];
-    s.with(|m| match v {
-        Some(v) => {
-            if m.insert(addr, v).is_none() {
-                s.count.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        None => {
-            if m.remove(&addr).is_some() {
-                s.count.fetch_sub(1, Ordering::Relaxed);
-            }
-        }
-    })
-}
+use glibc::{
+    carrier_tid, field, mutex_kind, real_barrier_wait, real_cond_broadcast, real_cond_clockwait,
+    real_cond_signal, real_cond_timedwait, real_cond_wait, real_mutex_clocklock, real_mutex_lock,
+    real_mutex_trylock, real_mutex_unlock, real_once, real_rw_clockrdlock, real_rw_clockwrlock,
+    real_rw_rdlock, real_rw_tryrdlock, real_rw_trywrlock, real_rw_unlock, real_rw_wrlock,
+    real_sem_clockwait, real_sem_post, real_sem_trywait, real_sem_wait, real_spin_lock,
+    real_spin_trylock, Kind, COND_MONOTONIC, COND_SHARED, COND_WREFS, MUTEX_OWNER, ONCE_DONE,
+    ONCE_IN_PROGRESS, RWLOCK_CUR_WRITER,
+};
+use park::{inside_allocator, owner_of, park_until, register, set_owner, unregister, wake};
 
 // ---- mutexes ----
 
@@ -1022,10 +648,6 @@ pub(crate) fn once(o: *mut pthread_once_t, init: Option<unsafe extern "C" fn()>)
 
 // ---- barriers ----
 
-fn real_barrier_wait() -> unsafe extern "C" fn(*mut libc::pthread_barrier_t) -> c_int {
-    real!(c"pthread_barrier_wait": fn(*mut libc::pthread_barrier_t) -> c_int)
-}
-
 /// `pthread_barrier_wait`: glibc's barrier has no non-blocking variant to
 /// retry, and no owner, so a coroutine runs glibc's wait on a helper
 /// thread (offload.rs: one per waiting coroutine, from an uncapped pool)
@@ -1044,13 +666,6 @@ pub(crate) fn barrier_wait(b: *mut libc::pthread_barrier_t) -> c_int {
 }
 
 // ---- spin locks ----
-
-fn real_spin_lock() -> unsafe extern "C" fn(*mut c_int) -> c_int {
-    real!(c"pthread_spin_lock": fn(*mut c_int) -> c_int)
-}
-fn real_spin_trylock() -> unsafe extern "C" fn(*mut c_int) -> c_int {
-    real!(c"pthread_spin_trylock": fn(*mut c_int) -> c_int)
-}
 
 /// Short spins between two tries before giving the executor away.
 const SPIN_TRIES: u32 = 64;
