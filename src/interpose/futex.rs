@@ -312,10 +312,10 @@ mod tests {
         let r = unsafe { crate::interpose::hooks::syscall(n, a[0], a[1], a[2], a[3], a[4], a[5]) };
         // errno means something only on failure (on success it may hold
         // whatever other code on the executor left in it).
-        // SAFETY: reads this thread's errno.
         (
             r,
             if r == -1 {
+                // SAFETY: reads this thread's errno.
                 unsafe { *libc::__errno_location() }
             } else {
                 0

@@ -686,9 +686,11 @@ pub(crate) fn spin_lock(l: *mut c_int) -> c_int {
         // SAFETY: glibc's function with the caller's argument.
         return unsafe { real_spin_lock()(l) };
     }
-    // SAFETY (both calls in `attempt`): glibc's function with the caller's
-    // lock (pthread_spin_lock's contract: an initialised spin lock).
-    let attempt = || unsafe { real_spin_trylock()(l) };
+    let attempt = || {
+        // SAFETY: glibc's function with the caller's lock
+        // (pthread_spin_lock's contract: an initialised spin lock).
+        unsafe { real_spin_trylock()(l) }
+    };
     loop {
         for _ in 0..SPIN_TRIES {
             match attempt() {

@@ -540,8 +540,10 @@ pub(crate) fn run_exit_destructors() {
                 if data == 0 {
                     continue;
                 }
-                // SAFETY: as above; the key table is glibc's.
+                // SAFETY: an entry of our own key block, as above.
                 unsafe { *ent.add(1) = 0 };
+                // SAFETY: the key table is glibc's, KEYS_MAX entries; the
+                // index is below it (level < KEYS_MAX / KEY_2ND_LEVEL).
                 let slot = unsafe { &*l.keys.add(level * KEY_2ND_LEVEL + i) };
                 if slot.seq == seq {
                     if let Some(d) = slot.destr {

@@ -214,9 +214,10 @@ fn check_fast_reinit(l: &mut Layout, tp: usize) -> Result<(), String> {
     }
     // On the main thread, the word before the generation counter is
     // ld.so's `_dl_initial_dtv`: the main thread's dtv.
-    // SAFETY: getpid/gettid are always safe; the dtv pointer is this
-    // thread's descriptor word.
-    if unsafe { libc::getpid() } == crate::sys::gettid()
+    // SAFETY: getpid is always safe to call.
+    let main_thread = unsafe { libc::getpid() } == crate::sys::gettid();
+    if main_thread
+        // SAFETY: the dtv pointer is a word of this thread's descriptor.
         && word(R_TLS_INITIAL_DTV) != unsafe { *((tp + D_DTV) as *const usize) }
     {
         return Err("ld.so's initial dtv not where expected".into());
@@ -389,8 +390,12 @@ fn check_malloc_words(errno_off: usize) -> Result<(), String> {
         // elide it).
         unsafe { libc::free(std::hint::black_box(libc::malloc(40))) };
         let after = (rd(L_TCACHE), rd(L_THREAD_ARENA));
-        // SAFETY: the tcache is a malloc'd chunk if the offset is right.
         let size = if after.0 != 0 {
+            // SAFETY: in glibc 2.36 (the version is checked before this
+            // probe runs) the word at L_TCACHE is the thread's tcache
+            // pointer, a malloc'd chunk once non-null; this probe confirms
+            // the offset by the chunk's size and by the word being NULL
+            // before the thread's first malloc.
             unsafe { libc::malloc_usable_size(after.0 as *mut c_void) }
         } else {
             0
@@ -399,15 +404,14 @@ fn check_malloc_words(errno_off: usize) -> Result<(), String> {
         let shutting = unsafe { *((base + L_TCACHE_SHUTTING_DOWN) as *const u8) };
         let ok = before == (0, 0)
             && after.1 != 0
-            && size >= TCACHE_STRUCT
-            && size < 2 * TCACHE_STRUCT
+            && (TCACHE_STRUCT..2 * TCACHE_STRUCT).contains(&size)
             && shutting == 0;
         // `specific_used`: false on a fresh thread, set by
         // pthread_setspecific.
         // SAFETY: a byte of this thread's descriptor; a key of the caller's.
         let used = unsafe {
             let before = *((tp + D_SPECIFIC_USED) as *const u8);
-            libc::pthread_setspecific(key, 1 as *const c_void);
+            libc::pthread_setspecific(key, std::ptr::dangling::<c_void>());
             let after = *((tp + D_SPECIFIC_USED) as *const u8);
             libc::pthread_setspecific(key, std::ptr::null());
             (before, after)
