@@ -287,6 +287,16 @@ impl Layout {
         self.static_size + self.align
     }
 
+    /// Where a block at the top of a stack whose highest address is `top`
+    /// goes: its thread pointer (the descriptor above it, aligned as ld.so
+    /// aligns static TLS), the bytes of static TLS below the thread
+    /// pointer, and the block's lowest address.
+    fn geometry(&self, top: usize) -> (usize, usize, usize) {
+        let tp = (top - self.tcb_size) & !(self.align - 1);
+        let below = self.static_size - self.tcb_size;
+        (tp, below, tp - below)
+    }
+
     /// Builds a block at the top of a stack whose highest address is
     /// `top` and lowest usable address `bottom` (a guard page below it),
     /// copying the descriptor of the carrier (`carrier_tp`) with the
@@ -315,9 +325,7 @@ impl Layout {
             // SAFETY: caller.
             return unsafe { self.create_glibc(top, bottom, carrier_tp) };
         };
-        let tp = (top - self.tcb_size) & !(self.align - 1);
-        let below = self.static_size - self.tcb_size;
-        let lo = tp - below;
+        let (tp, below, lo) = self.geometry(top);
         // SAFETY: caller: the span is ours; the carrier's descriptor is
         // `tcb_size` readable bytes at its thread pointer; the dtv has
         // glibc's layout (entry -1 = length, the tcb points at entry 0)
@@ -350,9 +358,7 @@ impl Layout {
         bottom: usize,
         carrier_tp: usize,
     ) -> Option<(usize, usize)> {
-        let tp = (top - self.tcb_size) & !(self.align - 1);
-        let below = self.static_size - self.tcb_size;
-        let lo = tp - below;
+        let (tp, below, lo) = self.geometry(top);
         // SAFETY: caller: the span is ours; the carrier's descriptor is
         // `tcb_size` readable bytes at its thread pointer.
         unsafe {
