@@ -245,6 +245,14 @@ impl Executor {
             // call; the blocking poll at sleep time catches the rest).
             if let Some(t) = self.find_work(i % 16 == 0) {
                 rt.searching.fetch_sub(1, Ordering::SeqCst);
+                // A searcher that found work stops searching: producers
+                // that skipped their wake-up because it searched
+                // (`notify_idle`) may have queued more, so it passes the
+                // search on to a sleeper, as Go's spinning Ms do. Without
+                // this, 8 coroutines spawned at once could all land on one
+                // executor while the other slept for good (W6: 1 run in
+                // 3 used one executor of two).
+                rt.notify_idle();
                 return Some(t);
             }
             if i < SEARCH_SPINS {
@@ -360,6 +368,8 @@ impl Executor {
                     // which every executor serves in turn, so CPU hogs
                     // rotate over all executors and share them evenly.
                     self.rt.injector.push(task);
+                    // Every executor serves that queue, a sleeping one too.
+                    self.rt.notify_idle();
                 } else {
                     self.requeue(task)
                 }
