@@ -54,7 +54,29 @@ pub fn fmt_value(v: f64) -> String {
     } else {
         format!("{v:.3}")
     };
-    s.trim_end_matches('0').trim_end_matches('.').to_string()
+    // Only decimals are trimmed: `{:.0}` has no point, and trimming its
+    // zeros divided a value such as 1,424,893,100 by 100 (W6 read 99 %
+    // overhead in some runs).
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
+#[cfg(test)]
+mod fmt_tests {
+    use super::fmt_value;
+
+    #[test]
+    fn values_keep_their_magnitude() {
+        assert_eq!(fmt_value(1_424_893_100.4), "1424893100");
+        assert_eq!(fmt_value(1_493_023_940.0), "1493023940");
+        assert_eq!(fmt_value(250.50), "250.5");
+        assert_eq!(fmt_value(12.0), "12");
+        assert_eq!(fmt_value(3.140), "3.14");
+        assert_eq!(fmt_value(100_000.2), "100000");
+    }
 }
 
 /// Median of unsorted values (mean of the two middle ones for even counts).
