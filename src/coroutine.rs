@@ -7,7 +7,7 @@
 //!
 //! | state      | runs user code | on a run queue | who may resume it          |
 //! |------------|----------------|----------------|----------------------------|
-//! | `RUNNING`  | yes, or queued after a yield/preemption/spawn | maybe | its executor  |
+//! | `ACTIVE`   | yes, or queued after a yield/preemption/spawn | maybe | its executor  |
 //! | `PARKED`   | no             | no             | the waker that wins `PARKED -> RUNNABLE` |
 //! | `RUNNABLE` | no             | yes            | the executor that pops it  |
 //! | `DONE`     | no (finished)  | no             | nobody                     |
@@ -23,9 +23,9 @@
 //!    and pushes the coroutine on a run queue.
 //! 2. A coroutine that waits registers itself somewhere, then switches to
 //!    its executor with `Action::Park`. Only once it is off its stack does
-//!    the executor try `RUNNING -> PARKED`; if that CAS fails, a wake came
+//!    the executor try `ACTIVE -> PARKED`; if that CAS fails, a wake came
 //!    in between and the coroutine goes straight back on the ready queue.
-//! 3. An executor resuming a `RUNNABLE` coroutine swaps in `RUNNING`
+//! 3. An executor resuming a `RUNNABLE` coroutine swaps in `ACTIVE`
 //!    (Acquire), so the coroutine sees every condition its wakers set.
 
 use std::any::Any;
@@ -40,7 +40,7 @@ use std::sync::Arc;
 use crate::sched;
 use crate::stack::Stack;
 
-pub(crate) const RUNNING: u8 = 0;
+pub(crate) const ACTIVE: u8 = 0;
 pub(crate) const PARKED: u8 = 1;
 pub(crate) const RUNNABLE: u8 = 2;
 pub(crate) const DONE: u8 = 3;
@@ -105,7 +105,9 @@ unsafe impl Sync for Inner {}
 // SAFETY: as above; the boxed body is Send.
 unsafe impl Send for Inner {}
 
-pub(crate) type Task = Arc<Inner>;
+/// A counted reference to a coroutine's shared state: what run queues,
+/// wait lists and wakers hold (the glossary's *coroutine*, as a value).
+pub(crate) type CoroutineRef = Arc<Inner>;
 
 /// A coroutine's body (see `Inner::entry`).
 pub(crate) type Body = Box<dyn FnOnce(Option<io::Error>) + Send>;
@@ -156,7 +158,7 @@ impl CoroutineId {
 /// usable from any thread or coroutine.
 #[derive(Clone)]
 pub struct Coroutine {
-    pub(crate) inner: Task,
+    pub(crate) inner: CoroutineRef,
 }
 
 impl Coroutine {
@@ -287,7 +289,7 @@ pub fn yield_now() {
 
 /// Where a join waits: a coroutine or a plain thread.
 pub(crate) enum Waiter {
-    Coroutine(Task),
+    Coroutine(CoroutineRef),
     Thread(std::thread::Thread),
 }
 
@@ -577,7 +579,7 @@ impl Builder {
             stack_size,
             stack: UnsafeCell::new(None),
             entry: UnsafeCell::new(Some(body)),
-            state: AtomicU8::new(RUNNING),
+            state: AtomicU8::new(ACTIVE),
             token: AtomicBool::new(false),
             home: AtomicU32::new(NO_HOME),
             preempted: AtomicBool::new(false),

@@ -852,7 +852,10 @@ fn spawned_hogs_use_every_executor() {
     println!("rounds on one executor only: {one_thread} of {ROUNDS}");
     // Generous: a loaded machine may keep one executor thread off the CPU
     // for a whole 40 ms round now and then.
-    assert!(one_thread <= 2, "{one_thread} of {ROUNDS} rounds ran on one executor");
+    assert!(
+        one_thread <= 2,
+        "{one_thread} of {ROUNDS} rounds ran on one executor"
+    );
 }
 
 fn gettid() -> i64 {

@@ -143,7 +143,11 @@ fn sigtimedwait_timeout_and_pending() {
             let t = Instant::now();
             // SAFETY: valid set and timeout.
             let r = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) };
-            (r, std::io::Error::last_os_error().raw_os_error(), t.elapsed())
+            (
+                r,
+                std::io::Error::last_os_error().raw_os_error(),
+                t.elapsed(),
+            )
         })
         .join()
         .unwrap();

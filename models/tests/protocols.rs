@@ -58,7 +58,10 @@ fn must_fail(name: &str, expect: &str, check: impl FnOnce()) {
         .cloned()
         .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
         .unwrap_or_default();
-    assert!(msg.contains(expect), "{name}: failed for another reason: {msg}");
+    assert!(
+        msg.contains(expect),
+        "{name}: failed for another reason: {msg}"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -117,7 +120,10 @@ fn idle_model(with_fence: bool) {
     let notified = p.join().unwrap();
     // A blocked executor is woken by the producer's FUTEX_WAKE (after its
     // swap, whenever it comes); without one the work waits forever.
-    assert!(!blocked || notified, "lost wake-up: executor sleeps with work queued");
+    assert!(
+        !blocked || notified,
+        "lost wake-up: executor sleeps with work queued"
+    );
 }
 
 #[test]
@@ -163,12 +169,14 @@ fn join_model(waiter_first: bool) {
     // The joiner.
     if p.state.load(Acquire) != FINISHED {
         if waiter_first {
-            p.waiter.with_mut(|w| unsafe { *w = Some(thread::current()) });
+            p.waiter
+                .with_mut(|w| unsafe { *w = Some(thread::current()) });
         }
         match p.state.compare_exchange(EMPTY, WAITING, AcqRel, Acquire) {
             Ok(_) => {
                 if !waiter_first {
-                    p.waiter.with_mut(|w| unsafe { *w = Some(thread::current()) });
+                    p.waiter
+                        .with_mut(|w| unsafe { *w = Some(thread::current()) });
                 }
                 while p.state.load(Acquire) != FINISHED {
                     thread::park();
@@ -193,9 +201,11 @@ fn join_packet_hands_over_result_and_wakes() {
 
 #[test]
 fn join_packet_with_waiter_written_after_publishing_fails() {
-    must_fail("join packet, waiter after WAITING", "Causality violation", || {
-        loom::model(|| join_model(false))
-    });
+    must_fail(
+        "join packet, waiter after WAITING",
+        "Causality violation",
+        || loom::model(|| join_model(false)),
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -327,9 +337,13 @@ fn registration_wait_without_rearm_parks_forever() {
 
 #[test]
 fn registration_wait_raising_nwaiters_late_loses_an_edge() {
-    must_fail("registration wait, nwaiters raised late", "deadlock", || {
-        let mut b = loom::model::Builder::new();
-        b.preemption_bound = Some(3);
-        b.check(|| registration_model(RegBug::LateRaise));
-    });
+    must_fail(
+        "registration wait, nwaiters raised late",
+        "deadlock",
+        || {
+            let mut b = loom::model::Builder::new();
+            b.preemption_bound = Some(3);
+            b.check(|| registration_model(RegBug::LateRaise));
+        },
+    );
 }

@@ -93,7 +93,9 @@ pub(crate) fn fcntl(fd: i32, cmd: i32, arg: usize) -> i32 {
         libc::F_GETFL => {
             let r = raw(arg);
             let user = match registration::get(fd) {
-                Some(reg) if r >= 0 && reg.managed() => Some(reg.flags().contains(Flags::USER_NONBLOCK)),
+                Some(reg) if r >= 0 && reg.managed() => {
+                    Some(reg.flags().contains(Flags::USER_NONBLOCK))
+                }
                 Some(reg) if r >= 0 => registration::desc_view(reg),
                 _ => None,
             };
@@ -207,4 +209,3 @@ pub(crate) fn pipe2(fds: *mut i32, flags: i32) -> i32 {
     }
     r
 }
-

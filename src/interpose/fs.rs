@@ -223,7 +223,12 @@ pub(crate) fn openat(dirfd: i32, path: *const libc::c_char, flags: i32, mode: u3
 /// flags that create (O_CREAT, O_TMPFILE) are a programming error glibc
 /// reports by aborting, so those go to glibc's own function; the rest is
 /// `openat` with mode 0.
-pub(crate) fn open_2(dirfd: i32, path: *const libc::c_char, flags: i32, name: &std::ffi::CStr) -> i32 {
+pub(crate) fn open_2(
+    dirfd: i32,
+    path: *const libc::c_char,
+    flags: i32,
+    name: &std::ffi::CStr,
+) -> i32 {
     if flags & libc::O_CREAT != 0 || flags & libc::O_TMPFILE == libc::O_TMPFILE {
         // SAFETY: dlsym with a NUL-terminated name; RTLD_NEXT finds libc's.
         let f = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) } as usize;
@@ -234,17 +239,18 @@ pub(crate) fn open_2(dirfd: i32, path: *const libc::c_char, flags: i32, name: &s
             // SAFETY: glibc's __openat_2/__openat64_2, of this signature,
             // with the caller's arguments (it aborts the process).
             unsafe {
-                std::mem::transmute::<usize, unsafe extern "C" fn(i32, *const libc::c_char, i32) -> i32>(f)(
-                    dirfd, path, flags,
-                )
+                std::mem::transmute::<
+                    usize,
+                    unsafe extern "C" fn(i32, *const libc::c_char, i32) -> i32,
+                >(f)(dirfd, path, flags)
             }
         } else {
             // SAFETY: glibc's __open_2/__open64_2, of this signature, with
             // the caller's arguments (it aborts the process).
             unsafe {
-                std::mem::transmute::<usize, unsafe extern "C" fn(*const libc::c_char, i32) -> i32>(f)(
-                    path, flags,
-                )
+                std::mem::transmute::<usize, unsafe extern "C" fn(*const libc::c_char, i32) -> i32>(
+                    f,
+                )(path, flags)
             }
         };
     }

@@ -24,9 +24,7 @@
 
 use std::time::Instant;
 
-use crate::reactor::registration::{
-    self, Dir, Flags, Kind, Registration, WaitOutcome,
-};
+use crate::reactor::registration::{self, Dir, Flags, Kind, Registration, WaitOutcome};
 use crate::sched::{self, NoPreempt};
 use crate::sys::{self, sc2, sc3, to_libc};
 

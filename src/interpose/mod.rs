@@ -132,10 +132,10 @@ mod time;
 mod transfer;
 mod wait;
 
-pub(crate) use hooks::EXPORTED;
 /// A hook by path, for preempt/zones.rs's tests.
 #[cfg(test)]
 pub(crate) use hooks::read;
+pub(crate) use hooks::EXPORTED;
 
 pub(crate) use offload::DEFAULT_FILE_HELPERS;
 
@@ -224,7 +224,10 @@ mod tests {
                     let name = lines[i + 1..].iter().find_map(|l| fn_name(l));
                     let name = name.unwrap_or_else(|| panic!("{file}: no fn after line {i}"));
                     if !name.starts_with('$') {
-                        assert!(seen.contains(name.as_str()), "{file}: {name} not in EXPORTED");
+                        assert!(
+                            seen.contains(name.as_str()),
+                            "{file}: {name} not in EXPORTED"
+                        );
                         found += 1;
                     }
                 }

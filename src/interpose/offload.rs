@@ -40,7 +40,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
-use crate::coroutine::Task;
+use crate::coroutine::CoroutineRef;
 use crate::sched::{self, NoPreempt, WaitReason};
 
 const IDLE_EXIT: Duration = Duration::from_secs(10);
@@ -60,7 +60,7 @@ struct Job<F, R> {
     result: std::cell::Cell<Option<std::thread::Result<R>>>,
     errno: std::cell::Cell<i32>,
     done: AtomicBool,
-    task: Task,
+    task: CoroutineRef,
 }
 
 impl<F: FnOnce() -> R, R> JobRun for Job<F, R> {

@@ -490,4 +490,3 @@ fn epoll_park(
         }
     }
 }
-

@@ -275,7 +275,15 @@ pub(crate) fn sigwait(set: *const sigset_t, sig: *mut c_int) -> c_int {
 fn deliverable_pending(mask: &sigset_t) -> bool {
     let mut pending = empty_set();
     // SAFETY: our own buffer.
-    unsafe { sc4(libc::SYS_rt_sigpending, &mut pending as *mut sigset_t as usize, KSIGSET, 0, 0) };
+    unsafe {
+        sc4(
+            libc::SYS_rt_sigpending,
+            &mut pending as *mut sigset_t as usize,
+            KSIGSET,
+            0,
+            0,
+        )
+    };
     (1..=64).any(|n| {
         // SAFETY: valid signal numbers on our own sets.
         unsafe { libc::sigismember(&pending, n) == 1 && libc::sigismember(mask, n) != 1 }

@@ -258,4 +258,3 @@ pub(crate) fn tee(fd_in: i32, fd_out: i32, len: usize, flags: u32) -> isize {
         )
     })
 }
-

@@ -264,7 +264,10 @@ mod tests {
         let mut img = vec![0u8; FXSAVE_BYTES];
         img[0..2].copy_from_slice(&0x027fu16.to_le_bytes());
         img[24..28].copy_from_slice(&0x1f80u32.to_le_bytes());
-        assert_eq!(parse(&mut img), Some((FXSAVE_BYTES, 0, 0x1f80 | (0x027f << 32))));
+        assert_eq!(
+            parse(&mut img),
+            Some((FXSAVE_BYTES, 0, 0x1f80 | (0x027f << 32)))
+        );
     }
 
     #[test]
@@ -284,11 +287,10 @@ mod tests {
     fn malformed_images_are_refused() {
         // SAFETY: ucontext_t is plain C data; all-zero is a valid value.
         let mut no_fp: Box<libc::ucontext_t> = Box::new(unsafe { std::mem::zeroed() });
+        let uc = &mut *no_fp as *mut libc::ucontext_t as *mut libc::c_void;
         // SAFETY: a zeroed context: fpregs is null, which fp_image checks.
-        assert!(unsafe {
-            fp_image(&mut *no_fp as *mut libc::ucontext_t as *mut libc::c_void)
-        }
-        .is_none());
+        let image = unsafe { fp_image(uc) };
+        assert!(image.is_none());
         // Size too small, too large (AMX-sized), zero features, bad magic2.
         for (size, feats, break_magic2) in [
             (FXSAVE_BYTES, 0x7, false),

@@ -156,7 +156,6 @@ impl Dirs {
     pub(crate) const fn contains(self, d: Dirs) -> bool {
         self.0 & d.0 == d.0
     }
-
 }
 
 impl std::ops::BitOrAssign for Dirs {
@@ -172,7 +171,13 @@ mod tests {
 
     #[test]
     fn kind_round_trips() {
-        for k in [Kind::Unknown, Kind::Init, Kind::Poll, Kind::File, Kind::Pass] {
+        for k in [
+            Kind::Unknown,
+            Kind::Init,
+            Kind::Poll,
+            Kind::File,
+            Kind::Pass,
+        ] {
             assert_eq!(Kind::from_u8(k as u8), k);
         }
         assert_eq!(Kind::from_u8(200), Kind::Unknown);
@@ -195,7 +200,10 @@ mod tests {
             acc |= f;
             assert!(acc.contains(f));
         }
-        assert_eq!(acc.and(Flags::SOCKET | Flags::STREAM), Flags::SOCKET | Flags::STREAM);
+        assert_eq!(
+            acc.and(Flags::SOCKET | Flags::STREAM),
+            Flags::SOCKET | Flags::STREAM
+        );
         assert_eq!(Flags::when(Flags::STREAM, false), Flags::NONE);
     }
 }

@@ -65,7 +65,7 @@ use std::sync::atomic::{
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::coroutine::Task;
+use crate::coroutine::CoroutineRef;
 use crate::sched::{self, NoPreempt, WaitReason};
 
 pub(crate) use super::desc::{
@@ -92,8 +92,8 @@ pub(crate) enum WaitOutcome {
 
 #[derive(Default)]
 struct Waiters {
-    readers: Vec<Task>,
-    writers: Vec<Task>,
+    readers: Vec<CoroutineRef>,
+    writers: Vec<CoroutineRef>,
 }
 
 /// What the runtime knows about one fd number.
@@ -362,7 +362,7 @@ impl Registration {
     /// so the registration protocol's argument applies to the re-push: a
     /// later edge either precedes our locked recheck (we see the new
     /// count) or drains the list after we are back in it.
-    fn rearm(list: &[(&Registration, Dir, u32, u32)], co: &Task) -> Option<WaitOutcome> {
+    fn rearm(list: &[(&Registration, Dir, u32, u32)], co: &CoroutineRef) -> Option<WaitOutcome> {
         for &(reg, dir, gen, snap) in list {
             let mut w = reg.waiters.lock().unwrap_or_else(|e| e.into_inner());
             if reg.gen.load(Ordering::SeqCst) != gen {

@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-
 /// What a timer wakes: a coroutine or a plain thread, the type a join
 /// waits with (coroutine.rs), so there is one "who to wake".
 pub(crate) use crate::coroutine::Waiter as Waker;

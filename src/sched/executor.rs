@@ -22,7 +22,7 @@ use super::idle::Parker;
 use super::level::{self, NoPreempt};
 use super::runtime::Runtime;
 use super::thread::SlotThread;
-use crate::coroutine::{Inner, Task, PARKED, RUNNABLE, RUNNING};
+use crate::coroutine::{CoroutineRef, Inner, ACTIVE, PARKED, RUNNABLE};
 use crate::tls;
 use crate::tls::alias::Windows;
 use crate::tls::identity::Slots;
@@ -77,12 +77,12 @@ pub(crate) struct ExecutorStats {
 pub(crate) struct ExecutorShared {
     pub(crate) index: usize,
     /// Steals never-run coroutines from this executor's `fresh` deque.
-    pub(crate) stealer: Stealer<Task>,
+    pub(crate) stealer: Stealer<CoroutineRef>,
     /// Started coroutines woken from other threads; drained by the owner.
-    pub(crate) inbox: Injector<Task>,
+    pub(crate) inbox: Injector<CoroutineRef>,
     /// Steals from the executor's `runq` (migration only: started
     /// coroutines that yielded or were preempted there, runnable anywhere).
-    pub(crate) runq: Stealer<Task>,
+    pub(crate) runq: Stealer<CoroutineRef>,
     pub(crate) parker: Parker,
     /// Coroutine running now, or null in the scheduler context. Written by
     /// the owner only; read by the monitor (Acquire) and the handler.
@@ -119,7 +119,11 @@ pub(crate) struct ExecutorShared {
 }
 
 impl ExecutorShared {
-    pub(crate) fn new(index: usize, stealer: Stealer<Task>, runq: Stealer<Task>) -> Self {
+    pub(crate) fn new(
+        index: usize,
+        stealer: Stealer<CoroutineRef>,
+        runq: Stealer<CoroutineRef>,
+    ) -> Self {
         ExecutorShared {
             index,
             stealer,
@@ -164,24 +168,24 @@ pub(crate) struct Executor {
     /// The coroutine running now (null in the scheduler context).
     pub(super) current: Cell<*const Inner>,
     /// Owned reference to the running coroutine (keeps its stack alive).
-    pub(super) running: UnsafeCell<Option<Task>>,
+    pub(super) running: UnsafeCell<Option<CoroutineRef>>,
     /// Set by the coroutine (or the preemption handler) before switching
     /// back to the scheduler.
     pub(crate) action: Cell<Action>,
     /// Started coroutines ready to run here. Only the owner thread touches
     /// it, and never while a reference into it is live across a call.
-    pub(super) ready: UnsafeCell<VecDeque<Task>>,
-    pub(crate) fresh: Worker<Task>,
+    pub(super) ready: UnsafeCell<VecDeque<CoroutineRef>>,
+    pub(crate) fresh: Worker<CoroutineRef>,
     /// Migration only: started coroutines that yielded or were preempted
     /// here, FIFO; other executors steal from it (`ExecutorShared::runq`).
     /// Without migration they go to the owner-only `ready` queue instead.
-    pub(super) runq: Worker<Task>,
+    pub(super) runq: Worker<CoroutineRef>,
     /// The coroutine spawned last on this executor, run before anything
     /// else in `ready` once the spawner gives the executor back, and not
     /// stealable: a spawn followed by a join (the common pattern) then
     /// completes without waking or involving another executor (Go's
     /// `runnext`). A newer spawn pushes the previous one to `fresh`.
-    pub(super) next: Cell<Option<Task>>,
+    pub(super) next: Cell<Option<CoroutineRef>>,
     pub(super) tick: Cell<u32>,
     /// Set after a preemption: the next pick prefers coroutines that never
     /// ran (own `fresh`, then the global injector), so new coroutines start
@@ -197,7 +201,7 @@ pub(crate) struct Executor {
     /// A coroutine that just switched directly to the next one, and what
     /// it did (yield or park): completed by that next side once the
     /// switch saved its context (`complete_pending`). Owner thread only.
-    pub(super) pending: Cell<Option<(Task, Action)>>,
+    pub(super) pending: Cell<Option<(CoroutineRef, Action)>>,
     /// Window-less coroutines of this executor that may be registered in a
     /// std channel with the executor's thread-local addresses (parked in
     /// their std parker, or preempted): while any exists, a window-less
@@ -316,7 +320,7 @@ pub(crate) fn in_coroutine_user_code() -> bool {
 }
 
 /// The running coroutine. Panics (clearly) outside a coroutine.
-pub(crate) fn current_task() -> Task {
+pub(crate) fn current_task() -> CoroutineRef {
     // Raised: the executor read below stays ours until we hold the task
     // (a preemption could otherwise move us to another executor between
     // the two reads, with migration).
@@ -380,7 +384,7 @@ pub(crate) fn is_own_std_parker(uaddr: usize) -> bool {
 /// The owner's queue operations.
 impl Executor {
     #[inline]
-    pub(crate) fn push_ready(&self, task: Task) {
+    pub(crate) fn push_ready(&self, task: CoroutineRef) {
         // SAFETY: owner thread; no reference into `ready` is live (see
         // field doc).
         let ready = unsafe { &mut *self.ready.get() };
@@ -394,7 +398,7 @@ impl Executor {
     /// BENCHMARKS.md, W4/W7). A woken coroutine that then computes is
     /// preempted like any other and goes to the back.
     #[inline]
-    pub(crate) fn push_woken(&self, task: Task) {
+    pub(crate) fn push_woken(&self, task: CoroutineRef) {
         // SAFETY: as in `push_ready`.
         let ready = unsafe { &mut *self.ready.get() };
         ready.push_front(task);
@@ -425,7 +429,7 @@ impl Executor {
         ready.rotate_right(n);
     }
 
-    pub(super) fn pop_ready(&self) -> Option<Task> {
+    pub(super) fn pop_ready(&self) -> Option<CoroutineRef> {
         // SAFETY: as in `push_ready`.
         let ready = unsafe { &mut *self.ready.get() };
         let t = ready.pop_front();
@@ -435,7 +439,7 @@ impl Executor {
 
     /// Queues a coroutine spawned by code running on this executor. Returns
     /// whether stealable work was added (then idle executors are told).
-    pub(crate) fn push_spawned(&self, task: Task) -> bool {
+    pub(crate) fn push_spawned(&self, task: CoroutineRef) -> bool {
         bump(&self.shared.stats.spawned);
         match self.next.replace(Some(task)) {
             // SAFETY: owner thread; `older` is queued, not running: its
@@ -461,7 +465,7 @@ impl Executor {
     /// Migration: a coroutine woken by the one running here, which gives
     /// the executor up right after (it finishes): it runs next, from the
     /// `next` slot if free.
-    pub(crate) fn push_woken_next(&self, task: Task) {
+    pub(crate) fn push_woken_next(&self, task: CoroutineRef) {
         match self.next.take() {
             None => self.next.set(Some(task)),
             Some(n) => {
@@ -473,13 +477,13 @@ impl Executor {
 
     /// A coroutine whose context is saved after it asked to park: publish
     /// PARKED, or requeue it if a wake came first.
-    pub(super) fn complete_park(&self, task: Task) {
+    pub(super) fn complete_park(&self, task: CoroutineRef) {
         bump(&self.shared.stats.parks);
         // Release: the coroutine's writes before parking are seen by the
         // waker that wins PARKED -> RUNNABLE.
         if task
             .state
-            .compare_exchange(RUNNING, PARKED, Ordering::AcqRel, Ordering::Acquire)
+            .compare_exchange(ACTIVE, PARKED, Ordering::AcqRel, Ordering::Acquire)
             .is_err()
         {
             // A wake arrived since it started (NOTIFIED): run again.
@@ -490,16 +494,16 @@ impl Executor {
     }
 
     /// Migration: the next woken coroutine from this executor's inbox.
-    pub(super) fn pop_woken(&self) -> Option<Task> {
+    pub(super) fn pop_woken(&self) -> Option<CoroutineRef> {
         steal_one(&self.shared.inbox)
     }
 
     /// Migration: the next yielded or preempted coroutine queued here.
-    pub(super) fn pop_runq(&self) -> Option<Task> {
+    pub(super) fn pop_runq(&self) -> Option<CoroutineRef> {
         self.runq.pop()
     }
 
-    pub(super) fn requeue(&self, task: Task) {
+    pub(super) fn requeue(&self, task: CoroutineRef) {
         if self.rt.config.migrate {
             self.runq.push(task);
             // More than one waiting: one of them could run elsewhere now.
@@ -514,7 +518,7 @@ impl Executor {
 
 /// One task from `steal` (an injector's or another executor's deque),
 /// retrying on contention.
-fn retry_steal(steal: impl Fn() -> Steal<Task>) -> Option<Task> {
+fn retry_steal(steal: impl Fn() -> Steal<CoroutineRef>) -> Option<CoroutineRef> {
     loop {
         match steal() {
             Steal::Success(t) => return Some(t),
@@ -525,11 +529,11 @@ fn retry_steal(steal: impl Fn() -> Steal<Task>) -> Option<Task> {
 }
 
 /// One task from a stealable queue.
-pub(super) fn steal_one(q: &Injector<Task>) -> Option<Task> {
+pub(super) fn steal_one(q: &Injector<CoroutineRef>) -> Option<CoroutineRef> {
     retry_steal(|| q.steal())
 }
 
 /// One task stolen from another executor's deque.
-pub(super) fn steal_from(q: &Stealer<Task>) -> Option<Task> {
+pub(super) fn steal_from(q: &Stealer<CoroutineRef>) -> Option<CoroutineRef> {
     retry_steal(|| q.steal())
 }

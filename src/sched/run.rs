@@ -28,7 +28,7 @@
 //! return clear `current`, reset the no-preempt level (level.rs) and act on
 //! `action`: Yield -> back of `ready` (with migration: `runq`); Preempted
 //! -> back of `ready` (with migration: the global injector, so hogs rotate
-//! over executors); Park -> CAS RUNNING->PARKED or requeue if notified
+//! over executors); Park -> CAS ACTIVE->PARKED or requeue if notified
 //! meanwhile; Exit -> keep the stack with its TLS block for reuse (or free
 //! them) and drop the scheduler's reference.
 
@@ -43,7 +43,7 @@ use super::executor::{
 use super::level;
 use super::switch::ensure_started;
 use crate::arch;
-use crate::coroutine::{Inner, Task, DONE};
+use crate::coroutine::{CoroutineRef, Inner, DONE};
 use crate::tls;
 
 /// Fairness: every `GLOBAL_EVERY`-th pick looks at the global injector
@@ -64,7 +64,7 @@ const SEARCH_SPINS: u32 = 48;
 
 impl Executor {
     #[inline]
-    pub(super) fn next_task(&self) -> Option<Task> {
+    pub(super) fn next_task(&self) -> Option<CoroutineRef> {
         let tick = self.tick.get().wrapping_add(1);
         self.tick.set(tick);
         if self.rt.config.migrate && tick % FRESH_EVERY != 0 {
@@ -124,7 +124,7 @@ impl Executor {
 
     /// One never-run coroutine: own `fresh`, else one from the global
     /// injector, else stolen from another executor's `fresh`.
-    pub(super) fn take_one_new(&self) -> Option<Task> {
+    pub(super) fn take_one_new(&self) -> Option<CoroutineRef> {
         if let Some(t) = self.fresh.pop() {
             return Some(t);
         }
@@ -140,7 +140,7 @@ impl Executor {
         self.steal_others()
     }
 
-    pub(super) fn steal_global(&self) -> Option<Task> {
+    pub(super) fn steal_global(&self) -> Option<CoroutineRef> {
         loop {
             match self.rt.injector.steal_batch_and_pop(&self.fresh) {
                 Steal::Success(t) => return Some(t),
@@ -150,7 +150,7 @@ impl Executor {
         }
     }
 
-    pub(super) fn steal_others(&self) -> Option<Task> {
+    pub(super) fn steal_others(&self) -> Option<CoroutineRef> {
         let others = self.rt.live_executors();
         let n = others.len();
         if n <= 1 {
@@ -195,7 +195,7 @@ impl Executor {
 
     /// Every source of work in turn. `poll`: include a non-blocking epoll
     /// poll (a system call; the idle search asks only now and then).
-    pub(super) fn find_work(&self, poll: bool) -> Option<Task> {
+    pub(super) fn find_work(&self, poll: bool) -> Option<CoroutineRef> {
         self.fire_timers(poll);
         self.drain_inbox();
         if let Some(t) = self.next.take() {
@@ -237,7 +237,7 @@ impl Executor {
     /// then a few `sched_yield`s that let a thread sharing the CPU — say a
     /// client of this server — run), then sleep until woken or until
     /// the next timer is due (if this executor holds the timer role).
-    pub(super) fn idle(&self) -> Option<Task> {
+    pub(super) fn idle(&self) -> Option<CoroutineRef> {
         let rt = self.rt;
         rt.searching.fetch_add(1, Ordering::SeqCst);
         for i in 0..SEARCH_ROUNDS {
@@ -300,7 +300,7 @@ impl Executor {
         None
     }
 
-    pub(super) fn run_task(&self, task: Task) {
+    pub(super) fn run_task(&self, task: CoroutineRef) {
         if !ensure_started(self, &task) {
             return;
         }

@@ -19,7 +19,7 @@ use crossbeam_deque::{Injector, Worker};
 use super::executor::{current_executor, ExecutorShared};
 use super::level::NoPreempt;
 use super::thread::executor_main;
-use crate::coroutine::{Task, NO_HOME};
+use crate::coroutine::{CoroutineRef, NO_HOME};
 use crate::tls::alias::{self, ThreadStack};
 
 /// What the scheduler and its neighbours read of the configuration: the
@@ -50,7 +50,7 @@ pub(crate) struct Runtime {
     pub(crate) config: Settings,
     /// Coroutines spawned outside any executor (and, with migration,
     /// started coroutines woken from outside their executor).
-    pub(crate) injector: Injector<Task>,
+    pub(crate) injector: Injector<CoroutineRef>,
     /// `config.max_workers` slots; the first `started` are live threads.
     pub(crate) executors: Box<[ExecutorShared]>,
     /// High-water mark of started executor slots (only grows; slots below
@@ -70,7 +70,7 @@ pub(crate) struct Runtime {
 
 /// The owner halves of an executor slot's deques: its `fresh` deque and its
 /// migration `runq`.
-pub(crate) type SlotDeques = (Worker<Task>, Worker<Task>);
+pub(crate) type SlotDeques = (Worker<CoroutineRef>, Worker<CoroutineRef>);
 
 static RUNTIME: AtomicPtr<Runtime> = AtomicPtr::new(std::ptr::null_mut());
 
@@ -249,7 +249,7 @@ impl Runtime {
 }
 
 /// Queues a coroutine that was never run.
-pub(crate) fn spawn_task(rt: &'static Runtime, task: Task) {
+pub(crate) fn spawn_task(rt: &'static Runtime, task: CoroutineRef) {
     let _np = NoPreempt::new();
     match current_executor() {
         Some(exec) if std::ptr::eq(exec.rt, rt) => {
@@ -269,7 +269,7 @@ pub(crate) fn spawn_task(rt: &'static Runtime, task: Task) {
 /// migration is on. `notify`: with migration, whether an idle executor
 /// may be woken to take it (false when the caller gives its executor up
 /// right away, so it runs here next).
-pub(crate) fn schedule(task: Task, notify: bool) {
+pub(crate) fn schedule(task: CoroutineRef, notify: bool) {
     let _np = NoPreempt::new();
     let Some(rt) = try_runtime() else {
         crate::sys::fatal("schedule() before the runtime started");

@@ -33,7 +33,7 @@ use super::executor::{bump, current_executor, Action, Executor, WaitReason};
 use super::level::{self, NoPreempt};
 use super::run::GLOBAL_EVERY;
 use crate::arch;
-use crate::coroutine::{Inner, Task, DONE, NO_HOME, RUNNABLE, RUNNING, STATE_MASK};
+use crate::coroutine::{CoroutineRef, Inner, ACTIVE, DONE, NO_HOME, RUNNABLE, STATE_MASK};
 use crate::tls;
 
 /// Switches from the running coroutine to its scheduler with `action`.
@@ -160,7 +160,7 @@ pub(crate) fn yield_now_fast() -> bool {
 /// decide: the fairness tick (every `GLOBAL_EVERY`-th pick, run.rs),
 /// nothing local.
 #[inline(always)]
-fn direct_next(exec: &'static Executor) -> Option<(Task, bool)> {
+fn direct_next(exec: &'static Executor) -> Option<(CoroutineRef, bool)> {
     let tick = exec.tick.get().wrapping_add(1);
     if tick % GLOBAL_EVERY == 0 {
         return None;
@@ -256,7 +256,7 @@ fn direct_yield_on(exec: &'static Executor) -> Option<&'static Executor> {
 unsafe fn switch_direct(
     exec: &'static Executor,
     my_sp: *mut usize,
-    next: Task,
+    next: CoroutineRef,
     level: u32,
 ) -> &'static Executor {
     // The side running now: this coroutine's block, if it has one.
@@ -342,13 +342,13 @@ impl Executor {
     /// thread pointer (0: unchanged). `from_errno`: errno address of the
     /// side running now (carrier or coroutine block; 0 without blocks).
     #[inline(always)]
-    pub(super) fn prepare_resume(&self, task: Task, from_errno: usize) -> (usize, usize) {
+    pub(super) fn prepare_resume(&self, task: CoroutineRef, from_errno: usize) -> (usize, usize) {
         let inner: &Inner = &task;
         self.idle_since.set(None);
         if inner.state.load(Ordering::Relaxed) & STATE_MASK == RUNNABLE {
             // Acquire: see every condition set by the wakers (module doc of
             // coroutine.rs, step 3).
-            inner.state.swap(RUNNING, Ordering::AcqRel);
+            inner.state.swap(ACTIVE, Ordering::AcqRel);
         }
         let home = inner.home.load(Ordering::Relaxed);
         if home == NO_HOME {
@@ -428,7 +428,7 @@ impl Executor {
     }
 
     #[inline(never)]
-    pub(super) fn complete_pending_slow(&self, task: Task, action: Action) {
+    pub(super) fn complete_pending_slow(&self, task: CoroutineRef, action: Action) {
         if action == Action::Park {
             self.complete_park(task);
         } else {
@@ -443,7 +443,7 @@ impl Executor {
 /// the caller disabled: the stack pool has a thread cache). Returns false
 /// if no stack could be had: the coroutine is then finished here, its
 /// joiner getting the error, and must not be switched to.
-pub(super) fn ensure_started(exec: &Executor, task: &Task) -> bool {
+pub(super) fn ensure_started(exec: &Executor, task: &CoroutineRef) -> bool {
     // SAFETY: we own the right to run `task`; `sp` is 0 only before the
     // first run.
     if unsafe { *task.sp.get() } != 0 {
@@ -490,7 +490,12 @@ pub(super) fn ensure_started(exec: &Executor, task: &Task) -> bool {
                 // become the block; scheduler context on the owner thread,
                 // so `tls_snap` is ours.
                 match unsafe {
-                    l.create(top, stack.bottom(), exec.carrier_tp, &mut *exec.tls_snap.get())
+                    l.create(
+                        top,
+                        stack.bottom(),
+                        exec.carrier_tp,
+                        &mut *exec.tls_snap.get(),
+                    )
                 } {
                     Some((tp, below)) => {
                         // SAFETY: owner of the right to run `task`.
@@ -525,7 +530,7 @@ pub(super) fn ensure_started(exec: &Executor, task: &Task) -> bool {
 
 /// A coroutine that could not start (no stack or TLS block): finished here,
 /// its joiner getting `e`. Returns false (for `ensure_started`).
-fn fail_start(exec: &Executor, task: &Task, e: std::io::Error) -> bool {
+fn fail_start(exec: &Executor, task: &CoroutineRef, e: std::io::Error) -> bool {
     // SAFETY: we own the right to run `task`, which never ran: the body is
     // ours to take on first run.
     if let Some(body) = unsafe { (*task.entry.get()).take() } {

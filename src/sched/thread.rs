@@ -19,7 +19,7 @@ use crossbeam_deque::Worker;
 use super::executor::{current_executor, steal_one, Action, Executor, EXECUTOR};
 use super::level::NoPreempt;
 use super::runtime::Runtime;
-use crate::coroutine::Task;
+use crate::coroutine::CoroutineRef;
 use crate::tls;
 use crate::tls::alias::{StackInfo, ThreadStack, Windows};
 use crate::tls::identity::{self, Slots};
@@ -51,7 +51,7 @@ pub(crate) struct SlotThread {
 pub(crate) fn executor_main(
     rt: &'static Runtime,
     index: usize,
-    (fresh, runq): (Worker<Task>, Worker<Task>),
+    (fresh, runq): (Worker<CoroutineRef>, Worker<CoroutineRef>),
     stack: Option<StackInfo>,
 ) {
     crate::stack::ensure_sigaltstack();

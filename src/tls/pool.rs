@@ -123,7 +123,9 @@ impl Pooled {
     #[inline(always)]
     unsafe fn is_pristine(&self, tp: usize) -> bool {
         // SAFETY: caller; `size` bytes of static TLS at a checked offset.
-        unsafe { std::slice::from_raw_parts(self.slot(tp), self.size) == &self.pristine[..self.size] }
+        unsafe {
+            std::slice::from_raw_parts(self.slot(tp), self.size) == &self.pristine[..self.size]
+        }
     }
 
     /// Moves the slot's bytes out (slot left pristine) and into the pool.
@@ -284,7 +286,9 @@ fn before_park_slow(pools: &[Pooled], inner: &Inner) {
 fn inside_library(p: &Pooled, inner: &Inner) -> bool {
     let lo: usize;
     // SAFETY: reads the stack pointer.
-    unsafe { std::arch::asm!("mov {}, rsp", out(reg) lo, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        std::arch::asm!("mov {}, rsp", out(reg) lo, options(nomem, nostack, preserves_flags))
+    };
     let hi = inner.stack_hi.load(Ordering::Relaxed);
     if hi <= lo || !p.on_stack(lo, hi) {
         return false;
@@ -503,7 +507,9 @@ fn discover() -> Result<Vec<Pooled>, String> {
         return Err("the executable has no TLS block".into());
     }
     let tp = super::block::read_fs_base();
-    let (pv, ps) = f.probe.ok_or("the probe thread-local was not found by name")?;
+    let (pv, ps) = f
+        .probe
+        .ok_or("the probe thread-local was not found by name")?;
     let probe_pristine = pristine_of(&f, pv, ps).ok_or("the probe's storage is too large")?;
     // 1. Where the probe's storage is by the formula, std puts its value.
     let probe_off = (tls_data + pv) as isize - tp as isize;

@@ -55,14 +55,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{WAITS_PARKED, WAIT_TIMEOUTS, WAKES};
-use crate::coroutine::Task;
+use crate::coroutine::CoroutineRef;
 use crate::reactor::{timers, Waker};
 use crate::sched::{self, NoPreempt, WaitReason};
 use crate::sys::lock::RawLock;
 
 /// One waiting coroutine.
 pub(super) struct Node {
-    task: Task,
+    task: CoroutineRef,
     bitset: u32,
     /// Set (Release) by the waker that removed the node from its queue,
     /// under the shard lock; read (Acquire) by the waiting coroutine.

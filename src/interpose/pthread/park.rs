@@ -15,7 +15,7 @@ use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::coroutine::Task;
+use crate::coroutine::CoroutineRef;
 use crate::reactor::{timers, Waker};
 use crate::sched::{self, NoPreempt, WaitReason};
 use crate::sys::lock::RawLock;
@@ -63,7 +63,7 @@ fn shard_index(addr: usize) -> usize {
 }
 
 pub(super) struct Waiter {
-    pub(super) task: Task,
+    pub(super) task: CoroutineRef,
     /// Set (Release) by the waker that removed the node, under the lock.
     pub(super) woken: AtomicBool,
 }
