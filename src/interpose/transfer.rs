@@ -26,6 +26,20 @@ struct Side {
     dir: Dir,
 }
 
+/// The two sides of a transfer: read from `fd_in`, write to `fd_out`.
+fn in_out(fd_in: i32, fd_out: i32) -> [Side; 2] {
+    [
+        Side {
+            fd: fd_in,
+            dir: Dir::Read,
+        },
+        Side {
+            fd: fd_out,
+            dir: Dir::Write,
+        },
+    ]
+}
+
 fn poll_events(dir: Dir) -> i16 {
     if dir == Dir::Read {
         libc::POLLIN
@@ -155,16 +169,7 @@ fn co_transfer<F: FnMut() -> isize>(
 /// pipe does), so a partial transfer to an fd whose blocking is emulated
 /// continues; the kernel advances `*offset` (or the file position).
 pub(crate) fn sendfile(out_fd: i32, in_fd: i32, offset: *mut libc::off_t, count: usize) -> isize {
-    let sides = [
-        Side {
-            fd: in_fd,
-            dir: Dir::Read,
-        },
-        Side {
-            fd: out_fd,
-            dir: Dir::Write,
-        },
-    ];
+    let sides = in_out(in_fd, out_fd);
     let once = |n: usize| {
         // SAFETY: the caller's `offset` contract is the syscall's.
         transfer(sides, false, || unsafe {
@@ -209,16 +214,7 @@ pub(crate) fn splice(
     len: usize,
     flags: u32,
 ) -> isize {
-    let sides = [
-        Side {
-            fd: fd_in,
-            dir: Dir::Read,
-        },
-        Side {
-            fd: fd_out,
-            dir: Dir::Write,
-        },
-    ];
+    let sides = in_out(fd_in, fd_out);
     let dontwait = flags & libc::SPLICE_F_NONBLOCK != 0;
     // SAFETY: the caller's offset pointers contract is the syscall's.
     transfer(sides, dontwait, || unsafe {
@@ -236,16 +232,7 @@ pub(crate) fn splice(
 
 /// tee(2) between two pipes: waits where the blocking call would.
 pub(crate) fn tee(fd_in: i32, fd_out: i32, len: usize, flags: u32) -> isize {
-    let sides = [
-        Side {
-            fd: fd_in,
-            dir: Dir::Read,
-        },
-        Side {
-            fd: fd_out,
-            dir: Dir::Write,
-        },
-    ];
+    let sides = in_out(fd_in, fd_out);
     let dontwait = flags & libc::SPLICE_F_NONBLOCK != 0;
     // SAFETY: tee takes no pointers.
     transfer(sides, dontwait, || unsafe {
