@@ -251,7 +251,6 @@ pub(crate) fn before_park(inner: &Inner) {
 fn before_park_slow(pools: &[Pooled], inner: &Inner) {
     let tp = super::block::read_fs_base();
     let mut bits = inner.pooled.get();
-    let mut inside: Option<bool> = None;
     for (i, p) in pools.iter().enumerate() {
         let (own, lent) = (1 << i, 1 << (i as u32 + LENT));
         bits &= !lent;
@@ -270,8 +269,8 @@ fn before_park_slow(pools: &[Pooled], inner: &Inner) {
         {
             continue; // few held: keep it (no cost)
         }
-        let inside = *inside.get_or_insert_with(|| inside_library(p, inner));
-        if !inside {
+        // Each library has its own code ranges.
+        if !inside_library(p, inner) {
             // SAFETY: our own block; nothing of the library runs now.
             unsafe { p.lend(tp) };
             bits = (bits & !own) | lent;
