@@ -28,11 +28,15 @@
 //!    a wake-up that shows no change, push itself again under the lock if
 //!    it is no longer listed (`rearm`: a reactor that counted an edge
 //!    before the snapshot may drain a waiter registered after it).
-//! 2. Reactor: increment the counter (SeqCst), load `nwaiters` (SeqCst);
-//!    if non-zero, take the lock and drain the list, then wake outside it.
+//! 2. Reactor: increment the counter (SeqCst), `fence(SeqCst)`, load
+//!    `nwaiters`; if non-zero, take the lock and drain the list, then wake
+//!    outside it.
 //!
-//! The waiter raises `nwaiters` (SeqCst) before its locked recheck, so
-//! either the reactor sees the waiter, or the waiter sees the new count.
+//! The waiter raises `nwaiters` (SeqCst), then `fence(SeqCst)`, before its
+//! locked recheck, so either the reactor sees the waiter, or the waiter
+//! sees the new count. (The fences state the store-buffering argument in
+//! the form loom checks — `models/tests/protocols.rs` models exactly this;
+//! on x86-64 the locked RMW before each is already a full barrier.)
 //!
 //! Short reads (tokio's trick): on a byte stream, a plain read that
 //! returned less than asked for emptied the kernel buffer; while the read
@@ -60,7 +64,7 @@
 //! return EBADF.
 
 use std::sync::atomic::{
-    AtomicBool, AtomicI32, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering,
+    fence, AtomicBool, AtomicI32, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering,
 };
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -273,6 +277,10 @@ impl Registration {
         let mut early = None;
         for &(reg, dir, gen, snap) in list {
             reg.nwaiters.fetch_add(1, Ordering::SeqCst);
+            // Store-buffering with `notify` (module doc): the fence, not
+            // only the SeqCst RMW, orders the raise before the re-check;
+            // the loom model (models/tests/protocols.rs) is this code.
+            fence(Ordering::SeqCst);
             let mut w = reg.waiters.lock().unwrap_or_else(|e| e.into_inner());
             if reg.gen.load(Ordering::SeqCst) != gen {
                 early = Some(WaitOutcome::Closed);
@@ -402,6 +410,8 @@ impl Registration {
         if dirs.contains(Dirs::WRITE) {
             self.wseq.fetch_add(1, Ordering::SeqCst);
         }
+        // The mirror fence of `wait_many`'s (module doc, loom model).
+        fence(Ordering::SeqCst);
         if self.nwaiters.load(Ordering::SeqCst) == 0 {
             return;
         }
