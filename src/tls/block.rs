@@ -522,7 +522,11 @@ pub(crate) fn run_exit_destructors() {
     let l = layout();
     // Pooled registrations go back first: the library's destructors then
     // find nothing to free (pool.rs).
-    super::pool::at_exit(&crate::sched::current_task(), read_fs_base());
+    // (The running coroutine is looked up only if something is pooled: an
+    // `Arc` clone per exit otherwise.)
+    if super::pool::active() {
+        super::pool::at_exit(&crate::sched::current_task(), read_fs_base());
+    }
     // SAFETY: glibc's function; runs the destructors registered in the
     // running block's list (ours), in this coroutine's context.
     unsafe { (l.call_dtors)() };

@@ -339,6 +339,13 @@ fn unwind_finds(p: &Pooled) -> bool {
     w.found || (r != 5 && r != 4)
 }
 
+/// Whether any thread-local is pooled in this process (a library with a
+/// bounded thread table is linked and discovery succeeded).
+#[inline(always)]
+pub(crate) fn active() -> bool {
+    !pools().is_empty()
+}
+
 /// Coroutine context, at exit before its thread-local destructors run:
 /// with pooling on, its registrations go back to the pool (the library's
 /// destructors then see pristine slots and do nothing); otherwise the
