@@ -208,7 +208,7 @@ pub fn park() {
     if !sched::in_coroutine() {
         return std::thread::park();
     }
-    let co = sched::current_task();
+    let co = sched::current_coroutine();
     let np = sched::NoPreempt::new();
     while !co.token.swap(false, Ordering::Acquire) {
         sched::park_current(&np, sched::WaitReason::Park);
@@ -220,7 +220,7 @@ pub fn park_timeout(dur: std::time::Duration) {
     if !sched::in_coroutine() {
         return std::thread::park_timeout(dur);
     }
-    let co = sched::current_task();
+    let co = sched::current_coroutine();
     let deadline = std::time::Instant::now() + dur;
     let np = sched::NoPreempt::new();
     if co.token.swap(false, Ordering::Acquire) {
@@ -252,7 +252,7 @@ pub fn sleep(dur: std::time::Duration) {
 }
 
 pub(crate) fn sleep_until(deadline: std::time::Instant) {
-    let co = sched::current_task();
+    let co = sched::current_coroutine();
     let np = sched::NoPreempt::new();
     let timer = crate::reactor::timers().add(deadline, crate::reactor::Waker::Coroutine(co));
     while !timer.fired() {
@@ -272,7 +272,7 @@ pub fn current() -> Coroutine {
 pub fn try_current() -> Option<Coroutine> {
     if sched::in_coroutine() {
         Some(Coroutine {
-            inner: sched::current_task(),
+            inner: sched::current_coroutine(),
         })
     } else {
         None
@@ -296,7 +296,7 @@ pub(crate) enum Waiter {
 impl Waiter {
     pub(crate) fn current() -> Waiter {
         if sched::in_coroutine() {
-            Waiter::Coroutine(sched::current_task())
+            Waiter::Coroutine(sched::current_coroutine())
         } else {
             Waiter::Thread(std::thread::current())
         }
@@ -595,21 +595,21 @@ impl Builder {
         if self.dedicated {
             // Its own OS thread: the body runs there, never on an executor
             // (hooks see a plain thread and block it, as they should).
-            let task = inner.clone();
+            let co = inner.clone();
             let mut b = std::thread::Builder::new().stack_size(stack_size);
-            if let Some(n) = task.name.as_deref() {
+            if let Some(n) = co.name.as_deref() {
                 b = b.name(n.to_string());
             }
             b.spawn(move || {
                 // SAFETY: this thread is the only party that ever runs the
                 // coroutine: the body is ours to take, once.
-                if let Some(body) = unsafe { (*task.entry.get()).take() } {
+                if let Some(body) = unsafe { (*co.entry.get()).take() } {
                     body(None);
                 }
-                task.state.store(DONE, Ordering::Release);
+                co.state.store(DONE, Ordering::Release);
             })?;
         } else {
-            sched::spawn_task(rt, inner);
+            sched::spawn_coroutine(rt, inner);
         }
         Ok(JoinHandle {
             coroutine,

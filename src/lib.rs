@@ -36,7 +36,7 @@
 //! - *park / wake*: a coroutine leaves its executor until someone wakes it.
 //!
 //! In the code a coroutine held by a queue or a waker is a `CoroutineRef`
-//! (often in a variable named `task`); the public configuration keeps the
+//! (often in a variable named `co`); the public configuration keeps the
 //! familiar word *workers* for the executors started at runtime start
 //! (`COROUTINES_WORKERS`, `RuntimeBuilder::workers`, `Stats::workers`).
 //! `docs/design.md` has the longer glossary and the map of the crate.

@@ -13,8 +13,9 @@
 //! (sockets), fs.rs (regular files), time.rs (sleeps), dns.rs
 //! (getaddrinfo), signal.rs (sigwait & co), offload.rs (helper threads: a capped pool for file I/O,
 //! an uncapped one for waits without a bound), pthread.rs (pthread
-//! mutexes, condvars, rwlocks, semaphores, once), wait.rs (waiting for
-//! children and OS threads). The kernel is reached by raw syscalls (sys.rs) or, for
+//! mutexes, condvars, rwlocks, once; semaphores in pthread/sem.rs),
+//! wait.rs (waiting for children and OS threads). The kernel is reached
+//! by raw syscalls (sys.rs) or, for
 //! getaddrinfo, libc's own function from `dlsym(RTLD_NEXT)`: never through
 //! a libc symbol that is itself one of these hooks.
 //!
@@ -39,9 +40,9 @@
 //! thread); sleeps (time.rs); getaddrinfo (dns.rs); signal waits
 //! (signal.rs: the wait runs on a helper thread while the coroutine
 //! parks); pthread mutexes, condvars, rwlocks, semaphores, once, barriers
-//! and spin locks (pthread.rs: glibc's own functions do the work; a
-//! coroutine that must wait parks, or yields between tries of a spin
-//! lock); waits for children and OS threads and posix_spawn (wait.rs);
+//! and spin locks (pthread.rs, semaphores in pthread/sem.rs: glibc's own
+//! functions do the work; a coroutine that must wait parks, or yields
+//! between tries of a spin lock); waits for children and OS threads and posix_spawn (wait.rs);
 //! `syscall` (futex.rs: emulates FUTEX_WAIT/WAKE for coroutines; every
 //! other system call number passes straight through); `fork` (keeps a
 //! fork child off the executor's shared TLS region, tls/alias.rs); and

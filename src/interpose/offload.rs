@@ -60,7 +60,7 @@ struct Job<F, R> {
     result: std::cell::Cell<Option<std::thread::Result<R>>>,
     errno: std::cell::Cell<i32>,
     done: AtomicBool,
-    task: CoroutineRef,
+    co: CoroutineRef,
 }
 
 impl<F: FnOnce() -> R, R> JobRun for Job<F, R> {
@@ -69,11 +69,11 @@ impl<F: FnOnce() -> R, R> JobRun for Job<F, R> {
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
         self.errno.set(crate::sys::errno());
         self.result.set(Some(r));
-        let task = self.task.clone();
+        let co = self.co.clone();
         // Release: the coroutine reads `result` after seeing `done`. After
-        // this store the job's frame may disappear: touch only `task`.
+        // this store the job's frame may disappear: touch only `co`.
         self.done.store(true, Ordering::Release);
-        task.wake();
+        co.wake();
     }
 }
 
@@ -164,7 +164,7 @@ pub(crate) fn offload<F: FnOnce() -> R + Send, R: Send>(class: Class, f: F) -> R
         result: std::cell::Cell::new(None),
         errno: std::cell::Cell::new(0),
         done: AtomicBool::new(false),
-        task: sched::current_task(),
+        co: sched::current_coroutine(),
     };
     let dynref: &dyn JobRun = &job;
     // SAFETY: lifetime erasure only; see the module doc for why the frame

@@ -14,10 +14,12 @@
 //! `#[no_mangle]` shims in interpose/mod.rs call the functions here), a process-wide
 //! *wait-queue table* (address -> FIFO of parked coroutines) and an
 //! *owner table* (mutex or rwlock address -> owning coroutine).
-//! Split by concern: this file holds the hooks' bodies (mutexes, condvars,
-//! rwlocks, semaphores, once, barriers, spin locks); the two tables and
-//! the parking loop (`park_until`) are in pthread/park.rs; glibc's real
-//! functions and the object layouts read here are in pthread/glibc.rs.
+//! Split by concern: this file holds the hooks' bodies for mutexes,
+//! condvars, rwlocks, once, barriers and spin locks; the semaphore hooks
+//! (`sem_wait`, `sem_clockwait`, `sem_post`) are in pthread/sem.rs; the
+//! two tables and the parking loop (`park_until`) are in pthread/park.rs;
+//! glibc's real functions and the object layouts read here are in
+//! pthread/glibc.rs.
 //!
 //! ## Protocol: glibc's objects, glibc's own code, coroutines parked beside
 //! The objects keep glibc 2.36's layout and protocol untouched: every
@@ -106,12 +108,13 @@
 
 mod glibc;
 mod park;
+mod sem;
 
 use std::ffi::c_int;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use libc::{pthread_cond_t, pthread_mutex_t, pthread_once_t, pthread_rwlock_t, sem_t, timespec};
+use libc::{pthread_cond_t, pthread_mutex_t, pthread_once_t, pthread_rwlock_t, timespec};
 
 use super::futex::deadline_of;
 use crate::reactor::{timers, Waker};
@@ -121,11 +124,11 @@ use glibc::{
     real_cond_signal, real_cond_timedwait, real_cond_wait, real_mutex_clocklock, real_mutex_lock,
     real_mutex_trylock, real_mutex_unlock, real_once, real_rw_clockrdlock, real_rw_clockwrlock,
     real_rw_rdlock, real_rw_tryrdlock, real_rw_trywrlock, real_rw_unlock, real_rw_wrlock,
-    real_sem_clockwait, real_sem_post, real_sem_trywait, real_sem_wait, real_spin_lock,
-    real_spin_trylock, Kind, COND_MONOTONIC, COND_SHARED, COND_WREFS, MUTEX_OWNER, ONCE_DONE,
-    ONCE_IN_PROGRESS, RWLOCK_CUR_WRITER,
+    real_spin_lock, real_spin_trylock, Kind, COND_MONOTONIC, COND_SHARED, COND_WREFS, MUTEX_OWNER,
+    ONCE_DONE, ONCE_IN_PROGRESS, RWLOCK_CUR_WRITER,
 };
 use park::{inside_allocator, owner_of, park_until, register, set_owner, unregister, wake};
+pub(crate) use sem::{sem_clockwait, sem_post, sem_wait};
 
 // ---- mutexes ----
 
@@ -305,7 +308,7 @@ fn cond_wait_co(
         }
         return r;
     }
-    let timer = deadline.map(|d| timers().add(d, Waker::Coroutine(w.task.clone())));
+    let timer = deadline.map(|d| timers().add(d, Waker::Coroutine(w.co.clone())));
     let mut result = 0;
     loop {
         if w.woken.load(Ordering::Acquire) {
@@ -538,76 +541,6 @@ pub(crate) fn rwlock_unlock(rw: *mut pthread_rwlock_t) -> c_int {
     // SAFETY: libc's function on the caller's rwlock.
     let r = unsafe { real_rw_unlock()(rw) };
     wake(addr, usize::MAX);
-    r
-}
-
-// ---- semaphores (0 / -1 with errno, as libc) ----
-
-fn sem_ret(r: c_int) -> c_int {
-    if r == 0 {
-        0
-    } else {
-        crate::sys::set_errno(r);
-        -1
-    }
-}
-
-fn sem_wait_co(s: *mut sem_t, abs: Option<(libc::clockid_t, *const timespec)>) -> c_int {
-    let np = NoPreempt::new();
-    let attempt = || {
-        // SAFETY: libc's sem_trywait on the caller's semaphore.
-        if unsafe { real_sem_trywait()(s) } == 0 {
-            return Some(0);
-        }
-        match crate::sys::errno() {
-            libc::EAGAIN => None,
-            e => Some(e),
-        }
-    };
-    let deadline = match abs {
-        None => None,
-        Some((clock, ts)) => {
-            if let Some(r) = attempt() {
-                return sem_ret(r);
-            }
-            match abs_deadline(clock, ts) {
-                Ok(d) => Some(d),
-                Err(e) => return sem_ret(e),
-            }
-        }
-    };
-    sem_ret(park_until(&np, s as usize, deadline, attempt))
-}
-
-pub(crate) fn sem_wait(s: *mut sem_t) -> c_int {
-    if sched::in_coroutine_user_code() {
-        return sem_wait_co(s, None);
-    }
-    // SAFETY: libc's function on the caller's semaphore.
-    unsafe { real_sem_wait()(s) }
-}
-
-/// `sem_timedwait` (CLOCK_REALTIME) and `sem_clockwait`.
-pub(crate) fn sem_clockwait(
-    s: *mut sem_t,
-    clock: libc::clockid_t,
-    abstime: *const timespec,
-) -> c_int {
-    if sched::in_coroutine_user_code() {
-        return sem_wait_co(s, Some((clock, abstime)));
-    }
-    // SAFETY: libc's function with the caller's arguments.
-    unsafe { real_sem_clockwait()(s, clock, abstime) }
-}
-
-pub(crate) fn sem_post(s: *mut sem_t) -> c_int {
-    // SAFETY: libc's function on the caller's semaphore.
-    let r = unsafe { real_sem_post()(s) };
-    if r == 0 {
-        let e = crate::sys::errno();
-        wake(s as usize, 1);
-        crate::sys::set_errno(e);
-    }
     r
 }
 

@@ -55,7 +55,10 @@ const PIDFD_THREAD: usize = libc::O_EXCL as usize;
 
 /// Parks the running coroutine for `d` (the caller holds `np`).
 fn park_for(np: &NoPreempt, d: Duration) {
-    let t = timers().add(Instant::now() + d, Waker::Coroutine(sched::current_task()));
+    let t = timers().add(
+        Instant::now() + d,
+        Waker::Coroutine(sched::current_coroutine()),
+    );
     while !t.fired() {
         sched::park_current(np, WaitReason::Sleep);
     }

@@ -54,7 +54,7 @@
 //!    pointer, RIP = `coroutines_switch_restore`.
 //! 5. The handler *returns*. sigreturn restores the signal mask and the
 //!    sigaltstack state and lands the executor in the second half of the
-//!    switch, popping the scheduler's frame: to `run_task` this looks like
+//!    switch, popping the scheduler's frame: to `run_coroutine` this looks like
 //!    an ordinary return from `arch::switch`. It requeues the coroutine at
 //!    the back of `ready`.
 //! 6. Resuming is the ordinary `arch::switch` to `Inner::sp`; it "returns"

@@ -242,7 +242,8 @@ unsafe fn preempt_here(exec: &Executor, ctx: *mut libc::c_void) -> Result<(), De
     if crate::sched::preempt_level() != 0 {
         return Err(Defer::NoPreempt);
     }
-    // SAFETY: `current` is non-null only while run_task holds the task.
+    // SAFETY: `current` is non-null only while run_coroutine holds the
+    // coroutine.
     let co = unsafe { &*co };
     // SAFETY: caller contract.
     let mut regs = unsafe { ucontext::regs(ctx) };
@@ -251,7 +252,7 @@ unsafe fn preempt_here(exec: &Executor, ctx: *mut libc::c_void) -> Result<(), De
         co.stack_lo.load(Ordering::Relaxed),
         co.stack_hi.load(Ordering::Relaxed),
     );
-    // 3. On the coroutine's stack (not the scheduler's: run_task publishes
+    // 3. On the coroutine's stack (not the scheduler's: run_coroutine publishes
     //    `current` a few instructions before the switch).
     if rsp <= lo || rsp > hi {
         return Err(Defer::Stack);

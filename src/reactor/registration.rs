@@ -272,7 +272,7 @@ impl Registration {
         deadline: Option<Instant>,
         np: &NoPreempt,
     ) -> WaitOutcome {
-        let co = sched::current_task();
+        let co = sched::current_coroutine();
         let mut pushed = 0;
         let mut early = None;
         for &(reg, dir, gen, snap) in list {

@@ -128,7 +128,7 @@ pub(crate) fn check_blocked(rt: &'static Runtime, now: Instant) {
     let after = rt.config.blocked_after;
     for (e, s) in live.iter().zip(samples.iter_mut()) {
         let switches = e.switches.load(Ordering::Relaxed);
-        // Acquire pairs with the Release store in run_task; we only need
+        // Acquire pairs with the Release store in run_coroutine; we only need
         // "is something running", so a stale value costs one tick.
         let running = !e.current.load(Ordering::Acquire).is_null();
         if switches != s.switches || !running || !e.alive.load(Ordering::Acquire) {

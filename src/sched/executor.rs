@@ -264,7 +264,7 @@ impl Executor {
 
 /// Top of the running coroutine's usable stack (0 outside a coroutine).
 pub(crate) fn current_stack_hi() -> usize {
-    let _np = NoPreempt::new(); // see `current_task`
+    let _np = NoPreempt::new(); // see `current_coroutine`
     match current_executor() {
         Some(e) if !e.current.get().is_null() => {
             // SAFETY: `current` points at the live running coroutine.
@@ -320,16 +320,16 @@ pub(crate) fn in_coroutine_user_code() -> bool {
 }
 
 /// The running coroutine. Panics (clearly) outside a coroutine.
-pub(crate) fn current_task() -> CoroutineRef {
-    // Raised: the executor read below stays ours until we hold the task
+pub(crate) fn current_coroutine() -> CoroutineRef {
+    // Raised: the executor read below stays ours until we hold the coroutine
     // (a preemption could otherwise move us to another executor between
     // the two reads, with migration).
     let _np = NoPreempt::new();
     let exec = current_executor().expect("coroutines: not on an executor");
     let p = exec.current.get();
     assert!(!p.is_null(), "coroutines: not inside a coroutine");
-    // SAFETY: `p` came from Arc::as_ptr of the task `run_task` holds for
-    // as long as the coroutine runs; we add one strong reference.
+    // SAFETY: `p` came from Arc::as_ptr of the coroutine `run_coroutine`
+    // holds for as long as it runs; we add one strong reference.
     unsafe {
         Arc::increment_strong_count(p);
         Arc::from_raw(p)
@@ -339,7 +339,7 @@ pub(crate) fn current_task() -> CoroutineRef {
 /// Id of the running coroutine (`CoroutineId::as_u64`), or 0 outside a
 /// coroutine. One thread-local load, no reference count traffic.
 pub(crate) fn current_id() -> u64 {
-    let _np = NoPreempt::new(); // see `current_task`
+    let _np = NoPreempt::new(); // see `current_coroutine`
     match current_executor() {
         Some(e) if !e.current.get().is_null() => {
             // SAFETY: `current` points at the live Inner of the running
@@ -384,11 +384,11 @@ pub(crate) fn is_own_std_parker(uaddr: usize) -> bool {
 /// The owner's queue operations.
 impl Executor {
     #[inline]
-    pub(crate) fn push_ready(&self, task: CoroutineRef) {
+    pub(crate) fn push_ready(&self, co: CoroutineRef) {
         // SAFETY: owner thread; no reference into `ready` is live (see
         // field doc).
         let ready = unsafe { &mut *self.ready.get() };
-        ready.push_back(task);
+        ready.push_back(co);
         self.shared.ready_len.store(ready.len(), Ordering::Relaxed);
     }
 
@@ -398,10 +398,10 @@ impl Executor {
     /// BENCHMARKS.md, W4/W7). A woken coroutine that then computes is
     /// preempted like any other and goes to the back.
     #[inline]
-    pub(crate) fn push_woken(&self, task: CoroutineRef) {
+    pub(crate) fn push_woken(&self, co: CoroutineRef) {
         // SAFETY: as in `push_ready`.
         let ready = unsafe { &mut *self.ready.get() };
-        ready.push_front(task);
+        ready.push_front(co);
         self.shared.ready_len.store(ready.len(), Ordering::Relaxed);
     }
 
@@ -439,9 +439,9 @@ impl Executor {
 
     /// Queues a coroutine spawned by code running on this executor. Returns
     /// whether stealable work was added (then idle executors are told).
-    pub(crate) fn push_spawned(&self, task: CoroutineRef) -> bool {
+    pub(crate) fn push_spawned(&self, co: CoroutineRef) -> bool {
         bump(&self.shared.stats.spawned);
-        match self.next.replace(Some(task)) {
+        match self.next.replace(Some(co)) {
             // SAFETY: owner thread; `older` is queued, not running: its
             // `sp` is read by nobody else now (0 = never ran).
             Some(older) if self.rt.config.migrate && unsafe { *older.sp.get() } != 0 => {
@@ -465,30 +465,30 @@ impl Executor {
     /// Migration: a coroutine woken by the one running here, which gives
     /// the executor up right after (it finishes): it runs next, from the
     /// `next` slot if free.
-    pub(crate) fn push_woken_next(&self, task: CoroutineRef) {
+    pub(crate) fn push_woken_next(&self, co: CoroutineRef) {
         match self.next.take() {
-            None => self.next.set(Some(task)),
+            None => self.next.set(Some(co)),
             Some(n) => {
                 self.next.set(Some(n));
-                self.shared.inbox.push(task);
+                self.shared.inbox.push(co);
             }
         }
     }
 
     /// A coroutine whose context is saved after it asked to park: publish
     /// PARKED, or requeue it if a wake came first.
-    pub(super) fn complete_park(&self, task: CoroutineRef) {
+    pub(super) fn complete_park(&self, co: CoroutineRef) {
         bump(&self.shared.stats.parks);
         // Release: the coroutine's writes before parking are seen by the
         // waker that wins PARKED -> RUNNABLE.
-        if task
+        if co
             .state
             .compare_exchange(ACTIVE, PARKED, Ordering::AcqRel, Ordering::Acquire)
             .is_err()
         {
             // A wake arrived since it started (NOTIFIED): run again.
-            task.state.swap(RUNNABLE, Ordering::AcqRel);
-            self.requeue(task);
+            co.state.swap(RUNNABLE, Ordering::AcqRel);
+            self.requeue(co);
         }
         // Else the waker will queue it; drop our reference.
     }
@@ -503,20 +503,20 @@ impl Executor {
         self.runq.pop()
     }
 
-    pub(super) fn requeue(&self, task: CoroutineRef) {
+    pub(super) fn requeue(&self, co: CoroutineRef) {
         if self.rt.config.migrate {
-            self.runq.push(task);
+            self.runq.push(co);
             // More than one waiting: one of them could run elsewhere now.
             if self.runq.len() > 1 {
                 self.rt.notify_idle();
             }
         } else {
-            self.push_ready(task);
+            self.push_ready(co);
         }
     }
 }
 
-/// One task from `steal` (an injector's or another executor's deque),
+/// One coroutine from `steal` (an injector's or another executor's deque),
 /// retrying on contention.
 fn retry_steal(steal: impl Fn() -> Steal<CoroutineRef>) -> Option<CoroutineRef> {
     loop {
@@ -528,12 +528,12 @@ fn retry_steal(steal: impl Fn() -> Steal<CoroutineRef>) -> Option<CoroutineRef> 
     }
 }
 
-/// One task from a stealable queue.
+/// One coroutine from a stealable queue.
 pub(super) fn steal_one(q: &Injector<CoroutineRef>) -> Option<CoroutineRef> {
     retry_steal(|| q.steal())
 }
 
-/// One task stolen from another executor's deque.
+/// One coroutine stolen from another executor's deque.
 pub(super) fn steal_from(q: &Stealer<CoroutineRef>) -> Option<CoroutineRef> {
     retry_steal(|| q.steal())
 }

@@ -69,17 +69,17 @@ mod thread;
 pub(crate) use blocked::start_detector;
 pub(crate) use blocked::{check_blocked, BLOCKED_NS, BLOCKED_SEEN, EXTRA_RETIRED, EXTRA_STARTED};
 pub(crate) use executor::{carrier_tp_raw, current_name_raw, executor_slot_addr};
+pub(crate) use executor::{
+    current_coroutine, current_id, current_stack_hi, in_coroutine, in_coroutine_user_code,
+    is_own_std_parker, WaitReason,
+};
 #[allow(unused_imports)]
 pub(crate) use executor::{
     current_executor_raw, current_executor_shared, Action, Executor, ExecutorShared,
 };
-pub(crate) use executor::{
-    current_id, current_stack_hi, current_task, in_coroutine, in_coroutine_user_code,
-    is_own_std_parker, WaitReason,
-};
 pub(crate) use level::{current as preempt_level, NoPreempt};
 /// (The name the rest of the crate has used for `try_runtime`.)
 pub(crate) use runtime::try_runtime as try_runtime_pub;
-pub(crate) use runtime::{schedule, spawn_task, try_runtime, Runtime, Settings};
+pub(crate) use runtime::{schedule, spawn_coroutine, try_runtime, Runtime, Settings};
 pub(crate) use switch::{park_current, yield_now_fast};
 pub(crate) use thread::fork_on_executor;

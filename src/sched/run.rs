@@ -1,7 +1,7 @@
 //! The run loop: which coroutine an executor runs next, the idle search,
 //! and running one coroutine until it switches back.
 //!
-//! One pick (`next_task`), in order; `tick` counts picks:
+//! One pick (`next_coroutine`), in order; `tick` counts picks:
 //! 1. with migration, except every `FRESH_EVERY`-th pick: a woken
 //!    coroutine from the inbox (ahead of the preempted CPU hogs);
 //! 2. right after a preemption (`prefer_new`), unless another executor has
@@ -23,7 +23,7 @@
 //! `SEARCH_SPINS` of them and yielding the CPU in the rest, then sleep on
 //! the parker (sched/mod.rs protocol, idle.rs).
 //!
-//! `run_task`: publish `current` (for the monitor and the preemption
+//! `run_coroutine`: publish `current` (for the monitor and the preemption
 //! handler), bump `switches`, switch in (switch.rs `prepare_resume`); on
 //! return clear `current`, reset the no-preempt level (level.rs) and act on
 //! `action`: Yield -> back of `ready` (with migration: `runq`); Preempted
@@ -64,7 +64,7 @@ const SEARCH_SPINS: u32 = 48;
 
 impl Executor {
     #[inline]
-    pub(super) fn next_task(&self) -> Option<CoroutineRef> {
+    pub(super) fn next_coroutine(&self) -> Option<CoroutineRef> {
         let tick = self.tick.get().wrapping_add(1);
         self.tick.set(tick);
         if self.rt.config.migrate && tick % FRESH_EVERY != 0 {
@@ -304,8 +304,8 @@ impl Executor {
     // both lived in one file: a call per coroutine run measured +2 % on
     // spawn+join (W2b).
     #[inline]
-    pub(super) fn run_task(&self, task: CoroutineRef) {
-        if !ensure_started(self, &task) {
+    pub(super) fn run_coroutine(&self, co: CoroutineRef) {
+        if !ensure_started(self, &co) {
             return;
         }
         // A coroutine resuming after a voluntary suspension restores its own
@@ -313,10 +313,10 @@ impl Executor {
         // level is this thread's) it must not be preempted: it may be
         // holding the executor it was resumed by in a register. A preempted
         // one resumes at level 0 (the full-restore path sets none).
-        let resumes_preempted = task.preempted.load(Ordering::Relaxed);
+        let resumes_preempted = co.preempted.load(Ordering::Relaxed);
         level::set_own(if resumes_preempted { 0 } else { 1 });
-        let (sp, fs) = self.prepare_resume(task, self.carrier_errno);
-        // SAFETY: we own the right to run the task (popped from a queue);
+        let (sp, fs) = self.prepare_resume(co, self.carrier_errno);
+        // SAFETY: we own the right to run the coroutine (popped from a queue);
         // its saved sp is a suspended frame on its live stack, which
         // `running` keeps alive until the coroutine switches back; `fs` is
         // its block (or 0).
@@ -331,9 +331,9 @@ impl Executor {
         // The coroutine that switched back is whatever `running` holds now
         // (a direct yield may have changed it).
         // SAFETY: owner thread, scheduler context.
-        let task = unsafe { (*self.running.get()).take() }
+        let co = unsafe { (*self.running.get()).take() }
             .unwrap_or_else(|| crate::sys::fatal("scheduler resumed with no running coroutine"));
-        let inner: &Inner = &task;
+        let inner: &Inner = &co;
         // SAFETY: owner thread; the coroutine is switched out: its block's
         // malloc words flow back to the carrier (tls/block.rs).
         unsafe {
@@ -358,7 +358,7 @@ impl Executor {
         match self.action.get() {
             Action::Yield => {
                 bump(&self.shared.stats.yields);
-                self.requeue(task)
+                self.requeue(co)
             }
             Action::Preempted => {
                 bump(&self.shared.stats.preemptions);
@@ -371,14 +371,14 @@ impl Executor {
                     // Like Go's preempted goroutines: to the global queue,
                     // which every executor serves in turn, so CPU hogs
                     // rotate over all executors and share them evenly.
-                    self.rt.injector.push(task);
+                    self.rt.injector.push(co);
                     // Every executor serves that queue, a sleeping one too.
                     self.rt.notify_idle();
                 } else {
-                    self.requeue(task)
+                    self.requeue(co)
                 }
             }
-            Action::Park => self.complete_park(task),
+            Action::Park => self.complete_park(co),
             Action::Exit => {
                 inner.state.store(DONE, Ordering::Release);
                 let home = inner.home.load(Ordering::Relaxed) as usize;

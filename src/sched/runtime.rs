@@ -249,16 +249,16 @@ impl Runtime {
 }
 
 /// Queues a coroutine that was never run.
-pub(crate) fn spawn_task(rt: &'static Runtime, task: CoroutineRef) {
+pub(crate) fn spawn_coroutine(rt: &'static Runtime, co: CoroutineRef) {
     let _np = NoPreempt::new();
     match current_executor() {
         Some(exec) if std::ptr::eq(exec.rt, rt) => {
-            if exec.push_spawned(task) {
+            if exec.push_spawned(co) {
                 rt.notify_idle();
             }
         }
         _ => {
-            rt.injector.push(task);
+            rt.injector.push(co);
             rt.external_spawns.fetch_add(1, Ordering::Relaxed);
             rt.notify_idle();
         }
@@ -269,17 +269,17 @@ pub(crate) fn spawn_task(rt: &'static Runtime, task: CoroutineRef) {
 /// migration is on. `notify`: with migration, whether an idle executor
 /// may be woken to take it (false when the caller gives its executor up
 /// right away, so it runs here next).
-pub(crate) fn schedule(task: CoroutineRef, notify: bool) {
+pub(crate) fn schedule(co: CoroutineRef, notify: bool) {
     let _np = NoPreempt::new();
     let Some(rt) = try_runtime() else {
         crate::sys::fatal("schedule() before the runtime started");
     };
-    let home = task.home.load(Ordering::Relaxed);
+    let home = co.home.load(Ordering::Relaxed);
     let exec = current_executor();
     if home == NO_HOME {
         match exec {
-            Some(exec) => exec.fresh.push(task),
-            None => rt.injector.push(task),
+            Some(exec) => exec.fresh.push(co),
+            None => rt.injector.push(co),
         }
         rt.notify_idle();
         return;
@@ -290,10 +290,10 @@ pub(crate) fn schedule(task: CoroutineRef, notify: bool) {
         match exec {
             Some(exec) if std::ptr::eq(exec.rt, rt) => {
                 if !notify && exec.in_coroutine_now() {
-                    exec.push_woken_next(task);
+                    exec.push_woken_next(co);
                     return;
                 }
-                exec.shared.inbox.push(task);
+                exec.shared.inbox.push(co);
             }
             // From outside (a timer fired by the monitor, a helper
             // thread): the coroutine's last executor's inbox, where the
@@ -302,7 +302,7 @@ pub(crate) fn schedule(task: CoroutineRef, notify: bool) {
             _ => {
                 let target = &rt.executors[home as usize];
                 if target.alive.load(Ordering::Acquire) {
-                    target.inbox.push(task);
+                    target.inbox.push(co);
                     fence(Ordering::SeqCst);
                     target.parker.unpark();
                     if !target.alive.load(Ordering::Acquire) {
@@ -313,7 +313,7 @@ pub(crate) fn schedule(task: CoroutineRef, notify: bool) {
                         }
                     }
                 } else {
-                    rt.injector.push(task);
+                    rt.injector.push(co);
                 }
             }
         }
@@ -321,10 +321,10 @@ pub(crate) fn schedule(task: CoroutineRef, notify: bool) {
         return;
     }
     match exec {
-        Some(exec) if exec.index == home as usize => exec.push_woken(task),
+        Some(exec) if exec.index == home as usize => exec.push_woken(co),
         _ => {
             let target = &rt.executors[home as usize];
-            target.inbox.push(task);
+            target.inbox.push(co);
             fence(Ordering::SeqCst);
             target.parker.unpark();
         }

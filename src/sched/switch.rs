@@ -4,7 +4,7 @@
 //!
 //! A coroutine comes back to its scheduler by switching to the saved
 //! scheduler stack pointer after setting `action` (why it came back:
-//! `suspend`). The scheduler side of that switch is `run_task` (run.rs).
+//! `suspend`). The scheduler side of that switch is `run_coroutine` (run.rs).
 //!
 //! Direct switches skip the scheduler when the next coroutine is local, was
 //! not preempted and has started or can start from this executor's block
@@ -336,14 +336,14 @@ impl Executor {
         }
     }
 
-    /// Makes `task` the running coroutine of this executor (state, home,
+    /// Makes `co` the running coroutine of this executor (state, home,
     /// `current`, switch counter, its TLS block's carrier-bound words).
     /// The caller switches to it next: returns its saved stack pointer and
     /// thread pointer (0: unchanged). `from_errno`: errno address of the
     /// side running now (carrier or coroutine block; 0 without blocks).
     #[inline(always)]
-    pub(super) fn prepare_resume(&self, task: CoroutineRef, from_errno: usize) -> (usize, usize) {
-        let inner: &Inner = &task;
+    pub(super) fn prepare_resume(&self, co: CoroutineRef, from_errno: usize) -> (usize, usize) {
+        let inner: &Inner = &co;
         self.idle_since.set(None);
         if inner.state.load(Ordering::Relaxed) & STATE_MASK == RUNNABLE {
             // Acquire: see every condition set by the wakers (module doc of
@@ -364,14 +364,14 @@ impl Executor {
             self.shared.homed.fetch_add(1, Ordering::Relaxed);
         }
         inner.preempted.store(false, Ordering::Relaxed);
-        let p = Arc::as_ptr(&task);
+        let p = Arc::as_ptr(&co);
         self.current.set(p);
         self.shared
             .current
             .store(p as *mut Inner, Ordering::Release);
         bump(&self.shared.switches);
         super::blocked::note_running();
-        // SAFETY: we own the right to run `task`; nobody else touches `sp`
+        // SAFETY: we own the right to run `co`; nobody else touches `sp`
         // or `ident`; the slots are this thread's.
         let sp = unsafe {
             self.ident.load(&*inner.ident.get());
@@ -399,7 +399,7 @@ impl Executor {
             }
         }
         // SAFETY: owner thread; `running` is only touched around switches.
-        unsafe { *self.running.get() = Some(task) };
+        unsafe { *self.running.get() = Some(co) };
         (sp, fs)
     }
 
@@ -422,18 +422,18 @@ impl Executor {
     /// switch can resume (suspend, switch_direct, coroutine_main).
     #[inline(always)]
     pub(super) fn complete_pending(&self) {
-        if let Some((task, action)) = self.pending.take() {
-            self.complete_pending_slow(task, action);
+        if let Some((co, action)) = self.pending.take() {
+            self.complete_pending_slow(co, action);
         }
     }
 
     #[inline(never)]
-    pub(super) fn complete_pending_slow(&self, task: CoroutineRef, action: Action) {
+    pub(super) fn complete_pending_slow(&self, co: CoroutineRef, action: Action) {
         if action == Action::Park {
-            self.complete_park(task);
+            self.complete_park(co);
         } else {
             bump(&self.shared.stats.yields);
-            self.requeue(task);
+            self.requeue(co);
         }
     }
 }
@@ -443,10 +443,10 @@ impl Executor {
 /// the caller disabled: the stack pool has a thread cache). Returns false
 /// if no stack could be had: the coroutine is then finished here, its
 /// joiner getting the error, and must not be switched to.
-pub(super) fn ensure_started(exec: &Executor, task: &CoroutineRef) -> bool {
-    // SAFETY: we own the right to run `task`; `sp` is 0 only before the
+pub(super) fn ensure_started(exec: &Executor, co: &CoroutineRef) -> bool {
+    // SAFETY: we own the right to run `co`; `sp` is 0 only before the
     // first run.
-    if unsafe { *task.sp.get() } != 0 {
+    if unsafe { *co.sp.get() } != 0 {
         return true;
     }
     // With its own thread-locals, the coroutine's TLS block takes the top
@@ -462,25 +462,25 @@ pub(super) fn ensure_started(exec: &Executor, task: &CoroutineRef) -> bool {
         // preemption off (`direct_next`: only when this finds a block, so
         // the stack pool below runs in scheduler context).
         let cache = unsafe { &mut *exec.tls_cache.get() };
-        if let Some(i) = cache.iter().rposition(|c| c.2 == task.stack_size) {
+        if let Some(i) = cache.iter().rposition(|c| c.2 == co.stack_size) {
             let (stack, tp, _) = cache.swap_remove(i);
             // SAFETY: the block of a finished coroutine, at this stack's
             // top, never to run again; scheduler context.
             // (`tls_snap` is likewise the owner's.)
             let top = unsafe { tls::layout().reuse(tp, &mut *exec.tls_snap.get()) };
-            task.stack_lo.store(stack.bottom(), Ordering::Relaxed);
-            task.stack_hi.store(top, Ordering::Relaxed);
-            // SAFETY: owner of the right to run `task`; the stack is ours,
+            co.stack_lo.store(stack.bottom(), Ordering::Relaxed);
+            co.stack_hi.store(top, Ordering::Relaxed);
+            // SAFETY: owner of the right to run `co`; the stack is ours,
             // writable below the block, `top` 16-aligned.
             unsafe {
-                *task.tls.get() = tp;
-                *task.stack.get() = Some(stack);
-                *task.sp.get() = arch::init_stack(top, coroutine_main, Arc::as_ptr(task) as usize);
+                *co.tls.get() = tp;
+                *co.stack.get() = Some(stack);
+                *co.sp.get() = arch::init_stack(top, coroutine_main, Arc::as_ptr(co) as usize);
             }
             return true;
         }
     }
-    match crate::stack::alloc(task.stack_size + extra) {
+    match crate::stack::alloc(co.stack_size + extra) {
         Ok(stack) => {
             let mut top = stack.top();
             if exec.sched_fs != 0 {
@@ -498,15 +498,15 @@ pub(super) fn ensure_started(exec: &Executor, task: &CoroutineRef) -> bool {
                     )
                 } {
                     Some((tp, below)) => {
-                        // SAFETY: owner of the right to run `task`.
-                        unsafe { *task.tls.get() = tp };
+                        // SAFETY: owner of the right to run `co`.
+                        unsafe { *co.tls.get() = tp };
                         top = below;
                     }
                     None => {
                         drop(stack);
                         return fail_start(
                             exec,
-                            task,
+                            co,
                             std::io::Error::new(
                                 std::io::ErrorKind::OutOfMemory,
                                 "cannot allocate the thread-local storage of the coroutine",
@@ -515,28 +515,28 @@ pub(super) fn ensure_started(exec: &Executor, task: &CoroutineRef) -> bool {
                     }
                 }
             }
-            task.stack_lo.store(stack.bottom(), Ordering::Relaxed);
-            task.stack_hi.store(top, Ordering::Relaxed);
+            co.stack_lo.store(stack.bottom(), Ordering::Relaxed);
+            co.stack_hi.store(top, Ordering::Relaxed);
             // SAFETY: as above; the stack is fresh, writable, 16-aligned top.
             unsafe {
-                *task.stack.get() = Some(stack);
-                *task.sp.get() = arch::init_stack(top, coroutine_main, Arc::as_ptr(task) as usize);
+                *co.stack.get() = Some(stack);
+                *co.sp.get() = arch::init_stack(top, coroutine_main, Arc::as_ptr(co) as usize);
             }
             true
         }
-        Err(e) => fail_start(exec, task, e),
+        Err(e) => fail_start(exec, co, e),
     }
 }
 
 /// A coroutine that could not start (no stack or TLS block): finished here,
 /// its joiner getting `e`. Returns false (for `ensure_started`).
-fn fail_start(exec: &Executor, task: &CoroutineRef, e: std::io::Error) -> bool {
-    // SAFETY: we own the right to run `task`, which never ran: the body is
+fn fail_start(exec: &Executor, co: &CoroutineRef, e: std::io::Error) -> bool {
+    // SAFETY: we own the right to run `co`, which never ran: the body is
     // ours to take on first run.
-    if let Some(body) = unsafe { (*task.entry.get()).take() } {
+    if let Some(body) = unsafe { (*co.entry.get()).take() } {
         body(Some(e));
     }
-    task.state.store(DONE, Ordering::Release);
+    co.state.store(DONE, Ordering::Release);
     bump(&exec.shared.stats.finished);
     false
 }

@@ -121,12 +121,12 @@ pub(crate) fn executor_main(
     // blocked executor) must wake it, like one leaving its parker.
     crate::preempt::executor_woke();
     loop {
-        let task = match exec.next_task() {
+        let next = match exec.next_coroutine() {
             Some(t) => Some(t),
             None => exec.find_work(true).or_else(|| exec.idle()),
         };
-        match task {
-            Some(task) => exec.run_task(task),
+        match next {
+            Some(co) => exec.run_coroutine(co),
             None => {
                 if exec.idle_since.get().is_none() {
                     exec.idle_since.set(Some(Instant::now()));
@@ -140,7 +140,7 @@ pub(crate) fn executor_main(
     // Retired (blocked.rs step 3). A wake from outside may have pushed to
     // our inbox after the retirement check but before it saw `alive`
     // false: after this fence, either that waker sees `alive` false and
-    // moves the task itself, or we see the task here (runtime.rs
+    // moves the coroutine itself, or we see the coroutine here (runtime.rs
     // `schedule`).
     std::sync::atomic::fence(Ordering::SeqCst);
     let mut moved = false;

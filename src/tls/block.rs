@@ -525,7 +525,7 @@ pub(crate) fn run_exit_destructors() {
     // (The running coroutine is looked up only if something is pooled: an
     // `Arc` clone per exit otherwise.)
     if super::pool::active() {
-        super::pool::at_exit(&crate::sched::current_task(), read_fs_base());
+        super::pool::at_exit(&crate::sched::current_coroutine(), read_fs_base());
     }
     // SAFETY: glibc's function; runs the destructors registered in the
     // running block's list (ours), in this coroutine's context.

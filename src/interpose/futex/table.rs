@@ -62,7 +62,7 @@ use crate::sys::lock::RawLock;
 
 /// One waiting coroutine.
 pub(super) struct Node {
-    task: CoroutineRef,
+    co: CoroutineRef,
     bitset: u32,
     /// Set (Release) by the waker that removed the node from its queue,
     /// under the shard lock; read (Acquire) by the waiting coroutine.
@@ -151,7 +151,7 @@ pub(super) fn wait(
     // the futex contract makes it a live u32 the caller may read.
     let word = unsafe { &*(uaddr as *const AtomicU32) };
     let node = Arc::new(Node {
-        task: sched::current_task(),
+        co: sched::current_coroutine(),
         bitset,
         woken: AtomicBool::new(false),
     });
@@ -177,12 +177,12 @@ pub(super) fn wait(
     });
     queued?;
     WAITS_PARKED.fetch_add(1, Ordering::Relaxed);
-    let timer = deadline.map(|d| timers().add(d, Waker::Coroutine(node.task.clone())));
+    let timer = deadline.map(|d| timers().add(d, Waker::Coroutine(node.co.clone())));
     let mut poll_every = Duration::from_millis(1);
     let mut poll = (!private).then(|| {
         timers().add(
             Instant::now() + poll_every,
-            Waker::Coroutine(node.task.clone()),
+            Waker::Coroutine(node.co.clone()),
         )
     });
     let result = loop {
@@ -207,7 +207,7 @@ pub(super) fn wait(
             poll_every = (poll_every * 2).min(Duration::from_millis(64));
             poll = Some(timers().add(
                 Instant::now() + poll_every,
-                Waker::Coroutine(node.task.clone()),
+                Waker::Coroutine(node.co.clone()),
             ));
         }
         sched::park_current(&np, reason);
@@ -264,7 +264,7 @@ pub(super) fn wake(key: usize, n: usize, bitset: u32) -> usize {
             // Waking under the shard lock is fine: `wake` only pushes on a
             // run queue and may FUTEX_WAKE an executor with a raw syscall;
             // it never takes a shard lock.
-            node.task.wake();
+            node.co.wake();
             woken += 1;
         }
         if list.is_empty() {

@@ -63,7 +63,7 @@ fn shard_index(addr: usize) -> usize {
 }
 
 pub(super) struct Waiter {
-    pub(super) task: CoroutineRef,
+    pub(super) co: CoroutineRef,
     /// Set (Release) by the waker that removed the node, under the lock.
     pub(super) woken: AtomicBool,
 }
@@ -83,7 +83,7 @@ static OWNERS: [Shard<(u64, u32)>; SHARDS] = [OSHARD; SHARDS];
 /// the fence in `wake` (interpose/pthread.rs module doc).
 pub(super) fn register(addr: usize) -> Arc<Waiter> {
     let w = Arc::new(Waiter {
-        task: sched::current_task(),
+        co: sched::current_coroutine(),
         woken: AtomicBool::new(false),
     });
     let s = &QUEUES[shard_index(addr)];
@@ -132,7 +132,7 @@ pub(super) fn wake(addr: usize, n: usize) -> usize {
             let Some(w) = q.pop_front() else { break };
             w.woken.store(true, Ordering::Release);
             // Never takes a shard lock of ours: safe under the lock.
-            w.task.clone().wake();
+            w.co.clone().wake();
             woken += 1;
         }
         if q.is_empty() {
@@ -209,7 +209,7 @@ pub(super) fn park_until(
             return libc::ETIMEDOUT;
         }
         let until = deadline.map_or(now + recheck, |d| d.min(now + recheck));
-        let timer = timers().add(until, Waker::Coroutine(w.task.clone()));
+        let timer = timers().add(until, Waker::Coroutine(w.co.clone()));
         while !w.woken.load(Ordering::Acquire) && !timer.fired() {
             sched::park_current(np, WaitReason::Futex);
         }
