@@ -14,7 +14,11 @@
 //!
 //! plus a `NOTIFIED` bit that a waker sets when the coroutine is not parked:
 //! the next park then returns at once (a wake is never lost, but a wait may
-//! return spuriously, so every wait loop rechecks its condition).
+//! return spuriously, so every wait loop rechecks its condition), and a
+//! `CLAIMED` bit that `dump()` holds on a `PARKED` coroutine while it reads
+//! its wait and stack (CAS `PARKED -> PARKED|CLAIMED`, cleared with a
+//! Release `fetch_and`); the waker that sets NOTIFIED on `PARKED|CLAIMED`
+//! waits for the bit to clear, then wakes as from `PARKED`.
 //!
 //! Protocol (wake side and park side):
 //! 1. A waker makes its condition true, then `fetch_or(NOTIFIED)` (AcqRel).
@@ -46,6 +50,11 @@ pub(crate) const RUNNABLE: u8 = 2;
 pub(crate) const DONE: u8 = 3;
 pub(crate) const STATE_MASK: u8 = 0b11;
 pub(crate) const NOTIFIED: u8 = 0b100;
+/// Set on a `PARKED` coroutine by `dump()` while it reads the coroutine's
+/// wait record and stack (observe/dump.rs): the coroutine cannot be
+/// resumed meanwhile. A waker that finds `PARKED | CLAIMED` waits for the
+/// claim to end, then wakes as usual (`Inner::wake_claimed`).
+pub(crate) const CLAIMED: u8 = 0b1000;
 
 /// `home` value of a coroutine that never ran (any executor may take it).
 pub(crate) const NO_HOME: u32 = u32::MAX;
@@ -95,6 +104,23 @@ pub(crate) struct Inner {
     /// Pooled thread-locals (tls/pool.rs) this coroutine lent at its
     /// last switch-out, one bit each. Owner only, like `sp`.
     pub(crate) pooled: std::cell::Cell<u32>,
+    /// What the coroutine waits for while parked (observe/wait.rs).
+    pub(crate) wait: crate::observe::wait::WaitRecord,
+    /// Index in the registry of live coroutines (observe/registry.rs).
+    pub(crate) reg_slot: AtomicU32,
+    /// CPU time in nanoseconds, sampled by the monitor (observe/mod.rs):
+    /// written by the executor that switches the coroutine out.
+    pub(crate) cpu_ns: AtomicU64,
+    /// Times the coroutine was preempted (written by its executor).
+    pub(crate) preemptions: AtomicU64,
+    /// Dedicated coroutine (`Builder::dedicated`): runs on its own thread.
+    pub(crate) dedicated: bool,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        crate::observe::registry::unregister(self);
+    }
 }
 
 // SAFETY: the UnsafeCell fields are only touched by the single party that
@@ -117,7 +143,7 @@ impl Inner {
     /// once. See the module doc for the protocol.
     pub(crate) fn wake(self: &Arc<Self>) {
         let prev = self.state.fetch_or(NOTIFIED, Ordering::AcqRel);
-        if prev == PARKED {
+        if prev == PARKED || (prev == PARKED | CLAIMED && self.wake_claimed()) {
             // We won the right to run it. The swap (an RMW) keeps the
             // release sequence of any waker that set NOTIFIED meanwhile.
             self.state.swap(RUNNABLE, Ordering::AcqRel);
@@ -125,12 +151,34 @@ impl Inner {
         }
     }
 
+    /// The wake that found the coroutine parked and claimed by `dump()`
+    /// (it set NOTIFIED on `PARKED | CLAIMED`, so it is the one waker that
+    /// must make it runnable): waits until the dump releases it (a claim
+    /// lasts one stack walk, microseconds; the dump never parks while
+    /// holding one). Returns true.
+    #[cold]
+    #[inline(never)]
+    fn wake_claimed(&self) -> bool {
+        let mut spins = 0u32;
+        while self.state.load(Ordering::Acquire) & CLAIMED != 0 {
+            spins += 1;
+            if spins < 1000 {
+                std::hint::spin_loop();
+            } else {
+                // SAFETY: sched_yield takes no arguments and touches no
+                // memory (the raw call: the hook would park).
+                unsafe { crate::sys::syscall6(libc::SYS_sched_yield as usize, 0, 0, 0, 0, 0, 0) };
+            }
+        }
+        true
+    }
+
     /// `wake` from a coroutine about to finish (its joiner): the executor
     /// runs the woken coroutine next, so no idle executor is woken to
     /// steal it (a spawn-join loop would otherwise bounce between them).
     pub(crate) fn wake_by_finishing(self: &Arc<Self>) {
         let prev = self.state.fetch_or(NOTIFIED, Ordering::AcqRel);
-        if prev == PARKED {
+        if prev == PARKED || (prev == PARKED | CLAIMED && self.wake_claimed()) {
             self.state.swap(RUNNABLE, Ordering::AcqRel);
             sched::schedule(self.clone(), false);
         }
@@ -146,6 +194,10 @@ impl CoroutineId {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         let id = NEXT.fetch_add(1, Ordering::Relaxed);
         CoroutineId(NonZeroU64::new(id).expect("coroutine id counter wrapped"))
+    }
+
+    pub(crate) fn from_raw(n: NonZeroU64) -> Self {
+        CoroutineId(n)
     }
 
     /// The id as a number (unique for the process lifetime).
@@ -256,7 +308,7 @@ pub(crate) fn sleep_until(deadline: std::time::Instant) {
     let np = sched::NoPreempt::new();
     let timer = crate::reactor::timers().add(deadline, crate::reactor::Waker::Coroutine(co));
     while !timer.fired() {
-        sched::park_current(&np, sched::WaitReason::Sleep);
+        sched::park_current(&np, sched::WaitReason::Sleep { deadline });
     }
 }
 
@@ -391,7 +443,12 @@ impl<T> JoinHandle<T> {
             {
                 while p.state.load(Ordering::Acquire) != FINISHED {
                     if sched::in_coroutine() {
-                        sched::park_current(&np, sched::WaitReason::Join);
+                        sched::park_current(
+                            &np,
+                            sched::WaitReason::Join {
+                                id: self.coroutine.inner.id.as_u64().get(),
+                            },
+                        );
                     } else {
                         std::thread::park();
                     }
@@ -588,7 +645,13 @@ impl Builder {
             risky: AtomicBool::new(false),
             tls: UnsafeCell::new(0),
             pooled: std::cell::Cell::new(0),
+            wait: Default::default(),
+            reg_slot: crate::observe::registry::unregistered(),
+            cpu_ns: AtomicU64::new(0),
+            preemptions: AtomicU64::new(0),
+            dedicated: self.dedicated,
         });
+        crate::observe::registry::register(&inner);
         let coroutine = Coroutine {
             inner: inner.clone(),
         };

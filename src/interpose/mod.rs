@@ -142,6 +142,12 @@ pub(crate) use offload::DEFAULT_FILE_HELPERS;
 
 /// (alive now, most at once) helper threads of the regular-file pool and
 /// of the unbounded pool (getaddrinfo, unwatchable polls), for `stats()`.
+/// The coroutine holding the pthread mutex or write-locked rwlock at
+/// `addr`, as the pthread hooks track it (for `dump()`).
+pub(crate) fn pthread_lock_owner(addr: usize) -> Option<u64> {
+    pthread::lock_owner(addr)
+}
+
 pub(crate) fn helper_counts() -> ((usize, usize), (usize, usize)) {
     (
         offload::helper_counts(offload::Class::File),

@@ -154,7 +154,11 @@ pub(crate) fn helper_counts(class: Class) -> (usize, usize) {
 /// coroutine parks; returns its result and leaves its errno in the
 /// caller's errno. Only call from a coroutine
 /// (`sched::in_coroutine_user_code()`).
-pub(crate) fn offload<F: FnOnce() -> R + Send, R: Send>(class: Class, f: F) -> R {
+pub(crate) fn offload<F: FnOnce() -> R + Send, R: Send>(
+    class: Class,
+    what: crate::observe::wait::Job,
+    f: F,
+) -> R {
     let np = NoPreempt::new();
     crate::reactor::COUNTERS
         .offloaded
@@ -173,7 +177,7 @@ pub(crate) fn offload<F: FnOnce() -> R + Send, R: Send>(class: Class, f: F) -> R
         unsafe { std::mem::transmute(dynref as *const dyn JobRun) };
     submit(class, JobPtr(ptr));
     while !job.done.load(Ordering::Acquire) {
-        sched::park_current(&np, WaitReason::Offload);
+        sched::park_current(&np, WaitReason::Helper(what));
     }
     crate::sys::set_errno(job.errno.get());
     match job.result.take() {

@@ -110,6 +110,11 @@ mod glibc;
 mod park;
 mod sem;
 
+/// The coroutine id owning the mutex or rwlock at `addr` (owner table).
+pub(crate) fn lock_owner(addr: usize) -> Option<u64> {
+    park::owner_of(addr).map(|(id, _)| id)
+}
+
 use std::ffi::c_int;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -118,6 +123,7 @@ use libc::{pthread_cond_t, pthread_mutex_t, pthread_once_t, pthread_rwlock_t, ti
 
 use super::futex::deadline_of;
 use crate::reactor::{timers, Waker};
+use crate::observe::wait::PthreadKind;
 use crate::sched::{self, NoPreempt, WaitReason};
 use glibc::{
     carrier_tid, field, mutex_kind, real_barrier_wait, real_cond_broadcast, real_cond_clockwait,
@@ -186,7 +192,7 @@ fn mutex_lock_co(m: *mut pthread_mutex_t, deadline: Option<Instant>, try_only: b
     if try_only {
         return mutex_attempt(m, kind, me, true).unwrap_or(libc::EBUSY);
     }
-    park_until(&np, m as usize, deadline, || {
+    park_until(&np, m as usize, PthreadKind::Mutex, deadline, || {
         mutex_attempt(m, kind, me, false)
     })
 }
@@ -320,7 +326,13 @@ fn cond_wait_co(
             } // else a signal took us first: the signal wins
             break;
         }
-        sched::park_current(&np, WaitReason::Futex);
+        sched::park_current(
+            &np,
+            WaitReason::Pthread {
+                addr: c as usize,
+                kind: PthreadKind::Cond,
+            },
+        );
     }
     if let Some(t) = timer {
         timers().cancel(&t);
@@ -447,7 +459,7 @@ fn rw_lock_co(
             }
         }
     };
-    park_until(&np, addr, deadline, attempt)
+    park_until(&np, addr, PthreadKind::RwLock, deadline, attempt)
 }
 
 pub(crate) fn rwlock_lock(rw: *mut pthread_rwlock_t, write: bool) -> c_int {
@@ -562,7 +574,7 @@ pub(crate) fn once(o: *mut pthread_once_t, init: Option<unsafe extern "C" fn()>)
         }
         if v & ONCE_IN_PROGRESS != 0 {
             let np = NoPreempt::new();
-            let r = park_until(&np, o as usize, None, || {
+            let r = park_until(&np, o as usize, PthreadKind::Once, None, || {
                 let v = word.load(Ordering::Acquire);
                 (v & ONCE_IN_PROGRESS == 0).then_some(0)
             });
@@ -591,7 +603,7 @@ pub(crate) fn barrier_wait(b: *mut libc::pthread_barrier_t) -> c_int {
         return unsafe { real_barrier_wait()(b) };
     }
     let addr = b as usize;
-    super::offload::offload(super::offload::Class::Unbounded, move || {
+    super::offload::offload(super::offload::Class::Unbounded, crate::observe::wait::Job::Barrier { addr: b as usize }, move || {
         // SAFETY: the caller's barrier, alive while the caller (parked
         // until this returns) waits on it.
         unsafe { real_barrier_wait()(addr as *mut libc::pthread_barrier_t) }

@@ -54,25 +54,23 @@ const BACKOFF_MAX: Duration = Duration::from_millis(32);
 const PIDFD_THREAD: usize = libc::O_EXCL as usize;
 
 /// Parks the running coroutine for `d` (the caller holds `np`).
-fn park_for(np: &NoPreempt, d: Duration) {
-    let t = timers().add(
-        Instant::now() + d,
-        Waker::Coroutine(sched::current_coroutine()),
-    );
+fn park_for(np: &NoPreempt, d: Duration, id: i64) {
+    let deadline = Instant::now() + d;
+    let t = timers().add(deadline, Waker::Coroutine(sched::current_coroutine()));
     while !t.fired() {
-        sched::park_current(np, WaitReason::Sleep);
+        sched::park_current(np, WaitReason::Child { id });
     }
 }
 
 /// Calls `attempt` (a non-blocking try in libc convention; `None`: not
 /// ready yet) until it is done, parking on a backing-off timer between.
-fn backoff<R>(np: &NoPreempt, mut attempt: impl FnMut() -> Option<R>) -> R {
+fn backoff<R>(np: &NoPreempt, id: i64, mut attempt: impl FnMut() -> Option<R>) -> R {
     let mut d = BACKOFF_MIN;
     loop {
         if let Some(r) = attempt() {
             return r;
         }
-        park_for(np, d);
+        park_for(np, d, id);
         d = (d * 2).min(BACKOFF_MAX);
     }
 }
@@ -163,7 +161,7 @@ pub(crate) fn wait4(pid: i32, status: *mut i32, options: i32, ru: *mut libc::rus
             return on_pidfd(&np, fd, reg, None, attempt);
         }
     }
-    backoff(&np, attempt)
+    backoff(&np, pid as i64, attempt)
 }
 
 /// `waitid`, libc convention.
@@ -212,7 +210,7 @@ pub(crate) fn waitid(
             return on_pidfd(&np, fd, reg, None, attempt);
         }
     }
-    backoff(&np, attempt)
+    backoff(&np, id as i64, attempt)
 }
 
 // ---- pthread_join ----
@@ -305,7 +303,7 @@ pub(crate) fn pthread_join(th: libc::pthread_t, ret: *mut *mut libc::c_void) -> 
             }
         }
     }
-    backoff(&np, attempt)
+    backoff(&np, -1, attempt)
 }
 
 /// `waitpid(pid, status, options)` is `wait4` without rusage.
@@ -364,7 +362,7 @@ pub(crate) fn posix_spawn(
         argv as usize,
         envp as usize,
     ];
-    super::offload::offload(super::offload::Class::Unbounded, move || {
+    super::offload::offload(super::offload::Class::Unbounded, crate::observe::wait::Job::Spawn, move || {
         // SAFETY: the caller's arguments, valid while the caller (parked
         // until this returns) keeps them (posix_spawn's contract).
         unsafe {

@@ -124,6 +124,7 @@ fn run(rt: &'static Runtime, slice: Duration) {
     let mut seen: Vec<Seen> = Vec::new();
     let mut altstack_defers: u64 = 0;
     let mut last_zone_check = Instant::now();
+    let mut last_sample = Instant::now();
     // The blocked-executor detector (sched/blocked.rs) samples every
     // blocked_after/4 while coroutines run; it has nothing to look at while
     // every executor is idle, so it adds no wake-up to an idle runtime.
@@ -154,6 +155,16 @@ fn run(rt: &'static Runtime, slice: Duration) {
             if now >= next_blocked_check {
                 crate::sched::check_blocked(rt, now);
                 next_blocked_check = now + blocked_tick;
+            }
+        }
+        // CPU time per coroutine, sampled: this tick's length goes to
+        // whatever runs now (sched/executor.rs `run_ns`).
+        let dt = now.saturating_duration_since(last_sample).as_nanos() as u64;
+        last_sample = now;
+        for e in execs.iter() {
+            if !e.current.load(Ordering::Relaxed).is_null() {
+                e.run_ns
+                    .store(e.run_ns.load(Ordering::Relaxed) + dt, Ordering::Relaxed);
             }
         }
         // 2. Per executor: preempt, or learn when to look again.
@@ -190,6 +201,7 @@ fn run(rt: &'static Runtime, slice: Duration) {
                 crate::sys::futex_wait(&STATE, SLEEPING, None);
             }
             STATE.store(AWAKE, Ordering::SeqCst);
+            last_sample = Instant::now(); // nothing ran while we slept
             continue;
         }
         // 4. Sleep until the earliest of: a timer deadline, a run reaching

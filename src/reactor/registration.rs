@@ -312,6 +312,12 @@ impl Registration {
                 let timer =
                     deadline.map(|d| super::timers().add(d, super::Waker::Coroutine(co.clone())));
                 let mut woken = false;
+                let (first, dir, ..) = list[0];
+                let reason = WaitReason::Io {
+                    fd: fd_of(first),
+                    write: dir == Dir::Write,
+                    nfds: list.len() as u32,
+                };
                 let outcome = loop {
                     if let Some(o) = Self::check(list) {
                         break o;
@@ -327,7 +333,7 @@ impl Registration {
                             break o;
                         }
                     }
-                    sched::park_current(np, WaitReason::Io);
+                    sched::park_current(np, reason);
                     woken = true;
                 };
                 if let Some(t) = &timer {
@@ -533,6 +539,19 @@ impl Registration {
 type Chunk = [Registration; CHUNK];
 
 static TABLE: [AtomicPtr<Chunk>; TOP] = [const { AtomicPtr::new(std::ptr::null_mut()) }; TOP];
+
+/// The fd number of a table entry (for the wait record: observe/wait.rs).
+fn fd_of(reg: &Registration) -> i32 {
+    let addr = reg as *const Registration as usize;
+    let size = std::mem::size_of::<Registration>();
+    for (hi, slot) in TABLE.iter().enumerate() {
+        let p = slot.load(Ordering::Acquire) as usize;
+        if p != 0 && addr >= p && addr < p + CHUNK * size {
+            return (hi * CHUNK + (addr - p) / size) as i32;
+        }
+    }
+    -1
+}
 
 /// The entry of `fd` if its chunk exists (never allocates).
 #[inline]

@@ -38,21 +38,8 @@ pub(crate) enum Action {
     Preempted,
 }
 
-/// Why a coroutine parks (one variant per kind of wait; shows in stats).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[allow(dead_code)]
-pub(crate) enum WaitReason {
-    Park,
-    ParkTimeout,
-    Sleep,
-    Join,
-    Io,
-    Futex,
-    /// A futex wait on the coroutine's own std parker (`thread::park`,
-    /// std channels): see alias.rs, lazy windows.
-    StdParker,
-    Offload,
-}
+/// Why a coroutine parks, with its detail (observe/wait.rs).
+pub(crate) use crate::observe::wait::WaitReason;
 
 /// Bumps a counter that only the calling (owner) thread writes: a load and
 /// a store, no lock prefix; readers see a value at most one bump behind.
@@ -110,6 +97,11 @@ pub(crate) struct ExecutorShared {
     /// Length of the owner's `ready` queue (Relaxed, approximate; for the
     /// monitor and stats).
     pub(crate) ready_len: AtomicUsize,
+    /// Time this executor spent running coroutines, sampled by the monitor
+    /// (it adds each tick's length while `current` is non-null; single
+    /// writer). A coroutine's CPU time is the growth of this counter while
+    /// it ran (observe/mod.rs).
+    pub(crate) run_ns: AtomicU64,
     pub(crate) stats: ExecutorStats,
     /// Preemption requests and deferrals (preempt/signal.rs).
     pub(crate) preempt: crate::preempt::PreemptCounters,
@@ -138,6 +130,7 @@ impl ExecutorShared {
             homed: AtomicUsize::new(0),
             preempt_pending: AtomicBool::new(false),
             ready_len: AtomicUsize::new(0),
+            run_ns: AtomicU64::new(0),
             stats: ExecutorStats::default(),
             preempt: crate::preempt::PreemptCounters::default(),
             thread: std::sync::Mutex::new(SlotThread {
@@ -187,6 +180,9 @@ pub(crate) struct Executor {
     /// `runnext`). A newer spawn pushes the previous one to `fresh`.
     pub(super) next: Cell<Option<CoroutineRef>>,
     pub(super) tick: Cell<u32>,
+    /// `shared.run_ns` when the running coroutine switched in: its CPU
+    /// time is what the monitor added since (`account_out`).
+    pub(super) run_mark: Cell<u64>,
     /// Set after a preemption: the next pick prefers coroutines that never
     /// ran (own `fresh`, then the global injector), so new coroutines start
     /// within a slice even when started ones keep `ready` full of CPU hogs.

@@ -334,6 +334,7 @@ impl Executor {
         let co = unsafe { (*self.running.get()).take() }
             .unwrap_or_else(|| crate::sys::fatal("scheduler resumed with no running coroutine"));
         let inner: &Inner = &co;
+        self.account_out(inner);
         // SAFETY: owner thread; the coroutine is switched out: its block's
         // malloc words flow back to the carrier (tls/block.rs).
         unsafe {
@@ -362,6 +363,7 @@ impl Executor {
             }
             Action::Preempted => {
                 bump(&self.shared.stats.preemptions);
+                bump(&inner.preemptions);
                 self.mark_risky(inner);
                 // It resumes through the full-restore path, which does not
                 // restore a no-preempt level: see `direct_yield_on` (switch.rs).

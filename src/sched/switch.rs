@@ -62,12 +62,13 @@ pub(crate) fn park_current(np: &NoPreempt, reason: WaitReason) {
     if let Some(exec) = current_executor() {
         // SAFETY: we are the running coroutine of this executor.
         let me = unsafe { &*exec.current.get() };
+        me.wait.set(reason);
         match reason {
-            WaitReason::StdParker => exec.mark_risky(me),
+            WaitReason::StdParker { .. } => exec.mark_risky(me),
             // A futex wait may be inside std's channel code after it took
             // the thread's identity address (e.g. waiting for the waker
             // list's lock before registering): keep the window.
-            WaitReason::Futex => {}
+            WaitReason::Futex { .. } => {}
             // I/O, sleeps, joins, our own park: no std channel wait is in
             // progress, so the window may serve another coroutine while we
             // wait (a new one is taken at resume if still needed). An
@@ -106,6 +107,7 @@ fn direct_park_on(exec: &'static Executor) -> Option<&'static Executor> {
     let (next, _) = direct_next(exec)?;
     // SAFETY: owner thread; we are the running coroutine.
     let me = unsafe { (*exec.running.get()).take() }.expect("running coroutine");
+    exec.account_out(&me);
     let my_sp: *mut usize = me.sp.get();
     let level = level::current();
     // SAFETY: we are `me`, running on this thread: its identity is in the
@@ -233,6 +235,7 @@ fn direct_yield_on(exec: &'static Executor) -> Option<&'static Executor> {
     let (next, _) = direct_next(exec)?;
     // SAFETY: owner thread; we are the running coroutine.
     let me = unsafe { (*exec.running.get()).take() }.expect("running coroutine");
+    exec.account_out(&me);
     let my_sp: *mut usize = me.sp.get();
     let level = level::current();
     // SAFETY: we are `me`, running on this thread: its identity is in the
@@ -364,6 +367,8 @@ impl Executor {
             self.shared.homed.fetch_add(1, Ordering::Relaxed);
         }
         inner.preempted.store(false, Ordering::Relaxed);
+        self.run_mark
+            .set(self.shared.run_ns.load(Ordering::Relaxed));
         let p = Arc::as_ptr(&co);
         self.current.set(p);
         self.shared
@@ -401,6 +406,17 @@ impl Executor {
         // SAFETY: owner thread; `running` is only touched around switches.
         unsafe { *self.running.get() = Some(co) };
         (sp, fs)
+    }
+
+    /// Adds the sampled CPU time of the run ending now to `co` (owner: the
+    /// coroutine switching out, on this executor).
+    #[inline(always)]
+    pub(super) fn account_out(&self, co: &Inner) {
+        let d = self.shared.run_ns.load(Ordering::Relaxed) - self.run_mark.get();
+        if d != 0 {
+            co.cpu_ns
+                .store(co.cpu_ns.load(Ordering::Relaxed) + d, Ordering::Relaxed);
+        }
     }
 
     /// Whether `tls_cache` holds a block for a stack of `stack_size`

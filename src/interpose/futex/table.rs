@@ -156,9 +156,9 @@ pub(super) fn wait(
         woken: AtomicBool::new(false),
     });
     let reason = if sched::is_own_std_parker(uaddr) {
-        WaitReason::StdParker
+        WaitReason::StdParker { addr: uaddr }
     } else {
-        WaitReason::Futex
+        WaitReason::Futex { addr: uaddr }
     };
     let queued = shard.with(|q| {
         shard.waiters.fetch_add(1, Ordering::SeqCst);

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::coroutine::CoroutineRef;
 use crate::reactor::{timers, Waker};
+use crate::observe::wait::PthreadKind;
 use crate::sched::{self, NoPreempt, WaitReason};
 use crate::sys::lock::RawLock;
 
@@ -168,6 +169,7 @@ const RECHECK_MAX: Duration = Duration::from_millis(32);
 pub(super) fn park_until(
     np: &NoPreempt,
     addr: usize,
+    kind: PthreadKind,
     deadline: Option<Instant>,
     mut attempt: impl FnMut() -> Option<c_int>,
 ) -> c_int {
@@ -211,7 +213,7 @@ pub(super) fn park_until(
         let until = deadline.map_or(now + recheck, |d| d.min(now + recheck));
         let timer = timers().add(until, Waker::Coroutine(w.co.clone()));
         while !w.woken.load(Ordering::Acquire) && !timer.fired() {
-            sched::park_current(np, WaitReason::Futex);
+            sched::park_current(np, WaitReason::Pthread { addr, kind });
         }
         timers().cancel(&timer);
         if !w.woken.load(Ordering::Acquire) {

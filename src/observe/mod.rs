@@ -1,0 +1,27 @@
+//! Observability: what every coroutine is doing ([`dump`]), and the
+//! pieces it is built from.
+//!
+//! - `wait.rs`: the wait reason each park records in its coroutine (three
+//!   words and a coarse timestamp per park; nothing on other paths);
+//! - `registry.rs`: every live coroutine, sharded, for the dump to walk;
+//! - `dump.rs`: [`dump`] and its types: states, wait reasons with their
+//!   detail (fd and peer, futex address, deadline, joined coroutine, helper
+//!   job), lock holders and deadlock cycles, backtraces of parked
+//!   coroutines (claimed while their stack is walked);
+//! - `unwind.rs`: an unwinder over the loaded objects' `.eh_frame` for
+//!   stacks that are not the calling thread's; `symbol.rs`: [`Frame`] and
+//!   symbolization.
+//!
+//! CPU time per coroutine is sampled: the monitor adds each tick's length
+//! to the executor running a coroutine (`run_ns`), and the coroutine
+//! switching out takes the growth since it switched in (sched/switch.rs
+//! `account_out`): no clock read per switch.
+
+pub(crate) mod dump;
+pub(crate) mod registry;
+pub(crate) mod symbol;
+pub(crate) mod unwind;
+pub(crate) mod wait;
+
+pub use dump::{dump, CoroutineInfo, Dump, DumpOptions, ExecutorInfo, State, Wait};
+pub use symbol::Frame;
