@@ -24,6 +24,7 @@ use parse::{
     parse_preempt_c, parse_size, BLOCKED_FORMS, BOOL_FORMS, FILE_HELPERS_FORMS, MAX_WORKERS_FORMS,
     PREEMPT_C_FORMS, SIZE_FORMS, SLICE_FORMS, TLS_FORMS, WORKERS_FORMS,
 };
+use parse::{parse_dump_signal, DUMP_SIGNAL_FORMS};
 
 /// Smallest accepted coroutine stack: four pages.
 pub const MIN_STACK_SIZE: usize = 16 * 1024;
@@ -108,6 +109,9 @@ pub struct Config {
     /// Cap of the helper-thread pool for regular-file I/O that would block
     /// (`COROUTINES_FILE_HELPERS`, default 16); more calls queue.
     pub file_helpers: usize,
+    /// Signal that prints [`dump()`](crate::dump) to stderr
+    /// (`COROUTINES_DUMP_SIGNAL`); None: off (the default).
+    pub dump_signal: Option<i32>,
 }
 
 /// Where thread-local values live inside coroutines
@@ -163,6 +167,7 @@ pub struct RuntimeBuilder {
     thread_locals: Option<ThreadLocals>,
     preempt_c: Option<Vec<String>>,
     file_helpers: Option<usize>,
+    dump_signal: Option<Option<i32>>,
 }
 
 impl RuntimeBuilder {
@@ -241,6 +246,17 @@ impl RuntimeBuilder {
     /// Waits without a bound (getaddrinfo) use a separate, uncapped pool.
     pub fn file_helpers(mut self, n: usize) -> Self {
         self.file_helpers = Some(n);
+        self
+    }
+
+    /// A signal that prints [`dump()`](crate::dump) (every coroutine, its
+    /// wait and backtrace) to stderr, after which the program goes on, like
+    /// Go's SIGQUIT: e.g. `Some(libc::SIGQUIT)`; None: off (the default).
+    /// Overrides `COROUTINES_DUMP_SIGNAL` (`SIGQUIT`, `SIGUSR1`, ... or
+    /// `off`). Accepted: SIGQUIT, SIGUSR1, SIGUSR2, SIGHUP, SIGWINCH,
+    /// SIGTTIN, SIGTTOU, SIGPWR; anything else is an error at start.
+    pub fn dump_signal(mut self, sig: Option<i32>) -> Self {
+        self.dump_signal = Some(sig);
         self
     }
 
@@ -417,6 +433,34 @@ impl RuntimeBuilder {
                 FILE_HELPERS_FORMS,
             ));
         }
+        let dump_signal = match self.dump_signal {
+            Some(None) => None,
+            Some(Some(sig)) => {
+                let ok = [
+                    libc::SIGQUIT,
+                    libc::SIGUSR1,
+                    libc::SIGUSR2,
+                    libc::SIGHUP,
+                    libc::SIGWINCH,
+                    libc::SIGTTIN,
+                    libc::SIGTTOU,
+                    libc::SIGPWR,
+                ];
+                if !ok.contains(&sig) {
+                    return Err(invalid(
+                        "RuntimeBuilder::dump_signal",
+                        &sig.to_string(),
+                        DUMP_SIGNAL_FORMS,
+                    ));
+                }
+                Some(sig)
+            }
+            None => match env_var("COROUTINES_DUMP_SIGNAL", DUMP_SIGNAL_FORMS)? {
+                Some(v) => parse_dump_signal(&v)
+                    .map_err(|_| invalid("COROUTINES_DUMP_SIGNAL", &v, DUMP_SIGNAL_FORMS))?,
+                None => None,
+            },
+        };
         Ok(Config {
             workers,
             max_workers,
@@ -428,6 +472,7 @@ impl RuntimeBuilder {
             thread_locals,
             preempt_c,
             file_helpers,
+            dump_signal,
         })
     }
 }

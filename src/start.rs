@@ -26,7 +26,9 @@
 //!    know the monitor;
 //! 7. the scheduler: executor slots, the first executors, the runtime
 //!    published (`Runtime::launch`);
-//! 8. the preemption monitor, which also runs the blocked-executor
+//! 8. the dump on a signal (observe/signal.rs), if configured: its
+//!    thread and handler (a failure is one line on stderr, not an error);
+//! 9. the preemption monitor, which also runs the blocked-executor
 //!    detector; with preemption off the detector gets a thread of its own.
 //!
 //! The scheduler (sched/) gets its settings as a plain `sched::Settings`
@@ -104,6 +106,14 @@ fn start_slow(config: Option<Config>) -> Result<&'static Runtime, ConfigError> {
         preempt_c: config.preempt_c,
         file_helpers: config.file_helpers,
     });
+    if let Some(sig) = config.dump_signal {
+        if let Err(e) = crate::observe::signal::start(sig) {
+            crate::sys::write_stderr(
+                format!("coroutines: COROUTINES_DUMP_SIGNAL: cannot install the dump on signal {sig}: {e}; dumps on a signal are off\n")
+                    .as_bytes(),
+            );
+        }
+    }
     // The blocked-executor detector runs in the preemption monitor's loop
     // (one thread watching the executors, asleep while they are idle); with
     // preemption off it gets a thread of its own.

@@ -102,7 +102,8 @@ fn dump_names_each_wait_with_its_detail() {
     ];
     let reading = |d: &coroutines::Dump| {
         d.coroutines().iter().any(|c| {
-            c.name.as_deref() == Some("tcp-reader") && matches!(c.wait, Some(Wait::Io { write: false, .. }))
+            c.name.as_deref() == Some("tcp-reader")
+                && matches!(c.wait, Some(Wait::Io { write: false, .. }))
         })
     };
     let d = dump_until(|d| names.iter().all(|n| parked(d, n)) && reading(d));
@@ -116,14 +117,23 @@ fn dump_names_each_wait_with_its_detail() {
             ..
         }) => {
             assert!(description.starts_with("TCP"), "{description}");
-            assert!(description.contains(&addr.to_string()), "peer {addr} missing: {description}");
+            assert!(
+                description.contains(&addr.to_string()),
+                "peer {addr} missing: {description}"
+            );
         }
         w => panic!("tcp-reader: {w:?}\n{d}"),
     }
 
     let c = find(&d, "mutex-waiter");
     assert!(
-        matches!(c.wait, Some(Wait::Futex { primitive: Some("std::sync::Mutex::lock"), .. })),
+        matches!(
+            c.wait,
+            Some(Wait::Futex {
+                primitive: Some("std::sync::Mutex::lock"),
+                ..
+            })
+        ),
         "mutex-waiter: {:?}\n{c}",
         c.wait
     );
@@ -137,14 +147,25 @@ fn dump_names_each_wait_with_its_detail() {
 
     let c = find(&d, "condvar-waiter");
     assert!(
-        matches!(c.wait, Some(Wait::Futex { primitive: Some("std::sync::Condvar::wait"), .. })),
+        matches!(
+            c.wait,
+            Some(Wait::Futex {
+                primitive: Some("std::sync::Condvar::wait"),
+                ..
+            })
+        ),
         "condvar-waiter: {:?}\n{c}",
         c.wait
     );
 
     let c = find(&d, "mpsc-receiver");
     assert!(
-        matches!(c.wait, Some(Wait::ThreadParker { operation: Some("channel receive") })),
+        matches!(
+            c.wait,
+            Some(Wait::ThreadParker {
+                operation: Some("channel receive")
+            })
+        ),
         "mpsc-receiver: {:?}\n{c}",
         c.wait
     );
@@ -226,33 +247,39 @@ fn pthread_lock_cycle_is_reported_as_deadlock() {
     let both_locked = Arc::new(std::sync::Barrier::new(2));
     // Each locks its first mutex, then tries the other's with a timeout:
     // a lock-order deadlock that ends when the shorter timeout expires.
-    let lock_then = |first: Arc<CheckedMutex>, second: Arc<CheckedMutex>, secs, b: Arc<std::sync::Barrier>| {
-        move || {
-            // SAFETY: valid, initialised mutexes; each is unlocked by the
-            // coroutine that locked it.
-            unsafe {
-                assert_eq!(libc::pthread_mutex_lock(first.0.get()), 0);
-                b.wait();
-                let mut ts: libc::timespec = std::mem::zeroed();
-                libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts);
-                ts.tv_sec += secs;
-                let r = libc::pthread_mutex_timedlock(second.0.get(), &ts);
-                if r == 0 {
-                    libc::pthread_mutex_unlock(second.0.get());
-                } else {
-                    assert_eq!(r, libc::ETIMEDOUT);
+    let lock_then =
+        |first: Arc<CheckedMutex>, second: Arc<CheckedMutex>, secs, b: Arc<std::sync::Barrier>| {
+            move || {
+                // SAFETY: valid, initialised mutexes; each is unlocked by the
+                // coroutine that locked it.
+                unsafe {
+                    assert_eq!(libc::pthread_mutex_lock(first.0.get()), 0);
+                    b.wait();
+                    let mut ts: libc::timespec = std::mem::zeroed();
+                    libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts);
+                    ts.tv_sec += secs;
+                    let r = libc::pthread_mutex_timedlock(second.0.get(), &ts);
+                    if r == 0 {
+                        libc::pthread_mutex_unlock(second.0.get());
+                    } else {
+                        assert_eq!(r, libc::ETIMEDOUT);
+                    }
+                    libc::pthread_mutex_unlock(first.0.get());
                 }
-                libc::pthread_mutex_unlock(first.0.get());
             }
-        }
-    };
-    let a = named("lock-a", lock_then(m1.clone(), m2.clone(), 4, both_locked.clone()));
+        };
+    let a = named(
+        "lock-a",
+        lock_then(m1.clone(), m2.clone(), 4, both_locked.clone()),
+    );
     let b = named("lock-b", lock_then(m2.clone(), m1.clone(), 8, both_locked));
     let d = dump_until(|d| !d.deadlocks().is_empty());
     let ia = find(&d, "lock-a").id;
     let ib = find(&d, "lock-b").id;
     assert!(
-        d.deadlocks().iter().any(|c| c.len() == 2 && c.contains(&ia) && c.contains(&ib)),
+        d.deadlocks()
+            .iter()
+            .any(|c| c.len() == 2 && c.contains(&ia) && c.contains(&ib)),
         "{d}"
     );
     assert!(d.to_string().contains("DEADLOCK"), "{d}");
@@ -297,7 +324,11 @@ fn dump_of_100k_parked_coroutines() {
         count_parked(&d),
         d.took()
     );
-    assert!(count_parked(&d) >= N, "only {} of {N} parked", count_parked(&d));
+    assert!(
+        count_parked(&d) >= N,
+        "only {} of {N} parked",
+        count_parked(&d)
+    );
     // Generous: the target (1 s) is checked by the benchmark, not here.
     assert!(d.took() < Duration::from_secs(30), "{:?}", d.took());
     stop.store(true, Ordering::Release);
@@ -307,4 +338,79 @@ fn dump_of_100k_parked_coroutines() {
     for h in hs {
         h.join().unwrap();
     }
+}
+
+/// `COROUTINES_DUMP_SIGNAL=SIGUSR1`: the signal prints the dump to stderr
+/// and the program goes on (run in a child: the variable is read at start).
+#[test]
+fn dump_on_signal_prints_and_continues() {
+    if std::env::var_os("OBSERVE_SIGNAL_CHILD").is_some() {
+        let h = named("waiting-for-the-signal", coroutines::park);
+        std::thread::sleep(Duration::from_millis(100));
+        // SAFETY: raising a signal the runtime installed a handler for.
+        unsafe { libc::raise(libc::SIGUSR1) };
+        std::thread::sleep(Duration::from_millis(500));
+        // The program goes on: coroutines still run.
+        assert_eq!(coroutines::spawn(|| 6 * 7).join().unwrap(), 42);
+        h.coroutine().unpark();
+        h.join().unwrap();
+        println!("CHILD CONTINUED");
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "dump_on_signal_prints_and_continues",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("OBSERVE_SIGNAL_CHILD", "1")
+        .env("COROUTINES_DUMP_SIGNAL", "SIGUSR1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "child failed: {}\n{stdout}\n{stderr}",
+        out.status
+    );
+    assert!(stdout.contains("CHILD CONTINUED"), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("coroutines dump:"),
+        "no dump on stderr:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("'waiting-for-the-signal' [coroutines::park"),
+        "the parked coroutine is not in the dump:\n{stderr}"
+    );
+}
+
+/// A bad `COROUTINES_DUMP_SIGNAL` is a clear error at start.
+#[test]
+fn bad_dump_signal_is_an_error() {
+    if std::env::var_os("OBSERVE_BAD_SIGNAL_CHILD").is_some() {
+        let e = coroutines::Builder::new()
+            .spawn(|| {})
+            .expect_err("start must fail");
+        println!("ERROR: {e}");
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "bad_dump_signal_is_an_error",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("OBSERVE_BAD_SIGNAL_CHILD", "1")
+        .env("COROUTINES_DUMP_SIGNAL", "SIGKILL")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("COROUTINES_DUMP_SIGNAL") && stdout.contains("SIGQUIT"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -20,6 +20,29 @@ pub(super) const BLOCKED_FORMS: &str = "a duration with a unit between 1ms and 6
 pub(super) const FILE_HELPERS_FORMS: &str =
     "a whole number of helper threads from 1 to 1024, e.g. 16";
 pub(super) const BOOL_FORMS: &str = "1, 0, true or false";
+pub(super) const DUMP_SIGNAL_FORMS: &str =
+    "a signal name: SIGQUIT, SIGUSR1, SIGUSR2, SIGHUP, SIGWINCH, SIGTTIN, SIGTTOU, SIGPWR (with or without the SIG prefix), or `off`";
+
+/// Parses a dump signal name (`COROUTINES_DUMP_SIGNAL`): None for `off`,
+/// Err for anything else than the signals in [`DUMP_SIGNAL_FORMS`] (the
+/// runtime's own SIGURG, fatal and job-control-stopping signals cannot be
+/// used).
+pub(super) fn parse_dump_signal(v: &str) -> Result<Option<i32>, ()> {
+    let t = v.trim().to_ascii_uppercase();
+    let name = t.strip_prefix("SIG").unwrap_or(&t);
+    Ok(Some(match name {
+        "OFF" | "" if t != "SIG" => return Ok(None),
+        "QUIT" => libc::SIGQUIT,
+        "USR1" => libc::SIGUSR1,
+        "USR2" => libc::SIGUSR2,
+        "HUP" => libc::SIGHUP,
+        "WINCH" => libc::SIGWINCH,
+        "TTIN" => libc::SIGTTIN,
+        "TTOU" => libc::SIGTTOU,
+        "PWR" => libc::SIGPWR,
+        _ => return Err(()),
+    }))
+}
 pub(super) const TLS_FORMS: &str = "`coroutine` (each coroutine has its own thread-locals) or `shared` (coroutines of one executor share them)";
 pub(super) const PREEMPT_C_FORMS: &str = "comma-separated C symbol-name prefixes (letters, digits and _, not \
      starting with a digit), added to the defaults, e.g. my_hash_,blake3_; a first item `none` drops \

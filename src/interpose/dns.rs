@@ -37,9 +37,13 @@ pub(crate) fn getaddrinfo(
         hints as usize,
         res as usize,
     );
-    super::offload::offload(super::offload::Class::Unbounded, crate::observe::wait::Job::Dns(node), move || {
-        // SAFETY: forwarded caller contract; the coroutine (owner of the
-        // pointed-to data) is parked until this returns.
-        unsafe { f(n as *const _, s as *const _, h as *const _, r as *mut _) }
-    })
+    super::offload::offload(
+        super::offload::Class::Unbounded,
+        crate::observe::wait::Job::Dns(node),
+        move || {
+            // SAFETY: forwarded caller contract; the coroutine (owner of the
+            // pointed-to data) is parked until this returns.
+            unsafe { f(n as *const _, s as *const _, h as *const _, r as *mut _) }
+        },
+    )
 }

@@ -143,7 +143,11 @@ pub(crate) fn fcntl(fd: i32, cmd: i32, arg: usize) -> i32 {
             if r >= 0 || !(r == -(libc::EAGAIN as isize) || r == -(libc::EACCES as isize)) {
                 return to_libc(r) as i32;
             }
-            super::offload::offload(super::offload::Class::Unbounded, crate::observe::wait::Job::FileLock { fd }, move || raw(arg))
+            super::offload::offload(
+                super::offload::Class::Unbounded,
+                crate::observe::wait::Job::FileLock { fd },
+                move || raw(arg),
+            )
         }
         _ => raw(arg),
     }
@@ -173,7 +177,11 @@ pub(crate) fn flock(fd: i32, op: i32) -> i32 {
     if r != -(libc::EWOULDBLOCK as isize) {
         return to_libc(r) as i32;
     }
-    super::offload::offload(super::offload::Class::Unbounded, crate::observe::wait::Job::FileLock { fd }, move || raw(op))
+    super::offload::offload(
+        super::offload::Class::Unbounded,
+        crate::observe::wait::Job::FileLock { fd },
+        move || raw(op),
+    )
 }
 
 /// ioctl(2): FIONBIO on an fd the runtime made non-blocking only records

@@ -61,7 +61,11 @@ pub(crate) fn file_rw(
     if dir == Dir::Write && reg.flags().contains(Flags::NO_NOWAIT) {
         return to_libc(plain());
     }
-    to_libc(super::offload::offload(super::offload::Class::File, crate::observe::wait::Job::File { fd }, plain))
+    to_libc(super::offload::offload(
+        super::offload::Class::File,
+        crate::observe::wait::Job::File { fd },
+        plain,
+    ))
 }
 
 /// pread64/pwrite64/preadv/pwritev: on regular files from a coroutine via
@@ -209,7 +213,11 @@ pub(crate) fn openat(dirfd: i32, path: *const libc::c_char, flags: i32, mode: u3
     {
         raw()
     } else if is_fifo(dirfd, path, flags) {
-        super::offload::offload(super::offload::Class::Unbounded, crate::observe::wait::Job::Open(path), raw)
+        super::offload::offload(
+            super::offload::Class::Unbounded,
+            crate::observe::wait::Job::Open(path),
+            raw,
+        )
     } else {
         raw()
     };

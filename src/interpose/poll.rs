@@ -177,9 +177,11 @@ pub(crate) fn poll_impl(
         Some(r) => r,
         None => {
             drop(np);
-            super::offload::offload(super::offload::Class::Unbounded, crate::observe::wait::Job::ForeignPoll { nfds: n as u32 }, move || {
-                raw_ppoll(fdsu, n, left(deadline), sigmask)
-            })
+            super::offload::offload(
+                super::offload::Class::Unbounded,
+                crate::observe::wait::Job::ForeignPoll { nfds: n as u32 },
+                move || raw_ppoll(fdsu, n, left(deadline), sigmask),
+            )
         }
     }
 }
@@ -277,9 +279,13 @@ fn select_park(
         None => {
             restore();
             drop(np);
-            super::offload::offload(super::offload::Class::Unbounded, crate::observe::wait::Job::ForeignPoll { nfds: targets.len() as u32 }, move || {
-                call(false, left(deadline))
-            })
+            super::offload::offload(
+                super::offload::Class::Unbounded,
+                crate::observe::wait::Job::ForeignPoll {
+                    nfds: targets.len() as u32,
+                },
+                move || call(false, left(deadline)),
+            )
         }
     }
 }
@@ -484,9 +490,11 @@ fn epoll_park(
         Some(r) => r,
         None => {
             drop(np);
-            super::offload::offload(super::offload::Class::Unbounded, crate::observe::wait::Job::ForeignPoll { nfds: 0 }, move || {
-                call(left(deadline))
-            })
+            super::offload::offload(
+                super::offload::Class::Unbounded,
+                crate::observe::wait::Job::ForeignPoll { nfds: 0 },
+                move || call(left(deadline)),
+            )
         }
     }
 }

@@ -122,8 +122,8 @@ use std::time::Instant;
 use libc::{pthread_cond_t, pthread_mutex_t, pthread_once_t, pthread_rwlock_t, timespec};
 
 use super::futex::deadline_of;
-use crate::reactor::{timers, Waker};
 use crate::observe::wait::PthreadKind;
+use crate::reactor::{timers, Waker};
 use crate::sched::{self, NoPreempt, WaitReason};
 use glibc::{
     carrier_tid, field, mutex_kind, real_barrier_wait, real_cond_broadcast, real_cond_clockwait,
@@ -603,11 +603,15 @@ pub(crate) fn barrier_wait(b: *mut libc::pthread_barrier_t) -> c_int {
         return unsafe { real_barrier_wait()(b) };
     }
     let addr = b as usize;
-    super::offload::offload(super::offload::Class::Unbounded, crate::observe::wait::Job::Barrier { addr: b as usize }, move || {
-        // SAFETY: the caller's barrier, alive while the caller (parked
-        // until this returns) waits on it.
-        unsafe { real_barrier_wait()(addr as *mut libc::pthread_barrier_t) }
-    })
+    super::offload::offload(
+        super::offload::Class::Unbounded,
+        crate::observe::wait::Job::Barrier { addr: b as usize },
+        move || {
+            // SAFETY: the caller's barrier, alive while the caller (parked
+            // until this returns) waits on it.
+            unsafe { real_barrier_wait()(addr as *mut libc::pthread_barrier_t) }
+        },
+    )
 }
 
 // ---- spin locks ----

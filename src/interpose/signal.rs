@@ -174,14 +174,18 @@ fn union(a: &sigset_t, b: &sigset_t) -> sigset_t {
 /// mask plus `extra` blocked; the helper's own mask is restored after.
 fn on_helper<R: Send>(extra: &sigset_t, f: impl FnOnce() -> R + Send) -> R {
     let mask = union(&thread_mask(), extra);
-    super::offload::offload(super::offload::Class::Unbounded, crate::observe::wait::Job::Signal, move || {
-        let own = set_thread_mask(&mask);
-        let r = f();
-        let e = sys::errno();
-        set_thread_mask(&own);
-        sys::set_errno(e);
-        r
-    })
+    super::offload::offload(
+        super::offload::Class::Unbounded,
+        crate::observe::wait::Job::Signal,
+        move || {
+            let own = set_thread_mask(&mask);
+            let r = f();
+            let e = sys::errno();
+            set_thread_mask(&own);
+            sys::set_errno(e);
+            r
+        },
+    )
 }
 
 /// The inline try (module doc, step 1): a signal of `set` (minus SIGURG)

@@ -362,20 +362,24 @@ pub(crate) fn posix_spawn(
         argv as usize,
         envp as usize,
     ];
-    super::offload::offload(super::offload::Class::Unbounded, crate::observe::wait::Job::Spawn, move || {
-        // SAFETY: the caller's arguments, valid while the caller (parked
-        // until this returns) keeps them (posix_spawn's contract).
-        unsafe {
-            f(
-                a[0] as *mut libc::pid_t,
-                a[1] as *const libc::c_char,
-                a[2] as *const libc::posix_spawn_file_actions_t,
-                a[3] as *const libc::posix_spawnattr_t,
-                a[4] as *const *mut libc::c_char,
-                a[5] as *const *mut libc::c_char,
-            )
-        }
-    })
+    super::offload::offload(
+        super::offload::Class::Unbounded,
+        crate::observe::wait::Job::Spawn,
+        move || {
+            // SAFETY: the caller's arguments, valid while the caller (parked
+            // until this returns) keeps them (posix_spawn's contract).
+            unsafe {
+                f(
+                    a[0] as *mut libc::pid_t,
+                    a[1] as *const libc::c_char,
+                    a[2] as *const libc::posix_spawn_file_actions_t,
+                    a[3] as *const libc::posix_spawnattr_t,
+                    a[4] as *const *mut libc::c_char,
+                    a[5] as *const *mut libc::c_char,
+                )
+            }
+        },
+    )
 }
 
 #[cfg(test)]

@@ -373,7 +373,12 @@ fn copy(co: &Inner, running: &HashMap<usize, usize>, opts: &DumpOptions) -> Opti
         PARKED => {
             if co
                 .state
-                .compare_exchange(PARKED, PARKED | CLAIMED, Ordering::Acquire, Ordering::Relaxed)
+                .compare_exchange(
+                    PARKED,
+                    PARKED | CLAIMED,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                )
                 .is_err()
             {
                 return Some(raw); // woken meanwhile: ready
@@ -395,11 +400,8 @@ fn copy(co: &Inner, running: &HashMap<usize, usize>, opts: &DumpOptions) -> Opti
                     // (coroutine.rs); it is a suspended frame on its stack.
                     let sp = unsafe { *co.sp.get() };
                     let regs = unwind::regs_of_suspended(sp);
-                    raw.pcs = unwind::unwind(
-                        regs,
-                        &unwind::StackMemory { lo, hi },
-                        opts.max_frames,
-                    );
+                    raw.pcs =
+                        unwind::unwind(regs, &unwind::StackMemory { lo, hi }, opts.max_frames);
                 }
             }
             // Release: our reads are done before a waker resumes it.
@@ -442,7 +444,9 @@ fn id_of(n: u64) -> Option<CoroutineId> {
 /// Turns a raw copy into the public record (no locks held).
 fn finish(r: Raw, now: Instant, now_coarse: u64) -> CoroutineInfo {
     let backtrace = symbolize(&r.pcs);
-    let wait = r.wait.map(|(w, _)| describe(w, r.host.as_deref(), &backtrace, now));
+    let wait = r
+        .wait
+        .map(|(w, _)| describe(w, r.host.as_deref(), &backtrace, now));
     CoroutineInfo {
         id: r.id,
         name: r.name,
@@ -505,7 +509,9 @@ fn describe(w: WaitReason, text: Option<&str>, frames: &[Frame], now: Instant) -
                 Job::Open(_) => format!("open({:?})", text.unwrap_or("")),
                 Job::File { fd } => format!("file I/O on fd {fd} ({})", describe_fd(fd)),
                 Job::FileLock { fd } => format!("file lock on fd {fd} ({})", describe_fd(fd)),
-                Job::ForeignPoll { nfds: 0 } => "epoll_wait on an epoll fd the runtime does not manage".into(),
+                Job::ForeignPoll { nfds: 0 } => {
+                    "epoll_wait on an epoll fd the runtime does not manage".into()
+                }
                 Job::ForeignPoll { nfds } => format!("poll/select on {nfds} fds"),
                 Job::Barrier { addr } => format!("pthread_barrier_wait({addr:#x})"),
                 Job::Signal => "sigwait".into(),
@@ -671,7 +677,12 @@ fn find_cycles(cos: &[CoroutineInfo]) -> Vec<Vec<CoroutineId>> {
         while !done.contains(&at) {
             if let Some(i) = path.iter().position(|&p| p == at) {
                 let mut cycle: Vec<CoroutineId> = path[i..].to_vec();
-                let min = cycle.iter().enumerate().min_by_key(|(_, c)| **c).map(|(i, _)| i).unwrap_or(0);
+                let min = cycle
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, c)| **c)
+                    .map(|(i, _)| i)
+                    .unwrap_or(0);
                 cycle.rotate_left(min);
                 cycles.push(cycle);
                 break;
@@ -806,7 +817,12 @@ impl fmt::Display for Dump {
         }
         for cycle in &self.deadlocks {
             let ids: Vec<String> = cycle.iter().map(|c| format!("#{}", c.as_u64())).collect();
-            writeln!(f, "DEADLOCK: {} -> {} (each waits for the next)", ids.join(" -> "), ids[0])?;
+            writeln!(
+                f,
+                "DEADLOCK: {} -> {} (each waits for the next)",
+                ids.join(" -> "),
+                ids[0]
+            )?;
         }
         for c in &self.coroutines {
             writeln!(f, "\n{c}")?;

@@ -8,6 +8,7 @@
 //!   detail (fd and peer, futex address, deadline, joined coroutine, helper
 //!   job), lock holders and deadlock cycles, backtraces of parked
 //!   coroutines (claimed while their stack is walked);
+//! - `signal.rs`: the dump on a signal (`COROUTINES_DUMP_SIGNAL`);
 //! - `unwind.rs`: an unwinder over the loaded objects' `.eh_frame` for
 //!   stacks that are not the calling thread's; `symbol.rs`: [`Frame`] and
 //!   symbolization.
@@ -19,6 +20,7 @@
 
 pub(crate) mod dump;
 pub(crate) mod registry;
+pub(crate) mod signal;
 pub(crate) mod symbol;
 pub(crate) mod unwind;
 pub(crate) mod wait;

@@ -16,7 +16,12 @@ pub struct Frame {
 
 impl fmt::Display for Frame {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:#x} {}", self.ip, self.symbol.as_deref().unwrap_or("?"))
+        write!(
+            f,
+            "{:#x} {}",
+            self.ip,
+            self.symbol.as_deref().unwrap_or("?")
+        )
     }
 }
 

@@ -22,7 +22,10 @@ impl Memory for StackMemory {
 }
 
 pub(crate) fn regs_of_suspended(sp: usize) -> Regs {
-    Regs { rip: 0, rsp: sp as u64 }
+    Regs {
+        rip: 0,
+        rsp: sp as u64,
+    }
 }
 
 pub(crate) fn unwind(_regs: Regs, _mem: &dyn Memory, _max: usize) -> Vec<u64> {

@@ -141,7 +141,9 @@ fn encode(r: WaitReason) -> (u8, u64, u64) {
         WaitReason::ParkTimeout => (K_PARK_TIMEOUT, 0, 0),
         WaitReason::Sleep { deadline } => (K_SLEEP, instant_to_ns(deadline), 0),
         WaitReason::Join { id } => (K_JOIN, id, 0),
-        WaitReason::Io { fd, write, nfds } => (K_IO, fd as u32 as u64, (nfds as u64) << 1 | write as u64),
+        WaitReason::Io { fd, write, nfds } => {
+            (K_IO, fd as u32 as u64, (nfds as u64) << 1 | write as u64)
+        }
         WaitReason::Futex { addr } => (K_FUTEX, addr as u64, 0),
         WaitReason::StdParker { addr } => (K_STD_PARKER, addr as u64, 0),
         WaitReason::Pthread { addr, kind } => (K_PTHREAD, addr as u64, kind as u64),
@@ -188,9 +190,13 @@ fn decode(kind: u8, a: u64, b: u64) -> Option<WaitReason> {
         K_CHILD => WaitReason::Child { id: a as i64 },
         k if k >= K_HELPER => WaitReason::Helper(match k - K_HELPER {
             J_DNS => Job::Dns(a as usize as *const c_char),
-            J_FILE => Job::File { fd: a as u32 as i32 },
+            J_FILE => Job::File {
+                fd: a as u32 as i32,
+            },
             J_OPEN => Job::Open(a as usize as *const c_char),
-            J_FILE_LOCK => Job::FileLock { fd: a as u32 as i32 },
+            J_FILE_LOCK => Job::FileLock {
+                fd: a as u32 as i32,
+            },
             J_FOREIGN_POLL => Job::ForeignPoll { nfds: a as u32 },
             J_BARRIER => Job::Barrier { addr: a as usize },
             J_SIGNAL => Job::Signal,

@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::coroutine::CoroutineRef;
-use crate::reactor::{timers, Waker};
 use crate::observe::wait::PthreadKind;
+use crate::reactor::{timers, Waker};
 use crate::sched::{self, NoPreempt, WaitReason};
 use crate::sys::lock::RawLock;
 

@@ -46,7 +46,13 @@ fn sem_wait_co(s: *mut sem_t, abs: Option<(libc::clockid_t, *const timespec)>) -
             }
         }
     };
-    sem_ret(park_until(&np, s as usize, crate::observe::wait::PthreadKind::Semaphore, deadline, attempt))
+    sem_ret(park_until(
+        &np,
+        s as usize,
+        crate::observe::wait::PthreadKind::Semaphore,
+        deadline,
+        attempt,
+    ))
 }
 
 pub(crate) fn sem_wait(s: *mut sem_t) -> c_int {
