@@ -414,3 +414,85 @@ fn bad_dump_signal_is_an_error() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A DNS lookup runs on a helper thread while its coroutine parks; the
+/// dump names the host. To hold the lookup long enough, the child's
+/// resolver reads its host aliases (`HOSTALIASES`, consulted for names
+/// without a dot) from a FIFO that nobody writes until the dump is taken.
+#[test]
+fn dump_names_the_dns_lookup_on_a_helper() {
+    if let Some(fifo) = std::env::var_os("OBSERVE_DNS_FIFO") {
+        use std::net::ToSocketAddrs;
+        let h = named("dns-lookup", || {
+            let _ = ("observeddnsname", 80).to_socket_addrs();
+        });
+        let d = dump_until(|d| {
+            d.coroutines().iter().any(|c| {
+                c.name.as_deref() == Some("dns-lookup")
+                    && matches!(c.wait, Some(Wait::Helper { .. }))
+            })
+        });
+        // Let the resolver go on: every time it opens the FIFO (once per
+        // query), open the write end (non-blocking: it succeeds only while
+        // a reader is opening) and close it, so it reads an empty file.
+        let done = Arc::new(AtomicBool::new(false));
+        let done2 = done.clone();
+        let writer = std::thread::spawn(move || {
+            use std::os::unix::fs::OpenOptionsExt;
+            while !done2.load(Ordering::Acquire) {
+                drop(
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .custom_flags(libc::O_NONBLOCK)
+                        .open(&fifo),
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        h.join().unwrap();
+        done.store(true, Ordering::Release);
+        writer.join().unwrap();
+        let c = find(&d, "dns-lookup");
+        println!("{c}");
+        match &c.wait {
+            Some(Wait::Helper { job }) => {
+                assert!(job.contains("getaddrinfo(\"observeddnsname\")"), "{job}")
+            }
+            w => panic!("dns-lookup: {w:?}\n{d}"),
+        }
+        println!("CHILD OK");
+        return;
+    }
+    // HOSTALIASES is read by glibc's DNS backend: a system whose name
+    // service never asks DNS cannot hold the lookup this way.
+    if let Ok(ns) = std::fs::read_to_string("/etc/nsswitch.conf") {
+        let hosts = ns.lines().find(|l| l.trim_start().starts_with("hosts:"));
+        if hosts.is_some_and(|l| !l.contains("dns")) {
+            eprintln!("SKIPPED dump_names_the_dns_lookup_on_a_helper: /etc/nsswitch.conf has no dns in its hosts line");
+            return;
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("aliases");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "dump_names_the_dns_lookup_on_a_helper",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("OBSERVE_DNS_FIFO", &fifo)
+        .env("HOSTALIASES", &fifo)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("CHILD OK"),
+        "child failed: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
