@@ -108,6 +108,10 @@ pub struct Config {
     /// Cap of the helper-thread pool for regular-file I/O that would block
     /// (`COROUTINES_FILE_HELPERS`, default 16); more calls queue.
     pub file_helpers: usize,
+    /// Print each new call site of a blocked executor to stderr
+    /// (`COROUTINES_TRACE_BLOCKING`, default off; the reports are kept
+    /// and counted either way, see [`crate::blocking_reports`]).
+    pub trace_blocking: bool,
 }
 
 /// Where thread-local values live inside coroutines
@@ -163,6 +167,7 @@ pub struct RuntimeBuilder {
     thread_locals: Option<ThreadLocals>,
     preempt_c: Option<Vec<String>>,
     file_helpers: Option<usize>,
+    trace_blocking: Option<bool>,
 }
 
 impl RuntimeBuilder {
@@ -199,6 +204,15 @@ impl RuntimeBuilder {
     /// `COROUTINES_SLICE`. Default: 2 ms.
     pub fn time_slice(mut self, slice: Option<Duration>) -> Self {
         self.time_slice = Some(slice);
+        self
+    }
+
+    /// Prints one line to stderr per new call site that blocks an
+    /// executor: the system call, the caller's frames and the coroutine
+    /// (see [`crate::blocking_reports`]). Overrides
+    /// `COROUTINES_TRACE_BLOCKING`. Default: off.
+    pub fn trace_blocking(mut self, yes: bool) -> Self {
+        self.trace_blocking = Some(yes);
         self
     }
 
@@ -410,6 +424,17 @@ impl RuntimeBuilder {
                 None => crate::interpose::DEFAULT_FILE_HELPERS,
             },
         };
+        let trace_blocking = match self.trace_blocking {
+            Some(b) => b,
+            None => match env_var("COROUTINES_TRACE_BLOCKING", BOOL_FORMS)? {
+                Some(v) => match v.trim() {
+                    "1" | "true" => true,
+                    "0" | "false" | "" => false,
+                    _ => return Err(invalid("COROUTINES_TRACE_BLOCKING", &v, BOOL_FORMS)),
+                },
+                None => false,
+            },
+        };
         if !(1..=1024).contains(&file_helpers) {
             return Err(invalid(
                 "RuntimeBuilder::file_helpers",
@@ -428,6 +453,7 @@ impl RuntimeBuilder {
             thread_locals,
             preempt_c,
             file_helpers,
+            trace_blocking,
         })
     }
 }

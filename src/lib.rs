@@ -130,6 +130,7 @@ mod arch;
 mod config;
 mod coroutine;
 mod interpose;
+pub mod observe;
 mod preempt;
 mod reactor;
 mod sched;
@@ -144,5 +145,6 @@ pub use coroutine::{
     current, park, park_timeout, run, sleep, spawn, try_current, yield_now, Builder, Coroutine,
     CoroutineId, JoinHandle,
 };
+pub use observe::blocking_reports;
 pub use preempt::no_preempt;
 pub use stats::{stats, ExecutorStats, PreemptStats, Stats};

@@ -103,6 +103,7 @@ fn start_slow(config: Option<Config>) -> Result<&'static Runtime, ConfigError> {
         blocked_after: config.blocked_after,
         preempt_c: config.preempt_c,
         file_helpers: config.file_helpers,
+        trace_blocking: config.trace_blocking,
     });
     // The blocked-executor detector runs in the preemption monitor's loop
     // (one thread watching the executors, asleep while they are idle); with

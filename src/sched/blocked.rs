@@ -80,6 +80,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::runtime::Runtime;
+use crate::coroutine::CoroutineId;
+use crate::observe::blocking;
 
 /// Idle time after which a surplus executor retires.
 pub(crate) const RETIRE_AFTER: Duration = Duration::from_secs(1);
@@ -188,16 +190,25 @@ pub(crate) fn check_blocked(rt: &'static Runtime, now: Instant) {
         }
         s.helped = true;
         BLOCKED_SEEN.fetch_add(1, Ordering::Relaxed);
-        if !(own_movable || global) {
-            continue; // pinned work only: it waits for this executor
-        }
-        if rt.sleepers.load(Ordering::SeqCst) > 0 {
-            rt.notify_idle();
-            continue;
-        }
-        if rt.start_executor().is_ok() {
-            EXTRA_STARTED.fetch_add(1, Ordering::Relaxed);
-        }
+        // The blocking report: capture now (no signal, bounded time), the
+        // helper thread of observe/blocking.rs completes it.
+        let coroutine = CoroutineId::from_u64(e.current_id.load(Ordering::Relaxed));
+        let mut report = blocking::capture(
+            e.index,
+            e.tid.load(Ordering::Relaxed),
+            coroutine,
+            stuck_for,
+            rt.config.trace_blocking,
+        );
+        if own_movable || global {
+            if rt.sleepers.load(Ordering::SeqCst) > 0 {
+                rt.notify_idle();
+            } else if let Ok(index) = rt.start_executor() {
+                EXTRA_STARTED.fetch_add(1, Ordering::Relaxed);
+                report.started_executor = Some(index);
+            }
+        } // else pinned work only: it waits for this executor
+        blocking::submit(report);
     }
 }
 

@@ -366,6 +366,10 @@ impl Executor {
         inner.preempted.store(false, Ordering::Relaxed);
         let p = Arc::as_ptr(&task);
         self.current.set(p);
+        // Before `current` (Release): a reader that sees it sees the id.
+        self.shared
+            .current_id
+            .store(inner.id.as_u64().get(), Ordering::Relaxed);
         self.shared
             .current
             .store(p as *mut Inner, Ordering::Release);
