@@ -25,7 +25,8 @@
 //! The call site ("called from"): leading frames of libc and the other
 //! system libraries, of the runtime itself and frames without a name are
 //! skipped; the next [`CHAIN`] named frames (C functions linked into the
-//! program count) are shown innermost first. A call site is printed once:
+//! program count; the runtime's and std's closure-call and panic-catching
+//! shims do not) are shown innermost first. A call site is printed once:
 //! the key is the system call and the addresses of those frames.
 //!
 //! Every report is counted (`Stats::blocking_reports`), printed or not.
@@ -297,6 +298,15 @@ fn is_runtime_symbol(s: &str) -> bool {
         || crate::interpose::EXPORTED.contains(&s)
 }
 
+/// Closure-call shims and std's panic/backtrace wrappers between the
+/// coroutine's entry and the user's code: never the call site.
+fn is_plumbing(s: &str) -> bool {
+    s.starts_with("core::ops::function::")
+        || s.starts_with("std::panicking::")
+        || s.starts_with("std::panic::")
+        || s.contains("__rust_begin_short_backtrace")
+}
+
 fn call_site(frames: &[Frame]) -> Vec<&Frame> {
     frames
         .iter()
@@ -305,7 +315,11 @@ fn call_site(frames: &[Frame]) -> Vec<&Frame> {
             (_, None) => true,
             (_, Some(s)) => is_runtime_symbol(s),
         })
-        .filter(|f| f.symbol.is_some())
+        .filter(|f| {
+            f.symbol
+                .as_deref()
+                .is_some_and(|s| !is_runtime_symbol(s) && !is_plumbing(s))
+        })
         .take(CHAIN)
         .collect()
 }
@@ -410,6 +424,7 @@ mod tests {
             fr(Some("sqlite3_step"), None),
             fr(None, None),
             fr(Some("rusqlite::Statement::execute"), None),
+            fr(Some("core::ops::function::FnOnce::call_once"), None),
             fr(Some("app::transfer"), None),
             fr(Some("app::main"), None),
         ];
