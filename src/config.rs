@@ -517,6 +517,11 @@ mod tests {
         assert_eq!(c.time_slice, None);
         assert_eq!(c.blocked_after, Duration::from_millis(5));
         assert_eq!(c.preempt_c.len(), DEFAULT_PREEMPT_C.len());
+        let c = RuntimeBuilder::new()
+            .trace_blocking(true)
+            .resolve()
+            .unwrap();
+        assert!(c.trace_blocking);
     }
 
     #[test]

@@ -31,7 +31,13 @@
 //!    otherwise start an extra executor (`Runtime::start_executor`, up to
 //!    `config.max_workers` slots). It runs the ordinary loop: global
 //!    injector, then stealing never-run coroutines.
-//! 3. Work that cannot move — started coroutines pinned to E (`ready`,
+//! 3. The blocking report (observe/blocking.rs): read the executor's
+//!    system call, stack and instruction pointer from
+//!    `/proc/self/task/<tid>/syscall` and copy its stack, without
+//!    signalling it (a signal would turn its wait into EINTR inside C
+//!    code); a helper thread unwinds and symbolizes the copy and keeps the
+//!    report (`blocking_reports()`, `COROUTINES_TRACE_BLOCKING=1`).
+//! 4. Work that cannot move — started coroutines pinned to E (`ready`,
 //!    `inbox`) while migration is off — waits for E. That is the documented
 //!    exception: moving a started coroutine to another thread is unsound
 //!    with `thread_local!` (sched/mod.rs); it resumes when E's call returns.
