@@ -112,6 +112,10 @@ pub struct Config {
     /// Signal that prints [`dump()`](crate::dump) to stderr
     /// (`COROUTINES_DUMP_SIGNAL`); None: off (the default).
     pub dump_signal: Option<i32>,
+    /// Print each new call site of a blocked executor to stderr
+    /// (`COROUTINES_TRACE_BLOCKING`, default off; the reports are kept
+    /// and counted either way, see [`crate::blocking_reports`]).
+    pub trace_blocking: bool,
 }
 
 /// Where thread-local values live inside coroutines
@@ -168,6 +172,7 @@ pub struct RuntimeBuilder {
     preempt_c: Option<Vec<String>>,
     file_helpers: Option<usize>,
     dump_signal: Option<Option<i32>>,
+    trace_blocking: Option<bool>,
 }
 
 impl RuntimeBuilder {
@@ -204,6 +209,15 @@ impl RuntimeBuilder {
     /// `COROUTINES_SLICE`. Default: 2 ms.
     pub fn time_slice(mut self, slice: Option<Duration>) -> Self {
         self.time_slice = Some(slice);
+        self
+    }
+
+    /// Prints one line to stderr per new call site that blocks an
+    /// executor: the system call, the caller's frames and the coroutine
+    /// (see [`crate::blocking_reports`]). Overrides
+    /// `COROUTINES_TRACE_BLOCKING`. Default: off.
+    pub fn trace_blocking(mut self, yes: bool) -> Self {
+        self.trace_blocking = Some(yes);
         self
     }
 
@@ -426,6 +440,17 @@ impl RuntimeBuilder {
                 None => crate::interpose::DEFAULT_FILE_HELPERS,
             },
         };
+        let trace_blocking = match self.trace_blocking {
+            Some(b) => b,
+            None => match env_var("COROUTINES_TRACE_BLOCKING", BOOL_FORMS)? {
+                Some(v) => match v.trim() {
+                    "1" | "true" => true,
+                    "0" | "false" | "" => false,
+                    _ => return Err(invalid("COROUTINES_TRACE_BLOCKING", &v, BOOL_FORMS)),
+                },
+                None => false,
+            },
+        };
         if !(1..=1024).contains(&file_helpers) {
             return Err(invalid(
                 "RuntimeBuilder::file_helpers",
@@ -473,6 +498,7 @@ impl RuntimeBuilder {
             preempt_c,
             file_helpers,
             dump_signal,
+            trace_blocking,
         })
     }
 }
@@ -536,6 +562,11 @@ mod tests {
         assert_eq!(c.time_slice, None);
         assert_eq!(c.blocked_after, Duration::from_millis(5));
         assert_eq!(c.preempt_c.len(), DEFAULT_PREEMPT_C.len());
+        let c = RuntimeBuilder::new()
+            .trace_blocking(true)
+            .resolve()
+            .unwrap();
+        assert!(c.trace_blocking);
     }
 
     #[test]

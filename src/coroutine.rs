@@ -200,6 +200,11 @@ impl CoroutineId {
         CoroutineId(n)
     }
 
+    /// The id with number `n` (as published in `ExecutorShared::current_id`).
+    pub(crate) fn from_u64(n: u64) -> Option<Self> {
+        NonZeroU64::new(n).map(CoroutineId)
+    }
+
     /// The id as a number (unique for the process lifetime).
     pub fn as_u64(&self) -> NonZeroU64 {
         self.0

@@ -105,6 +105,7 @@ fn start_slow(config: Option<Config>) -> Result<&'static Runtime, ConfigError> {
         blocked_after: config.blocked_after,
         preempt_c: config.preempt_c,
         file_helpers: config.file_helpers,
+        trace_blocking: config.trace_blocking,
     });
     if let Some(sig) = config.dump_signal {
         if let Err(e) = crate::observe::signal::start(sig) {

@@ -168,6 +168,9 @@ pub struct Stats {
     /// Blocked episodes: an executor made no progress for
     /// `blocked_after` while work waited for it.
     pub blocked_seen: u64,
+    /// Blocking reports made: blocked episodes whose system call and call
+    /// site were recorded (see [`crate::blocking_reports`]).
+    pub blocking_reports: u64,
     /// Time executors spent blocked while work waited (sampled).
     pub blocked_time: std::time::Duration,
     /// Extra executors started for blocked ones.
@@ -272,6 +275,7 @@ pub fn stats() -> Stats {
     {
         use crate::sched::{BLOCKED_NS, BLOCKED_SEEN, EXTRA_RETIRED, EXTRA_STARTED};
         s.blocked_seen = BLOCKED_SEEN.load(Ordering::Relaxed);
+        s.blocking_reports = crate::observe::blocking::REPORTS.load(Ordering::Relaxed);
         s.blocked_time = std::time::Duration::from_nanos(BLOCKED_NS.load(Ordering::Relaxed));
         s.extra_started = EXTRA_STARTED.load(Ordering::Relaxed);
         s.extra_retired = EXTRA_RETIRED.load(Ordering::Relaxed);

@@ -330,6 +330,11 @@ fn bad_env_values_are_refused() {
             "COROUTINES_SLICE=\"10\" is not valid: expected a duration with a unit",
         ),
         ("COROUTINES_MIGRATE", "yes", "COROUTINES_MIGRATE=\"yes\""),
+        (
+            "COROUTINES_TRACE_BLOCKING",
+            "on",
+            "COROUTINES_TRACE_BLOCKING=\"on\" is not valid: expected 1, 0, true or false",
+        ),
     ] {
         let out = run_child("bad_env_values_are_refused", &[(var, val)]);
         let (o, e) = text(&out);

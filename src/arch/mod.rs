@@ -71,6 +71,14 @@ global_asm!(
 global_asm!(include_str!("../../asm/x86_64/entry.S"));
 global_asm!(include_str!("../../asm/x86_64/resume.S"));
 
+/// Address of the first-run trampoline: the return address in the frame
+/// of a coroutine that never ran (observe/unwind.rs tells those apart).
+// Used by `coroutines::dump()` (issue #12), and by the tests.
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) fn entry_addr() -> usize {
+    coroutines_entry as *const () as usize
+}
+
 /// MXCSR with all exceptions masked, round-to-nearest (the ABI's initial
 /// value) in the low half, x87 control word 0x037f (extended precision,
 /// all exceptions masked) in bytes 4-5.

@@ -397,11 +397,16 @@ fn copy(co: &Inner, running: &HashMap<usize, usize>, opts: &DumpOptions) -> Opti
                 if lo != 0 {
                     // SAFETY: the claim makes us the owner of the right to
                     // run the coroutine, the party that may read `sp`
-                    // (coroutine.rs); it is a suspended frame on its stack.
-                    let sp = unsafe { *co.sp.get() };
-                    let regs = unwind::regs_of_suspended(sp);
-                    raw.pcs =
-                        unwind::unwind(regs, &unwind::StackMemory { lo, hi }, opts.max_frames);
+                    // (coroutine.rs); it points at the suspended switch
+                    // frame the coroutine (or the preemption handler)
+                    // wrote on its stack, which stays put while we hold
+                    // the claim.
+                    let regs = unsafe { unwind::regs_of_suspended(*co.sp.get()) };
+                    let mem = unwind::StackMemory {
+                        lo: lo as u64,
+                        hi: hi as u64,
+                    };
+                    raw.pcs = unwind::unwind(regs, &mem, opts.max_frames);
                 }
             }
             // Release: our reads are done before a waker resumes it.
@@ -479,12 +484,23 @@ fn describe(w: WaitReason, text: Option<&str>, frames: &[Frame], now: Instant) -
             fds: nfds,
             description: describe_fd(fd),
         },
-        WaitReason::Futex { addr } => Wait::Futex {
-            addr,
-            primitive: classify(frames, FUTEX_USERS),
-        },
-        WaitReason::StdParker { .. } => Wait::ThreadParker {
-            operation: classify(frames, PARKER_USERS),
+        // With per-coroutine thread-locals a parker wait is a plain futex
+        // wait to the hooks; the backtrace tells them apart.
+        WaitReason::Futex { addr } | WaitReason::StdParker { addr } => match classify(frames) {
+            Some((op, true)) => Wait::ThreadParker {
+                operation: Some(op),
+            },
+            Some((primitive, false)) => Wait::Futex {
+                addr,
+                primitive: Some(primitive),
+            },
+            None if matches!(w, WaitReason::StdParker { .. }) => {
+                Wait::ThreadParker { operation: None }
+            }
+            None => Wait::Futex {
+                addr,
+                primitive: None,
+            },
         },
         WaitReason::Pthread { addr, kind } => Wait::Pthread {
             addr,
@@ -524,37 +540,37 @@ fn describe(w: WaitReason, text: Option<&str>, frames: &[Frame], now: Instant) -
     }
 }
 
-/// (frame-name fragments, what they mean), innermost match wins.
-const FUTEX_USERS: &[(&[&str], &str)] = &[
-    (&["Condvar", "wait"], "std::sync::Condvar::wait"),
-    (&["RwLock", "read"], "std::sync::RwLock::read"),
-    (&["RwLock", "write"], "std::sync::RwLock::write"),
-    (&["Mutex", "lock"], "std::sync::Mutex::lock"),
-    (&["Once", "call"], "std::sync::Once"),
-    (&["OnceLock"], "std::sync::OnceLock"),
-    (&["Barrier", "wait"], "std::sync::Barrier::wait"),
+/// What a futex wait is for, recognised from its backtrace: (fragments
+/// that must all appear in one frame's name, what it means, whether it
+/// waits on the thread parker). The first entry matching any frame wins,
+/// so a channel operation (which parks through `Thread::park`) is named
+/// before a bare `thread::park`, and a primitive before `Once` (whose
+/// frames a closure's `FnOnce::call_once` could otherwise mimic).
+const FUTEX_USERS: &[(&[&str], &str, bool)] = &[
+    (&["mpmc", "recv"], "channel receive", true),
+    (&["mpsc", "recv"], "channel receive", true),
+    (&["mpmc", "send"], "channel send", true),
+    (&["mpsc", "send"], "channel send", true),
+    (&["Condvar", "wait"], "std::sync::Condvar::wait", false),
+    (&["RwLock", "read"], "std::sync::RwLock::read", false),
+    (&["RwLock", "write"], "std::sync::RwLock::write", false),
+    (&["Mutex", "lock"], "std::sync::Mutex::lock", false),
+    (&["Barrier", "wait"], "std::sync::Barrier::wait", false),
+    (&["sync::once", "Once"], "std::sync::Once", false),
+    (&["OnceLock"], "std::sync::OnceLock", false),
+    (&["Thread", "park"], "std::thread::park", true),
+    (&["thread::park"], "std::thread::park", true),
 ];
 
-const PARKER_USERS: &[(&[&str], &str)] = &[
-    (&["mpmc", "recv"], "channel receive"),
-    (&["mpsc", "recv"], "channel receive"),
-    (&["mpmc", "send"], "channel send"),
-    (&["mpsc", "send"], "channel send"),
-    (&["thread", "park"], "std::thread::park"),
-];
-
-fn classify(frames: &[Frame], table: &[(&[&str], &'static str)]) -> Option<&'static str> {
-    for f in frames {
-        let Some(name) = f.symbol.as_deref() else {
-            continue;
-        };
-        for (parts, what) in table {
-            if parts.iter().all(|p| name.contains(p)) {
-                return Some(what);
-            }
-        }
-    }
-    None
+/// The primitive behind a futex wait (see [`FUTEX_USERS`]).
+fn classify(frames: &[Frame]) -> Option<(&'static str, bool)> {
+    FUTEX_USERS.iter().find_map(|(parts, what, parker)| {
+        frames
+            .iter()
+            .filter_map(|f| f.symbol.as_deref())
+            .any(|name| parts.iter().all(|p| name.contains(p)))
+            .then_some((*what, *parker))
+    })
 }
 
 /// What fd `fd` is: its `/proc/self/fd` link, and for sockets the type

@@ -137,7 +137,7 @@
 mod guard;
 mod monitor;
 mod signal;
-mod ucontext;
+pub(crate) mod ucontext;
 pub(crate) mod zones;
 
 pub use guard::no_preempt;

@@ -31,7 +31,13 @@
 //!    otherwise start an extra executor (`Runtime::start_executor`, up to
 //!    `config.max_workers` slots). It runs the ordinary loop: global
 //!    injector, then stealing never-run coroutines.
-//! 3. Work that cannot move — started coroutines pinned to E (`ready`,
+//! 3. The blocking report (observe/blocking.rs): read the executor's
+//!    system call, stack and instruction pointer from
+//!    `/proc/self/task/<tid>/syscall` and copy its stack, without
+//!    signalling it (a signal would turn its wait into EINTR inside C
+//!    code); a helper thread unwinds and symbolizes the copy and keeps the
+//!    report (`blocking_reports()`, `COROUTINES_TRACE_BLOCKING=1`).
+//! 4. Work that cannot move — started coroutines pinned to E (`ready`,
 //!    `inbox`) while migration is off — waits for E. That is the documented
 //!    exception: moving a started coroutine to another thread is unsound
 //!    with `thread_local!` (sched/mod.rs); it resumes when E's call returns.
@@ -80,6 +86,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::runtime::Runtime;
+use crate::coroutine::CoroutineId;
+use crate::observe::blocking;
 
 /// Idle time after which a surplus executor retires.
 pub(crate) const RETIRE_AFTER: Duration = Duration::from_secs(1);
@@ -188,16 +196,25 @@ pub(crate) fn check_blocked(rt: &'static Runtime, now: Instant) {
         }
         s.helped = true;
         BLOCKED_SEEN.fetch_add(1, Ordering::Relaxed);
-        if !(own_movable || global) {
-            continue; // pinned work only: it waits for this executor
-        }
-        if rt.sleepers.load(Ordering::SeqCst) > 0 {
-            rt.notify_idle();
-            continue;
-        }
-        if rt.start_executor().is_ok() {
-            EXTRA_STARTED.fetch_add(1, Ordering::Relaxed);
-        }
+        // The blocking report: capture now (no signal, bounded time), the
+        // helper thread of observe/blocking.rs completes it.
+        let coroutine = CoroutineId::from_u64(e.current_id.load(Ordering::Relaxed));
+        let mut report = blocking::capture(
+            e.index,
+            e.tid.load(Ordering::Relaxed),
+            coroutine,
+            stuck_for,
+            rt.config.trace_blocking,
+        );
+        if own_movable || global {
+            if rt.sleepers.load(Ordering::SeqCst) > 0 {
+                rt.notify_idle();
+            } else if let Ok(index) = rt.start_executor() {
+                EXTRA_STARTED.fetch_add(1, Ordering::Relaxed);
+                report.started_executor = Some(index);
+            }
+        } // else pinned work only: it waits for this executor
+        blocking::submit(report);
     }
 }
 

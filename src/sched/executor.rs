@@ -74,6 +74,12 @@ pub(crate) struct ExecutorShared {
     /// Coroutine running now, or null in the scheduler context. Written by
     /// the owner only; read by the monitor (Acquire) and the handler.
     pub(crate) current: AtomicPtr<Inner>,
+    /// Id of the coroutine last switched in (`CoroutineId` as a number),
+    /// written by the owner right before it publishes `current`; read by
+    /// the detector for the blocking report (observe/blocking.rs), which
+    /// must not dereference `current`. Meaningful while `current` is
+    /// non-null.
+    pub(crate) current_id: AtomicU64,
     /// Incremented by the owner at every switch into a coroutine (single
     /// writer: load+store, no lock prefix). The monitor samples it.
     pub(crate) switches: AtomicU64,
@@ -123,6 +129,7 @@ impl ExecutorShared {
             runq,
             parker: Parker::default(),
             current: AtomicPtr::new(std::ptr::null_mut()),
+            current_id: AtomicU64::new(0),
             switches: AtomicU64::new(0),
             no_preempt: AtomicU32::new(0),
             tid: AtomicI32::new(0),

@@ -44,6 +44,8 @@ pub(crate) struct Settings {
     pub(crate) preempt_c: Vec<String>,
     /// Cap of the regular-file helper threads (interpose/offload.rs).
     pub(crate) file_helpers: usize,
+    /// Print new blocking call sites (observe/blocking.rs).
+    pub(crate) trace_blocking: bool,
 }
 
 pub(crate) struct Runtime {

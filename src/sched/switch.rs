@@ -371,6 +371,10 @@ impl Executor {
             .set(self.shared.run_ns.load(Ordering::Relaxed));
         let p = Arc::as_ptr(&co);
         self.current.set(p);
+        // Before `current` (Release): a reader that sees it sees the id.
+        self.shared
+            .current_id
+            .store(inner.id.as_u64().get(), Ordering::Relaxed);
         self.shared
             .current
             .store(p as *mut Inner, Ordering::Release);
