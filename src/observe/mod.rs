@@ -10,7 +10,10 @@
 //!   coroutines (claimed while their stack is walked);
 //! - `unwind.rs`: an unwinder over the loaded objects' `.eh_frame` for
 //!   stacks that are not the calling thread's; `symbol.rs`: [`Frame`] and
-//!   symbolization.
+//!   symbolization;
+//! - `trace.rs`: the wake-to-run latency histogram, the schedule trace
+//!   (`COROUTINES_TRACE`) and the execution trace (`COROUTINES_TRACE_FILE`,
+//!   [`write_trace`]), all off unless asked for.
 //!
 //! CPU time per coroutine is sampled: the monitor adds each tick's length
 //! to the executor running a coroutine (`run_ns`), and the coroutine
@@ -20,8 +23,10 @@
 pub(crate) mod dump;
 pub(crate) mod registry;
 pub(crate) mod symbol;
+pub(crate) mod trace;
 pub(crate) mod unwind;
 pub(crate) mod wait;
 
 pub use dump::{dump, CoroutineInfo, Dump, DumpOptions, ExecutorInfo, State, Wait};
 pub use symbol::Frame;
+pub use trace::{write_trace, LatencyHistogram, TRACE_CAPACITY};
