@@ -272,8 +272,16 @@ pub(crate) fn start_thread(interval: Duration) -> io::Result<()> {
 
 impl Tracer {
     fn push(&self, buf: usize, ev: Ev, name: Option<&str>) {
-        if self.used.fetch_add(1, Ordering::Relaxed) >= TRACE_CAPACITY {
-            self.used.fetch_sub(1, Ordering::Relaxed);
+        // Once full, a plain load first: one shared RMW per dropped event
+        // (its count), not three.
+        let full = self.used.load(Ordering::Relaxed) >= TRACE_CAPACITY || {
+            let over = self.used.fetch_add(1, Ordering::Relaxed) >= TRACE_CAPACITY;
+            if over {
+                self.used.fetch_sub(1, Ordering::Relaxed);
+            }
+            over
+        };
+        if full {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
