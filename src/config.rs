@@ -15,14 +15,16 @@
 mod error;
 mod parse;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 pub use error::ConfigError;
 pub(crate) use parse::check_coroutine_stack;
 use parse::{
-    check_blocked, check_slice, check_stack, check_workers, env_var, invalid, parse_duration,
-    parse_preempt_c, parse_size, BLOCKED_FORMS, BOOL_FORMS, FILE_HELPERS_FORMS, MAX_WORKERS_FORMS,
-    PREEMPT_C_FORMS, SIZE_FORMS, SLICE_FORMS, TLS_FORMS, WORKERS_FORMS,
+    check_blocked, check_slice, check_stack, check_trace, check_workers, env_var, invalid,
+    parse_duration, parse_preempt_c, parse_size, BLOCKED_FORMS, BOOL_FORMS, FILE_HELPERS_FORMS,
+    MAX_WORKERS_FORMS, PREEMPT_C_FORMS, SIZE_FORMS, SLICE_FORMS, TLS_FORMS, TRACE_FILE_FORMS,
+    TRACE_FORMS, WORKERS_FORMS,
 };
 use parse::{parse_dump_signal, DUMP_SIGNAL_FORMS};
 
@@ -116,6 +118,16 @@ pub struct Config {
     /// (`COROUTINES_TRACE_BLOCKING`, default off; the reports are kept
     /// and counted either way, see [`crate::blocking_reports`]).
     pub trace_blocking: bool,
+    /// Schedule trace: one line on stderr per interval
+    /// (`COROUTINES_TRACE`, default off).
+    pub trace: Option<Duration>,
+    /// Execution trace file, Chrome trace-event JSON
+    /// (`COROUTINES_TRACE_FILE`, default none).
+    pub trace_file: Option<PathBuf>,
+    /// Whether the wake-to-run latency histogram is recorded
+    /// (`Stats::wake_latency`): on with `trace` or `trace_file`, or
+    /// through [`RuntimeBuilder::wake_latency`].
+    pub wake_latency: bool,
 }
 
 /// Where thread-local values live inside coroutines
@@ -173,6 +185,9 @@ pub struct RuntimeBuilder {
     file_helpers: Option<usize>,
     dump_signal: Option<Option<i32>>,
     trace_blocking: Option<bool>,
+    trace: Option<Option<Duration>>,
+    trace_file: Option<Option<PathBuf>>,
+    wake_latency: Option<bool>,
 }
 
 impl RuntimeBuilder {
@@ -301,6 +316,35 @@ impl RuntimeBuilder {
     /// [`ThreadLocals::PerCoroutine`].
     pub fn thread_locals(mut self, mode: ThreadLocals) -> Self {
         self.thread_locals = Some(mode);
+        self
+    }
+
+    /// Schedule trace: every `interval`, one line on stderr with the
+    /// executors (alive, idle, blocked), the coroutines (running, ready,
+    /// parked), switches, preemptions and steals per second and the
+    /// wake-to-run latency p50/p99 over the interval, from a thread named
+    /// `coroutines-trace`. `None`: off. Overrides `COROUTINES_TRACE`
+    /// (`200ms`, `1s`, `off`). Default: off. 1 ms to 1 h.
+    pub fn trace(mut self, interval: Option<Duration>) -> Self {
+        self.trace = Some(interval);
+        self
+    }
+
+    /// Execution trace: records which coroutine ran when on each
+    /// executor, why each run ended, spawns and wake-ups, and writes them
+    /// to `path` in the Chrome trace-event format at exit and on
+    /// [`crate::write_trace`]. `None`: off. Overrides
+    /// `COROUTINES_TRACE_FILE`. Default: off.
+    pub fn trace_file(mut self, path: Option<PathBuf>) -> Self {
+        self.trace_file = Some(path);
+        self
+    }
+
+    /// Records the wake-to-run latency histogram (`Stats::wake_latency`)
+    /// even without a trace: a clock read at each wake and at the woken
+    /// coroutine's switch-in. Default: on only with a trace.
+    pub fn wake_latency(mut self, on: bool) -> Self {
+        self.wake_latency = Some(on);
         self
     }
 
@@ -486,7 +530,38 @@ impl RuntimeBuilder {
                 None => None,
             },
         };
+        let trace = match self.trace {
+            Some(Some(d)) => Some(check_trace("RuntimeBuilder::trace", d, &format!("{d:?}"))?),
+            Some(None) => None,
+            None => match env_var("COROUTINES_TRACE", TRACE_FORMS)? {
+                Some(v) if v.trim() == "off" => None,
+                Some(v) => {
+                    let d = parse_duration(&v)
+                        .ok_or_else(|| invalid("COROUTINES_TRACE", &v, TRACE_FORMS))?;
+                    Some(check_trace("COROUTINES_TRACE", d, &v)?)
+                }
+                None => None,
+            },
+        };
+        let trace_file = match &self.trace_file {
+            Some(Some(p)) if p.as_os_str().is_empty() => {
+                return Err(invalid("RuntimeBuilder::trace_file", "", TRACE_FILE_FORMS))
+            }
+            Some(p) => p.clone(),
+            None => match std::env::var_os("COROUTINES_TRACE_FILE") {
+                Some(v) if v.is_empty() => {
+                    return Err(invalid("COROUTINES_TRACE_FILE", "", TRACE_FILE_FORMS))
+                }
+                Some(v) => Some(PathBuf::from(v)),
+                None => None,
+            },
+        };
+        let wake_latency =
+            self.wake_latency.unwrap_or(false) || trace.is_some() || trace_file.is_some();
         Ok(Config {
+            trace,
+            trace_file,
+            wake_latency,
             workers,
             max_workers,
             stack_size_bytes,

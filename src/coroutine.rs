@@ -113,6 +113,14 @@ pub(crate) struct Inner {
     pub(crate) cpu_ns: AtomicU64,
     /// Times the coroutine was preempted (written by its executor).
     pub(crate) preemptions: AtomicU64,
+    /// Wake-to-run latency (observe/trace.rs, only while recorded): the
+    /// clock at the wake that made it runnable; 0 when none pending.
+    /// Written by that waker before queueing, read and cleared by the
+    /// executor switching it in (ordered by the queue).
+    pub(crate) woke_at: AtomicU64,
+    /// Execution trace: the flow (id << 1 | spawn) to end at the next
+    /// switch-in; 0: none. Same protocol as `woke_at`.
+    pub(crate) wake_flow: AtomicU64,
     /// Dedicated coroutine (`Builder::dedicated`): runs on its own thread.
     pub(crate) dedicated: bool,
 }
@@ -147,6 +155,9 @@ impl Inner {
             // We won the right to run it. The swap (an RMW) keeps the
             // release sequence of any waker that set NOTIFIED meanwhile.
             self.state.swap(RUNNABLE, Ordering::AcqRel);
+            if crate::observe::trace::flags() != 0 {
+                crate::observe::trace::woke(self);
+            }
             sched::schedule(self.clone(), true);
         }
     }
@@ -180,6 +191,9 @@ impl Inner {
         let prev = self.state.fetch_or(NOTIFIED, Ordering::AcqRel);
         if prev == PARKED || (prev == PARKED | CLAIMED && self.wake_claimed()) {
             self.state.swap(RUNNABLE, Ordering::AcqRel);
+            if crate::observe::trace::flags() != 0 {
+                crate::observe::trace::woke(self);
+            }
             sched::schedule(self.clone(), false);
         }
     }
@@ -654,6 +668,8 @@ impl Builder {
             reg_slot: crate::observe::registry::unregistered(),
             cpu_ns: AtomicU64::new(0),
             preemptions: AtomicU64::new(0),
+            woke_at: AtomicU64::new(0),
+            wake_flow: AtomicU64::new(0),
             dedicated: self.dedicated,
         });
         crate::observe::registry::register(&inner);
@@ -677,6 +693,9 @@ impl Builder {
                 co.state.store(DONE, Ordering::Release);
             })?;
         } else {
+            if crate::observe::trace::flags() != 0 {
+                crate::observe::trace::spawned(&inner);
+            }
             sched::spawn_coroutine(rt, inner);
         }
         Ok(JoinHandle {

@@ -145,6 +145,6 @@ pub use coroutine::{
     current, park, park_timeout, run, sleep, spawn, try_current, yield_now, Builder, Coroutine,
     CoroutineId, JoinHandle,
 };
-pub use observe::{blocking_reports, dump, Dump, DumpOptions, Wait};
+pub use observe::{blocking_reports, dump, write_trace, Dump, DumpOptions, LatencyHistogram, Wait};
 pub use preempt::no_preempt;
 pub use stats::{stats, ExecutorStats, PreemptStats, Stats};

@@ -29,7 +29,9 @@
 //! 8. the dump on a signal (observe/signal.rs), if configured: its
 //!    thread and handler (a failure is one line on stderr, not an error);
 //! 9. the preemption monitor, which also runs the blocked-executor
-//!    detector; with preemption off the detector gets a thread of its own.
+//!    detector; with preemption off the detector gets a thread of its own;
+//! 10. with `COROUTINES_TRACE`, the schedule-trace thread (its flags, and
+//!     the trace buffers, are set up before step 7: observe/trace.rs).
 //!
 //! The scheduler (sched/) gets its settings as a plain `sched::Settings`
 //! and imports neither `config` nor `interpose`.
@@ -96,6 +98,16 @@ fn start_slow(config: Option<Config>) -> Result<&'static Runtime, ConfigError> {
     // Before the runtime is published: from then on a new earliest timer
     // tells the monitor (a no-op until the monitor plans a sleep).
     crate::reactor::set_timer_armed_hook(crate::preempt::timer_armed);
+    // Tracing flags before any executor runs a coroutine
+    // (observe/trace.rs: they never change afterwards).
+    crate::observe::trace::init(
+        &crate::observe::trace::TraceConfig {
+            interval: config.trace,
+            file: config.trace_file.clone(),
+            wake_latency: config.wake_latency,
+        },
+        config.max_workers,
+    );
     let rt = Runtime::launch(Settings {
         workers: config.workers,
         max_workers: config.max_workers,
@@ -126,6 +138,11 @@ fn start_slow(config: Option<Config>) -> Result<&'static Runtime, ConfigError> {
                     "cannot start the blocked-executor detector thread: {e}"
                 ));
             }
+        }
+    }
+    if let Some(interval) = config.trace {
+        if let Err(e) = crate::observe::trace::start_thread(interval) {
+            crate::sys::fatal_fmt(&format!("cannot start the schedule-trace thread: {e}"));
         }
     }
     Ok(rt)

@@ -19,6 +19,9 @@ pub(super) const SLICE_FORMS: &str =
 pub(super) const BLOCKED_FORMS: &str = "a duration with a unit between 1ms and 60s, e.g. 20ms, 1s";
 pub(super) const FILE_HELPERS_FORMS: &str =
     "a whole number of helper threads from 1 to 1024, e.g. 16";
+pub(super) const TRACE_FORMS: &str =
+    "a duration with a unit between 1ms and 1h, e.g. 200ms, 1s, or `off`";
+pub(super) const TRACE_FILE_FORMS: &str = "a path of a file to write (created or replaced)";
 pub(super) const BOOL_FORMS: &str = "1, 0, true or false";
 pub(super) const DUMP_SIGNAL_FORMS: &str =
     "a signal name: SIGQUIT, SIGUSR1, SIGUSR2, SIGHUP, SIGWINCH, SIGTTIN, SIGTTOU, SIGPWR (with or without the SIG prefix), or `off`";
@@ -162,6 +165,18 @@ pub(super) fn check_blocked(
         Ok(d)
     } else {
         Err(invalid(source, raw, BLOCKED_FORMS))
+    }
+}
+
+pub(super) fn check_trace(
+    source: &'static str,
+    d: Duration,
+    raw: &str,
+) -> Result<Duration, ConfigError> {
+    if d >= Duration::from_millis(1) && d <= Duration::from_secs(3600) {
+        Ok(d)
+    } else {
+        Err(invalid(source, raw, TRACE_FORMS))
     }
 }
 

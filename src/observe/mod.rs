@@ -17,6 +17,9 @@
 //!   executable's `.symtab`, `dladdr` for shared objects);
 //! - `blocking.rs`: the blocking report the detector (sched/blocked.rs)
 //!   makes when an executor is stuck in a call nothing hooks.
+//! - `trace.rs`: the wake-to-run latency histogram, the schedule trace
+//!   (`COROUTINES_TRACE`) and the execution trace (`COROUTINES_TRACE_FILE`,
+//!   [`write_trace`]), all off unless asked for.
 //!
 //! CPU time per coroutine is sampled: the monitor adds each tick's length
 //! to the executor running a coroutine (`run_ns`), and the coroutine
@@ -28,9 +31,11 @@ pub(crate) mod dump;
 pub(crate) mod registry;
 pub(crate) mod signal;
 pub(crate) mod symbol;
+pub(crate) mod trace;
 pub(crate) mod unwind;
 pub(crate) mod wait;
 
 pub use blocking::{blocking_reports, BlockingReport};
 pub use dump::{dump, CoroutineInfo, Dump, DumpOptions, ExecutorInfo, State, Wait};
 pub use symbol::Frame;
+pub use trace::{write_trace, LatencyHistogram, TRACE_CAPACITY};

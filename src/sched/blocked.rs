@@ -116,6 +116,13 @@ struct Sample {
 
 static SAMPLES: Mutex<Vec<Sample>> = Mutex::new(Vec::new());
 
+/// Executors counted blocked at the last `check_blocked` (for the
+/// schedule trace, observe/trace.rs).
+pub(crate) fn blocked_now() -> usize {
+    let samples = SAMPLES.lock().unwrap_or_else(|e| e.into_inner());
+    samples.iter().filter(|s| s.helped).count()
+}
+
 /// Samples every live executor and helps the blocked ones (module doc).
 /// Call periodically (about every `blocked_after / 4`) from one thread.
 pub(crate) fn check_blocked(rt: &'static Runtime, now: Instant) {

@@ -190,6 +190,9 @@ pub(crate) struct Executor {
     /// `shared.run_ns` when the running coroutine switched in: its CPU
     /// time is what the monitor added since (`account_out`).
     pub(super) run_mark: Cell<u64>,
+    /// Execution trace: when the running coroutine's slice began
+    /// (observe/trace.rs; 0 when no slice is open). Owner thread only.
+    pub(super) slice_start: Cell<u64>,
     /// Set after a preemption: the next pick prefers coroutines that never
     /// ran (own `fresh`, then the global injector), so new coroutines start
     /// within a slice even when started ones keep `ready` full of CPU hogs.

@@ -66,7 +66,7 @@ mod runtime;
 mod switch;
 mod thread;
 
-pub(crate) use blocked::start_detector;
+pub(crate) use blocked::{blocked_now, start_detector};
 pub(crate) use blocked::{check_blocked, BLOCKED_NS, BLOCKED_SEEN, EXTRA_RETIRED, EXTRA_STARTED};
 pub(crate) use executor::{carrier_tp_raw, current_name_raw, executor_slot_addr};
 pub(crate) use executor::{
@@ -75,7 +75,8 @@ pub(crate) use executor::{
 };
 #[allow(unused_imports)]
 pub(crate) use executor::{
-    current_executor_raw, current_executor_shared, Action, Executor, ExecutorShared,
+    current_executor, current_executor_raw, current_executor_shared, Action, Executor,
+    ExecutorShared,
 };
 pub(crate) use level::{current as preempt_level, NoPreempt};
 /// (The name the rest of the crate has used for `try_runtime`.)

@@ -44,6 +44,7 @@ use super::level;
 use super::switch::ensure_started;
 use crate::arch;
 use crate::coroutine::{CoroutineRef, Inner, DONE};
+use crate::observe::trace;
 use crate::tls;
 
 /// Fairness: every `GLOBAL_EVERY`-th pick looks at the global injector
@@ -334,7 +335,15 @@ impl Executor {
         let co = unsafe { (*self.running.get()).take() }
             .unwrap_or_else(|| crate::sys::fatal("scheduler resumed with no running coroutine"));
         let inner: &Inner = &co;
-        self.account_out(inner);
+        self.account_out(
+            inner,
+            match self.action.get() {
+                Action::Yield => trace::END_YIELD,
+                Action::Park => trace::END_PARK,
+                Action::Preempted => trace::END_PREEMPTED,
+                Action::Exit => trace::END_EXIT,
+            },
+        );
         // SAFETY: owner thread; the coroutine is switched out: its block's
         // malloc words flow back to the carrier (tls/block.rs).
         unsafe {

@@ -34,6 +34,7 @@ use super::level::{self, NoPreempt};
 use super::run::GLOBAL_EVERY;
 use crate::arch;
 use crate::coroutine::{CoroutineRef, Inner, ACTIVE, DONE, NO_HOME, RUNNABLE, STATE_MASK};
+use crate::observe::trace;
 use crate::tls;
 
 /// Switches from the running coroutine to its scheduler with `action`.
@@ -107,7 +108,7 @@ fn direct_park_on(exec: &'static Executor) -> Option<&'static Executor> {
     let (next, _) = direct_next(exec)?;
     // SAFETY: owner thread; we are the running coroutine.
     let me = unsafe { (*exec.running.get()).take() }.expect("running coroutine");
-    exec.account_out(&me);
+    exec.account_out(&me, trace::END_PARK);
     let my_sp: *mut usize = me.sp.get();
     let level = level::current();
     // SAFETY: we are `me`, running on this thread: its identity is in the
@@ -235,7 +236,7 @@ fn direct_yield_on(exec: &'static Executor) -> Option<&'static Executor> {
     let (next, _) = direct_next(exec)?;
     // SAFETY: owner thread; we are the running coroutine.
     let me = unsafe { (*exec.running.get()).take() }.expect("running coroutine");
-    exec.account_out(&me);
+    exec.account_out(&me, trace::END_YIELD);
     let my_sp: *mut usize = me.sp.get();
     let level = level::current();
     // SAFETY: we are `me`, running on this thread: its identity is in the
@@ -367,6 +368,9 @@ impl Executor {
             self.shared.homed.fetch_add(1, Ordering::Relaxed);
         }
         inner.preempted.store(false, Ordering::Relaxed);
+        if trace::flags() != 0 {
+            trace::switch_in(self.index, inner, &self.slice_start);
+        }
         self.run_mark
             .set(self.shared.run_ns.load(Ordering::Relaxed));
         let p = Arc::as_ptr(&co);
@@ -413,9 +417,13 @@ impl Executor {
     }
 
     /// Adds the sampled CPU time of the run ending now to `co` (owner: the
-    /// coroutine switching out, on this executor).
+    /// coroutine switching out, on this executor), and ends its trace
+    /// slice (`why`: observe/trace.rs `END_*`) when tracing.
     #[inline(always)]
-    pub(super) fn account_out(&self, co: &Inner) {
+    pub(super) fn account_out(&self, co: &Inner, why: u8) {
+        if trace::flags() != 0 {
+            trace::switch_out(self.index, co, why, &self.slice_start);
+        }
         let d = self.shared.run_ns.load(Ordering::Relaxed) - self.run_mark.get();
         if d != 0 {
             co.cpu_ns
