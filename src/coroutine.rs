@@ -107,7 +107,7 @@ pub(crate) struct Inner {
     /// What the coroutine waits for while parked (observe/wait.rs).
     pub(crate) wait: crate::observe::wait::WaitRecord,
     /// Index in the registry of live coroutines (observe/registry.rs).
-    pub(crate) reg_slot: AtomicU32,
+    pub(crate) reg_slot: AtomicU64,
     /// CPU time in nanoseconds, sampled by the monitor (observe/mod.rs):
     /// written by the executor that switches the coroutine out.
     pub(crate) cpu_ns: AtomicU64,
@@ -127,7 +127,10 @@ pub(crate) struct Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        crate::observe::registry::unregister(self);
+        if self.reg_slot.load(Ordering::Relaxed) != crate::observe::registry::UNREGISTERED {
+            let np = sched::NoPreempt::new();
+            crate::observe::registry::unregister(self, crate::observe::registry::Held::Guard(&np));
+        }
     }
 }
 
@@ -672,11 +675,18 @@ impl Builder {
             wake_flow: AtomicU64::new(0),
             dedicated: self.dedicated,
         });
-        crate::observe::registry::register(&inner);
+
         let coroutine = Coroutine {
             inner: inner.clone(),
         };
         if self.dedicated {
+            let np = sched::NoPreempt::new();
+            crate::observe::registry::register(
+                &inner,
+                None,
+                crate::observe::registry::Held::Guard(&np),
+            );
+            drop(np);
             // Its own OS thread: the body runs there, never on an executor
             // (hooks see a plain thread and block it, as they should).
             let co = inner.clone();

@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 use super::registry;
 use super::symbol::{symbolize, Frame};
 use super::unwind;
-use super::wait::{coarse_now, Job, PthreadKind, WaitReason};
+use super::wait::{now_ns, Job, PthreadKind, WaitReason};
 use crate::coroutine::{CoroutineId, Inner, ACTIVE, CLAIMED, DONE, PARKED, RUNNABLE, STATE_MASK};
 
 /// What to capture in a [`Dump`]; [`dump`] uses the defaults (with
@@ -316,7 +316,37 @@ fn capture(opts: &DumpOptions) -> Dump {
             raws.push(r);
         }
     });
-    let now_coarse = coarse_now();
+    // Coroutines not in the registry yet (registry.rs `register`): the
+    // one in an executor's `next` slot, never run, and one running its
+    // first run. Their names are not reachable without a reference.
+    for e in execs {
+        let running = (!e.current.load(Ordering::Acquire).is_null())
+            .then(|| e.current_id.load(Ordering::Relaxed));
+        let next = e.next_id.load(Ordering::Relaxed);
+        for (n, state) in [
+            (running.unwrap_or(0), State::Running { executor: e.index }),
+            (next, State::NeverRun),
+        ] {
+            let Some(id) = id_of(n) else { continue };
+            if seen.insert(id) {
+                if let State::Running { executor } = state {
+                    current_ids.insert(executor, id);
+                }
+                raws.push(Raw {
+                    id,
+                    name: None,
+                    state,
+                    wait: None,
+                    host: None,
+                    pcs: Vec::new(),
+                    executor: Some(e.index),
+                    cpu_ns: 0,
+                    preemptions: 0,
+                });
+            }
+        }
+    }
+    let now_coarse = now_ns();
     let now = Instant::now();
     let mut coroutines: Vec<CoroutineInfo> = raws
         .into_iter()

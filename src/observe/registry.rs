@@ -1,18 +1,22 @@
 //! The registry of live coroutines, for `dump()`: every coroutine is in it
 //! from `spawn` until its shared state is dropped.
 //!
-//! Layout: `SHARDS` shards, a coroutine in shard `id % SHARDS`, each a
-//! vector of `*const Inner` behind a spin lock; a coroutine stores its
-//! index (`Inner::reg_slot`) so removal is a `swap_remove`. Cost per
-//! coroutine: one uncontended lock round trip at spawn and one at drop (a
-//! CAS and a Release store each) and a vector push/swap. Rejected: an
+//! Layout: `SHARDS` shards, each a vector of `*const Inner` behind a spin
+//! lock. A coroutine spawned on executor E goes to shard E (its lock's
+//! cache line stays with E), one spawned from a plain thread to shard
+//! `id % SHARDS`; it stores its shard and index (`Inner::reg_slot`) so
+//! removal is a `swap_remove`. Cost per coroutine: one uncontended lock
+//! round trip at spawn and one at exit (a CAS and a Release store each)
+//! and a vector push/swap, under the no-preempt level the caller already
+//! holds (spawn) or in the scheduler context (exit). Rejected: an
 //! `Arc`/`Weak` per entry (two more locked RMWs per coroutine; the dump
-//! needs no reference, see below) and an executor-owned list (coroutines
-//! spawned from plain threads and migrating coroutines have no single
-//! owner).
+//! needs no reference, see below) and an executor-owned list without a
+//! lock (a coroutine may finish on another executor, and the dump must
+//! read it while the owner runs).
 //!
-//! Liveness: an entry is removed in `Inner`'s `Drop`, which takes the
-//! shard lock first, so while the dump holds a shard's lock every pointer
+//! Liveness: an entry is removed when the coroutine finishes (the
+//! executor's exit path) or, for one that never finished, in `Inner`'s
+//! `Drop`; both take the shard lock first, so while the dump holds a shard's lock every pointer
 //! in it is a live `Inner` (its fields not yet dropped). The dump visits a
 //! shard in chunks ([`CHUNK`] entries per lock hold, from the end backwards:
 //! a `swap_remove` meanwhile only moves an already visited entry into an
@@ -21,14 +25,15 @@
 //! wait at most one chunk.
 
 use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::coroutine::Inner;
 use crate::sched::NoPreempt;
 
 const SHARDS: usize = 64;
-/// `reg_slot` of a coroutine not in the registry.
-pub(crate) const UNREGISTERED: u32 = u32::MAX;
+/// `reg_slot` of a coroutine not in the registry (else shard << 32 |
+/// index).
+pub(crate) const UNREGISTERED: u64 = u64::MAX;
 
 #[repr(align(128))]
 struct Shard {
@@ -50,11 +55,11 @@ static REGISTRY: [Shard; SHARDS] = [const {
 impl Shard {
     /// Runs `f` with the shard locked. Never parks or switches: holders
     /// are short (a push, a swap_remove, one dump chunk), so a contended
-    /// caller spins, then yields the CPU.
-    fn with<R>(&self, f: impl FnOnce(&mut Vec<*const Inner>) -> R) -> R {
-        // A holder preempted here would leave its executor's other
-        // coroutines spinning on the lock with nobody to release it.
-        let _np = NoPreempt::new();
+    /// caller spins, then yields the CPU. The caller holds a no-preempt
+    /// level (`_np`) or runs where preemption cannot land: a holder
+    /// preempted here would leave its executor's other coroutines
+    /// spinning on the lock with nobody to release it.
+    fn with<R>(&self, _np: Held<'_>, f: impl FnOnce(&mut Vec<*const Inner>) -> R) -> R {
         let mut spins = 0u32;
         while self
             .locked
@@ -78,31 +83,65 @@ impl Shard {
     }
 }
 
-fn shard_of(co: &Inner) -> &'static Shard {
-    &REGISTRY[co.id.as_u64().get() as usize % SHARDS]
+/// Proof that preemption cannot land while a shard lock is held: a
+/// `NoPreempt` guard, or `Raised`: the caller runs in the executor's
+/// scheduler context or with its no-preempt level already raised.
+#[derive(Clone, Copy)]
+pub(crate) enum Held<'a> {
+    Guard(#[allow(dead_code)] &'a NoPreempt),
+    Raised,
 }
 
-/// Adds a new coroutine (at spawn, before anyone else can see it).
-pub(crate) fn register(co: &Inner) {
-    shard_of(co).with(|list| {
-        co.reg_slot.store(list.len() as u32, Ordering::Relaxed);
+/// Adds a coroutine to the shard of `executor` (the executor doing it)
+/// or of its id. When: at spawn from a plain thread (or a dedicated
+/// coroutine), when a spawned coroutine leaves its executor's `next` slot
+/// for a stealable queue, or at a coroutine's first switch-out — so a
+/// coroutine spawned into the `next` slot that runs to completion without
+/// ever suspending (a spawn-and-join of a short function) never pays for
+/// the registry. Until then `dump()` sees it through its executor's
+/// `next_id` and `current_id`. The caller owns the right to run `co` (or
+/// created it), so two registrations of one coroutine cannot race.
+#[inline]
+pub(crate) fn register(co: &Inner, executor: Option<usize>, held: Held<'_>) {
+    if co.reg_slot.load(Ordering::Relaxed) != UNREGISTERED {
+        return;
+    }
+    let shard = executor.unwrap_or(co.id.as_u64().get() as usize) % SHARDS;
+    REGISTRY[shard].with(held, |list| {
+        co.reg_slot
+            .store((shard as u64) << 32 | list.len() as u64, Ordering::Relaxed);
         list.push(co as *const Inner);
     });
 }
 
-/// Removes a coroutine (from `Inner`'s `Drop`).
-pub(crate) fn unregister(co: &Inner) {
-    if co.reg_slot.load(Ordering::Relaxed) == UNREGISTERED {
+/// [`register`] out of line, for the switch-out path.
+#[cold]
+#[inline(never)]
+pub(crate) fn register_cold(co: &Inner, executor: usize, held: Held<'_>) {
+    register(co, Some(executor), held)
+}
+
+/// Removes a coroutine (when it finishes, or from `Inner`'s `Drop`); a
+/// no-op if it is not registered.
+#[inline]
+pub(crate) fn unregister(co: &Inner, held: Held<'_>) {
+    let reg = co.reg_slot.load(Ordering::Relaxed);
+    if reg == UNREGISTERED {
         return;
     }
-    shard_of(co).with(|list| {
-        let i = co.reg_slot.load(Ordering::Relaxed) as usize;
+    // Only the coroutine's last owner removes it (its executor at exit,
+    // else its drop), so `reg`'s shard cannot change under us; the index
+    // can (another removal's swap), hence re-read under the lock.
+    REGISTRY[(reg >> 32) as usize].with(held, |list| {
+        let i = co.reg_slot.load(Ordering::Relaxed) as u32 as usize;
         debug_assert_eq!(list[i], co as *const Inner);
         list.swap_remove(i);
         if let Some(&moved) = list.get(i) {
             // SAFETY: every pointer in the list is live while we hold the
             // lock (module doc).
-            unsafe { (*moved).reg_slot.store(i as u32, Ordering::Relaxed) };
+            let m = unsafe { &*moved };
+            let r = m.reg_slot.load(Ordering::Relaxed);
+            m.reg_slot.store(r & !0xFFFF_FFFF | i as u64, Ordering::Relaxed);
         }
         co.reg_slot.store(UNREGISTERED, Ordering::Relaxed);
     });
@@ -119,7 +158,8 @@ pub(crate) fn for_each(chunk: usize, mut f: impl FnMut(&Inner)) {
     for shard in REGISTRY.iter() {
         let mut end = usize::MAX;
         loop {
-            let more = shard.with(|list| {
+            let np = NoPreempt::new();
+            let more = shard.with(Held::Guard(&np), |list| {
                 let hi = end.min(list.len());
                 let lo = hi.saturating_sub(chunk.max(1));
                 for &p in &list[lo..hi] {
@@ -137,6 +177,6 @@ pub(crate) fn for_each(chunk: usize, mut f: impl FnMut(&Inner)) {
 }
 
 /// Marks a coroutine as not registered (initial value of `reg_slot`).
-pub(crate) const fn unregistered() -> AtomicU32 {
-    AtomicU32::new(UNREGISTERED)
+pub(crate) const fn unregistered() -> AtomicU64 {
+    AtomicU64::new(UNREGISTERED)
 }

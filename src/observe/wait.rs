@@ -3,9 +3,13 @@
 //! futex address, the deadline, the joined coroutine, the helper job), and
 //! the per-coroutine record it is kept in ([`WaitRecord`]) for `dump()`.
 //!
-//! Cost: a park writes three words and a coarse timestamp
-//! (`CLOCK_MONOTONIC_COARSE`, a read of the vDSO page, no system call);
-//! nothing else on any hot path. Only the coroutine itself writes its
+//! Cost: a park writes three words and a coarse timestamp, [`NOW`], which
+//! the preemption monitor (or, with preemption off, the detector thread)
+//! refreshes at each of its ticks: no clock read on the park path (even
+//! the vDSO's coarse clock measured ~5 ns per spawn-and-join). "Parked
+//! for" is therefore good to the monitor's tick (half a time slice, 1 ms
+//! by default; the detector's `blocked_after / 4` with preemption off).
+//! Nothing else on any hot path. Only the coroutine itself writes its
 //! record (owner, Relaxed); `dump()` reads it after claiming the parked
 //! coroutine (observe/dump.rs), which orders the reads after the writes
 //! (the executor's Release CAS to PARKED, the dump's Acquire claim). Words
@@ -122,7 +126,7 @@ impl WaitRecord {
         self.kind.store(kind, Ordering::Relaxed);
         self.a.store(a, Ordering::Relaxed);
         self.b.store(b, Ordering::Relaxed);
-        self.since.store(coarse_now(), Ordering::Relaxed);
+        self.since.store(NOW.load(Ordering::Relaxed), Ordering::Relaxed);
     }
 
     /// The recorded wait and when it began (`coarse_now` units), if any.
@@ -221,16 +225,16 @@ fn ns_to_instant(ns: u64) -> Instant {
     base() + Duration::from_nanos(ns)
 }
 
-/// `CLOCK_MONOTONIC_COARSE` in nanoseconds: a read of the vDSO page, at
-/// the kernel tick's resolution (1-4 ms), enough for "waiting since".
+/// The time (nanoseconds after `base()`) at the monitor's last tick.
+pub(crate) static NOW: AtomicU64 = AtomicU64::new(0);
+
+/// Refreshes [`NOW`] (the monitor's or the detector's loop).
 #[inline]
-pub(crate) fn coarse_now() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid timespec to write; CLOCK_MONOTONIC_COARSE exists on
-    // every Linux the crate supports (2.6.32+).
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+pub(crate) fn tick(now: Instant) {
+    NOW.store(instant_to_ns(now), Ordering::Relaxed);
+}
+
+/// The current time in [`NOW`]'s units (exact, for the dump).
+pub(crate) fn now_ns() -> u64 {
+    instant_to_ns(Instant::now())
 }

@@ -132,6 +132,7 @@ fn run(rt: &'static Runtime, slice: Duration) {
     let mut next_blocked_check = Instant::now();
     loop {
         let now = Instant::now();
+        crate::observe::wait::tick(now);
         let execs = rt.live_executors();
         if seen.len() < execs.len() {
             let fresh = Seen {

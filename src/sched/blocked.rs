@@ -254,6 +254,7 @@ pub(crate) fn start_detector(rt: &'static Runtime) -> std::io::Result<()> {
                 crate::preempt::zones::refresh(&rt.config.preempt_c);
             }
             let now = Instant::now();
+            crate::observe::wait::tick(now);
             check_blocked(rt, now);
             let any_running = rt
                 .live_executors()

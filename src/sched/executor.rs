@@ -25,6 +25,7 @@ use super::thread::SlotThread;
 use crate::coroutine::{CoroutineRef, Inner, ACTIVE, PARKED, RUNNABLE};
 use crate::tls;
 use crate::tls::alias::Windows;
+use crate::observe::registry::Held;
 use crate::tls::identity::Slots;
 
 /// Why a coroutine gave its executor back.
@@ -40,6 +41,37 @@ pub(crate) enum Action {
 
 /// Why a coroutine parks, with its detail (observe/wait.rs).
 pub(crate) use crate::observe::wait::WaitReason;
+
+/// The `next` slot (`Executor::next`): an owner-only cell plus a mirror of
+/// the queued coroutine's id (`ExecutorShared::next_id`) for `dump()`,
+/// which lists a coroutine waiting there (it is not in the registry until
+/// it is displaced or first switches out: observe/registry.rs).
+pub(crate) struct NextSlot {
+    slot: Cell<Option<CoroutineRef>>,
+}
+
+impl NextSlot {
+    pub(super) fn new() -> Self {
+        NextSlot {
+            slot: Cell::new(None),
+        }
+    }
+
+    #[inline]
+    pub(super) fn take(&self, mirror: &AtomicU64) -> Option<CoroutineRef> {
+        let co = self.slot.take();
+        if co.is_some() {
+            mirror.store(0, Ordering::Relaxed);
+        }
+        co
+    }
+
+    #[inline]
+    pub(super) fn replace(&self, co: CoroutineRef, mirror: &AtomicU64) -> Option<CoroutineRef> {
+        mirror.store(co.id.as_u64().get(), Ordering::Relaxed);
+        self.slot.replace(Some(co))
+    }
+}
 
 /// Bumps a counter that only the calling (owner) thread writes: a load and
 /// a store, no lock prefix; readers see a value at most one bump behind.
@@ -80,6 +112,9 @@ pub(crate) struct ExecutorShared {
     /// must not dereference `current`. Meaningful while `current` is
     /// non-null.
     pub(crate) current_id: AtomicU64,
+    /// Id of the never-run coroutine in the owner's `next` slot, 0 for
+    /// none (`NextSlot`; for `dump()`, Relaxed).
+    pub(crate) next_id: AtomicU64,
     /// Incremented by the owner at every switch into a coroutine (single
     /// writer: load+store, no lock prefix). The monitor samples it.
     pub(crate) switches: AtomicU64,
@@ -130,6 +165,7 @@ impl ExecutorShared {
             parker: Parker::default(),
             current: AtomicPtr::new(std::ptr::null_mut()),
             current_id: AtomicU64::new(0),
+            next_id: AtomicU64::new(0),
             switches: AtomicU64::new(0),
             no_preempt: AtomicU32::new(0),
             tid: AtomicI32::new(0),
@@ -185,7 +221,7 @@ pub(crate) struct Executor {
     /// stealable: a spawn followed by a join (the common pattern) then
     /// completes without waking or involving another executor (Go's
     /// `runnext`). A newer spawn pushes the previous one to `fresh`.
-    pub(super) next: Cell<Option<CoroutineRef>>,
+    pub(super) next: NextSlot,
     pub(super) tick: Cell<u32>,
     /// `shared.run_ns` when the running coroutine switched in: its CPU
     /// time is what the monitor added since (`account_out`).
@@ -447,7 +483,7 @@ impl Executor {
     /// whether stealable work was added (then idle executors are told).
     pub(crate) fn push_spawned(&self, co: CoroutineRef) -> bool {
         bump(&self.shared.stats.spawned);
-        match self.next.replace(Some(co)) {
+        match self.next.replace(co, &self.shared.next_id) {
             // SAFETY: owner thread; `older` is queued, not running: its
             // `sp` is read by nobody else now (0 = never ran).
             Some(older) if self.rt.config.migrate && unsafe { *older.sp.get() } != 0 => {
@@ -456,6 +492,10 @@ impl Executor {
                 true
             }
             Some(older) => {
+                // Leaving the slot for a stealable queue: from now on only
+                // the registry shows it to `dump()`. The caller (spawn)
+                // holds a no-preempt level.
+                crate::observe::registry::register(&older, Some(self.index), Held::Raised);
                 self.fresh.push(older);
                 true
             }
@@ -472,10 +512,12 @@ impl Executor {
     /// the executor up right after (it finishes): it runs next, from the
     /// `next` slot if free.
     pub(crate) fn push_woken_next(&self, co: CoroutineRef) {
-        match self.next.take() {
-            None => self.next.set(Some(co)),
+        match self.next.take(&self.shared.next_id) {
+            None => {
+                self.next.replace(co, &self.shared.next_id);
+            }
             Some(n) => {
-                self.next.set(Some(n));
+                self.next.replace(n, &self.shared.next_id);
                 self.shared.inbox.push(co);
             }
         }

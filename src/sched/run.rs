@@ -93,7 +93,7 @@ impl Executor {
                 return Some(t);
             }
         }
-        if let Some(t) = self.next.take() {
+        if let Some(t) = self.next.take(&self.shared.next_id) {
             return Some(t);
         }
         if let Some(t) = self.pop_ready() {
@@ -199,7 +199,7 @@ impl Executor {
     pub(super) fn find_work(&self, poll: bool) -> Option<CoroutineRef> {
         self.fire_timers(poll);
         self.drain_inbox();
-        if let Some(t) = self.next.take() {
+        if let Some(t) = self.next.take(&self.shared.next_id) {
             return Some(t);
         }
         if let Some(t) = self.pop_ready() {
@@ -392,6 +392,8 @@ impl Executor {
             Action::Park => self.complete_park(co),
             Action::Exit => {
                 inner.state.store(DONE, Ordering::Release);
+                // Scheduler context: preemption cannot land here.
+                crate::observe::registry::unregister(inner, crate::observe::registry::Held::Raised);
                 let home = inner.home.load(Ordering::Relaxed) as usize;
                 self.rt.executors[home]
                     .homed

@@ -170,7 +170,7 @@ fn direct_next(exec: &'static Executor) -> Option<(CoroutineRef, bool)> {
     }
     exec.tick.set(tick);
     exec.drain_inbox();
-    let from_slot = exec.next.take();
+    let from_slot = exec.next.take(&exec.shared.next_id);
     let took_slot = from_slot.is_some();
     let next = match from_slot {
         Some(t) => t,
@@ -203,7 +203,7 @@ fn direct_next(exec: &'static Executor) -> Option<(CoroutineRef, bool)> {
     {
         if took_slot || exec.rt.config.migrate {
             // (With migration the slot is empty here: taken just above.)
-            exec.next.set(Some(next));
+            exec.next.replace(next, &exec.shared.next_id);
         } else {
             exec.push_woken(next); // back to the front of `ready`
         }
@@ -423,6 +423,19 @@ impl Executor {
     pub(super) fn account_out(&self, co: &Inner, why: u8) {
         if trace::flags() != 0 {
             trace::switch_out(self.index, co, why, &self.slice_start);
+        }
+        // First suspension: into the registry of live coroutines (a
+        // coroutine that finishes without ever suspending never pays for
+        // it; observe/registry.rs). Callers run in the scheduler context
+        // or with the level raised around a direct switch.
+        if why != trace::END_EXIT
+            && co.reg_slot.load(Ordering::Relaxed) == crate::observe::registry::UNREGISTERED
+        {
+            crate::observe::registry::register_cold(
+                co,
+                self.index,
+                crate::observe::registry::Held::Raised,
+            );
         }
         let d = self.shared.run_ns.load(Ordering::Relaxed) - self.run_mark.get();
         if d != 0 {

@@ -98,7 +98,7 @@ pub(crate) fn executor_main(
         ready: UnsafeCell::new(VecDeque::with_capacity(256)),
         fresh,
         runq,
-        next: Cell::new(None),
+        next: super::executor::NextSlot::new(),
         tick: Cell::new(0),
         run_mark: Cell::new(0),
         slice_start: Cell::new(0),
@@ -208,9 +208,9 @@ impl Executor {
         let ready_empty = unsafe { (*self.ready.get()).is_empty() };
         // `next` is empty here (find_work took it), but check: a coroutine
         // left there would never run.
-        let next_empty = match self.next.take() {
+        let next_empty = match self.next.take(&self.shared.next_id) {
             Some(t) => {
-                self.next.set(Some(t));
+                self.next.replace(t, &self.shared.next_id);
                 false
             }
             None => true,
