@@ -69,7 +69,13 @@ fn call_a_c_library_that_blocks() {
         tv_nsec: 300_000_000,
     };
     // SAFETY: nanosleep with a valid timespec and no remainder.
-    unsafe { libc::syscall(libc::SYS_nanosleep, &ts, std::ptr::null_mut::<libc::timespec>()) };
+    unsafe {
+        libc::syscall(
+            libc::SYS_nanosleep,
+            &ts,
+            std::ptr::null_mut::<libc::timespec>(),
+        )
+    };
 }
 
 fn named<F: FnOnce() + Send + 'static>(name: &str, f: F) -> coroutines::JoinHandle<()> {
@@ -154,7 +160,9 @@ fn main() {
 
     // An executor blocked in a call nothing hooks, while work waits.
     let blocker = named("blocker", call_a_c_library_that_blocks);
-    let queued: Vec<_> = (0..8).map(|_| coroutines::spawn(|| coroutines::yield_now())).collect();
+    let queued: Vec<_> = (0..8)
+        .map(|_| coroutines::spawn(coroutines::yield_now))
+        .collect();
     blocker.join().unwrap();
     for q in queued {
         q.join().unwrap();

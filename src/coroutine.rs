@@ -129,7 +129,7 @@ impl Drop for Inner {
     fn drop(&mut self) {
         if self.reg_slot.load(Ordering::Relaxed) != crate::observe::registry::UNREGISTERED {
             let np = sched::NoPreempt::new();
-            crate::observe::registry::unregister(self, crate::observe::registry::Held::Guard(&np));
+            crate::observe::registry::unregister(self, &np);
         }
     }
 }
@@ -681,11 +681,7 @@ impl Builder {
         };
         if self.dedicated {
             let np = sched::NoPreempt::new();
-            crate::observe::registry::register(
-                &inner,
-                None,
-                crate::observe::registry::Held::Guard(&np),
-            );
+            crate::observe::registry::register(&inner, None, &np);
             drop(np);
             // Its own OS thread: the body runs there, never on an executor
             // (hooks see a plain thread and block it, as they should).

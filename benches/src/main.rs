@@ -23,6 +23,7 @@
 
 mod blocked;
 mod c1_sqlite;
+mod d1_dump;
 mod hog;
 mod load;
 mod m1_mpsc;
@@ -98,10 +99,11 @@ pub enum Workload {
     M1,
     C1,
     SP,
+    D1,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 18] = [
+    pub const ALL: [Workload; 19] = [
         Workload::W1,
         Workload::W2a,
         Workload::W2b,
@@ -120,6 +122,7 @@ impl Workload {
         Workload::M1,
         Workload::C1,
         Workload::SP,
+        Workload::D1,
     ];
     /// Run when no workload is named on the command line.
     pub const CORE: [Workload; 6] = [
@@ -153,6 +156,7 @@ impl Workload {
             Workload::M1 => "M1",
             Workload::C1 => "C1",
             Workload::SP => "SP",
+            Workload::D1 => "D1",
         }
     }
 
@@ -183,13 +187,14 @@ impl Workload {
             Workload::M1 => "mpsc gap: 64 producers x 2,000 sends with ~1 us work into 1 consumer, COROUTINES_SLICE=100us",
             Workload::C1 => "bundled SQLite: 32 tasks × 50 transactions on one WAL database (coroutines vs OS threads)",
             Workload::SP => "first run under load: 1,000 tasks spawned 2 ms apart while 4 hogs run and 2 outside busy processes compete (coroutines vs OS threads)",
+            Workload::D1 => "dump: coroutines::dump() of 100,000 parked coroutines while 2 probes wake, spawn and join (coroutines only)",
         }
     }
 
     /// Runtimes that take part in this workload.
     pub fn runtimes(self) -> &'static [Runtime] {
         match self {
-            Workload::W6 | Workload::W7 => &[Runtime::Coroutines],
+            Workload::W6 | Workload::W7 | Workload::D1 => &[Runtime::Coroutines],
             Workload::Z1 | Workload::M1 => &[Runtime::Coroutines, Runtime::Threads],
             Workload::W8 => &[Runtime::Coroutines, Runtime::May, Runtime::Tokio],
             Workload::C1 | Workload::SP => &[Runtime::Coroutines, Runtime::Threads],
@@ -205,7 +210,7 @@ impl Workload {
             Workload::W3 => Some("ms_median"),
             Workload::W4 | Workload::W4L => Some("lateness_p99_ms"),
             Workload::W5 | Workload::W8 => Some("bytes_per_task"),
-            Workload::W6 | Workload::W7 => None,
+            Workload::W6 | Workload::W7 | Workload::D1 => None,
             Workload::S1 => Some("ms"),
             Workload::S2 => Some("ns_per_round_trip"),
             Workload::S3 => Some("ns_per_lock"),
@@ -255,7 +260,7 @@ impl Params {
 pub const WORKERS: usize = 2;
 
 fn usage() -> &'static str {
-    "usage: bench [--reps N] [--scale X] [--runtimes coroutines,may,tokio,threads] [--timeout SECS] [W1 W2a W2b W3 W4 W4L W5 W6 W7 W8 S1 S2 S3 SL Z1 M1 C1 SP | sync | all]\n\
+    "usage: bench [--reps N] [--scale X] [--runtimes coroutines,may,tokio,threads] [--timeout SECS] [W1 W2a W2b W3 W4 W4L W5 W6 W7 W8 S1 S2 S3 SL Z1 M1 C1 SP D1 | sync | all]\n\
      \x20      bench --child <workload> <runtime> [--scale X]   (one measurement; used by the parent)\n\
      no workload = the core set: W1 W2a W2b W3 W5 W8; sync = S1 S2 S3 SL; all = every workload"
 }
@@ -403,5 +408,6 @@ fn run_child(w: Workload, rt: Runtime, p: &Params) {
         Workload::M1 => m1_mpsc::run(rt, p),
         Workload::C1 => c1_sqlite::run(rt, p),
         Workload::SP => sp_spawn::run(rt, p),
+        Workload::D1 => d1_dump::run(rt, p),
     }
 }

@@ -117,6 +117,8 @@ pub struct Dump {
     executors: Vec<ExecutorInfo>,
     deadlocks: Vec<Vec<CoroutineId>>,
     took: Duration,
+    longest_hold: Duration,
+    longest_hold_cpu: Duration,
 }
 
 /// One coroutine in a [`Dump`].
@@ -273,6 +275,23 @@ impl Dump {
     pub fn took(&self) -> Duration {
         self.took
     }
+
+    /// The longest the dump held one registry shard (a chunk of
+    /// coroutines, each parked one claimed for a moment): the most a
+    /// spawn, an exit or a wake-up on an executor can have waited for it.
+    pub fn longest_hold(&self) -> Duration {
+        self.longest_hold
+    }
+
+    /// Like [`longest_hold`](Self::longest_hold), counting only the
+    /// dumping thread's CPU time: the dump's own work per hold. Executors
+    /// never wait for a shard the dump holds (they defer their registry
+    /// update instead), but a wake-up of a coroutine the dump has claimed
+    /// waits for the claim, which this bounds unless the OS deschedules
+    /// the dumping thread meanwhile.
+    pub fn longest_hold_cpu(&self) -> Duration {
+        self.longest_hold_cpu
+    }
 }
 
 /// What the dump copies under a claim or a registry lock.
@@ -302,20 +321,30 @@ fn capture(opts: &DumpOptions) -> Dump {
         })
         .collect();
     let chunk = if opts.backtraces { 16 } else { registry::CHUNK };
-    let mut seen = HashSet::new();
-    let mut raws = Vec::new();
-    let mut current_ids = HashMap::new();
-    registry::for_each(chunk, |co| {
-        if !seen.insert(co.id) {
-            return;
-        }
-        if let Some(r) = copy(co, &running, opts) {
-            if let State::Running { executor } = r.state {
-                current_ids.insert(executor, r.id);
+    let seen = HashSet::new();
+    let raws = Vec::new();
+    let current_ids = HashMap::new();
+    let mut st = (seen, raws, current_ids);
+    let (longest_hold, longest_hold_cpu) = registry::for_each(
+        chunk,
+        &mut st,
+        |(seen, raws, _), n| {
+            raws.reserve(n);
+            seen.reserve(n);
+        },
+        |(seen, raws, current_ids), co| {
+            if !seen.insert(co.id) {
+                return;
             }
-            raws.push(r);
-        }
-    });
+            if let Some(r) = copy(co, &running, opts) {
+                if let State::Running { executor } = r.state {
+                    current_ids.insert(executor, r.id);
+                }
+                raws.push(r);
+            }
+        },
+    );
+    let (mut seen, mut raws, mut current_ids) = st;
     // Coroutines not in the registry yet (registry.rs `register`): the
     // one in an executor's `next` slot, never run, and one running its
     // first run. Their names are not reachable without a reference.
@@ -367,6 +396,8 @@ fn capture(opts: &DumpOptions) -> Dump {
         executors,
         deadlocks,
         took: t0.elapsed(),
+        longest_hold,
+        longest_hold_cpu,
     }
 }
 

@@ -1,28 +1,40 @@
-//! The registry of live coroutines, for `dump()`: every coroutine is in it
-//! from `spawn` until its shared state is dropped.
+//! The registry of live coroutines, for `dump()`.
+//!
+//! Who is in it: a coroutine enters when it first suspends (park, yield,
+//! preemption), when it leaves its executor's `next` slot for a stealable
+//! queue, or at spawn from a plain thread (and a dedicated one); it leaves
+//! when it finishes or, if it never did, when its shared state is dropped.
+//! So a coroutine spawned into the `next` slot that runs to completion
+//! without suspending — a spawn-and-join of a short function — never pays
+//! for the registry; until it enters, `dump()` sees it through its
+//! executor's `next_id` (never run) and `current_id` (running).
 //!
 //! Layout: `SHARDS` shards, each a vector of `*const Inner` behind a spin
-//! lock. A coroutine spawned on executor E goes to shard E (its lock's
-//! cache line stays with E), one spawned from a plain thread to shard
-//! `id % SHARDS`; it stores its shard and index (`Inner::reg_slot`) so
-//! removal is a `swap_remove`. Cost per coroutine: one uncontended lock
-//! round trip at spawn and one at exit (a CAS and a Release store each)
-//! and a vector push/swap, under the no-preempt level the caller already
-//! holds (spawn) or in the scheduler context (exit). Rejected: an
+//! lock. An executor uses shard E = its index (the lock's cache line stays
+//! with it), a plain thread shard `id % SHARDS`; a coroutine stores its
+//! shard and index (`Inner::reg_slot`) so removal is a `swap_remove`.
+//! Cost: one uncontended CAS and Release store at entry and at exit.
+//! Executors never wait for a shard: they `try_with`, and on contention
+//! (a dump holding that shard, or descheduled by the OS while holding it)
+//! keep the operation, with a reference that keeps the coroutine alive,
+//! on their own pending list and retry it from the scheduler loop
+//! (sched/executor.rs `registry_op`). Plain threads and `Drop` wait
+//! (spin, then yield the CPU), under a no-preempt level. Rejected: an
 //! `Arc`/`Weak` per entry (two more locked RMWs per coroutine; the dump
-//! needs no reference, see below) and an executor-owned list without a
-//! lock (a coroutine may finish on another executor, and the dump must
-//! read it while the owner runs).
+//! needs no reference, see below); an executor-owned list without a lock
+//! (a coroutine may finish on another executor, and the dump must read it
+//! while the owner runs); crossbeam-epoch (pinning at every switch costs
+//! more than a lock taken twice per coroutine lifetime).
 //!
-//! Liveness: an entry is removed when the coroutine finishes (the
-//! executor's exit path) or, for one that never finished, in `Inner`'s
-//! `Drop`; both take the shard lock first, so while the dump holds a shard's lock every pointer
-//! in it is a live `Inner` (its fields not yet dropped). The dump visits a
-//! shard in chunks ([`CHUNK`] entries per lock hold, from the end backwards:
-//! a `swap_remove` meanwhile only moves an already visited entry into an
-//! unvisited slot, so a coroutine alive throughout is visited at least
-//! once; duplicates are filtered by id), so spawns and drops on that shard
-//! wait at most one chunk.
+//! Liveness: every removal takes the shard lock, and the last reference
+//! to a registered coroutine cannot go before its removal (the exit path
+//! removes it, or keeps it alive on the pending list; `Drop` removes it
+//! first thing), so while the dump holds a shard's lock every pointer in
+//! it is a live `Inner` (its fields not yet dropped). The dump visits a
+//! shard in chunks ([`CHUNK`] entries per lock hold, from the end
+//! backwards: a `swap_remove` meanwhile only moves an already visited
+//! entry into an unvisited slot, so a coroutine alive throughout is
+//! visited at least once; duplicates are filtered by id).
 
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -55,11 +67,11 @@ static REGISTRY: [Shard; SHARDS] = [const {
 impl Shard {
     /// Runs `f` with the shard locked. Never parks or switches: holders
     /// are short (a push, a swap_remove, one dump chunk), so a contended
-    /// caller spins, then yields the CPU. The caller holds a no-preempt
-    /// level (`_np`) or runs where preemption cannot land: a holder
-    /// preempted here would leave its executor's other coroutines
-    /// spinning on the lock with nobody to release it.
-    fn with<R>(&self, _np: Held<'_>, f: impl FnOnce(&mut Vec<*const Inner>) -> R) -> R {
+    /// caller spins, then yields the CPU. Executors never call it (they
+    /// use `try_with` and retry later). The caller holds a no-preempt
+    /// level (`_np`): a holder preempted here would leave its executor's
+    /// other coroutines spinning on the lock with nobody to release it.
+    fn with<R>(&self, _np: &NoPreempt, f: impl FnOnce(&mut Vec<*const Inner>) -> R) -> R {
         let mut spins = 0u32;
         while self
             .locked
@@ -83,13 +95,21 @@ impl Shard {
     }
 }
 
-/// Proof that preemption cannot land while a shard lock is held: a
-/// `NoPreempt` guard, or `Raised`: the caller runs in the executor's
-/// scheduler context or with its no-preempt level already raised.
-#[derive(Clone, Copy)]
-pub(crate) enum Held<'a> {
-    Guard(#[allow(dead_code)] &'a NoPreempt),
-    Raised,
+impl Shard {
+    /// `with` if the lock is free right now, else None (never waits).
+    fn try_with<R>(&self, f: impl FnOnce(&mut Vec<*const Inner>) -> R) -> Option<R> {
+        if self
+            .locked
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            return None;
+        }
+        // SAFETY: we hold the lock, the only way to reach `list`.
+        let r = f(unsafe { &mut *self.list.get() });
+        self.locked.store(false, Ordering::Release);
+        Some(r)
+    }
 }
 
 /// Adds a coroutine to the shard of `executor` (the executor doing it)
@@ -102,29 +122,56 @@ pub(crate) enum Held<'a> {
 /// `next_id` and `current_id`. The caller owns the right to run `co` (or
 /// created it), so two registrations of one coroutine cannot race.
 #[inline]
-pub(crate) fn register(co: &Inner, executor: Option<usize>, held: Held<'_>) {
+pub(crate) fn register(co: &Inner, executor: Option<usize>, np: &NoPreempt) {
     if co.reg_slot.load(Ordering::Relaxed) != UNREGISTERED {
         return;
     }
     let shard = executor.unwrap_or(co.id.as_u64().get() as usize) % SHARDS;
-    REGISTRY[shard].with(held, |list| {
+    REGISTRY[shard].with(np, |list| {
         co.reg_slot
             .store((shard as u64) << 32 | list.len() as u64, Ordering::Relaxed);
         list.push(co as *const Inner);
     });
 }
 
-/// [`register`] out of line, for the switch-out path.
-#[cold]
+/// Executors' side: [`register`] or [`unregister`] without ever waiting
+/// for a shard lock (the dump may hold one for a chunk, or be descheduled
+/// by the OS while holding it). False: the lock was busy, nothing done;
+/// the executor keeps the coroutine (alive, by its reference) on its own
+/// pending list and retries from its scheduler loop
+/// (sched/executor.rs `registry_pending`). The caller runs with
+/// preemption impossible (scheduler context or a raised level).
 #[inline(never)]
-pub(crate) fn register_cold(co: &Inner, executor: usize, held: Held<'_>) {
-    register(co, Some(executor), held)
+pub(crate) fn try_register(co: &Inner, executor: usize) -> bool {
+    if co.reg_slot.load(Ordering::Relaxed) != UNREGISTERED {
+        return true;
+    }
+    let shard = executor % SHARDS;
+    REGISTRY[shard]
+        .try_with(|list| {
+            co.reg_slot
+                .store((shard as u64) << 32 | list.len() as u64, Ordering::Relaxed);
+            list.push(co as *const Inner);
+        })
+        .is_some()
+}
+
+/// See [`try_register`].
+#[inline]
+pub(crate) fn try_unregister(co: &Inner) -> bool {
+    let reg = co.reg_slot.load(Ordering::Relaxed);
+    if reg == UNREGISTERED {
+        return true;
+    }
+    REGISTRY[(reg >> 32) as usize]
+        .try_with(|list| remove(co, list))
+        .is_some()
 }
 
 /// Removes a coroutine (when it finishes, or from `Inner`'s `Drop`); a
 /// no-op if it is not registered.
 #[inline]
-pub(crate) fn unregister(co: &Inner, held: Held<'_>) {
+pub(crate) fn unregister(co: &Inner, np: &NoPreempt) {
     let reg = co.reg_slot.load(Ordering::Relaxed);
     if reg == UNREGISTERED {
         return;
@@ -132,19 +179,23 @@ pub(crate) fn unregister(co: &Inner, held: Held<'_>) {
     // Only the coroutine's last owner removes it (its executor at exit,
     // else its drop), so `reg`'s shard cannot change under us; the index
     // can (another removal's swap), hence re-read under the lock.
-    REGISTRY[(reg >> 32) as usize].with(held, |list| {
-        let i = co.reg_slot.load(Ordering::Relaxed) as u32 as usize;
-        debug_assert_eq!(list[i], co as *const Inner);
-        list.swap_remove(i);
-        if let Some(&moved) = list.get(i) {
-            // SAFETY: every pointer in the list is live while we hold the
-            // lock (module doc).
-            let m = unsafe { &*moved };
-            let r = m.reg_slot.load(Ordering::Relaxed);
-            m.reg_slot.store(r & !0xFFFF_FFFF | i as u64, Ordering::Relaxed);
-        }
-        co.reg_slot.store(UNREGISTERED, Ordering::Relaxed);
-    });
+    REGISTRY[(reg >> 32) as usize].with(np, |list| remove(co, list));
+}
+
+/// Removes `co` from its shard's `list` (lock held).
+fn remove(co: &Inner, list: &mut Vec<*const Inner>) {
+    let i = co.reg_slot.load(Ordering::Relaxed) as u32 as usize;
+    debug_assert_eq!(list[i], co as *const Inner);
+    list.swap_remove(i);
+    if let Some(&moved) = list.get(i) {
+        // SAFETY: every pointer in the list is live while we hold the
+        // lock (module doc).
+        let m = unsafe { &*moved };
+        let r = m.reg_slot.load(Ordering::Relaxed);
+        m.reg_slot
+            .store(r & !0xFFFF_FFFF | i as u64, Ordering::Relaxed);
+    }
+    co.reg_slot.store(UNREGISTERED, Ordering::Relaxed);
 }
 
 /// Entries the dump visits per lock hold.
@@ -154,19 +205,36 @@ pub(crate) const CHUNK: usize = 256;
 /// hold (module doc). `f` runs with the shard locked: it must not park,
 /// allocate from a path that could reach a coroutine's spawn or drop, or
 /// take long. A coroutine may be visited twice (`f` filters by id).
-pub(crate) fn for_each(chunk: usize, mut f: impl FnMut(&Inner)) {
+/// Returns the longest time one lock was held (wall clock, and CPU time
+/// of the calling thread: the difference is time the OS had the thread
+/// descheduled while it held the lock). `before_chunk(n)` runs before each lock
+/// hold of at most `n` entries, outside the lock: the place to reserve
+/// room, so that `f` never grows a collection under the lock.
+pub(crate) fn for_each<S>(
+    chunk: usize,
+    state: &mut S,
+    mut before_chunk: impl FnMut(&mut S, usize),
+    mut f: impl FnMut(&mut S, &Inner),
+) -> (std::time::Duration, std::time::Duration) {
+    let mut longest = std::time::Duration::ZERO;
+    let mut longest_cpu = std::time::Duration::ZERO;
     for shard in REGISTRY.iter() {
         let mut end = usize::MAX;
         loop {
+            before_chunk(state, chunk.max(1));
             let np = NoPreempt::new();
-            let more = shard.with(Held::Guard(&np), |list| {
+            let more = shard.with(&np, |list| {
+                let t = std::time::Instant::now();
+                let c = thread_cpu();
                 let hi = end.min(list.len());
                 let lo = hi.saturating_sub(chunk.max(1));
                 for &p in &list[lo..hi] {
                     // SAFETY: live while the lock is held (module doc).
-                    f(unsafe { &*p });
+                    f(state, unsafe { &*p });
                 }
                 end = lo;
+                longest = longest.max(t.elapsed());
+                longest_cpu = longest_cpu.max(thread_cpu().saturating_sub(c));
                 lo > 0
             });
             if !more {
@@ -174,6 +242,18 @@ pub(crate) fn for_each(chunk: usize, mut f: impl FnMut(&Inner)) {
             }
         }
     }
+    (longest, longest_cpu)
+}
+
+/// CPU time of the calling thread.
+fn thread_cpu() -> std::time::Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec to write.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 /// Marks a coroutine as not registered (initial value of `reg_slot`).

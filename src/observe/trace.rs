@@ -649,17 +649,22 @@ fn write_json(
 /// Counts of live coroutines by state, from the registry.
 fn coroutine_states() -> (u64, u64, u64) {
     let (mut running, mut ready, mut parked) = (0, 0, 0);
-    crate::observe::registry::for_each(crate::observe::registry::CHUNK, |co| {
-        let s = co.state.load(Ordering::Relaxed);
-        match s & STATE_MASK {
-            PARKED => parked += 1,
-            RUNNABLE => ready += 1,
-            // ACTIVE: running, or queued and never run yet / not yet
-            // switched in (a yielded one stays ACTIVE in its queue).
-            ACTIVE => running += 1,
-            _ => {}
-        }
-    });
+    crate::observe::registry::for_each(
+        crate::observe::registry::CHUNK,
+        &mut (),
+        |_, _| {},
+        |_, co| {
+            let s = co.state.load(Ordering::Relaxed);
+            match s & STATE_MASK {
+                PARKED => parked += 1,
+                RUNNABLE => ready += 1,
+                // ACTIVE: running, or queued and never run yet / not yet
+                // switched in (a yielded one stays ACTIVE in its queue).
+                ACTIVE => running += 1,
+                _ => {}
+            }
+        },
+    );
     (running, ready, parked)
 }
 
@@ -701,9 +706,11 @@ fn schedule_trace(interval: Duration) {
         };
         let (active, ready, parked) = coroutine_states();
         // ACTIVE coroutines not on an executor are queued (yielded,
-        // preempted or never run): ready.
-        let running = (running_now as u64).min(active);
-        let ready = ready + active - running;
+        // preempted or never run): ready. A running coroutine that has
+        // not suspended yet is not in the registry (observe/registry.rs),
+        // so the executors give the running count.
+        let running = running_now as u64;
+        let ready = ready + active.saturating_sub(running);
         let lat = match (&s.wake_latency, &last.wake_latency) {
             (Some(a), Some(b)) => a.since(b),
             _ => LatencyHistogram::default(),

@@ -126,7 +126,8 @@ impl WaitRecord {
         self.kind.store(kind, Ordering::Relaxed);
         self.a.store(a, Ordering::Relaxed);
         self.b.store(b, Ordering::Relaxed);
-        self.since.store(NOW.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.since
+            .store(NOW.load(Ordering::Relaxed), Ordering::Relaxed);
     }
 
     /// The recorded wait and when it began (`coarse_now` units), if any.

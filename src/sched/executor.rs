@@ -25,7 +25,6 @@ use super::thread::SlotThread;
 use crate::coroutine::{CoroutineRef, Inner, ACTIVE, PARKED, RUNNABLE};
 use crate::tls;
 use crate::tls::alias::Windows;
-use crate::observe::registry::Held;
 use crate::tls::identity::Slots;
 
 /// Why a coroutine gave its executor back.
@@ -226,6 +225,10 @@ pub(crate) struct Executor {
     /// `shared.run_ns` when the running coroutine switched in: its CPU
     /// time is what the monitor added since (`account_out`).
     pub(super) run_mark: Cell<u64>,
+    /// Registry operations that found their shard held by `dump()`
+    /// (`registry_op`): the coroutine (kept alive) and whether to add
+    /// (true) or remove it. Owner thread only.
+    pub(super) registry_pending: UnsafeCell<Vec<(CoroutineRef, bool)>>,
     /// Execution trace: when the running coroutine's slice began
     /// (observe/trace.rs; 0 when no slice is open). Owner thread only.
     pub(super) slice_start: Cell<u64>,
@@ -479,6 +482,64 @@ impl Executor {
         t
     }
 
+    /// Adds `co` to the registry of live coroutines (`register`) or
+    /// removes it, without waiting: if `dump()` holds the shard, the
+    /// operation waits on this executor's own list, which keeps `co`
+    /// alive, and is retried from the scheduler loop
+    /// (`retry_registry_ops`). Owner thread, preemption impossible.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn registry_op(&self, co: &CoroutineRef, register: bool) {
+        // SAFETY: owner thread; no reference into the list is live.
+        let pending = unsafe { &mut *self.registry_pending.get() };
+        if !pending.is_empty() {
+            // Keep the order: an earlier registration of `co` may wait.
+            pending.push((co.clone(), register));
+            self.retry_registry_ops();
+            return;
+        }
+        let done = if register {
+            crate::observe::registry::try_register(co, self.index)
+        } else {
+            crate::observe::registry::try_unregister(co)
+        };
+        if !done {
+            pending.push((co.clone(), register));
+        }
+    }
+
+    #[inline]
+    pub(crate) fn retry_registry_ops_if_any(&self) {
+        // SAFETY: owner thread; a length read, no reference kept.
+        if !unsafe { (*self.registry_pending.get()).is_empty() } {
+            self.retry_registry_ops();
+        }
+    }
+
+    /// Retries registry operations that found their shard busy (see
+    /// `registry_op`), in order, until one is busy again.
+    pub(crate) fn retry_registry_ops(&self) {
+        // SAFETY: owner thread; no reference into the list is live across
+        // the calls below (they do not touch it).
+        let pending = unsafe { &mut *self.registry_pending.get() };
+        let mut done = 0;
+        for (co, register) in pending.iter() {
+            let ok = if *register {
+                // Finished meanwhile: nothing to show any more.
+                co.state.load(Ordering::Acquire) & crate::coroutine::STATE_MASK
+                    == crate::coroutine::DONE
+                    || crate::observe::registry::try_register(co, self.index)
+            } else {
+                crate::observe::registry::try_unregister(co)
+            };
+            if !ok {
+                break;
+            }
+            done += 1;
+        }
+        pending.drain(..done);
+    }
+
     /// Queues a coroutine spawned by code running on this executor. Returns
     /// whether stealable work was added (then idle executors are told).
     pub(crate) fn push_spawned(&self, co: CoroutineRef) -> bool {
@@ -495,7 +556,7 @@ impl Executor {
                 // Leaving the slot for a stealable queue: from now on only
                 // the registry shows it to `dump()`. The caller (spawn)
                 // holds a no-preempt level.
-                crate::observe::registry::register(&older, Some(self.index), Held::Raised);
+                self.registry_op(&older, true);
                 self.fresh.push(older);
                 true
             }

@@ -82,6 +82,7 @@ impl Executor {
             }
         }
         if tick % GLOBAL_EVERY == 0 {
+            self.retry_registry_ops_if_any();
             if let Some(t) = self.steal_global() {
                 return Some(t);
             }
@@ -197,6 +198,7 @@ impl Executor {
     /// Every source of work in turn. `poll`: include a non-blocking epoll
     /// poll (a system call; the idle search asks only now and then).
     pub(super) fn find_work(&self, poll: bool) -> Option<CoroutineRef> {
+        self.retry_registry_ops_if_any();
         self.fire_timers(poll);
         self.drain_inbox();
         if let Some(t) = self.next.take(&self.shared.next_id) {
@@ -336,7 +338,7 @@ impl Executor {
             .unwrap_or_else(|| crate::sys::fatal("scheduler resumed with no running coroutine"));
         let inner: &Inner = &co;
         self.account_out(
-            inner,
+            &co,
             match self.action.get() {
                 Action::Yield => trace::END_YIELD,
                 Action::Park => trace::END_PARK,
@@ -392,8 +394,10 @@ impl Executor {
             Action::Park => self.complete_park(co),
             Action::Exit => {
                 inner.state.store(DONE, Ordering::Release);
-                // Scheduler context: preemption cannot land here.
-                crate::observe::registry::unregister(inner, crate::observe::registry::Held::Raised);
+                if inner.reg_slot.load(Ordering::Relaxed) != crate::observe::registry::UNREGISTERED
+                {
+                    self.registry_op(&co, false);
+                }
                 let home = inner.home.load(Ordering::Relaxed) as usize;
                 self.rt.executors[home]
                     .homed

@@ -252,7 +252,6 @@ impl Runtime {
 
 /// Queues a coroutine that was never run.
 pub(crate) fn spawn_coroutine(rt: &'static Runtime, co: CoroutineRef) {
-    use crate::observe::registry::Held;
     let np = NoPreempt::new();
     match current_executor() {
         Some(exec) if std::ptr::eq(exec.rt, rt) => {
@@ -261,7 +260,7 @@ pub(crate) fn spawn_coroutine(rt: &'static Runtime, co: CoroutineRef) {
             }
         }
         _ => {
-            crate::observe::registry::register(&co, None, Held::Guard(&np));
+            crate::observe::registry::register(&co, None, &np);
             rt.injector.push(co);
             rt.external_spawns.fetch_add(1, Ordering::Relaxed);
             rt.notify_idle();

@@ -420,7 +420,7 @@ impl Executor {
     /// coroutine switching out, on this executor), and ends its trace
     /// slice (`why`: observe/trace.rs `END_*`) when tracing.
     #[inline(always)]
-    pub(super) fn account_out(&self, co: &Inner, why: u8) {
+    pub(super) fn account_out(&self, co: &CoroutineRef, why: u8) {
         if trace::flags() != 0 {
             trace::switch_out(self.index, co, why, &self.slice_start);
         }
@@ -431,11 +431,7 @@ impl Executor {
         if why != trace::END_EXIT
             && co.reg_slot.load(Ordering::Relaxed) == crate::observe::registry::UNREGISTERED
         {
-            crate::observe::registry::register_cold(
-                co,
-                self.index,
-                crate::observe::registry::Held::Raised,
-            );
+            self.registry_op(co, true);
         }
         let d = self.shared.run_ns.load(Ordering::Relaxed) - self.run_mark.get();
         if d != 0 {

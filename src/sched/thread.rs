@@ -101,6 +101,7 @@ pub(crate) fn executor_main(
         next: super::executor::NextSlot::new(),
         tick: Cell::new(0),
         run_mark: Cell::new(0),
+        registry_pending: UnsafeCell::new(Vec::new()),
         slice_start: Cell::new(0),
         prefer_new: Cell::new(false),
         idle_since: Cell::new(None),
