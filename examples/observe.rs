@@ -111,8 +111,12 @@ fn main() {
     });
     let client = named("client", move || {
         let mut s = TcpStream::connect(addr).unwrap();
-        let mut b = [0u8; 1];
-        let _ = s.read(&mut b); // nobody writes first: parks here
+        // Nobody writes first: parks here until the timeout.
+        s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        let mut b = [0u8; 5];
+        let _ = s.read(&mut b);
+        s.write_all(b"hello").unwrap();
+        s.read_exact(&mut b).unwrap();
     });
 
     // std::sync waits.
@@ -193,7 +197,7 @@ fn main() {
     for h in [client, waiter, consumer, sleeper, joiner, t1, t2, hog] {
         h.join().unwrap();
     }
-    drop(server);
+    server.join().unwrap();
     coroutines::write_trace().expect("write the trace");
     let s = coroutines::stats();
     println!(
@@ -203,8 +207,8 @@ fn main() {
     if let Some(h) = &s.wake_latency {
         println!(
             "wake-to-run latency: p50 <= {:?}, p99 <= {:?} over {} wake-ups",
-            h.percentile(50.0),
-            h.percentile(99.0),
+            h.percentile(0.5).unwrap_or_default(),
+            h.percentile(0.99).unwrap_or_default(),
             h.count()
         );
     }

@@ -52,6 +52,7 @@ use crate::coroutine::{CoroutineId, Inner, ACTIVE, CLAIMED, DONE, PARKED, RUNNAB
 pub struct DumpOptions {
     backtraces: bool,
     max_frames: usize,
+    runtime_frames: bool,
 }
 
 impl Default for DumpOptions {
@@ -59,6 +60,7 @@ impl Default for DumpOptions {
         DumpOptions {
             backtraces: true,
             max_frames: 64,
+            runtime_frames: false,
         }
     }
 }
@@ -80,6 +82,16 @@ impl DumpOptions {
     /// Most frames per backtrace (default 64).
     pub fn max_frames(mut self, n: usize) -> Self {
         self.max_frames = n.max(1);
+        self
+    }
+
+    /// Whether backtraces keep the runtime's own frames: the park path at
+    /// the top (`coroutines::sched::…`, the reactor, the hooks' insides)
+    /// and the coroutine entry at the bottom (default false: a backtrace
+    /// starts at the call the program made — `recv`, `syscall` from std's
+    /// `Mutex`, `JoinHandle::join` — and ends at its closure).
+    pub fn runtime_frames(mut self, on: bool) -> Self {
+        self.runtime_frames = on;
         self
     }
 
@@ -379,7 +391,7 @@ fn capture(opts: &DumpOptions) -> Dump {
     let now = Instant::now();
     let mut coroutines: Vec<CoroutineInfo> = raws
         .into_iter()
-        .map(|r| finish(r, now, now_coarse))
+        .map(|r| finish(r, now, now_coarse, opts.runtime_frames))
         .collect();
     coroutines.sort_by_key(|c| c.id);
     let executors = execs
@@ -507,12 +519,44 @@ fn id_of(n: u64) -> Option<CoroutineId> {
     NonZeroU64::new(n).map(CoroutineId::from_raw)
 }
 
+/// Module paths of the runtime's internals (not its public API).
+const RUNTIME_INTERNALS: &[&str] = &[
+    "coroutines::sched::",
+    "coroutines::reactor::",
+    "coroutines::interpose::",
+    "coroutines::observe::",
+    "coroutines::tls::",
+    "coroutines_entry",
+];
+
+/// Drops the runtime's frames above the program's call into it and below
+/// the coroutine's closure (see `DumpOptions::runtime_frames`).
+fn trim_runtime_frames(frames: &mut Vec<Frame>) {
+    let internal = |f: &Frame| {
+        f.symbol
+            .as_deref()
+            .is_some_and(|s| RUNTIME_INTERNALS.iter().any(|p| s.starts_with(p)))
+    };
+    let top = frames.iter().take_while(|f| internal(f)).count();
+    if top == frames.len() {
+        return; // nothing but the runtime: keep it all
+    }
+    frames.drain(..top);
+    while frames.last().is_some_and(internal) {
+        frames.pop();
+    }
+}
+
 /// Turns a raw copy into the public record (no locks held).
-fn finish(r: Raw, now: Instant, now_coarse: u64) -> CoroutineInfo {
-    let backtrace = symbolize(&r.pcs);
+fn finish(r: Raw, now: Instant, now_coarse: u64, runtime_frames: bool) -> CoroutineInfo {
+    let mut backtrace = symbolize(&r.pcs);
+    // Classified on the full backtrace, shown trimmed.
     let wait = r
         .wait
         .map(|(w, _)| describe(w, r.host.as_deref(), &backtrace, now));
+    if !runtime_frames {
+        trim_runtime_frames(&mut backtrace);
+    }
     CoroutineInfo {
         id: r.id,
         name: r.name,

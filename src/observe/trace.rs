@@ -106,7 +106,15 @@ impl LatencyHistogram {
     /// The latency below which a fraction `p` (0.0 to 1.0) of the
     /// recorded ones fall, as the upper bound of its bucket (so within a
     /// factor of 2 above the true value); None when nothing was recorded.
+    ///
+    /// # Panics
+    /// If `p` is not between 0.0 and 1.0 (a percentage such as 99.0 is a
+    /// mistake: use 0.99).
     pub fn percentile(&self, p: f64) -> Option<Duration> {
+        assert!(
+            (0.0..=1.0).contains(&p),
+            "LatencyHistogram::percentile takes a fraction from 0.0 to 1.0 (0.99 for p99), got {p}"
+        );
         let n = self.count();
         if n == 0 {
             return None;
