@@ -62,6 +62,9 @@ fn wait_for_the_config_lock(m: &Mutex<u32>) -> u32 {
 
 #[inline(never)]
 fn call_a_c_library_that_blocks() {
+    // Some work first (a coroutine is named in the blocking report once it
+    // has suspended at least once: then it is in the registry).
+    coroutines::sleep(Duration::from_millis(1));
     // A blocking call no hook covers (a raw system call, as C libraries
     // make internally): the executor itself blocks for 300 ms.
     let ts = libc::timespec {

@@ -246,6 +246,21 @@ impl Coroutine {
         self.inner.name.as_deref()
     }
 
+    /// Time the coroutine has spent running on an executor, up to its last
+    /// switch-out (wall time while it ran: it includes time the OS gave
+    /// the executor's thread to another process). Sampled by the
+    /// preemption monitor (each tick of about half a time slice goes to
+    /// the coroutine running then), so coarse for short runs and right on
+    /// average; zero with preemption off (no monitor).
+    pub fn cpu_time(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(self.inner.cpu_ns.load(Ordering::Relaxed))
+    }
+
+    /// Times the coroutine was preempted at the end of its time slice.
+    pub fn preemptions(&self) -> u64 {
+        self.inner.preemptions.load(Ordering::Relaxed)
+    }
+
     /// Makes the park token available, like [`std::thread::Thread::unpark`]:
     /// if the coroutine is blocked in [`park`] it resumes; otherwise its
     /// next `park` returns at once.

@@ -283,13 +283,19 @@ fn report_for(
     let before = coroutines::blocking_reports().len();
     let id = Arc::new(AtomicUsize::new(0));
     let id2 = id.clone();
-    let h = coroutines::spawn(move || {
-        id2.store(
-            coroutines::current().id().as_u64().get() as usize,
-            Ordering::SeqCst,
-        );
-        block();
-    });
+    let h = coroutines::Builder::new()
+        .name("the-blocked-one".into())
+        .spawn(move || {
+            // Suspends once first: then it is in the registry of live
+            // coroutines, where the report finds its name.
+            coroutines::yield_now();
+            id2.store(
+                coroutines::current().id().as_u64().get() as usize,
+                Ordering::SeqCst,
+            );
+            block();
+        })
+        .unwrap();
     while id.load(Ordering::SeqCst) == 0 {
         std::thread::yield_now();
     }
@@ -353,6 +359,11 @@ fn blocking_report_names_syscall_and_caller() {
             println!("raw syscall: {r}\n{:#?}", r.frames);
             assert_eq!(r.syscall, "nanosleep", "{r}");
             assert_eq!(r.coroutine.map(|c| c.as_u64().get()), Some(id), "{r}");
+            assert_eq!(r.coroutine_name.as_deref(), Some("the-blocked-one"), "{r}");
+            assert!(
+                r.to_string().contains("by coroutine 'the-blocked-one' (#"),
+                "{r}"
+            );
             let s = site(&r);
             assert!(s[0].ends_with("raw_nanosleep"), "{s:?}");
             assert!(s[1].ends_with("blocked_in_raw_nanosleep"), "{s:?}");

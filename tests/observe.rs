@@ -560,3 +560,30 @@ fn dumps_during_churn_leave_no_stale_entries() {
         left.len()
     );
 }
+
+/// A CPU-bound coroutine's sampled CPU time and preemption count grow
+/// (it shares an executor with another hog, so it is preempted).
+#[test]
+fn cpu_time_and_preemptions_of_a_hog() {
+    let spin = |ms: u64| {
+        move || {
+            let t = Instant::now();
+            let mut x = 0u64;
+            while t.elapsed() < Duration::from_millis(ms) {
+                x = std::hint::black_box(x.wrapping_add(1));
+            }
+        }
+    };
+    // More hogs than executors: they take turns by preemption.
+    let hs: Vec<_> = (0..4).map(|_| coroutines::spawn(spin(400))).collect();
+    let handles: Vec<_> = hs.iter().map(|h| h.coroutine().clone()).collect();
+    for h in hs {
+        h.join().unwrap();
+    }
+    let cpu: Duration = handles.iter().map(|c| c.cpu_time()).sum();
+    let pre: u64 = handles.iter().map(|c| c.preemptions()).sum();
+    // 4 hogs x 400 ms of wall time each, on at most all CPUs: a generous
+    // lower bound for the sampled total, and some preemptions.
+    assert!(cpu >= Duration::from_millis(200), "sampled cpu {cpu:?}");
+    assert!(pre > 0, "no preemption counted");
+}

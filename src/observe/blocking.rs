@@ -80,6 +80,9 @@ pub struct BlockingReport {
     pub frames: Vec<Frame>,
     /// The coroutine that was running on it.
     pub coroutine: Option<CoroutineId>,
+    /// Its name, if it has one and is in the registry of live coroutines
+    /// (it is once it has suspended at least once).
+    pub coroutine_name: Option<String>,
     /// The extra executor the detector started for the waiting work, if it
     /// started one (it may instead have woken an idle executor, or the
     /// waiting work may be pinned to the blocked one).
@@ -116,8 +119,10 @@ impl fmt::Display for BlockingReport {
             }
             f.write_str(")")?;
         }
-        if let Some(c) = self.coroutine {
-            write!(f, " by coroutine #{}", c.as_u64())?;
+        match (&self.coroutine_name, self.coroutine) {
+            (Some(n), Some(c)) => write!(f, " by coroutine '{n}' (#{})", c.as_u64())?,
+            (None, Some(c)) => write!(f, " by coroutine #{}", c.as_u64())?,
+            _ => {}
         }
         if let Some(e) = self.started_executor {
             write!(f, "; started executor {e}")?;
@@ -373,6 +378,9 @@ fn complete(c: Capture, seen: &mut HashSet<(Option<i64>, Vec<usize>)>) {
         blocked_for: c.blocked_for,
         frames,
         coroutine: c.coroutine,
+        coroutine_name: c
+            .coroutine
+            .and_then(|id| super::registry::name_of(id.as_u64().get())),
         started_executor: c.started_executor,
         at: c.at,
     };
@@ -434,6 +442,7 @@ mod tests {
             blocked_for: Duration::from_millis(52),
             frames,
             coroutine: None,
+            coroutine_name: None,
             started_executor: Some(3),
             at: Instant::now(),
         };

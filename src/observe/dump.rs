@@ -150,8 +150,10 @@ pub struct CoroutineInfo {
     pub parked_for: Option<Duration>,
     /// The executor it runs on or last ran on.
     pub executor: Option<usize>,
-    /// CPU time, sampled by the monitor at its tick (about 1 ms while
-    /// coroutines run; coarse for short runs, right on average).
+    /// Time spent running on an executor (see `Coroutine::cpu_time`):
+    /// sampled by the monitor at its tick (about 1 ms while coroutines
+    /// run; coarse for short runs, right on average), up to the last
+    /// switch-out.
     pub cpu_time: Duration,
     /// Times it was preempted.
     pub preemptions: u64,

@@ -245,6 +245,23 @@ pub(crate) fn for_each<S>(
     (longest, longest_cpu)
 }
 
+/// The name of registered coroutine `id` (a linear walk: for rare
+/// reports only).
+pub(crate) fn name_of(id: u64) -> Option<String> {
+    let mut found = None;
+    for_each(
+        CHUNK,
+        &mut found,
+        |_, _| {},
+        |found: &mut Option<String>, co| {
+            if found.is_none() && co.id.as_u64().get() == id {
+                *found = Some(co.name.as_deref().unwrap_or("").to_owned());
+            }
+        },
+    );
+    found.filter(|n| !n.is_empty())
+}
+
 /// CPU time of the calling thread.
 fn thread_cpu() -> std::time::Duration {
     let mut ts = libc::timespec {
