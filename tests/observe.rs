@@ -587,3 +587,46 @@ fn cpu_time_and_preemptions_of_a_hog() {
     assert!(cpu >= Duration::from_millis(200), "sampled cpu {cpu:?}");
     assert!(pre > 0, "no preemption counted");
 }
+
+/// "Parked for" after the runtime was idle: the time a park is stamped
+/// with must not be the monitor's last tick before everything slept (run
+/// in a child: no other test may keep the executors busy).
+#[test]
+fn parked_for_is_fresh_after_an_idle_runtime() {
+    if std::env::var_os("OBSERVE_IDLE_CHILD").is_some() {
+        // The coroutine sleeps while every executor and the monitor sleep
+        // too; its timer wakes an executor, and it parks again at once.
+        let h = named("after-idle", || {
+            coroutines::sleep(Duration::from_millis(1500));
+            coroutines::sleep(Duration::from_secs(3));
+        });
+        std::thread::sleep(Duration::from_millis(1700));
+        let d = coroutines::DumpOptions::new().backtraces(false).capture();
+        let c = find(&d, "after-idle");
+        let p = c.parked_for.expect("parked");
+        assert!(
+            p < Duration::from_millis(1000),
+            "parked for {p:?} after 200 ms:\n{c}"
+        );
+        h.join().unwrap();
+        println!("CHILD OK");
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "parked_for_is_fresh_after_an_idle_runtime",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("OBSERVE_IDLE_CHILD", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("CHILD OK"),
+        "child failed: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -5,10 +5,12 @@
 //!
 //! Cost: a park writes three words and a coarse timestamp, [`NOW`], which
 //! the preemption monitor (or, with preemption off, the detector thread)
-//! refreshes at each of its ticks: no clock read on the park path (even
-//! the vDSO's coarse clock measured ~5 ns per spawn-and-join). "Parked
-//! for" is therefore good to the monitor's tick (half a time slice, 1 ms
-//! by default; the detector's `blocked_after / 4` with preemption off).
+//! refreshes at each of its ticks, and an executor when it wakes from
+//! sleep (the monitor sleeps while every executor does): no clock read on
+//! the park path (even the vDSO's coarse clock measured ~5 ns per
+//! spawn-and-join). "Parked for" is therefore good to the monitor's tick
+//! (half a time slice, 1 ms by default; the detector's `blocked_after / 4`
+//! with preemption off).
 //! Nothing else on any hot path. Only the coroutine itself writes its
 //! record (owner, Relaxed); `dump()` reads it after claiming the parked
 //! coroutine (observe/dump.rs), which orders the reads after the writes

@@ -293,7 +293,10 @@ impl Executor {
         }
         self.shared.parker.wait(self.index, timeout);
         // Leaving the parker: the monitor may sleep because every executor
-        // was parked (preempt/monitor.rs `run`, step 3).
+        // was parked (preempt/monitor.rs `run`, step 3), so the time it
+        // stamps parks with is stale: refresh it before anything runs (one
+        // clock read per wake-up from sleep; observe/wait.rs `NOW`).
+        crate::observe::wait::tick(Instant::now());
         crate::preempt::executor_woke();
         if role {
             timers.release_sleeper(self.index);
