@@ -17,6 +17,16 @@ fn find<'a>(d: &'a coroutines::Dump, name: &str) -> &'a CoroutineInfo {
         .unwrap_or_else(|| panic!("no coroutine named {name} in the dump:\n{d}"))
 }
 
+/// Runs test `name` of this binary alone in a child process with `env`.
+fn run_child(name: &str, env: &[(&str, &std::ffi::OsStr)]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", name, "--nocapture", "--test-threads=1"]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
 fn named<F: FnOnce() + Send + 'static>(name: &str, f: F) -> coroutines::JoinHandle<()> {
     coroutines::Builder::new()
         .name(name.into())
@@ -361,17 +371,13 @@ fn dump_on_signal_prints_and_continues() {
         println!("CHILD CONTINUED");
         return;
     }
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "dump_on_signal_prints_and_continues",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("OBSERVE_SIGNAL_CHILD", "1")
-        .env("COROUTINES_DUMP_SIGNAL", "SIGUSR1")
-        .output()
-        .unwrap();
+    let out = run_child(
+        "dump_on_signal_prints_and_continues",
+        &[
+            ("OBSERVE_SIGNAL_CHILD", std::ffi::OsStr::new("1")),
+            ("COROUTINES_DUMP_SIGNAL", std::ffi::OsStr::new("SIGUSR1")),
+        ],
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -400,17 +406,13 @@ fn bad_dump_signal_is_an_error() {
         println!("ERROR: {e}");
         return;
     }
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "bad_dump_signal_is_an_error",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("OBSERVE_BAD_SIGNAL_CHILD", "1")
-        .env("COROUTINES_DUMP_SIGNAL", "SIGKILL")
-        .output()
-        .unwrap();
+    let out = run_child(
+        "bad_dump_signal_is_an_error",
+        &[
+            ("OBSERVE_BAD_SIGNAL_CHILD", std::ffi::OsStr::new("1")),
+            ("COROUTINES_DUMP_SIGNAL", std::ffi::OsStr::new("SIGKILL")),
+        ],
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("COROUTINES_DUMP_SIGNAL") && stdout.contains("SIGQUIT"),
@@ -481,17 +483,13 @@ fn dump_names_the_dns_lookup_on_a_helper() {
     let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
     // SAFETY: a valid path.
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "dump_names_the_dns_lookup_on_a_helper",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("OBSERVE_DNS_FIFO", &fifo)
-        .env("HOSTALIASES", &fifo)
-        .output()
-        .unwrap();
+    let out = run_child(
+        "dump_names_the_dns_lookup_on_a_helper",
+        &[
+            ("OBSERVE_DNS_FIFO", std::ffi::OsStr::new(&fifo)),
+            ("HOSTALIASES", std::ffi::OsStr::new(&fifo)),
+        ],
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && stdout.contains("CHILD OK"),
@@ -612,16 +610,10 @@ fn parked_for_is_fresh_after_an_idle_runtime() {
         println!("CHILD OK");
         return;
     }
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "parked_for_is_fresh_after_an_idle_runtime",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("OBSERVE_IDLE_CHILD", "1")
-        .output()
-        .unwrap();
+    let out = run_child(
+        "parked_for_is_fresh_after_an_idle_runtime",
+        &[("OBSERVE_IDLE_CHILD", std::ffi::OsStr::new("1"))],
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && stdout.contains("CHILD OK"),

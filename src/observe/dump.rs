@@ -611,14 +611,7 @@ fn describe(w: WaitReason, text: Option<&str>, frames: &[Frame], now: Instant) -
         },
         WaitReason::Pthread { addr, kind } => Wait::Pthread {
             addr,
-            kind: match kind {
-                PthreadKind::Mutex => "mutex",
-                PthreadKind::RwLock => "rwlock",
-                PthreadKind::Cond => "condvar",
-                PthreadKind::Semaphore => "semaphore",
-                PthreadKind::Spin => "spinlock",
-                PthreadKind::Once => "once",
-            },
+            kind: kind.name(),
             holder: match kind {
                 PthreadKind::Mutex | PthreadKind::RwLock => {
                     crate::interpose::pthread_lock_owner(addr).and_then(id_of)

@@ -46,7 +46,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::coroutine::{Inner, ACTIVE, PARKED, RUNNABLE, STATE_MASK};
-use crate::observe::wait::{Job, PthreadKind, WaitReason};
+use crate::observe::wait::{Job, WaitReason};
 use crate::sched::NoPreempt;
 use crate::sys::lock::RawLock;
 
@@ -544,15 +544,7 @@ fn wait_text(r: WaitReason) -> String {
         WaitReason::Futex { addr } => format!("futex {addr:#x}"),
         WaitReason::StdParker { .. } => "thread parker (std channel or thread::park)".into(),
         WaitReason::Pthread { addr, kind } => {
-            let k = match kind {
-                PthreadKind::Mutex => "mutex",
-                PthreadKind::RwLock => "rwlock",
-                PthreadKind::Cond => "condvar",
-                PthreadKind::Semaphore => "semaphore",
-                PthreadKind::Spin => "spinlock",
-                PthreadKind::Once => "once",
-            };
-            format!("pthread {k} {addr:#x}")
+            format!("pthread {} {addr:#x}", kind.name())
         }
         WaitReason::Helper(job) => match job {
             Job::Dns(_) => "getaddrinfo on a helper thread".into(),

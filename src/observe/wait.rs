@@ -65,6 +65,20 @@ pub(crate) enum PthreadKind {
     Once = 5,
 }
 
+impl PthreadKind {
+    /// The object's kind in a dump or trace: `mutex`, `rwlock`, ...
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            PthreadKind::Mutex => "mutex",
+            PthreadKind::RwLock => "rwlock",
+            PthreadKind::Cond => "condvar",
+            PthreadKind::Semaphore => "semaphore",
+            PthreadKind::Spin => "spinlock",
+            PthreadKind::Once => "once",
+        }
+    }
+}
+
 /// What a helper thread runs for a parked coroutine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Job {
