@@ -119,8 +119,11 @@ impl Shard {
 /// coroutine spawned into the `next` slot that runs to completion without
 /// ever suspending (a spawn-and-join of a short function) never pays for
 /// the registry. Until then `dump()` sees it through its executor's
-/// `next_id` and `current_id`. The caller owns the right to run `co` (or
-/// created it), so two registrations of one coroutine cannot race.
+/// `next_id` and `current_id`. Two registrations of one coroutine may
+/// race (an executor retrying a deferred one while the coroutine, now
+/// elsewhere, registers at its next suspension): the `reg_slot` CAS lets
+/// exactly one insert it. A registration retried after the coroutine
+/// finished is removed by its `Drop` (the exit path saw no entry).
 #[inline]
 pub(crate) fn register(co: &Inner, executor: Option<usize>, np: &NoPreempt) {
     if co.reg_slot.load(Ordering::Relaxed) != UNREGISTERED {
@@ -128,9 +131,15 @@ pub(crate) fn register(co: &Inner, executor: Option<usize>, np: &NoPreempt) {
     }
     let shard = executor.unwrap_or(co.id.as_u64().get() as usize) % SHARDS;
     REGISTRY[shard].with(np, |list| {
-        co.reg_slot
-            .store((shard as u64) << 32 | list.len() as u64, Ordering::Relaxed);
-        list.push(co as *const Inner);
+        // A CAS: see `try_register`.
+        let slot = (shard as u64) << 32 | list.len() as u64;
+        if co
+            .reg_slot
+            .compare_exchange(UNREGISTERED, slot, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            list.push(co as *const Inner);
+        }
     });
 }
 
@@ -149,9 +158,18 @@ pub(crate) fn try_register(co: &Inner, executor: usize) -> bool {
     let shard = executor % SHARDS;
     REGISTRY[shard]
         .try_with(|list| {
-            co.reg_slot
-                .store((shard as u64) << 32 | list.len() as u64, Ordering::Relaxed);
-            list.push(co as *const Inner);
+            // A CAS, not a store: an executor retrying a deferred
+            // registration does not own the coroutine, which may be
+            // registering itself on another executor (another shard) at
+            // the same moment; exactly one of them inserts it.
+            let slot = (shard as u64) << 32 | list.len() as u64;
+            if co
+                .reg_slot
+                .compare_exchange(UNREGISTERED, slot, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+            {
+                list.push(co as *const Inner);
+            }
         })
         .is_some()
 }
