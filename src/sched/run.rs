@@ -283,6 +283,16 @@ impl Executor {
         } else {
             None
         };
+        // Registry updates deferred because `dump()` held their shard
+        // (executor.rs `registry_op`) must not wait for this executor's
+        // next wake-up, which may never come: retry now, and if a shard is
+        // still busy, sleep at most 1 ms before trying again.
+        self.retry_registry_ops_if_any();
+        // SAFETY: owner thread; a length read, no reference kept.
+        if !unsafe { (*self.registry_pending.get()).is_empty() } {
+            let retry = std::time::Duration::from_millis(1);
+            timeout = Some(timeout.map_or(retry, |t| t.min(retry)));
+        }
         if self.is_surplus() {
             // Wake up in time to retire (blocked.rs).
             let since = *self.idle_since.get().get_or_insert(Instant::now());

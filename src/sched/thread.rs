@@ -216,7 +216,12 @@ impl Executor {
             }
             None => true,
         };
-        if !next_empty {
+        // Registry updates still deferred (a dump holds their shard):
+        // finish them first, or the coroutines they add would stay
+        // invisible to `dump()`.
+        self.retry_registry_ops_if_any();
+        // SAFETY: owner thread; a length read, no reference kept.
+        if !next_empty || !unsafe { (*self.registry_pending.get()).is_empty() } {
             return false;
         }
         self.rt.retire_slot(self.index, || {
