@@ -27,6 +27,20 @@ fn run_child(name: &str, env: &[(&str, &std::ffi::OsStr)]) -> std::process::Outp
     cmd.output().unwrap()
 }
 
+/// `run_child`, asserting the child succeeded and printed `marker`;
+/// returns its stdout and stderr.
+fn run_child_ok(name: &str, env: &[(&str, &std::ffi::OsStr)], marker: &str) -> (String, String) {
+    let out = run_child(name, env);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success() && stdout.contains(marker),
+        "child {name} failed: {}\n{stdout}\n{stderr}",
+        out.status
+    );
+    (stdout, stderr)
+}
+
 fn named<F: FnOnce() + Send + 'static>(name: &str, f: F) -> coroutines::JoinHandle<()> {
     coroutines::Builder::new()
         .name(name.into())
@@ -371,21 +385,14 @@ fn dump_on_signal_prints_and_continues() {
         println!("CHILD CONTINUED");
         return;
     }
-    let out = run_child(
+    let (_, stderr) = run_child_ok(
         "dump_on_signal_prints_and_continues",
         &[
             ("OBSERVE_SIGNAL_CHILD", std::ffi::OsStr::new("1")),
             ("COROUTINES_DUMP_SIGNAL", std::ffi::OsStr::new("SIGUSR1")),
         ],
+        "CHILD CONTINUED",
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "child failed: {}\n{stdout}\n{stderr}",
-        out.status
-    );
-    assert!(stdout.contains("CHILD CONTINUED"), "{stdout}\n{stderr}");
     assert!(
         stderr.contains("coroutines dump:"),
         "no dump on stderr:\n{stderr}"
@@ -483,19 +490,13 @@ fn dump_names_the_dns_lookup_on_a_helper() {
     let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
     // SAFETY: a valid path.
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-    let out = run_child(
+    run_child_ok(
         "dump_names_the_dns_lookup_on_a_helper",
         &[
             ("OBSERVE_DNS_FIFO", std::ffi::OsStr::new(&fifo)),
             ("HOSTALIASES", std::ffi::OsStr::new(&fifo)),
         ],
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("CHILD OK"),
-        "child failed: {}\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
+        "CHILD OK",
     );
 }
 
@@ -566,20 +567,14 @@ fn dumps_during_churn_leave_no_stale_entries() {
 #[test]
 fn cpu_time_and_preemptions_of_a_hog() {
     if std::env::var_os("OBSERVE_HOG_CHILD").is_none() {
-        let out = run_child(
+        run_child_ok(
             "cpu_time_and_preemptions_of_a_hog",
             &[
                 ("OBSERVE_HOG_CHILD", std::ffi::OsStr::new("1")),
                 ("COROUTINES_WORKERS", std::ffi::OsStr::new("2")),
                 ("COROUTINES_MAX_WORKERS", std::ffi::OsStr::new("2")),
             ],
-        );
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success() && stdout.contains("CHILD OK"),
-            "child failed: {}\n{stdout}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
+            "CHILD OK",
         );
         return;
     }
@@ -634,15 +629,9 @@ fn parked_for_is_fresh_after_an_idle_runtime() {
         println!("CHILD OK");
         return;
     }
-    let out = run_child(
+    run_child_ok(
         "parked_for_is_fresh_after_an_idle_runtime",
         &[("OBSERVE_IDLE_CHILD", std::ffi::OsStr::new("1"))],
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("CHILD OK"),
-        "child failed: {}\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
+        "CHILD OK",
     );
 }

@@ -128,7 +128,7 @@ pub(crate) struct WaitRecord {
     kind: AtomicU8,
     a: AtomicU64,
     b: AtomicU64,
-    /// `coarse_now()` when the wait began.
+    /// [`NOW`] when the wait began (its last park).
     since: AtomicU64,
 }
 
