@@ -343,7 +343,7 @@ pub fn sleep(dur: std::time::Duration) {
 pub(crate) fn sleep_until(deadline: std::time::Instant) {
     let co = sched::current_coroutine();
     let np = sched::NoPreempt::new();
-    let timer = crate::reactor::timers().add(deadline, crate::reactor::Waker::Coroutine(co));
+    let timer = crate::reactor::timers().add_sleep(deadline, crate::reactor::Waker::Coroutine(co));
     while !timer.fired() {
         sched::park_current(&np, sched::WaitReason::Sleep { deadline });
     }

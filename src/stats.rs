@@ -129,6 +129,11 @@ pub struct Stats {
     pub preemptions: u64,
     /// Timers fired (sleeps and timed waits).
     pub timers_fired: u64,
+    /// Sleeps that landed in a herd (other timers due within 0.5 ms of
+    /// theirs) and were moved later by a random delay below a tenth of
+    /// their length (at most 10 ms), so that sleepers polling one resource
+    /// do not all wake together (README, "Sleeps and timers").
+    pub sleeps_spread: u64,
     /// Preemption counters, summed over executors.
     pub preempt: PreemptStats,
     /// I/O hooks: coroutine parks waiting for fd readiness.
@@ -270,6 +275,9 @@ pub fn stats() -> Stats {
         s.executors.push(es);
     }
     s.timers_fired = crate::reactor::timers().fired_total.load(Ordering::Relaxed);
+    s.sleeps_spread = crate::reactor::timers()
+        .spread_total
+        .load(Ordering::Relaxed);
     let io = &crate::reactor::COUNTERS;
     s.io_parks = io.io_parks.load(Ordering::Relaxed);
     s.io_waiting = io.io_waiting.load(Ordering::Relaxed);

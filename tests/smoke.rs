@@ -53,6 +53,41 @@ fn sleep_and_park() {
     assert_eq!(h.join().unwrap(), 7);
 }
 
+/// Sleepers that start together are spread, so that pollers of one
+/// resource (SQLite's busy handler) do not stay in lockstep: 16 coroutines
+/// sleeping 100 ms from the same instant wake over more than 1 ms (each
+/// at least 100 ms after its start). Without the spreading they all woke
+/// within about 0.1 ms, fired by one executor's timer batch.
+#[test]
+fn sleepers_in_a_herd_wake_spread_out() {
+    let before = coroutines::stats().sleeps_spread;
+    let t = Instant::now();
+    let hs: Vec<_> = (0..16)
+        .map(|_| {
+            coroutines::spawn(move || {
+                let start = t.elapsed();
+                coroutines::sleep(Duration::from_millis(100));
+                (start, t.elapsed())
+            })
+        })
+        .collect();
+    let times: Vec<_> = hs.into_iter().map(|h| h.join().unwrap()).collect();
+    for (start, woke) in &times {
+        assert!(
+            *woke >= *start + Duration::from_millis(100),
+            "{start:?} -> {woke:?}"
+        );
+    }
+    let first = times.iter().map(|t| t.1).min().unwrap();
+    let last = times.iter().map(|t| t.1).max().unwrap();
+    assert!(
+        last - first >= Duration::from_millis(1),
+        "16 sleepers armed together woke within {:?} of each other",
+        last - first
+    );
+    assert!(coroutines::stats().sleeps_spread - before >= 8);
+}
+
 #[test]
 fn panic_payload() {
     let h = coroutines::spawn(|| -> u32 { panic!("boom {}", std::hint::black_box(5)) });
