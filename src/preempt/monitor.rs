@@ -113,7 +113,11 @@ fn run(rt: &'static Runtime, slice: Duration) {
     // tick and of the probe lateness we aim for.
     // SAFETY: prctl(PR_SET_TIMERSLACK) on the calling thread.
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1000u64, 0u64, 0u64, 0u64) };
-    zones::refresh(&rt.config.preempt_c);
+    // The runtime's start built the table (start.rs); build it here only
+    // if that did not happen or an object was loaded since.
+    if zones::table().is_none() || zones::stale() {
+        zones::refresh(&rt.config.preempt_c);
+    }
     signal::ensure_onstack();
     // The longest the monitor sleeps while coroutines run: runs that did
     // not start by our preemption are sighted within this, so they last

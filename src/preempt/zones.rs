@@ -42,6 +42,7 @@
 //! Keep the symbol table (`strip = "debuginfo"` at most).
 
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use std::sync::OnceLock;
 
 use crate::sys::elf::{for_each_symbol, with_exe_image};
 
@@ -412,7 +413,11 @@ pub(crate) fn is_rust_mangled(name: &[u8]) -> bool {
         return false;
     }
     name.windows(20).any(|w| {
-        w.starts_with(b"17h") && w[19] == b'E' && w[3..19].iter().all(|c| c.is_ascii_hexdigit())
+        w[0] == b'1'
+            && w[1] == b'7'
+            && w[2] == b'h'
+            && w[19] == b'E'
+            && w[3..19].iter().all(|c| c.is_ascii_hexdigit())
     })
 }
 
@@ -479,16 +484,40 @@ pub(crate) fn is_c_symbol(name: &[u8]) -> bool {
     if builtin || RUST_UNMANGLED_PREFIXES.iter().any(|p| name.starts_with(p)) {
         return false;
     }
-    !crate::interpose::EXPORTED
-        .iter()
-        .any(|h| h.as_bytes() == name)
+    !is_hook_name(name)
+}
+
+/// Whether `name` is one of this crate's libc hooks (`interpose::EXPORTED`),
+/// by binary search in a sorted copy made once: the table build asks for
+/// every unmangled symbol of the executable (thousands with a C library
+/// linked in), and a scan of the list per symbol was most of its time.
+fn is_hook_name(name: &[u8]) -> bool {
+    static SORTED: OnceLock<Vec<&'static [u8]>> = OnceLock::new();
+    SORTED
+        .get_or_init(|| {
+            let mut v: Vec<&'static [u8]> = crate::interpose::EXPORTED
+                .iter()
+                .map(|h| h.as_bytes())
+                .collect();
+            v.sort_unstable();
+            v
+        })
+        .binary_search(&name)
+        .is_ok()
+}
+
+/// Whether `pat` (not empty) occurs in `hay`: a first-byte test before
+/// comparing a window, so most windows cost one byte compare rather than a
+/// `memcmp` call (the table build runs this over every symbol name).
+fn contains_bytes(hay: &[u8], pat: &[u8]) -> bool {
+    hay.windows(pat.len()).any(|w| w[0] == pat[0] && w == pat)
 }
 
 /// Whether a symbol name contains one of [`ZONE_PATTERNS`]. Cheap
 /// prefilter first: every pattern contains "std", "panic", "nwind" or
 /// "rust_", found with a fast byte search.
 fn matches_zone(name: &[u8]) -> bool {
-    let has = |pat: &[u8]| name.windows(pat.len()).any(|w| w == pat);
+    let has = |pat: &[u8]| contains_bytes(name, pat);
     if !(has(b"std") || has(b"panic") || has(b"nwind") || has(b"rust_")) {
         return false;
     }
