@@ -12,7 +12,7 @@
 
 use libc::{c_char, c_int, c_long, c_void, iovec, msghdr, size_t, sockaddr, socklen_t, ssize_t};
 
-use super::{dns, fdops, fs, futex, io, net, poll, pthread, signal, time, transfer, wait};
+use super::{dns, fdops, fortify, fs, futex, io, net, poll, pthread, signal, time, transfer, wait};
 use crate::reactor::registration::Dir;
 
 hooks! {
@@ -62,6 +62,41 @@ hooks! {
         addr: *mut sockaddr,
         alen: *mut socklen_t,
     ) -> ssize_t {
+        net::recvfrom(fd, buf.cast(), n, flags, addr, alen)
+    }
+
+    /// glibc's `_FORTIFY_SOURCE` form of `recv` (C code compiled with it
+    /// calls this where the buffer's size is known): the size check, then
+    /// the hook. Without it glibc's own `recv` runs inside libc, unhooked.
+    fn __recv_chk(
+        fd: c_int,
+        buf: *mut c_void,
+        n: size_t,
+        buflen: size_t,
+        flags: c_int,
+    ) -> ssize_t {
+        fortify::check(n <= buflen);
+        net::recvfrom(
+            fd,
+            buf.cast(),
+            n,
+            flags,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        )
+    }
+
+    /// `_FORTIFY_SOURCE` form of `recvfrom` (see `__recv_chk`).
+    fn __recvfrom_chk(
+        fd: c_int,
+        buf: *mut c_void,
+        n: size_t,
+        buflen: size_t,
+        flags: c_int,
+        addr: *mut sockaddr,
+        alen: *mut socklen_t,
+    ) -> ssize_t {
+        fortify::check(n <= buflen);
         net::recvfrom(fd, buf.cast(), n, flags, addr, alen)
     }
 
@@ -140,6 +175,12 @@ hooks! {
         transfer::tee(fd_in, fd_out, len, flags)
     }
 
+    /// `_FORTIFY_SOURCE` form of `read` (see `__recv_chk`).
+    fn __read_chk(fd: c_int, buf: *mut c_void, n: size_t, buflen: size_t) -> ssize_t {
+        fortify::check(n <= buflen);
+        io::read(fd, buf.cast(), n)
+    }
+
     fn readv(fd: c_int, iov: *const iovec, cnt: c_int) -> ssize_t {
         io::readv(fd, iov, cnt)
     }
@@ -214,6 +255,34 @@ hooks! {
         poll::ppoll(fds, n, ts, sigmask)
     }
 
+    /// `_FORTIFY_SOURCE` form of `poll`: `fdslen` is the array's size in
+    /// bytes (see `__recv_chk`).
+    fn __poll_chk(
+        fds: *mut libc::pollfd,
+        n: libc::nfds_t,
+        timeout_ms: c_int,
+        fdslen: size_t,
+    ) -> c_int {
+        fortify::check(fdslen / std::mem::size_of::<libc::pollfd>() >= n as usize);
+        poll::poll(
+            fds,
+            n,
+            (timeout_ms >= 0).then(|| std::time::Duration::from_millis(timeout_ms as u64)),
+        )
+    }
+
+    /// `_FORTIFY_SOURCE` form of `ppoll` (see `__poll_chk`).
+    fn __ppoll_chk(
+        fds: *mut libc::pollfd,
+        n: libc::nfds_t,
+        ts: *const libc::timespec,
+        sigmask: *const libc::sigset_t,
+        fdslen: size_t,
+    ) -> c_int {
+        fortify::check(fdslen / std::mem::size_of::<libc::pollfd>() >= n as usize);
+        poll::ppoll(fds, n, ts, sigmask)
+    }
+
     fn select(
         n: c_int,
         r: *mut libc::fd_set,
@@ -271,6 +340,29 @@ hooks! {
     }
 
     fn pread(fd: c_int, buf: *mut c_void, n: size_t, off: libc::off_t) -> ssize_t {
+        fs::positioned_one(fd, Dir::Read, buf, n, off)
+    }
+
+    /// `_FORTIFY_SOURCE` forms of `pread`/`pread64` (see `__recv_chk`).
+    fn __pread_chk(
+        fd: c_int,
+        buf: *mut c_void,
+        n: size_t,
+        off: libc::off_t,
+        buflen: size_t,
+    ) -> ssize_t {
+        fortify::check(n <= buflen);
+        fs::positioned_one(fd, Dir::Read, buf, n, off)
+    }
+
+    fn __pread64_chk(
+        fd: c_int,
+        buf: *mut c_void,
+        n: size_t,
+        off: libc::off64_t,
+        buflen: size_t,
+    ) -> ssize_t {
+        fortify::check(n <= buflen);
         fs::positioned_one(fd, Dir::Read, buf, n, off)
     }
 

@@ -119,6 +119,7 @@ macro_rules! hooks {
 
 mod dns;
 mod fdops;
+mod fortify;
 mod fs;
 pub(crate) mod futex;
 mod handoff;

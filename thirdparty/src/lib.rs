@@ -17,6 +17,52 @@ extern "C" {
     pub fn tp_violations() -> u64;
 }
 
+/// Safe wrappers of `csrc/fortified.c`, C code built with
+/// `_FORTIFY_SOURCE=2`: each reads or polls one fd through glibc's checked
+/// entry point and returns the sum of the bytes read (or poll's count), or
+/// `-errno`. Any fd number is safe to pass (a bad one gives `-EBADF`).
+pub mod fortified {
+    use std::ffi::{c_int, c_long, c_ulong};
+
+    mod ffi {
+        use std::ffi::{c_int, c_long, c_ulong};
+        extern "C" {
+            pub fn ftf_read(fd: c_int, n: c_ulong) -> c_long;
+            pub fn ftf_recv(fd: c_int, n: c_ulong) -> c_long;
+            pub fn ftf_pread(fd: c_int, n: c_ulong, off: c_long) -> c_long;
+            pub fn ftf_poll_in(fd: c_int, nfds: c_ulong, timeout_ms: c_int) -> c_int;
+        }
+    }
+
+    /// `read(fd, buf, min(n, 256))` in fortified C (`__read_chk`).
+    pub fn read(fd: c_int, n: usize) -> i64 {
+        // SAFETY: the C function reads at most `n` bytes into its own
+        // 256-byte stack buffer, and `n` is clamped to 256 here; the fd is
+        // only passed to the kernel.
+        unsafe { ffi::ftf_read(fd, n.min(256) as c_ulong) as i64 }
+    }
+
+    /// `recv(fd, buf, min(n, 256), 0)` in fortified C (`__recv_chk`).
+    pub fn recv(fd: c_int, n: usize) -> i64 {
+        // SAFETY: as `read`.
+        unsafe { ffi::ftf_recv(fd, n.min(256) as c_ulong) as i64 }
+    }
+
+    /// `pread(fd, buf, min(n, 256), off)` in fortified C (`__pread64_chk`).
+    pub fn pread(fd: c_int, n: usize, off: i64) -> i64 {
+        // SAFETY: as `read`.
+        unsafe { ffi::ftf_pread(fd, n.min(256) as c_ulong, off as c_long) as i64 }
+    }
+
+    /// `poll` for input on `fd` (the first of `nfds` <= 4 entries, the
+    /// others unused) in fortified C (`__poll_chk`).
+    pub fn poll_in(fd: c_int, nfds: usize, timeout_ms: i32) -> i32 {
+        // SAFETY: the C function polls its own 4-entry stack array, and
+        // `nfds` is clamped to 4 here.
+        unsafe { ffi::ftf_poll_in(fd, nfds.min(4) as c_ulong, timeout_ms) }
+    }
+}
+
 /// Safe wrappers of the C helpers of `csrc/pthread_helpers.c`: each works
 /// on static objects of the C file and has no preconditions, except that
 /// `sem_*` need `sem_init` first, `barrier_wait` needs `barrier_init` and
