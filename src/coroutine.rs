@@ -76,9 +76,10 @@ pub(crate) struct Inner {
     pub(crate) stack_hi: AtomicUsize,
     /// Usable stack size to allocate at first run.
     pub(crate) stack_size: usize,
-    /// The body, taken on first run. Called with `None` on the coroutine's
-    /// stack; with `Some(error)` (on the executor's stack) when no stack
-    /// could be allocated: it then only reports the error to the joiner.
+    /// The body (the result packet holding the closure), taken on first
+    /// run: `run(None)` on the coroutine's stack; `run(Some(message))` (on
+    /// the executor's stack) when no stack could be allocated: it then only
+    /// reports the error to the joiner.
     pub(crate) entry: UnsafeCell<Option<Body>>,
     pub(crate) state: AtomicU8,
     /// std-like park token for [`park`]/[`Coroutine::unpark`].
@@ -139,15 +140,25 @@ impl Drop for Inner {
 // goes through the `state` RMWs or a run-queue push/pop, both of which
 // synchronise (Release/Acquire).
 unsafe impl Sync for Inner {}
-// SAFETY: as above; the boxed body is Send.
+// SAFETY: as above; the body (`Arc<dyn Entry>`) is Send + Sync.
 unsafe impl Send for Inner {}
 
 /// A counted reference to a coroutine's shared state: what run queues,
 /// wait lists and wakers hold (the glossary's *coroutine*, as a value).
 pub(crate) type CoroutineRef = Arc<Inner>;
 
-/// A coroutine's body (see `Inner::entry`).
-pub(crate) type Body = Box<dyn FnOnce(Option<io::Error>) + Send>;
+/// A coroutine's body (see `Inner::entry`): its result packet, which also
+/// holds the user's closure until the first run (one allocation for both;
+/// `Packet`).
+pub(crate) type Body = Arc<dyn Entry>;
+
+/// Runs a coroutine's body: `run(None)` on the coroutine's stack at its
+/// first run; `run(Some(message))` on the executor's stack when it could
+/// not start (no stack or TLS block), which only reports `message` to the
+/// joiner and leaves the closure to be dropped with the packet.
+pub(crate) trait Entry: Send + Sync {
+    fn run(self: Arc<Self>, no_stack: Option<String>);
+}
 
 impl Inner {
     /// Wakes the coroutine if it is parked, or makes its next park return at
@@ -418,17 +429,30 @@ impl Waiter {
 /// - coroutine: write `result`, then swap in `DONE` (AcqRel); if the old
 ///   state was `WAITING`, take `waiter` (Acquire made its write visible)
 ///   and wake it.
-struct Packet<T> {
+struct Packet<T, C: ?Sized> {
     state: AtomicU8,
     result: UnsafeCell<Option<std::thread::Result<T>>>,
     waiter: UnsafeCell<Option<Waiter>>,
-    /// The body of a coroutine that could not start (no stack): kept here
-    /// so that whatever it captured is dropped with the packet — by the
-    /// joiner, in user context — not in the scheduler, where a `Drop` that
-    /// blocks would block the executor (a detached coroutine's packet still
-    /// goes with the scheduler's reference). Written like `result`.
-    orphan: UnsafeCell<Option<Box<dyn Send>>>,
+    /// The user's closure until the first run takes it (`BodyCell<F>`;
+    /// erased to `dyn Closure` in the `JoinHandle`). A coroutine that could
+    /// not start leaves it here, so that whatever it captured is dropped
+    /// with the packet — by the joiner, in user context — not in the
+    /// scheduler, where a `Drop` that blocks would block the executor (a
+    /// detached coroutine's packet still goes with the scheduler's
+    /// reference).
+    body: C,
 }
+
+/// The closure slot of a `Packet`: `Some` until the first run takes it.
+struct BodyCell<F>(UnsafeCell<Option<F>>);
+
+/// What a `JoinHandle` sees of the closure slot: nothing (the packet's
+/// last owner drops it, whoever that is).
+trait Closure {}
+impl<F> Closure for BodyCell<F> {}
+
+/// The packet as the `JoinHandle` holds it: closure type erased.
+type JoinPacket<T> = Packet<T, dyn Closure>;
 
 const EMPTY: u8 = 0;
 const WAITING: u8 = 1;
@@ -438,20 +462,81 @@ const FINISHED: u8 = 2;
 // FINISHED (Release) and read by the single JoinHandle after it sees
 // FINISHED (Acquire); `waiter` is written by the joiner before it publishes
 // WAITING (Release) and read by the coroutine only after its swap saw
-// WAITING (Acquire). T: Send moves the result between threads. `orphan`
-// (Send) is written once by the coroutine's body before FINISHED and only
-// dropped with the packet, by its last owner.
-unsafe impl<T: Send> Sync for Packet<T> {}
+// WAITING (Acquire). T: Send moves the result between threads. `body` is
+// taken only by the party that owns the right to run the coroutine, once
+// (first run); otherwise only dropped with the packet, by its last owner;
+// the JoinHandle's erased view (`dyn Closure`) has no method to reach it.
+// F: Send moves the closure to the coroutine's thread. (The JoinHandle's
+// erased view needs no impl: the handle's own Send/Sync impls cover it.)
+unsafe impl<T: Send, F: Send> Sync for Packet<T, BodyCell<F>> {}
+
+impl<T, F> Entry for Packet<T, BodyCell<F>>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    fn run(self: Arc<Self>, no_stack: Option<String>) {
+        let started = no_stack.is_none();
+        let result = match no_stack {
+            None => {
+                // SAFETY: the executor running the coroutine's first run owns
+                // the right to run it: the one party that takes the closure,
+                // once (Inner::entry was taken before this call).
+                let f = unsafe { (*self.body.0.get()).take() };
+                let f = f.expect("coroutine body run twice");
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+            }
+            // The stack is allocated when the coroutine first runs (a
+            // coroutine that never ran costs no stack, and stacks freed by
+            // finished coroutines serve new ones while they are hot);
+            // failing then, the error reaches `join` as the payload. The
+            // closure stays in the packet (see `Packet::body`).
+            Some(msg) => Err(Box::new(msg) as Box<dyn Any + Send>),
+        };
+        // As for a thread: the coroutine's thread-local destructors run
+        // before `join` can return (its own block: tls/block.rs), and after
+        // a result nobody will join is dropped (std drops a detached
+        // thread's result before its thread-locals), so the result's `Drop`
+        // may still use thread-locals.
+        let result = if Arc::strong_count(&self) == 1 {
+            drop(result); // detached: the JoinHandle is gone
+            None
+        } else {
+            Some(result)
+        };
+        // (A dedicated thread's thread-locals are its OS thread's: glibc
+        // destroys them when that thread exits, right after this.)
+        if started && crate::tls::enabled() && sched::in_coroutine() {
+            crate::tls::run_exit_destructors();
+        }
+        let p = &*self;
+        // SAFETY: only this coroutine writes the result, before FINISHED.
+        unsafe { *p.result.get() = result };
+        let _np = sched::NoPreempt::new();
+        if p.state.swap(FINISHED, Ordering::AcqRel) == WAITING {
+            // SAFETY: the joiner wrote `waiter` before publishing WAITING
+            // and never touches it again (protocol above).
+            if let Some(w) = unsafe { (*p.waiter.get()).take() } {
+                if started {
+                    w.wake_by_finishing();
+                } else {
+                    w.wake(); // from the scheduler (no stack): it goes on
+                }
+            }
+        }
+    }
+}
 
 /// An owned permission to join a coroutine, like
 /// [`std::thread::JoinHandle`]. Dropping it detaches the coroutine.
 pub struct JoinHandle<T> {
     coroutine: Coroutine,
-    packet: Arc<Packet<T>>,
+    packet: Arc<JoinPacket<T>>,
     _not_sync_by_accident: PhantomData<*const ()>,
 }
 
-// SAFETY: the handle only moves the Packet<T> (Sync for T: Send) and a
+// SAFETY: the handle only moves the packet's header (Sync for T: Send; the
+// erased closure is Send and never touched through the handle) and a
 // Coroutine (Send + Sync); the PhantomData only opts out of auto traits.
 unsafe impl<T: Send> Send for JoinHandle<T> {}
 // SAFETY: `&JoinHandle` only exposes `coroutine()` and `is_finished()`.
@@ -609,61 +694,10 @@ impl Builder {
             state: AtomicU8::new(EMPTY),
             result: UnsafeCell::new(None),
             waiter: UnsafeCell::new(None),
-            orphan: UnsafeCell::new(None),
+            body: BodyCell(UnsafeCell::new(Some(f))),
         });
-        let their_packet = packet.clone();
-        let name_for_error = self.name.clone();
-        let body: Body = Box::new(move |no_stack: Option<io::Error>| {
-            let p = &*their_packet;
-            let started = no_stack.is_none();
-            let result = match no_stack {
-                None => std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)),
-                // The stack is allocated when the coroutine first runs (a
-                // coroutine that never ran costs no stack, and stacks freed
-                // by finished coroutines serve new ones while they are hot);
-                // failing then, the error reaches `join` as the payload.
-                Some(e) => {
-                    // SAFETY: only this body writes `orphan`, before
-                    // FINISHED; the packet drops it (joiner's context).
-                    unsafe { *p.orphan.get() = Some(Box::new(f)) };
-                    let msg = format!(
-                        "coroutines: coroutine '{}' could not start: {e}",
-                        name_for_error.as_deref().unwrap_or("<unnamed>")
-                    );
-                    Err(Box::new(msg) as Box<dyn Any + Send>)
-                }
-            };
-            // As for a thread: the coroutine's thread-local destructors run
-            // before `join` can return (its own block: tls/block.rs), and
-            // after a result nobody will join is dropped (std drops a
-            // detached thread's result before its thread-locals), so the
-            // result's `Drop` may still use thread-locals.
-            let result = if Arc::strong_count(&their_packet) == 1 {
-                drop(result); // detached: the JoinHandle is gone
-                None
-            } else {
-                Some(result)
-            };
-            // (A dedicated thread's thread-locals are its OS thread's: glibc
-            // destroys them when that thread exits, right after this.)
-            if started && crate::tls::enabled() && sched::in_coroutine() {
-                crate::tls::run_exit_destructors();
-            }
-            // SAFETY: only this coroutine writes the result, before FINISHED.
-            unsafe { *p.result.get() = result };
-            let _np = sched::NoPreempt::new();
-            if p.state.swap(FINISHED, Ordering::AcqRel) == WAITING {
-                // SAFETY: the joiner wrote `waiter` before publishing
-                // WAITING and never touches it again (protocol above).
-                if let Some(w) = unsafe { (*p.waiter.get()).take() } {
-                    if started {
-                        w.wake_by_finishing();
-                    } else {
-                        w.wake(); // from the scheduler (no stack): it goes on
-                    }
-                }
-            }
-        });
+        let body: Body = packet.clone();
+        let packet: Arc<JoinPacket<T>> = packet;
         let inner = Arc::new(Inner {
             id: CoroutineId::next(),
             name: self.name.map(String::into_boxed_str),
@@ -709,7 +743,7 @@ impl Builder {
                 // SAFETY: this thread is the only party that ever runs the
                 // coroutine: the body is ours to take, once.
                 if let Some(body) = unsafe { (*co.entry.get()).take() } {
-                    body(None);
+                    body.run(None);
                 }
                 co.state.store(DONE, Ordering::Release);
             })?;

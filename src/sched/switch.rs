@@ -302,7 +302,7 @@ unsafe extern "C" fn coroutine_main(arg: usize, exec: usize) -> ! {
         // The body catches the user's panic itself; this outer catch only
         // guards the runtime's own bookkeeping, which must not unwind into
         // the assembly frame (it has no landing pad).
-        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(None))).is_err() {
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body.run(None))).is_err() {
             crate::sys::fatal("coroutine bookkeeping panicked");
         }
     }
@@ -571,7 +571,10 @@ fn fail_start(exec: &Executor, co: &CoroutineRef, e: std::io::Error) -> bool {
     // SAFETY: we own the right to run `co`, which never ran: the body is
     // ours to take on first run.
     if let Some(body) = unsafe { (*co.entry.get()).take() } {
-        body(Some(e));
+        body.run(Some(format!(
+            "coroutines: coroutine '{}' could not start: {e}",
+            co.name.as_deref().unwrap_or("<unnamed>")
+        )));
     }
     co.state.store(DONE, Ordering::Release);
     bump(&exec.shared.stats.finished);
