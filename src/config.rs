@@ -118,6 +118,9 @@ pub struct Config {
     /// (`COROUTINES_TRACE_BLOCKING`, default off; the reports are kept
     /// and counted either way, see [`crate::blocking_reports`]).
     pub trace_blocking: bool,
+    /// Spread sleeps that would wake in a herd (`COROUTINES_SPREAD_SLEEPS`,
+    /// default on; README "Sleeps and timers").
+    pub spread_sleeps: bool,
     /// Schedule trace: one line on stderr per interval
     /// (`COROUTINES_TRACE`, default off).
     pub trace: Option<Duration>,
@@ -185,6 +188,7 @@ pub struct RuntimeBuilder {
     file_helpers: Option<usize>,
     dump_signal: Option<Option<i32>>,
     trace_blocking: Option<bool>,
+    spread_sleeps: Option<bool>,
     trace: Option<Option<Duration>>,
     trace_file: Option<Option<PathBuf>>,
     wake_latency: Option<bool>,
@@ -233,6 +237,17 @@ impl RuntimeBuilder {
     /// `COROUTINES_TRACE_BLOCKING`. Default: off.
     pub fn trace_blocking(mut self, yes: bool) -> Self {
         self.trace_blocking = Some(yes);
+        self
+    }
+
+    /// Whether a sleep that would wake together with other timers (due
+    /// within 0.5 ms of two others) is moved later by a pseudo-random delay
+    /// below a tenth of its length (at most 10 ms), so that coroutines
+    /// polling one resource by sleeping (SQLite's busy handler, retry
+    /// loops) do not stay in lockstep. A lone sleeper is never moved; timed
+    /// waits never are. Overrides `COROUTINES_SPREAD_SLEEPS`. Default: on.
+    pub fn spread_sleeps(mut self, on: bool) -> Self {
+        self.spread_sleeps = Some(on);
         self
     }
 
@@ -495,6 +510,17 @@ impl RuntimeBuilder {
                 None => false,
             },
         };
+        let spread_sleeps = match self.spread_sleeps {
+            Some(b) => b,
+            None => match env_var("COROUTINES_SPREAD_SLEEPS", BOOL_FORMS)? {
+                Some(v) => match v.trim() {
+                    "1" | "true" => true,
+                    "0" | "false" => false,
+                    _ => return Err(invalid("COROUTINES_SPREAD_SLEEPS", &v, BOOL_FORMS)),
+                },
+                None => true,
+            },
+        };
         if !(1..=1024).contains(&file_helpers) {
             return Err(invalid(
                 "RuntimeBuilder::file_helpers",
@@ -574,6 +600,7 @@ impl RuntimeBuilder {
             file_helpers,
             dump_signal,
             trace_blocking,
+            spread_sleeps,
         })
     }
 }
@@ -642,6 +669,12 @@ mod tests {
             .resolve()
             .unwrap();
         assert!(c.trace_blocking);
+        assert!(c.spread_sleeps, "on by default");
+        let c = RuntimeBuilder::new()
+            .spread_sleeps(false)
+            .resolve()
+            .unwrap();
+        assert!(!c.spread_sleeps);
     }
 
     #[test]

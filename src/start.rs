@@ -98,6 +98,7 @@ fn start_slow(config: Option<Config>) -> Result<&'static Runtime, ConfigError> {
     // Before the runtime is published: from then on a new earliest timer
     // tells the monitor (a no-op until the monitor plans a sleep).
     crate::reactor::set_timer_armed_hook(crate::preempt::timer_armed);
+    crate::reactor::set_spread_sleeps(config.spread_sleeps);
     // Tracing flags before any executor runs a coroutine
     // (observe/trace.rs: they never change afterwards).
     crate::observe::trace::init(

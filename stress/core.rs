@@ -335,12 +335,45 @@ fn bad_env_values_are_refused() {
             "on",
             "COROUTINES_TRACE_BLOCKING=\"on\" is not valid: expected 1, 0, true or false",
         ),
+        (
+            "COROUTINES_SPREAD_SLEEPS",
+            "off",
+            "COROUTINES_SPREAD_SLEEPS=\"off\" is not valid: expected 1, 0, true or false",
+        ),
     ] {
         let out = run_child("bad_env_values_are_refused", &[(var, val)]);
         let (o, e) = text(&out);
         assert!(out.status.success(), "{var}={val}: child failed:\n{o}\n{e}");
         assert!(o.contains(needle), "{var}={val}: stdout was:\n{o}");
     }
+}
+
+/// `COROUTINES_SPREAD_SLEEPS=0` turns the spreading of sleepers off: 16
+/// coroutines sleeping together are all fired at their deadline (none
+/// moved); with the default, most of them are moved.
+#[test]
+fn spread_sleeps_switch() {
+    if is_child() {
+        let hs: Vec<_> = (0..16)
+            .map(|_| coroutines::spawn(|| coroutines::sleep(Duration::from_millis(50))))
+            .collect();
+        hs.into_iter().for_each(|h| h.join().unwrap());
+        println!("SPREAD:{}", coroutines::stats().sleeps_spread);
+        return;
+    }
+    let spread = |env: &[(&str, &str)]| {
+        let out = run_child("spread_sleeps_switch", env);
+        let (o, e) = text(&out);
+        assert!(out.status.success(), "child failed:\n{o}\n{e}");
+        o.lines()
+            .find_map(|l| l.split("SPREAD:").nth(1))
+            .unwrap_or_else(|| panic!("no SPREAD line:\n{o}"))
+            .trim()
+            .parse::<u64>()
+            .unwrap()
+    };
+    assert_eq!(spread(&[("COROUTINES_SPREAD_SLEEPS", "0")]), 0);
+    assert!(spread(&[]) >= 8);
 }
 
 /// Configuring after the runtime started is an error, not ignored.

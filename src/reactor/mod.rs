@@ -28,4 +28,4 @@ mod timer;
 pub(crate) use epoll::{
     deregister, own_fd, park_in_epoll, poll_nonblocking, register, wake_poller, COUNTERS,
 };
-pub(crate) use timer::{set_armed_hook as set_timer_armed_hook, timers, Waker};
+pub(crate) use timer::{set_armed_hook as set_timer_armed_hook, set_spread_sleeps, timers, Waker};

@@ -24,7 +24,8 @@
 //! pseudo-random delay below min(length / 10, 10 ms) — the jitter that
 //! backoff schemes add on purpose. A sleep is "at least" its length, so
 //! this is within its contract; a lone sleeper (a periodic tick, a
-//! latency probe) is never moved. Counted in `Stats::sleeps_spread`.
+//! latency probe) is never moved. Counted in `Stats::sleeps_spread`;
+//! `COROUTINES_SPREAD_SLEEPS=0` turns it off.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -109,6 +110,15 @@ static TIMERS: OnceLock<Timers> = OnceLock::new();
 /// timers while executors are busy). The reactor does not know the monitor.
 static ARMED_HOOK: OnceLock<fn(u64)> = OnceLock::new();
 
+/// Whether sleeps in a herd are spread (`Config::spread_sleeps`; set once
+/// at start, before any coroutine runs).
+static SPREAD: AtomicBool = AtomicBool::new(true);
+
+/// Sets whether sleeps in a herd are spread (start.rs).
+pub(crate) fn set_spread_sleeps(on: bool) {
+    SPREAD.store(on, Ordering::Relaxed);
+}
+
 /// Registers the `ARMED_HOOK` (once; later calls are ignored).
 pub(crate) fn set_armed_hook(f: fn(u64)) {
     let _ = ARMED_HOOK.set(f);
@@ -152,7 +162,7 @@ impl Timers {
         let (key, earliest) = {
             let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
             let mut deadline = deadline;
-            if spread && in_herd(&map, deadline) {
+            if spread && SPREAD.load(Ordering::Relaxed) && in_herd(&map, deadline) {
                 deadline += herd_delay(deadline.saturating_duration_since(Instant::now()), seq);
                 self.spread_total.fetch_add(1, Ordering::Relaxed);
             }
