@@ -730,7 +730,7 @@ impl Builder {
         };
         if self.dedicated {
             let np = sched::NoPreempt::new();
-            crate::observe::registry::register(&inner, None, &np);
+            crate::observe::registry::register(&inner, &np);
             drop(np);
             // Its own OS thread: the body runs there, never on an executor
             // (hooks see a plain thread and block it, as they should).

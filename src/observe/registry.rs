@@ -10,10 +10,14 @@
 //! executor's `next_id` (never run) and `current_id` (running).
 //!
 //! Layout: `SHARDS` shards, each a vector of `*const Inner` behind a spin
-//! lock. An executor uses shard E = its index (the lock's cache line stays
-//! with it), a plain thread shard `id % SHARDS`; a coroutine stores its
-//! shard and index (`Inner::reg_slot`) so removal is a `swap_remove`.
-//! Cost: one uncontended CAS and Release store at entry and at exit.
+//! lock; a coroutine goes to shard `id % SHARDS` and stores its shard and
+//! index (`Inner::reg_slot`) so removal is a `swap_remove`. Cost: one
+//! uncontended CAS and Release store at entry and at exit. Not a shard
+//! per executor: a coroutine is often registered by one executor and
+//! removed by another (spawned here, stolen and finished there), and then
+//! both executors hammered the spawner's shard — its lock and the end of
+//! its vector — and deferred operations on contention (spawn-all-then-
+//! join, bench W2a: 507 ns per coroutine against 354 with shards by id).
 //! Executors never wait for a shard: they `try_with`, and on contention
 //! (a dump holding that shard, or descheduled by the OS while holding it)
 //! keep the operation, with a reference that keeps the coroutine alive,
@@ -112,8 +116,13 @@ impl Shard {
     }
 }
 
-/// Adds a coroutine to the shard of `executor` (the executor doing it)
-/// or of its id. When: at spawn from a plain thread (or a dedicated
+/// The shard of a coroutine (module doc, "Layout").
+#[inline]
+fn shard_of(co: &Inner) -> usize {
+    co.id.as_u64().get() as usize % SHARDS
+}
+
+/// Adds a coroutine to its shard. When: at spawn from a plain thread (or a dedicated
 /// coroutine), when a spawned coroutine leaves its executor's `next` slot
 /// for a stealable queue, or at a coroutine's first switch-out — so a
 /// coroutine spawned into the `next` slot that runs to completion without
@@ -125,11 +134,11 @@ impl Shard {
 /// exactly one insert it. A registration retried after the coroutine
 /// finished is removed by its `Drop` (the exit path saw no entry).
 #[inline]
-pub(crate) fn register(co: &Inner, executor: Option<usize>, np: &NoPreempt) {
+pub(crate) fn register(co: &Inner, np: &NoPreempt) {
     if co.reg_slot.load(Ordering::Relaxed) != UNREGISTERED {
         return;
     }
-    let shard = executor.unwrap_or(co.id.as_u64().get() as usize) % SHARDS;
+    let shard = shard_of(co);
     REGISTRY[shard].with(np, |list| {
         // A CAS: see `try_register`.
         let slot = (shard as u64) << 32 | list.len() as u64;
@@ -151,11 +160,11 @@ pub(crate) fn register(co: &Inner, executor: Option<usize>, np: &NoPreempt) {
 /// (sched/executor.rs `registry_pending`). The caller runs with
 /// preemption impossible (scheduler context or a raised level).
 #[inline(never)]
-pub(crate) fn try_register(co: &Inner, executor: usize) -> bool {
+pub(crate) fn try_register(co: &Inner) -> bool {
     if co.reg_slot.load(Ordering::Relaxed) != UNREGISTERED {
         return true;
     }
-    let shard = executor % SHARDS;
+    let shard = shard_of(co);
     REGISTRY[shard]
         .try_with(|list| {
             // A CAS, not a store: an executor retrying a deferred

@@ -499,7 +499,7 @@ impl Executor {
             return;
         }
         let done = if register {
-            crate::observe::registry::try_register(co, self.index)
+            crate::observe::registry::try_register(co)
         } else {
             crate::observe::registry::try_unregister(co)
         };
@@ -528,7 +528,7 @@ impl Executor {
                 // Finished meanwhile: nothing to show any more.
                 co.state.load(Ordering::Acquire) & crate::coroutine::STATE_MASK
                     == crate::coroutine::DONE
-                    || crate::observe::registry::try_register(co, self.index)
+                    || crate::observe::registry::try_register(co)
             } else {
                 crate::observe::registry::try_unregister(co)
             };

@@ -260,7 +260,7 @@ pub(crate) fn spawn_coroutine(rt: &'static Runtime, co: CoroutineRef) {
             }
         }
         _ => {
-            crate::observe::registry::register(&co, None, &np);
+            crate::observe::registry::register(&co, &np);
             rt.injector.push(co);
             rt.external_spawns.fetch_add(1, Ordering::Relaxed);
             rt.notify_idle();
