@@ -470,6 +470,17 @@ const FINISHED: u8 = 2;
 // erased view needs no impl: the handle's own Send/Sync impls cover it.)
 unsafe impl<T: Send, F: Send> Sync for Packet<T, BodyCell<F>> {}
 
+/// Runs the user's closure, catching its panic. Kept out of `run`, so the
+/// closure's code (a yield loop, say) lives in a small function of its
+/// own, as it did when the body was a boxed closure: inlined into `run`,
+/// bench W1 (two coroutines yielding to each other) measured 58 ns per
+/// yield instead of 43, with the same instructions in the loop (a code
+/// placement effect; no hardware counters on the machine to say more).
+#[inline(never)]
+fn call_body<T, F: FnOnce() -> T>(f: F) -> std::thread::Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+}
+
 impl<T, F> Entry for Packet<T, BodyCell<F>>
 where
     F: FnOnce() -> T + Send + 'static,
@@ -483,8 +494,7 @@ where
                 // the right to run it: the one party that takes the closure,
                 // once (Inner::entry was taken before this call).
                 let f = unsafe { (*self.body.0.get()).take() };
-                let f = f.expect("coroutine body run twice");
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+                call_body(f.expect("coroutine body run twice"))
             }
             // The stack is allocated when the coroutine first runs (a
             // coroutine that never ran costs no stack, and stacks freed by
