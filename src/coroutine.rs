@@ -738,10 +738,17 @@ impl Builder {
         let coroutine = Coroutine {
             inner: inner.clone(),
         };
-        if self.dedicated {
-            let np = sched::NoPreempt::new();
-            crate::observe::registry::register(&inner, &np);
-            drop(np);
+        // In a fork child no executor runs (sched/thread.rs `FORK_CHILD`):
+        // every coroutine gets an OS thread of its own there.
+        let fork_child = sched::fork_child();
+        if self.dedicated || fork_child {
+            if !fork_child {
+                // (Not in a fork child: a registry lock held by a thread of
+                // the parent at the fork stays held in the child.)
+                let np = sched::NoPreempt::new();
+                crate::observe::registry::register(&inner, &np);
+                drop(np);
+            }
             // Its own OS thread: the body runs there, never on an executor
             // (hooks see a plain thread and block it, as they should).
             let co = inner.clone();

@@ -99,6 +99,7 @@ fn start_slow(config: Option<Config>) -> Result<&'static Runtime, ConfigError> {
     // tells the monitor (a no-op until the monitor plans a sleep).
     crate::reactor::set_timer_armed_hook(crate::preempt::timer_armed);
     crate::reactor::set_spread_sleeps(config.spread_sleeps);
+    sched::install_fork_child_handler();
     // Tracing flags before any executor runs a coroutine
     // (observe/trace.rs: they never change afterwards).
     crate::observe::trace::init(

@@ -297,3 +297,113 @@ fn fifo_open_parks_the_coroutine() {
         },
     );
 }
+
+/// `fork` from a coroutine, the child going on without `exec` (a pre-fork
+/// server, a daemon): the child runs only the forking coroutine, as a plain
+/// thread. Its sleep, its blocking read and a coroutine it spawns work
+/// there, and it exits with status 0 when the forking coroutine returns.
+/// Meanwhile the parent's coroutines keep their sockets: the child never
+/// enters the copied scheduler, so it neither runs copies of the parent's
+/// coroutines (the line counts below) nor takes events from the epoll
+/// instance it shares with the parent (the echo round trips), and closing
+/// its copy of the echo's socket does not deregister the parent's. Before,
+/// the child's first park entered the copied scheduler (a copy of the
+/// echo coroutine in the child read the parent's messages), and the
+/// child's close removed the parent's registration from the shared epoll
+/// instance.
+#[test]
+fn fork_child_runs_only_the_forking_coroutine() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::os::unix::net::UnixStream;
+    in_child("fork_child_runs_only_the_forking_coroutine", || {
+        // Echo: `echo` answers every byte written to `client`.
+        let (mut client, mut server) = UnixStream::pair().unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let server_fd = std::os::fd::AsRawFd::as_raw_fd(&server);
+        let echo = coroutines::spawn(move || {
+            let mut b = [0u8; 1];
+            while server.read_exact(&mut b).is_ok() && b[0] != b'q' {
+                server.write_all(&b).unwrap();
+            }
+        });
+        // One round trip first: the echo's socket is now registered with
+        // the reactor's epoll instance.
+        client.write_all(b"x").unwrap();
+        client.read_exact(&mut [0u8; 1]).unwrap();
+        // `marker` writes "parent\n" to `out` once poked, then ends.
+        let (out_r, out_w) = UnixStream::pair().unwrap();
+        let (mut poke_w, mut poke_r) = UnixStream::pair().unwrap();
+        let mut out_marker = out_w.try_clone().unwrap();
+        let marker = coroutines::spawn(move || {
+            let mut b = [0u8; 1];
+            poke_r.read_exact(&mut b).unwrap();
+            out_marker.write_all(b"parent\n").unwrap();
+        });
+        // The child's input: the parent writes it after a while.
+        let (mut feed_w, mut feed_r) = UnixStream::pair().unwrap();
+        let mut out_child = out_w;
+        let pid = coroutines::spawn(move || {
+            // SAFETY: fork; the child only runs this coroutine (see above).
+            let pid = unsafe { libc::fork() };
+            if pid != 0 {
+                return pid;
+            }
+            // Closing the child's copy of a registered socket must not
+            // deregister the parent's (they shared one epoll instance).
+            // SAFETY: the child's own copy of the fd; nothing else in the
+            // child uses it.
+            unsafe { libc::close(server_fd) };
+            std::thread::sleep(Duration::from_millis(100));
+            let mut b = [0u8; 1];
+            feed_r.read_exact(&mut b).unwrap();
+            let v = coroutines::spawn(move || 6 * b[0] as u32).join().unwrap();
+            out_child
+                .write_all(format!("child {v}\n").as_bytes())
+                .unwrap();
+            // Returning ends the child (status 0).
+            0
+        })
+        .join()
+        .unwrap();
+        assert!(pid > 0, "fork failed");
+        // While the child sleeps: echo round trips from the parent.
+        let t = Instant::now();
+        let mut trips = 0;
+        while t.elapsed() < Duration::from_millis(200) {
+            client.write_all(b"x").unwrap();
+            let mut b = [0u8; 1];
+            client
+                .read_exact(&mut b)
+                .expect("an echo answer went missing (taken by the fork child?)");
+            assert_eq!(&b, b"x");
+            trips += 1;
+            coroutines::sleep(Duration::from_millis(2));
+        }
+        assert!(trips > 10, "{trips} echo round trips in 200 ms");
+        feed_w.write_all(&[7]).unwrap();
+        poke_w.write_all(b"!").unwrap();
+        marker.join().unwrap();
+        let mut status = 0;
+        // SAFETY: waits for our own child; `status` is a valid out pointer.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "child status {status:#x}"
+        );
+        client.write_all(b"q").unwrap();
+        echo.join().unwrap();
+        let mut lines: Vec<String> = Vec::new();
+        let mut r = BufReader::new(out_r);
+        r.get_ref()
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let mut line = String::new();
+        while r.read_line(&mut line).is_ok_and(|n| n > 0) {
+            lines.push(std::mem::take(&mut line));
+        }
+        lines.sort();
+        assert_eq!(lines, ["child 42\n", "parent\n"], "lines on the output");
+    });
+}

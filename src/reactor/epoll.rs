@@ -171,6 +171,46 @@ pub(crate) fn own_fd(fd: i32) -> bool {
     EPOLL.get().is_some_and(|e| e.epfd == fd || e.evfd == fd)
 }
 
+/// In a fork child (sched/thread.rs `on_fork_child`): the epoll instance
+/// and the wake-up eventfd are shared with the parent (a fork copies fds,
+/// not the kernel objects behind them), so anything the child did to them
+/// — an `EPOLL_CTL_DEL` when it closes a registered fd, a wake-up — would
+/// act on the parent's reactor. Replaces both, at the same fd numbers, by
+/// fresh private ones. Raw system calls only (it runs in an atfork
+/// handler).
+pub(crate) fn private_after_fork() {
+    let Some(ep) = EPOLL.get() else { return };
+    // SAFETY: plain syscalls on fd numbers this reactor owns; dup3 closes
+    // the inherited descriptors (the parent's objects stay alive in the
+    // parent) and puts the fresh ones in their place.
+    unsafe {
+        let epfd = sys::sc1(libc::SYS_epoll_create1, libc::EPOLL_CLOEXEC as usize);
+        if epfd >= 0 {
+            sys::sc3(
+                libc::SYS_dup3,
+                epfd as usize,
+                ep.epfd as usize,
+                libc::O_CLOEXEC as usize,
+            );
+            sys::sc1(libc::SYS_close, epfd as usize);
+        }
+        let evfd = sys::sc2(
+            libc::SYS_eventfd2,
+            0,
+            (libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) as usize,
+        );
+        if evfd >= 0 {
+            sys::sc3(
+                libc::SYS_dup3,
+                evfd as usize,
+                ep.evfd as usize,
+                libc::O_CLOEXEC as usize,
+            );
+            sys::sc1(libc::SYS_close, evfd as usize);
+        }
+    }
+}
+
 /// Removes `fd` from the epoll set (before close: a dup'ed file
 /// description would otherwise keep reporting events for this number).
 pub(crate) fn deregister(fd: i32) {

@@ -26,6 +26,7 @@ pub(crate) mod registration;
 mod timer;
 
 pub(crate) use epoll::{
-    deregister, own_fd, park_in_epoll, poll_nonblocking, register, wake_poller, COUNTERS,
+    deregister, own_fd, park_in_epoll, poll_nonblocking, private_after_fork, register, wake_poller,
+    COUNTERS,
 };
 pub(crate) use timer::{set_armed_hook as set_timer_armed_hook, set_spread_sleeps, timers, Waker};

@@ -83,4 +83,4 @@ pub(crate) use level::{current as preempt_level, NoPreempt};
 pub(crate) use runtime::try_runtime as try_runtime_pub;
 pub(crate) use runtime::{schedule, spawn_coroutine, try_runtime, Runtime, Settings};
 pub(crate) use switch::{park_current, yield_now_fast};
-pub(crate) use thread::fork_on_executor;
+pub(crate) use thread::{fork_child, fork_on_executor, install_fork_child_handler};

@@ -306,6 +306,15 @@ unsafe extern "C" fn coroutine_main(arg: usize, exec: usize) -> ! {
             crate::sys::fatal("coroutine bookkeeping panicked");
         }
     }
+    // In a fork child this coroutine ran on as a plain thread, the only
+    // thread there (sched/thread.rs `FORK_CHILD`): it finished, so the
+    // child exits, as a process does when its last thread returns (the
+    // scheduler's copy must not run the parent's coroutines).
+    if super::thread::fork_child() && current_executor().is_none() {
+        // SAFETY: exit runs atexit handlers and flushes stdio, as the end of
+        // the last thread does.
+        unsafe { libc::exit(0) };
+    }
     let np = NoPreempt::new();
     if let Some(e) = current_executor() {
         e.ident.release_current();

@@ -11,7 +11,7 @@
 
 use std::cell::{Cell, UnsafeCell};
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use crossbeam_deque::Worker;
@@ -23,6 +23,62 @@ use crate::coroutine::CoroutineRef;
 use crate::tls;
 use crate::tls::alias::{StackInfo, ThreadStack, Windows};
 use crate::tls::identity::{self, Slots};
+
+/// Set in a child of `fork` (any fork glibc runs its atfork handlers for:
+/// `fork` itself, `daemon`, `forkpty`), never cleared: the child has only
+/// the thread that forked, not the executors, the monitor, the detector
+/// or the helper threads, while its memory holds copies of every other
+/// coroutine and of the scheduler, and it shares the reactor's epoll
+/// instance with the parent. So in the child the runtime stands down, as
+/// the other threads of a forked thread program are simply gone:
+/// - the forking thread stops being an executor (`on_fork_child` clears
+///   its executor pointer): a coroutine that forked goes on as a plain
+///   thread — its calls block the thread, as they would in a
+///   single-threaded child — and never enters the scheduler, which would
+///   run copies of the parent's coroutines and take the parent's epoll
+///   events;
+/// - when it finishes, the child process exits (status 0: what the last
+///   thread returning does), see `coroutine_main`;
+/// - `spawn` in the child gives each new coroutine an OS thread of its own
+///   (`Builder::dedicated_thread`), since no executor runs there;
+/// - the reactor's epoll instance and eventfd are replaced by private ones
+///   (closing a registered fd in the child removed the *parent's*
+///   registration from the shared instance: lost wake-ups there).
+static FORK_CHILD: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process is a child of `fork` of a process that ran the
+/// runtime (see `FORK_CHILD`).
+#[inline]
+pub(crate) fn fork_child() -> bool {
+    FORK_CHILD.load(Ordering::Relaxed)
+}
+
+/// glibc's atfork child handler (registered at runtime start): runs in
+/// the child, on the forking thread, before `fork` returns there.
+extern "C" fn on_fork_child() {
+    FORK_CHILD.store(true, Ordering::Relaxed);
+    // The forking thread is a plain thread in the child (see FORK_CHILD).
+    // With per-coroutine thread-locals this is the running coroutine's
+    // copy of the carrier-bound slot, which is what it reads from now on
+    // (it is never switched again).
+    EXECUTOR.with(|e| e.set(std::ptr::null()));
+    // And its reactor objects are its own (reactor/epoll.rs).
+    crate::reactor::private_after_fork();
+}
+
+/// Registers `on_fork_child` with glibc (once, at runtime start).
+pub(crate) fn install_fork_child_handler() {
+    // SAFETY: pthread_atfork with a plain extern "C" function that only
+    // stores an atomic and a const-initialised thread-local and makes raw
+    // system calls (no lock, no allocation: safe in a fork child).
+    let r = unsafe { libc::pthread_atfork(None, None, Some(on_fork_child)) };
+    if r != 0 {
+        crate::sys::write_stderr(
+            b"coroutines: warning: pthread_atfork failed: a fork child would keep the runtime's \
+              copy; fork only to exec\n",
+        );
+    }
+}
 
 /// The `fork` hook (interpose/mod.rs): on an executor thread, forks with
 /// the executor's TLS region made private meanwhile (tls/alias.rs).
