@@ -35,8 +35,29 @@ fn in_children(name: &str, body: impl Fn()) {
         &[("COROUTINES_WORKERS", "2")][..],
         &[("COROUTINES_WORKERS", "2"), ("COROUTINES_SLICE", "100us")][..],
     ] {
-        common::in_child(CHILD, name, env, Duration::from_secs(120), &body);
+        in_child(name, env);
     }
+}
+
+/// `common::in_child` for this file: the child also runs a test marked
+/// `#[ignore]` (the parent was asked to).
+fn in_child(name: &str, env: &[(&str, &str)]) {
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args([name, "--exact", "--nocapture", "--test-threads=1", "--include-ignored"])
+        .env(CHILD, "1")
+        .envs(env.iter().copied());
+    let out = common::output_with_deadline(cmd, Duration::from_secs(120));
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.contains("1 passed"),
+        "child {name} ({env:?}) failed ({}):\n{text}",
+        out.status
+    );
+    eprintln!("{text}");
 }
 
 fn join_all<T>(hs: Vec<coroutines::JoinHandle<T>>) -> Vec<T> {
@@ -364,7 +385,8 @@ fn parking_lot_condvar_rwlock_upgradable() {
                 let (lock, stop) = (lock.clone(), stop.clone());
                 coroutines::spawn(move || {
                     let mut n = 0u64;
-                    while !stop.load(Ordering::Relaxed) {
+                    // At least 200 reads, even if the writers are done.
+                    while n < 200 || !stop.load(Ordering::Relaxed) {
                         let g = lock.read();
                         assert_eq!(g.1, 2 * g.0);
                         n += 1;
@@ -380,7 +402,7 @@ fn parking_lot_condvar_rwlock_upgradable() {
         join_all(writers);
         stop.store(true, Ordering::Relaxed);
         let reads: u64 = join_all(readers).into_iter().sum();
-        assert!(reads > 0);
+        assert!(reads >= 16 * 200);
         assert_eq!(*lock.read(), (16 * 500, 2 * 16 * 500));
     });
 }
@@ -983,4 +1005,413 @@ fn zstd_c_single_and_multithreaded() {
             .collect();
         assert!(join_all(hs).iter().all(|&n| n == 1 << 20));
     });
+}
+
+/// `fork` from a coroutine, the way daemonizing CLIs and pre-fork servers
+/// do it (the `fork`/`daemonize` crates call `libc::fork`): the child
+/// sleeps, writes to a pipe and a file with std, then `_exit`s; the parent
+/// coroutine waits for it. 8 coroutines do that at once while others are
+/// busy.
+#[test]
+#[ignore = "fails: the forked child runs copies of other coroutines (a parked call in the child enters the copied scheduler)"]
+fn fork_child_uses_blocking_std() {
+    in_children("fork_child_uses_blocking_std", || {
+        let stop = Arc::new(AtomicBool::new(false));
+        let busy: Vec<_> = (0..2)
+            .map(|_| {
+                let stop = stop.clone();
+                coroutines::spawn(move || {
+                    let mut n = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        n = n.wrapping_add(1);
+                    }
+                    n
+                })
+            })
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let hs: Vec<_> = (0..8)
+            .map(|i| {
+                let path = dir.path().join(format!("child-{i}"));
+                coroutines::spawn(move || {
+                    let (mut r, mut w) = std::io::pipe().unwrap();
+                    let pid = unsafe { libc::fork() };
+                    assert!(pid >= 0);
+                    if pid == 0 {
+                        drop(r);
+                        std::thread::sleep(Duration::from_millis(5));
+                        std::fs::write(&path, format!("hello {i}")).unwrap();
+                        w.write_all(format!("child {i} ok").as_bytes()).unwrap();
+                        drop(w);
+                        unsafe { libc::_exit(7) };
+                    }
+                    drop(w);
+                    let mut s = String::new();
+                    r.read_to_string(&mut s).unwrap();
+                    let mut status = 0;
+                    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+                    assert!(libc::WIFEXITED(status), "status {status:#x}");
+                    assert_eq!(libc::WEXITSTATUS(status), 7);
+                    assert_eq!(s, format!("child {i} ok"));
+                    assert_eq!(std::fs::read_to_string(&path).unwrap(), format!("hello {i}"));
+                })
+            })
+            .collect();
+        join_all(hs);
+        stop.store(true, Ordering::Relaxed);
+        join_all(busy);
+    });
+}
+
+/// A process-directed signal handled while coroutines run: ctrlc's
+/// handler (a `write` to its pipe, in signal context) interrupting
+/// coroutines that allocate and do pipe I/O. The signals are sent with
+/// `pthread_kill` to the thread running a busy coroutine (what a
+/// process-directed signal does when the main thread blocks it).
+#[test]
+fn ctrlc_signal_interrupts_busy_coroutines() {
+    in_children("ctrlc_signal_interrupts_busy_coroutines", || {
+        static HANDLED: AtomicU64 = AtomicU64::new(0);
+        ctrlc::set_handler(|| {
+            HANDLED.fetch_add(1, Ordering::SeqCst);
+        })
+        .unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let targets = Arc::new(Mutex::new(Vec::<libc::pthread_t>::new()));
+        // As many workers as executors: fairness among more is tested
+        // separately (`busy_in_libc_and_hooks_delays_others`).
+        let workers: Vec<_> = (0..2)
+            .map(|i| {
+                let (stop, targets) = (stop.clone(), targets.clone());
+                coroutines::spawn(move || {
+                    let (mut a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+                    let mut n = 0u64;
+                    let mut v: Vec<Box<[u8]>> = Vec::new();
+                    let mut buf = [0u8; 64];
+                    while !stop.load(Ordering::Relaxed) {
+                        if n % 256 == 0 {
+                            targets.lock().unwrap().push(unsafe { libc::pthread_self() });
+                        }
+                        v.push(vec![i as u8; 1 + (n % 200) as usize].into_boxed_slice());
+                        if v.len() > 64 {
+                            v.clear();
+                        }
+                        a.write_all(&buf[..17]).unwrap();
+                        b.read_exact(&mut buf[..17]).unwrap();
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        for k in 1..=200u64 {
+            let t = loop {
+                let mut g = targets.lock().unwrap();
+                if let Some(t) = g.pop() {
+                    g.clear();
+                    break t;
+                }
+                drop(g);
+                std::thread::sleep(Duration::from_micros(100));
+            };
+            unsafe { libc::pthread_kill(t, libc::SIGINT) };
+            let t0 = Instant::now();
+            while HANDLED.load(Ordering::SeqCst) < k {
+                assert!(t0.elapsed() < Duration::from_secs(10), "signal {k} not handled");
+                std::thread::sleep(Duration::from_micros(100));
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        assert!(join_all(workers).iter().all(|&n| n > 0));
+        assert_eq!(HANDLED.load(Ordering::SeqCst), 200);
+    });
+}
+
+/// `std::process::exit` called from a coroutine (a CLI's worker failing
+/// hard) while other coroutines are parked and busy: the process exits
+/// with that code, promptly.
+#[test]
+fn process_exit_from_coroutine() {
+    const VAR: &str = "COROUTINES_CRATES2_EXIT";
+    if std::env::var_os(VAR).is_some() {
+        let stop = Arc::new(AtomicBool::new(false));
+        for _ in 0..2 {
+            let stop = stop.clone();
+            coroutines::spawn(move || while !stop.load(Ordering::Relaxed) {});
+        }
+        for _ in 0..100 {
+            coroutines::spawn(|| std::thread::sleep(Duration::from_secs(600)));
+        }
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        coroutines::spawn(move || {
+            let _ = rx.recv();
+        });
+        coroutines::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            print!("exiting");
+            drop(tx);
+            std::process::exit(3);
+        })
+        .join()
+        .unwrap();
+        unreachable!();
+    }
+    for slice in ["2ms", "100us"] {
+        let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+        cmd.args(["process_exit_from_coroutine", "--exact", "--nocapture"])
+            .env(VAR, "1")
+            .env("COROUTINES_WORKERS", "2")
+            .env("COROUTINES_SLICE", slice);
+        let t = Instant::now();
+        let out = common::output_with_deadline(cmd, Duration::from_secs(60));
+        let so = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(3), "{out:?}");
+        assert!(so.contains("exiting"), "stdout not flushed: {so}");
+        assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
+    }
+}
+
+/// `std::backtrace::Backtrace::force_capture()` (the unwinder walking a
+/// coroutine's stack, then symbolisation) in 48 coroutines under
+/// preemption; every trace names the function that took it.
+#[test]
+fn backtrace_capture_in_coroutines() {
+    in_children("backtrace_capture_in_coroutines", || {
+        #[inline(never)]
+        fn deep(n: u32) -> String {
+            if n == 0 {
+                std::backtrace::Backtrace::force_capture().to_string()
+            } else {
+                let s = deep(n - 1);
+                std::hint::black_box(s)
+            }
+        }
+        let hs: Vec<_> = (0..48u32)
+            .map(|i| {
+                coroutines::spawn(move || {
+                    let mut ok = 0;
+                    for k in 0..4 {
+                        let s = deep(i % 8 + k);
+                        if s.contains("deep") {
+                            ok += 1;
+                        }
+                        coroutines::yield_now();
+                    }
+                    ok
+                })
+            })
+            .collect();
+        assert!(join_all(hs).iter().all(|&n| n == 4));
+    });
+}
+
+/// `std::thread::scope` inside coroutines: OS threads borrowing the
+/// coroutine's stack data, joined at the scope's end (the coroutine
+/// parks), 16 coroutines at once.
+#[test]
+fn thread_scope_in_coroutines() {
+    in_children("thread_scope_in_coroutines", || {
+        let hs: Vec<_> = (0..16u64)
+            .map(|i| {
+                coroutines::spawn(move || {
+                    let data: Vec<u64> = (0..10_000).map(|k| k * i).collect();
+                    let total = AtomicU64::new(0);
+                    std::thread::scope(|s| {
+                        for part in data.chunks(2500) {
+                            let total = &total;
+                            s.spawn(move || {
+                                std::thread::sleep(Duration::from_millis(2));
+                                total.fetch_add(part.iter().sum::<u64>(), Ordering::SeqCst);
+                            });
+                        }
+                    });
+                    total.load(Ordering::SeqCst)
+                })
+            })
+            .collect();
+        for (i, t) in join_all(hs).into_iter().enumerate() {
+            assert_eq!(t, (0..10_000u64).sum::<u64>() * i as u64);
+        }
+    });
+}
+
+/// One multi-threaded tokio runtime shared by 64 coroutines, each calling
+/// `block_on` (the coroutine parks in tokio's thread parker) with timers,
+/// spawned tasks and `spawn_blocking` inside.
+#[test]
+fn tokio_multi_thread_block_on_from_coroutines() {
+    in_children("tokio_multi_thread_block_on_from_coroutines", || {
+        let rt = Arc::new(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap(),
+        );
+        let hs: Vec<_> = (0..64u64)
+            .map(|i| {
+                let rt = rt.clone();
+                coroutines::spawn(move || {
+                    let mut sum = 0;
+                    for k in 0..10u64 {
+                        sum += rt.block_on(async move {
+                            tokio::time::sleep(Duration::from_millis(1)).await;
+                            let a = tokio::spawn(async move { i * k }).await.unwrap();
+                            let b = tokio::task::spawn_blocking(move || {
+                                std::thread::sleep(Duration::from_micros(200));
+                                a + 1
+                            })
+                            .await
+                            .unwrap();
+                            b
+                        });
+                    }
+                    sum
+                })
+            })
+            .collect();
+        let total: u64 = join_all(hs).into_iter().sum();
+        let want: u64 = (0..64u64)
+            .flat_map(|i| (0..10u64).map(move |k| i * k + 1))
+            .sum();
+        assert_eq!(total, want);
+        match Arc::try_unwrap(rt) {
+            Ok(rt) => coroutines::spawn(move || rt.shutdown_timeout(Duration::from_secs(10)))
+                .join()
+                .unwrap(),
+            Err(_) => panic!("runtime still shared"),
+        }
+    });
+}
+
+/// reqwest's blocking client timing out on a server that accepts but
+/// never answers: 16 coroutines, each request fails with a timeout after
+/// about 200 ms.
+#[test]
+fn reqwest_timeout_on_silent_server() {
+    in_children("reqwest_timeout_on_silent_server", || {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        coroutines::spawn(move || {
+            let mut keep = Vec::new();
+            for s in l.incoming() {
+                keep.push(s.unwrap());
+            }
+        });
+        let c = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_millis(200))
+            .build()
+            .unwrap();
+        let hs: Vec<_> = (0..16)
+            .map(|_| {
+                let c = c.clone();
+                coroutines::spawn(move || {
+                    let t = Instant::now();
+                    let e = c.get(format!("http://{addr}/")).send().unwrap_err();
+                    assert!(e.is_timeout(), "{e:?}");
+                    t.elapsed()
+                })
+            })
+            .collect();
+        for e in join_all(hs) {
+            assert!(e >= Duration::from_millis(200), "{e:?}");
+            assert!(e < Duration::from_secs(10), "{e:?}");
+        }
+    });
+}
+
+/// Coroutines that spend most of their time in libc (malloc: allocation-
+/// heavy code like serde_json building values) or in hooked calls that
+/// never wait (a socket ping-pong within one coroutine, reads of a file in
+/// the page cache) are rarely preempted: the signal lands in libc or hook
+/// code, is deferred, and the monitor backs off. Measured here: a sleeper
+/// coroutine's lateness and how long a queued coroutine waits for its
+/// first run, 4 such workers on 2 executors. OS threads: p99 lateness
+/// ~2–6 ms, every thread runs within ~10 ms.
+#[test]
+#[ignore = "fails: busy coroutines in libc/hook code are preempted rarely (sleeper up to 0.1-0.7 s late, a queued coroutine waits up to seconds)"]
+fn busy_in_libc_and_hooks_delays_others() {
+    in_children("busy_in_libc_and_hooks_delays_others", || {
+        let res: Vec<_> = ["json", "socket", "file"]
+            .into_iter()
+            .map(|mode| (mode, busy_workers_and_probe(mode)))
+            .collect();
+        for (mode, (first, late)) in &res {
+            eprintln!("{mode}: first runs {first:?}, probe p99/max {late:?}");
+        }
+        for (mode, (first, late)) in res {
+            assert!(
+                first.iter().all(|f| *f < Duration::from_millis(200)),
+                "{mode}: a worker first ran after {first:?}"
+            );
+            assert!(
+                late.0 < Duration::from_millis(30) && late.1 < Duration::from_millis(100),
+                "{mode}: 1 ms sleeps late by p99 {:?}, max {:?}",
+                late.0,
+                late.1
+            );
+        }
+    });
+}
+
+/// 4 workers of kind `mode` for the duration of 200 1-ms sleeps of a probe
+/// coroutine; returns when each worker first ran (from the spawn) and the
+/// probe's p99 and max lateness.
+fn busy_workers_and_probe(mode: &'static str) -> (Vec<Duration>, (Duration, Duration)) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let t0 = Instant::now();
+    let ws: Vec<_> = (0..4)
+        .map(|_| {
+            let stop = stop.clone();
+            coroutines::spawn(move || {
+                let first = t0.elapsed();
+                let (mut a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+                let mut f = std::fs::File::open(std::env::current_exe().unwrap()).unwrap();
+                let mut buf = vec![0u8; 8192];
+                let mut k = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    match mode {
+                        "json" => {
+                            let v = serde_json::json!({
+                                "id": k,
+                                "name": format!("item {k}"),
+                                "tags": ["a", "b", format!("t{}", k % 7)],
+                                "nested": {"x": k * 2, "y": [1, 2, 3]},
+                            });
+                            let s = serde_json::to_string(&v).unwrap();
+                            let back: serde_json::Value = serde_json::from_str(&s).unwrap();
+                            assert_eq!(back["id"], k);
+                        }
+                        "socket" => {
+                            a.write_all(&buf[..17]).unwrap();
+                            b.read_exact(&mut buf[..17]).unwrap();
+                        }
+                        _ => {
+                            use std::io::Seek;
+                            if f.read(&mut buf).unwrap() == 0 {
+                                f.seek(std::io::SeekFrom::Start(0)).unwrap();
+                            }
+                            let h = buf.iter().fold(0u64, |h, &x| h.wrapping_mul(31) ^ x as u64);
+                            std::hint::black_box(h);
+                        }
+                    }
+                    k += 1;
+                }
+                first
+            })
+        })
+        .collect();
+    let probe = coroutines::spawn(|| {
+        let mut late = Vec::new();
+        for _ in 0..200 {
+            let t = Instant::now();
+            std::thread::sleep(Duration::from_millis(1));
+            late.push(t.elapsed() - Duration::from_millis(1));
+        }
+        late.sort();
+        (late[197], late[199])
+    });
+    let late = probe.join().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    (join_all(ws), late)
 }
