@@ -1032,7 +1032,6 @@ fn zstd_c_single_and_multithreaded() {
 /// coroutine waits for it. 8 coroutines do that at once while others are
 /// busy.
 #[test]
-#[ignore = "fails: the forked child runs copies of other coroutines (a parked call in the child enters the copied scheduler)"]
 fn fork_child_uses_blocking_std() {
     in_children("fork_child_uses_blocking_std", || {
         let stop = Arc::new(AtomicBool::new(false));
@@ -1454,7 +1453,6 @@ fn busy_workers_and_probe(mode: &'static str) -> (Vec<Duration>, (Duration, Dura
 /// edge-triggered events, so the parent's coroutines never wake; the
 /// child's own sleep never ends either (no monitor thread in the child).
 #[test]
-#[ignore = "fails: a forked child keeps the copied scheduler, polls the parent's shared epoll fd and steals its events; the parent hangs"]
 fn fork_child_does_not_disturb_parent_io() {
     in_children("fork_child_does_not_disturb_parent_io", || {
         let pingers: Vec<_> = (0..8)

@@ -872,3 +872,64 @@ fn gettid() -> i64 {
     // SAFETY: gettid has no arguments and cannot fail.
     unsafe { libc::syscall(libc::SYS_gettid) }
 }
+
+/// A coroutine parked on a socket wakes when the socket turns readable
+/// even while every executor runs a CPU hog that never yields: a lone hog
+/// per executor is not preempted (nothing waits for it) and no executor
+/// sits in epoll, so the monitor polls fd readiness itself. Before, the
+/// reader woke only when the hogs ended (here after 10 s).
+#[test]
+fn socket_wakes_while_every_executor_runs_a_hog() {
+    const NAME: &str = "socket_wakes_while_every_executor_runs_a_hog";
+    if !is_child(NAME) {
+        let out = run_child(
+            NAME,
+            &[("COROUTINES_WORKERS", "2"), ("COROUTINES_MAX_WORKERS", "2")],
+        );
+        assert!(out.contains("READER_WOKE"), "{out}");
+        return;
+    }
+    use std::io::{Read, Write};
+    let (mut a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+    let reader = coroutines::spawn(move || {
+        let mut byte = [0u8; 1];
+        b.read_exact(&mut byte).unwrap();
+        Instant::now()
+    });
+    // Let it park on the socket first.
+    std::thread::sleep(Duration::from_millis(50));
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let hogs: Vec<_> = (0..2)
+        .map(|_| {
+            let (stop, count) = (stop.clone(), count.clone());
+            coroutines::spawn(move || hog(stop, count))
+        })
+        .collect();
+    // Safety net: the hogs end after 10 s whatever happens.
+    let s = stop.clone();
+    let net = std::thread::spawn(move || {
+        let t = Instant::now();
+        while !s.load(Ordering::Relaxed) && t.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        s.store(true, Ordering::Relaxed);
+    });
+    while count.load(Ordering::Relaxed) < 100 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    let wrote = Instant::now();
+    a.write_all(b"!").unwrap();
+    let woke = reader.join().unwrap();
+    let hogs_still_running = !stop.load(Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    hogs.into_iter().for_each(|h| h.join().unwrap());
+    net.join().unwrap();
+    let late = woke.saturating_duration_since(wrote);
+    assert!(
+        hogs_still_running && late < Duration::from_secs(5),
+        "the reader woke {late:?} after the write (hogs still running: {hogs_still_running})"
+    );
+    println!("READER_WOKE after {late:?}");
+}

@@ -1,5 +1,6 @@
-//! The monitor thread: time-slices CPU-bound coroutines, fires timers while
-//! every executor is busy, and sleeps when the runtime is idle.
+//! The monitor thread: time-slices CPU-bound coroutines, fires timers and
+//! polls fd readiness (non-blocking) while every executor is busy, and
+//! sleeps when the runtime is idle.
 //!
 //! Who may call: `start` once from runtime start; `executor_woke` from an
 //! executor leaving its idle path. Everything else runs on the monitor
@@ -157,6 +158,15 @@ fn run(rt: &'static Runtime, slice: Duration) {
             .any(|e| !e.current.load(Ordering::Relaxed).is_null());
         if running {
             crate::reactor::timers().fire_due(now);
+            // Likewise fd readiness: with every executor running a
+            // coroutine that does not yield, nobody waits in epoll, and a
+            // lone CPU hog per executor is never preempted (nothing waits
+            // for it), so a coroutine parked on a socket that became
+            // readable would wait until a hog ends (Go's sysmon polls the
+            // network for the same reason). Woken coroutines land in their
+            // executors' inboxes, which the wake-up preemption below sees.
+            // One atomic load when no coroutine waits for an fd.
+            crate::reactor::poll_nonblocking();
             if now >= next_blocked_check {
                 crate::sched::check_blocked(rt, now);
                 next_blocked_check = now + blocked_tick;
