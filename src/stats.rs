@@ -75,6 +75,10 @@ pub struct PreemptStats {
     /// in the kernel (a call no hook covers): a signal would only have
     /// interrupted that call.
     pub skipped_in_kernel: u64,
+    /// Preemptions due while the coroutine was in hook or runtime code,
+    /// taken as a yield when it left that code (every hook's exit is a
+    /// safe point).
+    pub safe_point_yields: u64,
 }
 
 impl PreemptStats {
@@ -108,6 +112,7 @@ impl PreemptStats {
         self.deferred_fpstate += o.deferred_fpstate;
         self.backoffs += o.backoffs;
         self.skipped_in_kernel += o.skipped_in_kernel;
+        self.safe_point_yields += o.safe_point_yields;
     }
 }
 
@@ -226,6 +231,7 @@ fn preempt_stats(e: &crate::sched::ExecutorShared) -> PreemptStats {
         deferred_fpstate: d(Defer::FpState),
         backoffs: p.backoffs.load(Ordering::Relaxed),
         skipped_in_kernel: p.in_kernel.load(Ordering::Relaxed),
+        safe_point_yields: p.safe_point_yields.load(Ordering::Relaxed),
     }
 }
 

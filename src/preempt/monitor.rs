@@ -87,6 +87,8 @@ struct Seen {
     /// When we last signalled this executor (None: not during this run).
     sent_at: Option<Instant>,
     deferred_at_send: u64,
+    /// The ForeignCode deferrals counted when we signalled.
+    foreign_at_send: u64,
     /// Consecutive deferrals of this run, and until when the executor is
     /// left alone (exponential backoff).
     failures: u32,
@@ -146,6 +148,7 @@ fn run(rt: &'static Runtime, slice: Duration) {
                 since: now,
                 sent_at: None,
                 deferred_at_send: 0,
+                foreign_at_send: 0,
                 failures: 0,
                 skip_until: None,
             };
@@ -262,6 +265,7 @@ fn check(
             since,
             sent_at: None,
             deferred_at_send: 0,
+            foreign_at_send: 0,
             failures: 0,
             skip_until: None,
         };
@@ -270,7 +274,21 @@ fn check(
         // exponentially (2, 4, 8, 16 ticks).
         if e.preempt.deferred_total() != s.deferred_at_send {
             s.failures = (s.failures + 1).min(MAX_BACKOFF_SHIFT);
-            s.skip_until = Some(now + tick * (1 << s.failures));
+            let foreign =
+                e.preempt.deferred[signal::Defer::ForeignCode as usize].load(Ordering::Relaxed);
+            // Landed in libc (or another shared object): Rust code that
+            // calls libc often (malloc, memcpy) is there much of the time
+            // but only briefly each time, so retry soon — from 100 µs,
+            // doubling, at most one tick — rather than after 2-16 ticks
+            // (a probe beside 4 allocation-heavy coroutines was 0.1-0.2 s
+            // late). Other deferrals (C code of the executable, a zone)
+            // can last long: back off in ticks.
+            let wait = if foreign != s.foreign_at_send {
+                (MIN_GRANULARITY * (1 << s.failures)).min(tick)
+            } else {
+                tick * (1 << s.failures)
+            };
+            s.skip_until = Some(now + wait);
             e.preempt.backoffs.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -284,11 +302,6 @@ fn check(
     if zones::table().is_some_and(|t| !t.have_symtab) {
         return None;
     }
-    // Never interrupt runtime or hook code (syscall hygiene: a hooked call
-    // raises the level, so no EINTR from us there).
-    if e.no_preempt.load(Ordering::Relaxed) != 0 {
-        return None;
-    }
     let ran = now.duration_since(s.since);
     let woken = !e.inbox.is_empty();
     if woken && ran < MIN_GRANULARITY {
@@ -298,6 +311,16 @@ fn check(
     let due = ran >= slice && (woken || e.has_waiting_work() || !rt.injector.is_empty());
     if !(early || due) {
         return (ran < slice).then(|| s.since + slice);
+    }
+    // Never interrupt runtime or hook code (syscall hygiene: a hooked call
+    // raises the level, so no EINTR from us there): ask the coroutine to
+    // yield when it leaves that code instead (signal.rs `yield_wanted`). A
+    // coroutine that spends its time in hooked calls that never wait (a
+    // loop of small reads and writes that are always ready) is otherwise
+    // almost never found at level 0.
+    if e.no_preempt.load(Ordering::Relaxed) != 0 {
+        e.preempt.yield_wanted.store(true, Ordering::Relaxed);
+        return None;
     }
     // A coroutine that has "run" for a slice without a switch may in fact
     // be asleep in the kernel, in a call no hook covers (a raw `syscall`,
@@ -313,6 +336,8 @@ fn check(
     if signal::request(e) {
         s.sent_at = Some(now);
         s.deferred_at_send = deferred;
+        s.foreign_at_send =
+            e.preempt.deferred[signal::Defer::ForeignCode as usize].load(Ordering::Relaxed);
         if early {
             e.preempt.wakeup_signals.fetch_add(1, Ordering::Relaxed);
         }

@@ -6,7 +6,7 @@
 //! Who may call: `install` from runtime start (once); `request` from the
 //! monitor thread; the rest runs in signal context on an executor thread.
 
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::Once;
 
 use super::ucontext::{self, SaveArea, RED_ZONE, SA_XSAVE, TARGET_SLOTS};
@@ -61,6 +61,15 @@ pub(crate) struct PreemptCounters {
     /// Due preemptions not sent: the thread was asleep in the kernel.
     pub(crate) in_kernel: AtomicU64,
     pub(crate) deferred: [AtomicU64; DEFER_KINDS],
+    /// A preemption was due while the coroutine ran with a raised
+    /// no-preempt level (hook or runtime code): set by the monitor (which
+    /// then sends no signal) and by the handler when it declines for that
+    /// reason; the coroutine yields when its level drops back to 0
+    /// (`sched::level`'s `NoPreempt` drop: every hook's exit is a safe
+    /// point). Cleared when the executor switches the coroutine out.
+    pub(crate) yield_wanted: AtomicBool,
+    /// Yields made at such a safe point.
+    pub(crate) safe_point_yields: AtomicU64,
 }
 
 impl PreemptCounters {
@@ -190,6 +199,13 @@ extern "C" fn handle_sigurg(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *
                 // SAFETY: ctx is the ucontext of this very signal.
                 if let Err(why) = unsafe { preempt_here(exec, ctx) } {
                     exec.shared.preempt.defer(why);
+                    if why == Defer::NoPreempt {
+                        // In hook or runtime code: yield on the way out.
+                        exec.shared
+                            .preempt
+                            .yield_wanted
+                            .store(true, Ordering::Relaxed);
+                    }
                 }
                 return;
             }

@@ -236,6 +236,11 @@ pub(crate) struct Executor {
     /// ran (own `fresh`, then the global injector), so new coroutines start
     /// within a slice even when started ones keep `ready` full of CPU hogs.
     pub(super) prefer_new: Cell<bool>,
+    /// The coroutine now yielding does so at a safe point, for a preemption
+    /// that came due in hook code (switch.rs `safe_point_yield`): it is
+    /// queued as a preempted one would be. Set right before that yield's
+    /// switch, read and cleared when it is queued (run.rs).
+    pub(super) safe_point: Cell<bool>,
     /// When this executor last started looking for work without finding
     /// any (None while it finds work). Drives retirement (blocked.rs).
     pub(super) idle_since: Cell<Option<Instant>>,

@@ -159,11 +159,19 @@ impl Drop for NoPreempt {
             compiler_fence(Ordering::SeqCst);
             let n = LEVEL.get().saturating_sub(1);
             // Still raised: the executor read here is ours.
-            if let Some(e) = current_executor() {
+            let exec = current_executor();
+            if let Some(e) = exec {
                 e.shared.no_preempt.store(n, Ordering::Relaxed);
             }
             compiler_fence(Ordering::SeqCst);
             LEVEL.set(n);
+            if n == 0 {
+                if let Some(e) = exec {
+                    if e.shared.preempt.yield_wanted.load(Ordering::Relaxed) {
+                        super::switch::safe_point_yield(e);
+                    }
+                }
+            }
         }
     }
 }

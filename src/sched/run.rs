@@ -350,6 +350,11 @@ impl Executor {
         let co = unsafe { (*self.running.get()).take() }
             .unwrap_or_else(|| crate::sys::fatal("scheduler resumed with no running coroutine"));
         let inner: &Inner = &co;
+        // A safe-point yield asked for the run that just ended is moot.
+        let wanted = &self.shared.preempt.yield_wanted;
+        if wanted.load(Ordering::Relaxed) {
+            wanted.store(false, Ordering::Relaxed);
+        }
         self.account_out(
             &co,
             match self.action.get() {
@@ -381,6 +386,19 @@ impl Executor {
         self.current.set(std::ptr::null());
         level::reset(self);
         match self.action.get() {
+            Action::Yield if self.safe_point.replace(false) => {
+                // A preemption taken at a hook's exit (switch.rs
+                // `safe_point_yield`): queued as the preempted are below,
+                // so never-run coroutines get their turn and hogs rotate.
+                bump(&self.shared.stats.yields);
+                self.prefer_new.set(true);
+                if self.rt.config.migrate {
+                    self.rt.injector.push(co);
+                    self.rt.notify_idle();
+                } else {
+                    self.requeue(co)
+                }
+            }
             Action::Yield => {
                 bump(&self.shared.stats.yields);
                 self.requeue(co)

@@ -153,6 +153,55 @@ pub(crate) fn yield_now_fast() -> bool {
     true
 }
 
+/// A preemption came due while the running coroutine was in hook or
+/// runtime code (preempt/signal.rs `yield_wanted`), and its no-preempt
+/// level just dropped back to 0 (level.rs, `NoPreempt`'s drop): yield here
+/// if the preemption handler would have preempted at this point — on the
+/// coroutine's own stack (not a signal handler's alternate stack), not
+/// panicking, no frame of C code or of a std no-preempt zone on the stack
+/// (preempt/zones.rs; a hook called from C returns into C, which must not
+/// be switched away from). Otherwise the request is dropped: the monitor
+/// asks again at the next due preemption.
+#[cold]
+#[inline(never)]
+pub(super) fn safe_point_yield(exec: &'static Executor) {
+    exec.shared
+        .preempt
+        .yield_wanted
+        .store(false, Ordering::Relaxed);
+    let co = exec.current.get();
+    if co.is_null() {
+        return;
+    }
+    // SAFETY: `current` is non-null only while run_coroutine holds the
+    // coroutine, which is the one running this code.
+    let co = unsafe { &*co };
+    let (lo, hi) = (
+        co.stack_lo.load(Ordering::Relaxed),
+        co.stack_hi.load(Ordering::Relaxed),
+    );
+    let rsp: usize;
+    // SAFETY: reads RSP into a register; no memory access.
+    unsafe {
+        std::arch::asm!("mov {}, rsp", out(reg) rsp, options(nomem, nostack, preserves_flags))
+    };
+    if rsp <= lo || rsp > hi || std::thread::panicking() {
+        return;
+    }
+    let Some(table) = crate::preempt::zones::table() else {
+        return;
+    };
+    if !table.have_symtab || table.stack_zone(rsp, hi).is_some() {
+        return;
+    }
+    bump(&exec.shared.preempt.safe_point_yields);
+    // Through the scheduler (not a direct switch), queued as a preempted
+    // coroutine (run.rs, `safe_point`).
+    let np = NoPreempt::new();
+    exec.safe_point.set(true);
+    suspend(&np, Action::Yield);
+}
+
 /// The coroutine a direct switch (yield or park) goes to, and whether it
 /// came from the `next` slot: the `next` slot, else the front of `ready`
 /// (with migration: the inbox, then `runq`), if it was not preempted (that

@@ -160,6 +160,7 @@ pub(crate) fn executor_main(
         registry_pending: UnsafeCell::new(Vec::new()),
         slice_start: Cell::new(0),
         prefer_new: Cell::new(false),
+        safe_point: Cell::new(false),
         idle_since: Cell::new(None),
         ident,
         windows,
