@@ -195,11 +195,22 @@ pub(super) fn safe_point_yield(exec: &'static Executor) {
         return;
     }
     bump(&exec.shared.preempt.safe_point_yields);
+    // errno: the hook that just returned may have set it for its caller,
+    // who has not read it yet; with shared thread-locals the coroutines run
+    // meanwhile would overwrite it (with per-coroutine ones it is the
+    // coroutine's own: restoring is then a no-op).
+    // SAFETY: __errno_location returns the calling thread's errno (the
+    // running coroutine's with per-coroutine thread-locals), valid for
+    // reads and writes; re-read after the switch, which may change it.
+    let errno = unsafe { *libc::__errno_location() };
     // Through the scheduler (not a direct switch), queued as a preempted
     // coroutine (run.rs, `safe_point`).
     let np = NoPreempt::new();
     exec.safe_point.set(true);
     suspend(&np, Action::Yield);
+    drop(np);
+    // SAFETY: as above, on whatever thread we resumed on.
+    unsafe { *libc::__errno_location() = errno };
 }
 
 /// The coroutine a direct switch (yield or park) goes to, and whether it
