@@ -160,7 +160,8 @@ pub(crate) fn yield_now_fast() -> bool {
 /// coroutine's own stack (not a signal handler's alternate stack), not
 /// panicking, no frame of C code or of a std no-preempt zone on the stack
 /// (preempt/zones.rs; a hook called from C returns into C, which must not
-/// be switched away from). Otherwise the request is dropped: the monitor
+/// be switched away from), and none of a library with a pooled thread
+/// registration (tls/pool.rs). Otherwise the request is dropped: the monitor
 /// asks again at the next due preemption.
 #[cold]
 #[inline(never)]
@@ -192,6 +193,12 @@ pub(super) fn safe_point_yield(exec: &'static Executor) {
         return;
     };
     if !table.have_symtab || table.stack_zone(rsp, hi).is_some() {
+        return;
+    }
+    // Not inside a library whose thread registration is pooled (tls/pool.rs
+    // `library_on_stack`): the 10,000 coroutines of the tracing test,
+    // switched out at their log lines' `write`, overflowed its table.
+    if tls::pool::active() && tls::pool::library_on_stack(rsp, hi) {
         return;
     }
     bump(&exec.shared.preempt.safe_point_yields);

@@ -339,6 +339,18 @@ fn unwind_finds(p: &Pooled) -> bool {
     w.found || (r != 5 && r != 4)
 }
 
+/// Whether a word of the stack range `[lo, hi)` looks like a return address
+/// into a library whose registration is pooled (the conservative scan of
+/// `inside_library`, without the unwinder's confirmation: a stale word
+/// answers yes). For switches that are optional (the preemption safe
+/// point at a hook's exit, sched/switch.rs): a coroutine switched out
+/// inside such a library keeps its registration instead of lending it, so
+/// many coroutines switched out there (inside tracing-subscriber's log
+/// writing, at its `write`) would exhaust the library's table.
+pub(crate) fn library_on_stack(lo: usize, hi: usize) -> bool {
+    pools().iter().any(|p| p.on_stack(lo, hi))
+}
+
 /// Whether any thread-local is pooled in this process (a library with a
 /// bounded thread table is linked and discovery succeeded).
 #[inline(always)]
