@@ -179,6 +179,14 @@ const POOL_AT: isize = 1024;
 /// `Inner::pooled` bit: the coroutine ran before (a first run takes a
 /// registration from the pool, so new coroutines reuse pooled ids).
 const RAN: u32 = 1 << 31;
+/// `Inner::pooled` bit: the coroutine is running its exit destructors
+/// (set by `at_exit`). A destructor may park (a contended lock) after the
+/// library's own destructor marked the slot destroyed: lending those bytes
+/// then put a *destroyed* registration in the pool, and the coroutine
+/// that took it panicked in sharded_slab ("Thread index = usize::MAX",
+/// seen under load in the 10,000-span test). Nothing is lent or taken
+/// once it is set.
+const EXITING: u32 = 1 << 30;
 /// `Inner::pooled` bit i + 16: the coroutine lent registration i at its
 /// last park (and gets one back at switch-in). Bit i: the registration in
 /// its slot is counted in `LIVE`.
@@ -193,7 +201,7 @@ const LENT: u32 = 16;
 #[inline(always)]
 pub(crate) unsafe fn switching_in(inner: &Inner, tp: usize) {
     let bits = inner.pooled.get();
-    if bits & RAN != 0 && bits >> LENT == 0 {
+    if bits & RAN != 0 && (bits & !EXITING) >> LENT == 0 {
         return;
     }
     // SAFETY: caller contract (we may run the coroutine and it is not
@@ -209,7 +217,7 @@ pub(crate) unsafe fn switching_in(inner: &Inner, tp: usize) {
 unsafe fn switching_in_slow(inner: &Inner, tp: usize) {
     let bits = inner.pooled.get();
     let first = bits & RAN == 0;
-    let mut known = (bits & 0xffff) | RAN;
+    let mut known = (bits & 0xffff) | RAN | (bits & EXITING);
     if ACTIVE.load(Ordering::Relaxed) {
         for (i, p) in pools().iter().enumerate() {
             if !first && bits & (1 << (i as u32 + LENT)) == 0 {
@@ -251,6 +259,9 @@ pub(crate) fn before_park(inner: &Inner) {
 fn before_park_slow(pools: &[Pooled], inner: &Inner) {
     let tp = super::block::read_fs_base();
     let mut bits = inner.pooled.get();
+    if bits & EXITING != 0 {
+        return;
+    }
     for (i, p) in pools.iter().enumerate() {
         let (own, lent) = (1 << i, 1 << (i as u32 + LENT));
         bits &= !lent;
@@ -389,7 +400,7 @@ pub(crate) fn at_exit(inner: &Inner, tp: usize) {
             }
         }
     }
-    inner.pooled.set(bits);
+    inner.pooled.set(bits | EXITING);
 }
 
 // ---------------------------------------------------------------------------
