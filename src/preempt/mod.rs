@@ -96,6 +96,17 @@
 //!    is conservative: a stale word can only cause a needless deferral.
 //!    Without a `.symtab` nothing is preempted (the monitor sends nothing).
 //!
+//! Deferrals are not all equal. Condition 2 (hook or runtime code): the
+//! monitor sends no signal, and the handler declines, but both set
+//! `PreemptCounters::yield_wanted`; the coroutine then yields when its
+//! level drops back to 0 (sched/level.rs, `switch::safe_point_yield`,
+//! which checks 1, 3, 6 and 7 itself): every hook's exit is a safe point,
+//! so a coroutine living in hooked calls that never wait is still
+//! preempted. Condition 5 (libc): the monitor retries from 100 µs,
+//! doubling up to a tick (Rust code calling libc often is in libc briefly
+//! each time); other deferrals back off 2-16 ticks (C code of the
+//! executable can run long).
+//!
 //! # Why SIGURG (Go's signal_unix.go criteria)
 //! It is passed through by debuggers by default, it is not used by libc,
 //! it is not a signal programs commonly use for their own purposes, and
@@ -119,7 +130,8 @@
 //! - `Inner::sp` of a coroutine is written only on its executor's thread
 //!   (the handler runs there).
 //! - The monitor signals only executors (tgkill with their tid), never
-//!   plain threads, and never an executor whose `no_preempt > 0`.
+//!   plain threads, and never an executor whose `no_preempt > 0` (it asks
+//!   for a yield at the level's drop instead).
 //! - Nothing reachable from the handler allocates, locks or panics
 //!   ("Signal context:" docs in signal.rs, ucontext.rs, zones.rs).
 //! - The monitor sleeps (futex, no timeout) when every executor is parked;

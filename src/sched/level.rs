@@ -24,7 +24,12 @@
 //!    and mirror the level to it.
 //! 2. Lower (`NoPreempt`'s drop): compiler fence, mirror level - 1 to the
 //!    executor (read while still raised: ours), compiler fence, own level
-//!    - 1 last.
+//!    - 1 last. Back at 0 with a preemption requested meanwhile (the
+//!    monitor or the handler found the coroutine in hook or runtime code:
+//!    `PreemptCounters::yield_wanted`), the drop is a safe point:
+//!    `switch::safe_point_yield` yields there if the handler could have
+//!    preempted at that point (the executor it read is still ours: the
+//!    yield is the last thing the drop does).
 //! 3. A suspension consumes the level: the side that suspends saves its
 //!    level (`current`) and, once resumed by whichever executor, restores
 //!    it there (`restore`: own and mirror, then a compiler fence) first
