@@ -228,8 +228,16 @@ fn never_run_and_running_states() {
         // unstealable `next` slot until the spawner gives the executor up:
         // until then it has never run.
         let me = coroutines::current().id();
-        let h = named("never-run", || {});
-        let d = coroutines::DumpOptions::new().backtraces(false).capture();
+        // In a no-preempt section: a preemption that came due meanwhile (on
+        // a loaded machine a run can reach its slice before this point)
+        // would give the executor up at the next hook's exit and let it run.
+        let (h, d) = coroutines::no_preempt(|| {
+            let h = named("never-run", || {});
+            (
+                h,
+                coroutines::DumpOptions::new().backtraces(false).capture(),
+            )
+        });
         // Listed by id (a coroutine that has not suspended yet is not in
         // the registry: its name is not shown).
         let c = d
