@@ -9,6 +9,8 @@
 
 mod common;
 
+use common::{corpus, join_all};
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -29,39 +31,6 @@ fn in_children(name: &str, body: impl Fn()) {
     ] {
         common::in_child(CHILD, name, env, Duration::from_secs(120), &body);
     }
-}
-
-fn join_all<T>(hs: Vec<coroutines::JoinHandle<T>>) -> Vec<T> {
-    hs.into_iter().map(|h| h.join().unwrap()).collect()
-}
-
-/// Text that compresses like real data but is not trivially repetitive.
-fn corpus(seed: u64, len: usize) -> Vec<u8> {
-    let words = [
-        "coroutine ",
-        "executor ",
-        "stack ",
-        "preempt ",
-        "signal ",
-        "thread ",
-        "local ",
-        "futex ",
-        "reactor ",
-        "epoll\n",
-        "{\"k\": 1} ",
-        "0123456789 ",
-    ];
-    let mut r = common::Rng(seed | 1);
-    let mut v = Vec::with_capacity(len + 16);
-    while v.len() < len {
-        let w = words[(r.next() % words.len() as u64) as usize];
-        v.extend_from_slice(w.as_bytes());
-        if r.next() % 7 == 0 {
-            v.extend_from_slice(format!("{} ", r.next() % 100_000).as_bytes());
-        }
-    }
-    v.truncate(len);
-    v
 }
 
 /// flate2 (its default pure-Rust backend): 16 coroutines each stream 1 MiB

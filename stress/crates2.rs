@@ -10,6 +10,8 @@
 
 mod common;
 
+use common::{corpus, join_all};
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -72,10 +74,6 @@ fn in_child(name: &str, env: &[(&str, &str)]) {
         out.status
     );
     eprintln!("{text}");
-}
-
-fn join_all<T>(hs: Vec<coroutines::JoinHandle<T>>) -> Vec<T> {
-    hs.into_iter().map(|h| h.join().unwrap()).collect()
 }
 
 /// A minimal HTTP/1.1 server on std::net, each connection served by its
@@ -920,32 +918,6 @@ fn uuid_getrandom_distinct() {
         all.dedup();
         assert_eq!(all.len(), 10_000);
     });
-}
-
-/// Text that compresses like real data but is not trivially repetitive.
-fn corpus(seed: u64, len: usize) -> Vec<u8> {
-    let words = [
-        "coroutine ",
-        "executor ",
-        "stack ",
-        "preempt ",
-        "signal ",
-        "thread ",
-        "futex ",
-        "epoll\n",
-        "0123456789 ",
-    ];
-    let mut r = common::Rng(seed | 1);
-    let mut v = Vec::with_capacity(len + 16);
-    while v.len() < len {
-        let w = words[(r.next() % words.len() as u64) as usize];
-        v.extend_from_slice(w.as_bytes());
-        if r.next() % 7 == 0 {
-            v.extend_from_slice(format!("{} ", r.next() % 100_000).as_bytes());
-        }
-    }
-    v.truncate(len);
-    v
 }
 
 /// bzip2 (bundled C libbz2): 12 coroutines stream 512 KiB each through

@@ -316,6 +316,22 @@ impl Executor {
         None
     }
 
+    /// Queues a coroutine that was preempted (or yielded at a safe point
+    /// for a preemption): never-run coroutines come first at the next pick.
+    fn queue_preempted(&self, co: CoroutineRef) {
+        self.prefer_new.set(true);
+        if self.rt.config.migrate {
+            // Like Go's preempted goroutines: to the global queue, which
+            // every executor serves in turn, so CPU hogs rotate over all
+            // executors and share them evenly.
+            self.rt.injector.push(co);
+            // Every executor serves that queue, a sleeping one too.
+            self.rt.notify_idle();
+        } else {
+            self.requeue(co)
+        }
+    }
+
     // Inlined into the executor loop (sched/thread.rs), as it was when
     // both lived in one file: a call per coroutine run measured +2 % on
     // spawn+join (W2b).
@@ -388,16 +404,10 @@ impl Executor {
         match self.action.get() {
             Action::Yield if self.safe_point.replace(false) => {
                 // A preemption taken at a hook's exit (switch.rs
-                // `safe_point_yield`): queued as the preempted are below,
-                // so never-run coroutines get their turn and hogs rotate.
+                // `safe_point_yield`): queued as the preempted are, so
+                // never-run coroutines get their turn and hogs rotate.
                 bump(&self.shared.stats.yields);
-                self.prefer_new.set(true);
-                if self.rt.config.migrate {
-                    self.rt.injector.push(co);
-                    self.rt.notify_idle();
-                } else {
-                    self.requeue(co)
-                }
+                self.queue_preempted(co);
             }
             Action::Yield => {
                 bump(&self.shared.stats.yields);
@@ -410,17 +420,7 @@ impl Executor {
                 // It resumes through the full-restore path, which does not
                 // restore a no-preempt level: see `direct_yield_on` (switch.rs).
                 inner.preempted.store(true, Ordering::Relaxed);
-                self.prefer_new.set(true);
-                if self.rt.config.migrate {
-                    // Like Go's preempted goroutines: to the global queue,
-                    // which every executor serves in turn, so CPU hogs
-                    // rotate over all executors and share them evenly.
-                    self.rt.injector.push(co);
-                    // Every executor serves that queue, a sleeping one too.
-                    self.rt.notify_idle();
-                } else {
-                    self.requeue(co)
-                }
+                self.queue_preempted(co);
             }
             Action::Park => self.complete_park(co),
             Action::Exit => {

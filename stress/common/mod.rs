@@ -166,3 +166,37 @@ pub fn hog(
     }
     std::hint::black_box(x);
 }
+
+/// Joins every coroutine, in order, unwrapping each result.
+pub fn join_all<T>(hs: Vec<coroutines::JoinHandle<T>>) -> Vec<T> {
+    hs.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
+/// Text that compresses like real data but is not trivially repetitive.
+pub fn corpus(seed: u64, len: usize) -> Vec<u8> {
+    let words = [
+        "coroutine ",
+        "executor ",
+        "stack ",
+        "preempt ",
+        "signal ",
+        "thread ",
+        "local ",
+        "futex ",
+        "reactor ",
+        "epoll\n",
+        "{\"k\": 1} ",
+        "0123456789 ",
+    ];
+    let mut r = Rng(seed | 1);
+    let mut v = Vec::with_capacity(len + 16);
+    while v.len() < len {
+        let w = words[(r.next() % words.len() as u64) as usize];
+        v.extend_from_slice(w.as_bytes());
+        if r.next() % 7 == 0 {
+            v.extend_from_slice(format!("{} ", r.next() % 100_000).as_bytes());
+        }
+    }
+    v.truncate(len);
+    v
+}
