@@ -24,7 +24,7 @@
 //!    and mirror the level to it.
 //! 2. Lower (`NoPreempt`'s drop): compiler fence, mirror level - 1 to the
 //!    executor (read while still raised: ours), compiler fence, own level
-//!    - 1 last. Back at 0 with a preemption requested meanwhile (the
+//!    minus 1 last. Back at 0 with a preemption requested meanwhile (the
 //!    monitor or the handler found the coroutine in hook or runtime code:
 //!    `PreemptCounters::yield_wanted`), the drop is a safe point:
 //!    `switch::safe_point_yield` yields there if the handler could have
