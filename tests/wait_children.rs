@@ -407,3 +407,44 @@ fn fork_child_runs_only_the_forking_coroutine() {
         assert_eq!(lines, ["child 42\n", "parent\n"], "lines on the output");
     });
 }
+
+/// `fork` from a plain thread while the runtime runs: in the child no
+/// executor exists, so a coroutine spawned there gets an OS thread of its
+/// own and can be joined (before, it waited in the copied scheduler's
+/// queue for an executor that did not exist in the child).
+#[test]
+fn fork_from_a_plain_thread_then_spawn_in_the_child() {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    in_child("fork_from_a_plain_thread_then_spawn_in_the_child", || {
+        // The runtime runs, with coroutines parked on a socket.
+        let (mut a, mut b) = UnixStream::pair().unwrap();
+        let parked = coroutines::spawn(move || {
+            let mut byte = [0u8; 1];
+            b.read_exact(&mut byte).unwrap();
+            byte[0]
+        });
+        let (mut r, mut w) = UnixStream::pair().unwrap();
+        // SAFETY: fork from this plain thread; the child only spawns and
+        // joins a coroutine, writes to its socket and exits.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            let v = coroutines::spawn(|| 6 * 7).join().unwrap_or(0);
+            let _ = w.write_all(&[v as u8]);
+            // SAFETY: ends the child without running the test harness's
+            // exit path.
+            unsafe { libc::_exit(0) };
+        }
+        drop(w);
+        let mut got = Vec::new();
+        r.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        r.read_to_end(&mut got).unwrap();
+        let mut status = 0;
+        // SAFETY: waits for our own child; `status` is a valid out pointer.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert_eq!(got, [42], "the child's coroutine result");
+        a.write_all(&[9]).unwrap();
+        assert_eq!(parked.join().unwrap(), 9);
+    });
+}
