@@ -1359,11 +1359,14 @@ fn busy_modes_meet_bounds(modes: &[&'static str]) {
         eprintln!("{mode}: first runs {first:?}, probe p99/max {late:?}");
     }
     for (mode, (first, late)) in res {
-        // First runs: typically 5-20 ms for the hook-bound modes; one file
-        // run in about 15 took 235 ms (a queued coroutine waits for the
-        // global queue's turn), hence the loose bound.
+        // First runs: typically 5-40 ms for the hook-bound modes, but with
+        // two busy processes on the machine a queued coroutine once waited
+        // 0.89 s for its first run in the file mode (idle: 235 ms once in
+        // ~15 runs), hence the loose bound; before the hook-exit safe
+        // points it was up to 3.8 s. The probe's lateness is the tight
+        // check.
         assert!(
-            first.iter().all(|f| *f < Duration::from_millis(1000)),
+            first.iter().all(|f| *f < Duration::from_millis(3000)),
             "{mode}: a worker first ran after {first:?}"
         );
         assert!(
