@@ -67,7 +67,8 @@ hooks! {
 
     /// glibc's `_FORTIFY_SOURCE` form of `recv` (C code compiled with it
     /// calls this where the buffer's size is known): the size check, then
-    /// the hook. Without it glibc's own `recv` runs inside libc, unhooked.
+    /// the plain hook. Without it glibc's own `recv` runs inside libc,
+    /// unhooked.
     fn __recv_chk(
         fd: c_int,
         buf: *mut c_void,
@@ -76,14 +77,7 @@ hooks! {
         flags: c_int,
     ) -> ssize_t {
         fortify::check(n <= buflen);
-        net::recvfrom(
-            fd,
-            buf.cast(),
-            n,
-            flags,
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-        )
+        recv(fd, buf, n, flags)
     }
 
     /// `_FORTIFY_SOURCE` form of `recvfrom` (see `__recv_chk`).
@@ -97,7 +91,7 @@ hooks! {
         alen: *mut socklen_t,
     ) -> ssize_t {
         fortify::check(n <= buflen);
-        net::recvfrom(fd, buf.cast(), n, flags, addr, alen)
+        recvfrom(fd, buf, n, flags, addr, alen)
     }
 
     fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t {
@@ -178,7 +172,7 @@ hooks! {
     /// `_FORTIFY_SOURCE` form of `read` (see `__recv_chk`).
     fn __read_chk(fd: c_int, buf: *mut c_void, n: size_t, buflen: size_t) -> ssize_t {
         fortify::check(n <= buflen);
-        io::read(fd, buf.cast(), n)
+        read(fd, buf, n)
     }
 
     fn readv(fd: c_int, iov: *const iovec, cnt: c_int) -> ssize_t {
@@ -264,11 +258,7 @@ hooks! {
         fdslen: size_t,
     ) -> c_int {
         fortify::check(fdslen / std::mem::size_of::<libc::pollfd>() >= n as usize);
-        poll::poll(
-            fds,
-            n,
-            (timeout_ms >= 0).then(|| std::time::Duration::from_millis(timeout_ms as u64)),
-        )
+        poll(fds, n, timeout_ms)
     }
 
     /// `_FORTIFY_SOURCE` form of `ppoll` (see `__poll_chk`).
@@ -280,7 +270,7 @@ hooks! {
         fdslen: size_t,
     ) -> c_int {
         fortify::check(fdslen / std::mem::size_of::<libc::pollfd>() >= n as usize);
-        poll::ppoll(fds, n, ts, sigmask)
+        ppoll(fds, n, ts, sigmask)
     }
 
     fn select(
@@ -352,7 +342,7 @@ hooks! {
         buflen: size_t,
     ) -> ssize_t {
         fortify::check(n <= buflen);
-        fs::positioned_one(fd, Dir::Read, buf, n, off)
+        pread(fd, buf, n, off)
     }
 
     fn __pread64_chk(
@@ -363,7 +353,7 @@ hooks! {
         buflen: size_t,
     ) -> ssize_t {
         fortify::check(n <= buflen);
-        fs::positioned_one(fd, Dir::Read, buf, n, off)
+        pread64(fd, buf, n, off)
     }
 
     fn preadv(fd: c_int, iov: *const iovec, cnt: c_int, off: libc::off_t) -> ssize_t {

@@ -139,17 +139,22 @@ pub(crate) fn register(co: &Inner, np: &NoPreempt) {
         return;
     }
     let shard = shard_of(co);
-    REGISTRY[shard].with(np, |list| {
-        // A CAS: see `try_register`.
-        let slot = (shard as u64) << 32 | list.len() as u64;
-        if co
-            .reg_slot
-            .compare_exchange(UNREGISTERED, slot, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
-        {
-            list.push(co as *const Inner);
-        }
-    });
+    REGISTRY[shard].with(np, |list| insert(co, shard, list));
+}
+
+/// Inserts `co` into its shard's `list` (lock held) unless it is in the
+/// registry already. A CAS, not a store: an executor retrying a deferred
+/// registration does not own the coroutine, which may be registering
+/// itself at the same moment; exactly one of them inserts it.
+fn insert(co: &Inner, shard: usize, list: &mut Vec<*const Inner>) {
+    let slot = (shard as u64) << 32 | list.len() as u64;
+    if co
+        .reg_slot
+        .compare_exchange(UNREGISTERED, slot, Ordering::Relaxed, Ordering::Relaxed)
+        .is_ok()
+    {
+        list.push(co as *const Inner);
+    }
 }
 
 /// Executors' side: [`register`] or [`unregister`] without ever waiting
@@ -166,20 +171,7 @@ pub(crate) fn try_register(co: &Inner) -> bool {
     }
     let shard = shard_of(co);
     REGISTRY[shard]
-        .try_with(|list| {
-            // A CAS, not a store: an executor retrying a deferred
-            // registration does not own the coroutine, which may be
-            // registering itself on another executor (another shard) at
-            // the same moment; exactly one of them inserts it.
-            let slot = (shard as u64) << 32 | list.len() as u64;
-            if co
-                .reg_slot
-                .compare_exchange(UNREGISTERED, slot, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-            {
-                list.push(co as *const Inner);
-            }
-        })
+        .try_with(|list| insert(co, shard, list))
         .is_some()
 }
 
