@@ -79,6 +79,11 @@ pub struct PreemptStats {
     /// taken as a yield when it left that code (every hook's exit is a
     /// safe point).
     pub safe_point_yields: u64,
+    /// Words of a stack that pointed into a no-preempt zone but were shown
+    /// stale by a precise walk of the frames (an old return address left in
+    /// a live frame, most often into `malloc` or `free`): the coroutine
+    /// was preempted anyway.
+    pub scan_hits_cleared: u64,
 }
 
 impl PreemptStats {
@@ -113,6 +118,7 @@ impl PreemptStats {
         self.backoffs += o.backoffs;
         self.skipped_in_kernel += o.skipped_in_kernel;
         self.safe_point_yields += o.safe_point_yields;
+        self.scan_hits_cleared += o.scan_hits_cleared;
     }
 }
 
@@ -232,6 +238,7 @@ fn preempt_stats(e: &crate::sched::ExecutorShared) -> PreemptStats {
         backoffs: p.backoffs.load(Ordering::Relaxed),
         skipped_in_kernel: p.in_kernel.load(Ordering::Relaxed),
         safe_point_yields: p.safe_point_yields.load(Ordering::Relaxed),
+        scan_hits_cleared: p.scan_hits_cleared.load(Ordering::Relaxed),
     }
 }
 

@@ -431,3 +431,76 @@ fn libc_callback_is_a_no_preempt_zone() {
         "the comparator was never even tried: {s:?}"
     );
 }
+
+/// Spins until `stop` with words pointing into libc's `free` in its own
+/// live frame, as a frame looks when an uninitialised slot still holds
+/// the return address of an earlier, deeper call: the conservative stack
+/// scan takes them for a libc callback on the stack.
+#[inline(never)]
+fn spin_with_stale_libc_words(stop: &AtomicBool) -> u64 {
+    // Volatile: the words must really be in this frame's memory for the
+    // whole loop (a plain array of known values would be promoted to
+    // read-only data or rebuilt just before its last use).
+    let mut words = [0usize; 8];
+    let stale = libc::free as *const () as usize + 16;
+    for w in words.iter_mut() {
+        // SAFETY: a write to a local.
+        unsafe { std::ptr::write_volatile(w, stale) };
+    }
+    let mut n = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        n = std::hint::black_box(n + 1);
+    }
+    // SAFETY: a read of a local.
+    assert_eq!(unsafe { std::ptr::read_volatile(&words[7]) }, stale);
+    n
+}
+
+#[test]
+fn stale_return_addresses_do_not_block_preemption() {
+    const NAME: &str = "stale_return_addresses_do_not_block_preemption";
+    if !is_child(NAME) {
+        print!(
+            "{}",
+            run_child(
+                NAME,
+                // Pinned: the sibling, once started, can only run on the
+                // hog's executor.
+                &[
+                    ("COROUTINES_WORKERS", "1"),
+                    ("COROUTINES_SLICE", "1ms"),
+                    ("COROUTINES_MIGRATE", "0"),
+                ]
+            )
+        );
+        return;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let ran = Arc::new(AtomicU64::new(0));
+    let r2 = ran.clone();
+    // Started first, so it is pinned to the one executor, then asleep
+    // while the hog starts.
+    let sibling = coroutines::spawn(move || {
+        for _ in 0..20 {
+            std::thread::sleep(Duration::from_millis(2));
+            r2.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    let s2 = stop.clone();
+    let hog = coroutines::spawn(move || spin_with_stale_libc_words(&s2));
+    let t = Instant::now();
+    while ran.load(Ordering::Relaxed) < 20 && t.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let got = ran.load(Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    sibling.join().unwrap();
+    assert!(hog.join().unwrap() > 0);
+    let s = coroutines::stats().preempt;
+    println!("sibling ran {got} of 20 times in {:?}; {s:?}", t.elapsed());
+    assert_eq!(
+        got, 20,
+        "the sibling did not get the executor from a hog with stale libc addresses in its frame: {s:?}"
+    );
+    assert!(s.scan_hits_cleared > 0, "no stale word was seen: {s:?}");
+}

@@ -47,6 +47,11 @@ coroutines_entry:
     call r13
     // The entry function never returns.
     ud2
+    // End label: the preemption handler's precise stack walk
+    // (src/preempt/walk.rs) ends cleanly at a return address in
+    // [coroutines_entry, coroutines_entry_end): the stack's outermost frame.
+    .globl coroutines_entry_end
+coroutines_entry_end:
     .cfi_endproc
     .size coroutines_entry, . - coroutines_entry
 

@@ -79,6 +79,16 @@ pub(crate) fn entry_addr() -> usize {
     coroutines_entry as *const () as usize
 }
 
+/// Signal context: address range of the first-run trampoline, `[start,
+/// end)`: a return address there marks a coroutine stack's outermost frame
+/// (the preemption handler's precise walk, preempt/walk.rs, ends there).
+pub(crate) fn entry_code_range() -> (usize, usize) {
+    (
+        coroutines_entry as *const () as usize,
+        coroutines_entry_end as *const () as usize,
+    )
+}
+
 /// MXCSR with all exceptions masked, round-to-nearest (the ABI's initial
 /// value) in the low half, x87 control word 0x037f (extended precision,
 /// all exceptions masked) in bytes 4-5.
@@ -90,6 +100,7 @@ extern "C" {
     /// See `asm/x86_64/switch.S`: where the preemption handler lands.
     pub(crate) fn coroutines_preempt_land() -> !;
     fn coroutines_entry() -> !;
+    fn coroutines_entry_end();
     fn coroutines_switch_end();
     /// See `asm/x86_64/resume.S`: full restore of a preempted context.
     pub(crate) fn coroutines_restore_full() -> !;

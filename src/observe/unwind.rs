@@ -37,11 +37,11 @@
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicPtr, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use gimli::{
     BaseAddresses, CfaRule, EhFrame, EhFrameHdr, EndianSlice, LittleEndian, ParsedEhFrameHdr,
-    Register, RegisterRule, UnwindContext, UnwindSection, X86_64,
+    Register, RegisterRule, UnwindContext, UnwindContextStorage, UnwindSection, X86_64,
 };
 
 use crate::arch;
@@ -195,7 +195,7 @@ impl Memory for CopyMemory {
 }
 
 /// One loaded object's unwind tables.
-struct Object {
+pub(crate) struct Object {
     /// Executable `PT_LOAD` ranges, absolute.
     text: Vec<(u64, u64)>,
     bases: BaseAddresses,
@@ -244,25 +244,7 @@ fn build() -> Objects {
     let mut counts = (0, 0);
     crate::sys::for_each_object(|info| {
         counts = (info.dlpi_adds, info.dlpi_subs);
-        let bias = info.dlpi_addr;
-        let mut text = Vec::new();
-        let mut loads = Vec::new();
-        let mut hdr_seg = None;
-        for i in 0..info.dlpi_phnum as usize {
-            // SAFETY: glibc's info has `dlpi_phnum` program headers.
-            let ph = unsafe { &*info.dlpi_phdr.add(i) };
-            let lo = bias.wrapping_add(ph.p_vaddr);
-            let hi = lo.wrapping_add(ph.p_memsz);
-            if ph.p_type == libc::PT_LOAD {
-                loads.push((lo, hi));
-                if ph.p_flags & libc::PF_X != 0 {
-                    text.push((lo, hi));
-                }
-            } else if ph.p_type == libc::PT_GNU_EH_FRAME {
-                hdr_seg = Some((lo, hi));
-            }
-        }
-        if let Some(o) = hdr_seg.and_then(|h| parse_object(h, &loads, text)) {
+        if let Some(o) = object_of(info) {
             objects.push(o);
         }
         true
@@ -272,6 +254,54 @@ fn build() -> Objects {
         adds: counts.0,
         subs: counts.1,
     }
+}
+
+/// The executable's own unwind tables, built once by [`init_exe_tables`].
+/// The main program is never unloaded, so unlike [`Objects`] they never go
+/// stale: the preemption handler's precise walk (preempt/walk.rs) reads
+/// them in signal context.
+static EXE: OnceLock<Option<Object>> = OnceLock::new();
+
+/// Builds the executable's unwind tables (allocates; never in signal
+/// context). Idempotent.
+pub(crate) fn init_exe_tables() {
+    EXE.get_or_init(|| {
+        let mut exe = None;
+        crate::sys::for_each_object(|info| {
+            exe = object_of(info);
+            false // the first object is the executable
+        });
+        exe
+    });
+}
+
+/// Signal context: the executable's unwind tables, if built and usable.
+pub(crate) fn exe_tables() -> Option<&'static Object> {
+    EXE.get()?.as_ref()
+}
+
+/// The unwind tables of the object `info` describes, if it has a
+/// `.eh_frame_hdr` with a binary-search table.
+fn object_of(info: &libc::dl_phdr_info) -> Option<Object> {
+    let bias = info.dlpi_addr;
+    let mut text = Vec::new();
+    let mut loads = Vec::new();
+    let mut hdr_seg = None;
+    for i in 0..info.dlpi_phnum as usize {
+        // SAFETY: glibc's info has `dlpi_phnum` program headers.
+        let ph = unsafe { &*info.dlpi_phdr.add(i) };
+        let lo = bias.wrapping_add(ph.p_vaddr);
+        let hi = lo.wrapping_add(ph.p_memsz);
+        if ph.p_type == libc::PT_LOAD {
+            loads.push((lo, hi));
+            if ph.p_flags & libc::PF_X != 0 {
+                text.push((lo, hi));
+            }
+        } else if ph.p_type == libc::PT_GNU_EH_FRAME {
+            hdr_seg = Some((lo, hi));
+        }
+    }
+    hdr_seg.and_then(|h| parse_object(h, &loads, text))
 }
 
 /// Parses an object's `.eh_frame_hdr` at `[lo, hi)`; `.eh_frame` extends
@@ -359,15 +389,39 @@ fn step(
     mem: &dyn Memory,
     first: bool,
 ) -> Option<Regs> {
-    let pc = regs.rip?;
-    let rsp = regs.rsp?;
-    // A return address points after the call, which may be the last
-    // instruction of the function (a `noreturn` callee).
-    let lookup = if first { pc } else { pc - 1 };
+    let lookup = lookup_pc(regs, first)?;
     let obj = objs
         .objects
         .iter()
         .find(|o| o.text.iter().any(|&(lo, hi)| lo <= lookup && lookup < hi))?;
+    step_in(obj, ctx, regs, mem, first)
+}
+
+/// The address whose unwind row applies to the frame of `regs`: the pc
+/// itself for the innermost frame, else the return address minus one (the
+/// call may be the last instruction of its function, a `noreturn` callee).
+pub(crate) fn lookup_pc(regs: &Regs, first: bool) -> Option<u64> {
+    let pc = regs.rip?;
+    if first {
+        Some(pc)
+    } else {
+        pc.checked_sub(1)
+    }
+}
+
+/// One unwind step with the tables of `obj`, which must hold the frame's
+/// lookup pc. Allocation- and lock-free when `S` stores in line (the
+/// preemption handler's walk, preempt/walk.rs): gimli's parsing and CFI
+/// evaluation only read the mapped tables and `ctx`.
+pub(crate) fn step_in<S: UnwindContextStorage<usize>>(
+    obj: &Object,
+    ctx: &mut UnwindContext<usize, S>,
+    regs: &Regs,
+    mem: &dyn Memory,
+    first: bool,
+) -> Option<Regs> {
+    let lookup = lookup_pc(regs, first)?;
+    let rsp = regs.rsp?;
     let table = obj.hdr.table()?;
     let fde = table
         .fde_for_address(&obj.eh_frame, &obj.bases, lookup, EhFrame::cie_from_offset)

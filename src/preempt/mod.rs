@@ -93,8 +93,14 @@
 //!    called from C has C's return address on the stack, so it counts as
 //!    inside C). Zones come from the loaded objects' program headers and
 //!    the executable's `.symtab` (zones.rs: which symbols are C). The scan
-//!    is conservative: a stale word can only cause a needless deferral.
-//!    Without a `.symtab` nothing is preempted (the monitor sends nothing).
+//!    is conservative, and stale words in live frames are common (old
+//!    return addresses into `malloc`/`free` left in uninitialised slots:
+//!    one in a long-lived frame made a coroutine unpreemptible for good),
+//!    so a hit is confirmed by a precise walk of the frames with the
+//!    executable's `.eh_frame` (walk.rs); only a walk that cannot finish
+//!    keeps the conservative answer (`stats().preempt.scan_hits_cleared`
+//!    counts the stale hits). Without a `.symtab` nothing is preempted
+//!    (the monitor sends nothing).
 //!
 //! Deferrals are not all equal. Condition 2 (hook or runtime code): the
 //! monitor sends no signal, and the handler declines, but both set
@@ -150,6 +156,7 @@ mod guard;
 mod monitor;
 mod signal;
 pub(crate) mod ucontext;
+pub(crate) mod walk;
 pub(crate) mod zones;
 
 pub use guard::no_preempt;

@@ -121,6 +121,9 @@ fn run(rt: &'static Runtime, slice: Duration) {
     if zones::table().is_none() || zones::stale() {
         zones::refresh(&rt.config.preempt_c);
     }
+    // The precise stack walk of the handler (walk.rs) reads the
+    // executable's unwind tables: parse their header before any signal.
+    crate::observe::unwind::init_exe_tables();
     signal::ensure_onstack();
     // The longest the monitor sleeps while coroutines run: runs that did
     // not start by our preemption are sighted within this, so they last

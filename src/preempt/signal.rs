@@ -70,6 +70,9 @@ pub(crate) struct PreemptCounters {
     pub(crate) yield_wanted: AtomicBool,
     /// Yields made at such a safe point.
     pub(crate) safe_point_yields: AtomicU64,
+    /// Zone words found by the conservative stack scan that the precise
+    /// frame walk showed to be stale (walk.rs).
+    pub(crate) scan_hits_cleared: AtomicU64,
 }
 
 impl PreemptCounters {
@@ -313,7 +316,18 @@ unsafe fn preempt_here(exec: &Executor, ctx: *mut libc::c_void) -> Result<(), De
     // 7. No frame inside a no-preempt zone: std's printing/panic code and
     //    other objects' text (Zone), or C code linked into the executable
     //    (CCode; a Rust callback called by C has C's frame below it).
-    match table.zone(rip).or_else(|| table.stack_zone(rsp, hi)) {
+    //    The stack scan is confirmed by a precise walk of the frames
+    //    (walk.rs): stale words in live frames are common.
+    let zone = table.zone(rip).or_else(|| {
+        super::walk::stack_zone(
+            table,
+            regs.unwind_regs(),
+            rsp,
+            hi,
+            &shared.preempt.scan_hits_cleared,
+        )
+    });
+    match zone {
         Some(zones::ZoneKind::Std) => return Err(Defer::Zone),
         Some(zones::ZoneKind::C) => return Err(Defer::CCode),
         None => {}

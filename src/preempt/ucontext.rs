@@ -112,6 +112,22 @@ impl Regs<'_> {
         self.gregs[libc::REG_RSP as usize] as usize
     }
 
+    /// Signal context: the registers an unwind step reads (RIP, RSP and the
+    /// callee-saved ones), for the precise stack walk (walk.rs).
+    pub(crate) fn unwind_regs(&self) -> crate::observe::unwind::Regs {
+        let g = |r: libc::c_int| Some(self.gregs[r as usize] as u64);
+        crate::observe::unwind::Regs {
+            rip: g(libc::REG_RIP),
+            rsp: g(libc::REG_RSP),
+            rbp: g(libc::REG_RBP),
+            rbx: g(libc::REG_RBX),
+            r12: g(libc::REG_R12),
+            r13: g(libc::REG_R13),
+            r14: g(libc::REG_R14),
+            r15: g(libc::REG_R15),
+        }
+    }
+
     /// Signal context: copies every GPR, RIP, RSP and RFLAGS into `sa`.
     pub(crate) fn save_into(&self, sa: &mut SaveArea) {
         let g = |r: libc::c_int| self.gregs[r as usize] as u64;

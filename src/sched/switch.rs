@@ -192,7 +192,16 @@ pub(super) fn safe_point_yield(exec: &'static Executor) {
     let Some(table) = crate::preempt::zones::table() else {
         return;
     };
-    if !table.have_symtab || table.stack_zone(rsp, hi).is_some() {
+    if !table.have_symtab
+        || crate::preempt::walk::stack_zone(
+            table,
+            crate::preempt::walk::here(),
+            rsp,
+            hi,
+            &exec.shared.preempt.scan_hits_cleared,
+        )
+        .is_some()
+    {
         return;
     }
     // Not inside a library whose thread registration is pooled (tls/pool.rs
