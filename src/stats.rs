@@ -84,6 +84,10 @@ pub struct PreemptStats {
     /// a live frame, most often into `malloc` or `free`): the coroutine
     /// was preempted anyway.
     pub scan_hits_cleared: u64,
+    /// Preemptions that landed in libc (counted in
+    /// `deferred_foreign_code`) and were retried 20 µs later by the
+    /// executor's own timer instead of the monitor (at most 50 per run).
+    pub quick_retries: u64,
 }
 
 impl PreemptStats {
@@ -119,6 +123,7 @@ impl PreemptStats {
         self.skipped_in_kernel += o.skipped_in_kernel;
         self.safe_point_yields += o.safe_point_yields;
         self.scan_hits_cleared += o.scan_hits_cleared;
+        self.quick_retries += o.quick_retries;
     }
 }
 
@@ -239,6 +244,7 @@ fn preempt_stats(e: &crate::sched::ExecutorShared) -> PreemptStats {
         skipped_in_kernel: p.in_kernel.load(Ordering::Relaxed),
         safe_point_yields: p.safe_point_yields.load(Ordering::Relaxed),
         scan_hits_cleared: p.scan_hits_cleared.load(Ordering::Relaxed),
+        quick_retries: p.retries.load(Ordering::Relaxed),
     }
 }
 

@@ -108,10 +108,16 @@
 //! level drops back to 0 (sched/level.rs, `switch::safe_point_yield`,
 //! which checks 1, 3, 6 and 7 itself): every hook's exit is a safe point,
 //! so a coroutine living in hooked calls that never wait is still
-//! preempted. Condition 5 (libc): the monitor retries from 100 µs,
-//! doubling up to a tick (Rust code calling libc often is in libc briefly
-//! each time); other deferrals back off 2-16 ticks (C code of the
+//! preempted. Condition 5 (libc): Rust code calling libc often is in
+//! libc briefly each time, so the handler itself re-arms the request and
+//! the executor's own one-shot timer 20 µs ahead, up to 50 times per run
+//! (retry.rs: the kernel signals the executor directly, no thread needs
+//! scheduling); after that the monitor retries from 100 µs, doubling up
+//! to a tick. Other deferrals back off 2-16 ticks (C code of the
 //! executable can run long).
+//!
+//! Recognising our signal (step 3 of the protocol) also accepts
+//! `si_code == SI_TIMER` with the retry timers' `sigev_value` cookie.
 //!
 //! # Why SIGURG (Go's signal_unix.go criteria)
 //! It is passed through by debuggers by default, it is not used by libc,
@@ -154,6 +160,7 @@
 
 mod guard;
 mod monitor;
+pub(crate) mod retry;
 mod signal;
 pub(crate) mod ucontext;
 pub(crate) mod walk;

@@ -9,6 +9,7 @@
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::Once;
 
+use super::retry;
 use super::ucontext::{self, SaveArea, RED_ZONE, SA_XSAVE, TARGET_SLOTS};
 use super::zones;
 use crate::arch;
@@ -73,6 +74,9 @@ pub(crate) struct PreemptCounters {
     /// Zone words found by the conservative stack scan that the precise
     /// frame walk showed to be stale (walk.rs).
     pub(crate) scan_hits_cleared: AtomicU64,
+    /// Retries the handler armed on its own timer after landing in libc
+    /// (retry.rs).
+    pub(crate) retries: AtomicU64,
 }
 
 impl PreemptCounters {
@@ -186,11 +190,16 @@ pub(crate) fn request(e: &ExecutorShared) -> bool {
 /// Signal context: the SIGURG handler.
 extern "C" fn handle_sigurg(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
     // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler;
-    // the _kill member (si_pid) is meaningful for SI_TKILL.
-    let ours = unsafe {
-        (*info).si_code == libc::SI_TKILL && (*info).si_pid() == OUR_PID.load(Ordering::Relaxed)
+    // the _kill member (si_pid) is meaningful for SI_TKILL, the _timer
+    // member's sigval (same offset as _rt's) for SI_TIMER.
+    let (tkill, retry) = unsafe {
+        let code = (*info).si_code;
+        (
+            code == libc::SI_TKILL && (*info).si_pid() == OUR_PID.load(Ordering::Relaxed),
+            code == libc::SI_TIMER && (*info).si_value().sival_ptr as usize == retry::COOKIE,
+        )
     };
-    if ours {
+    if tkill || retry {
         let exec = current_executor_raw();
         // SAFETY: non-null means this thread's Executor; a retiring
         // executor clears the pointer before freeing it (sched/thread.rs),
@@ -199,9 +208,25 @@ extern "C" fn handle_sigurg(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *
         if let Some(exec) = unsafe { exec.as_ref() } {
             // Acquire: pairs with the monitor's CAS (see `request`).
             if exec.shared.preempt_pending.swap(false, Ordering::Acquire) {
+                let switches = exec.shared.switches.load(Ordering::Relaxed);
+                if retry && !exec.retry.current(switches) {
+                    // Armed for a run that has ended since: drop it.
+                    return;
+                }
                 // SAFETY: ctx is the ucontext of this very signal.
                 if let Err(why) = unsafe { preempt_here(exec, ctx) } {
                     exec.shared.preempt.defer(why);
+                    // In libc: try again shortly, by our own timer
+                    // (retry.rs). Pending again first, so the monitor
+                    // sends nothing meanwhile.
+                    if why == Defer::ForeignCode {
+                        exec.shared.preempt_pending.store(true, Ordering::Relaxed);
+                        if exec.retry.arm(switches) {
+                            exec.shared.preempt.retries.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            exec.shared.preempt_pending.store(false, Ordering::Relaxed);
+                        }
+                    }
                     if why == Defer::NoPreempt {
                         // In hook or runtime code: yield on the way out.
                         exec.shared

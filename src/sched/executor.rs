@@ -273,6 +273,9 @@ pub(crate) struct Executor {
     /// What ld.so writes into a block, for `tls_cache` reuse without its
     /// lock (`tls::Layout::reuse`). Owner thread only.
     pub(super) tls_snap: UnsafeCell<Option<tls::Snapshot>>,
+    /// Quick retries of a preemption that landed in libc, on this
+    /// thread's own timer (preempt/retry.rs). Used by the signal handler.
+    pub(crate) retry: crate::preempt::retry::Retry,
 }
 
 /// Blocks kept per executor for reuse (each is a stack of a finished

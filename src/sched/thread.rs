@@ -172,6 +172,11 @@ pub(crate) fn executor_main(
         sched_fs: carrier_tp,
         tls_cache: UnsafeCell::new(Vec::new()),
         tls_snap: UnsafeCell::new(None),
+        retry: if rt.config.time_slice.is_some() {
+            crate::preempt::retry::Retry::for_this_thread()
+        } else {
+            crate::preempt::retry::Retry::none()
+        },
     }));
     // SAFETY: freshly boxed; freed only below, after the loop ends and the
     // thread-local pointer is cleared.
