@@ -93,6 +93,9 @@ struct Seen {
     /// left alone (exponential backoff).
     failures: u32,
     skip_until: Option<Instant>,
+    /// The executor thread's stat file, kept open (its state is read
+    /// before every signal).
+    stat: crate::sys::ThreadStat,
 }
 
 /// Sleep until `t` (at least a few microseconds) or an earlier timer is
@@ -154,6 +157,7 @@ fn run(rt: &'static Runtime, slice: Duration) {
                 foreign_at_send: 0,
                 failures: 0,
                 skip_until: None,
+                stat: crate::sys::ThreadStat::new(),
             };
             seen.resize(execs.len(), fresh);
         }
@@ -262,16 +266,14 @@ fn check(
             Some(t) if switches == s.switches.wrapping_add(1) => t,
             _ => now,
         };
-        *s = Seen {
-            switches,
-            current,
-            since,
-            sent_at: None,
-            deferred_at_send: 0,
-            foreign_at_send: 0,
-            failures: 0,
-            skip_until: None,
-        };
+        s.switches = switches;
+        s.current = current;
+        s.since = since;
+        s.sent_at = None;
+        s.deferred_at_send = 0;
+        s.foreign_at_send = 0;
+        s.failures = 0;
+        s.skip_until = None;
     } else if s.sent_at.take().is_some() {
         // Same run after our signal: if the handler declined, back off
         // exponentially (2, 4, 8, 16 ticks).
@@ -331,7 +333,7 @@ fn check(
     // with EINTR, and there is nothing to preempt — the blocked-executor
     // detector's business (sched/blocked.rs). Look at the thread's state
     // first; only a running thread ('R') is signalled.
-    if !crate::sys::thread_is_running(e.tid.load(Ordering::Relaxed)) {
+    if !s.stat.is_running(e.tid.load(Ordering::Relaxed)) {
         e.preempt.in_kernel.fetch_add(1, Ordering::Relaxed);
         return Some(now + slice);
     }

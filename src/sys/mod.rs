@@ -215,15 +215,91 @@ pub(crate) unsafe fn sc5(n: i64, a1: usize, a2: usize, a3: usize, a4: usize, a5:
 }
 
 /// Whether thread `tid` of this process is running or runnable (state `R`
-/// in `/proc/self/task/<tid>/stat`) rather than asleep in the kernel.
-/// Not for hot paths (a /proc read); not signal-safe (allocates). If the
-/// file cannot be read, answers "running".
-pub(crate) fn thread_is_running(tid: i32) -> bool {
-    let Ok(stat) = std::fs::read(format!("/proc/self/task/{tid}/stat")) else {
-        return true;
-    };
-    // "tid (comm) S ...": comm may hold spaces and parentheses, so the state
-    // is the first byte after the last ") ".
+/// in `/proc/self/task/<tid>/stat`) rather than asleep in the kernel, for
+/// repeated checks of one thread at a time: the
+/// stat file is kept open and re-read with one `pread` at offset 0 (procfs
+/// regenerates it), instead of open, statx, reads and close per check (the
+/// monitor checks before every preemption signal, on a CPU an executor
+/// needs). Owned by one thread (the monitor). A read that fails (the
+/// thread exited) answers "running" and reopens next time.
+pub(crate) struct ThreadStat {
+    tid: i32,
+    fd: i32,
+}
+
+impl ThreadStat {
+    pub(crate) const fn new() -> Self {
+        ThreadStat { tid: 0, fd: -1 }
+    }
+
+    /// Whether thread `tid` of this process is running or runnable.
+    pub(crate) fn is_running(&mut self, tid: i32) -> bool {
+        if tid != self.tid || self.fd < 0 {
+            self.close();
+            let path = format!("/proc/self/task/{tid}/stat\0");
+            // SAFETY: a NUL-terminated path; the fd is ours until `close`.
+            self.fd = unsafe {
+                libc::open(
+                    path.as_ptr() as *const libc::c_char,
+                    libc::O_RDONLY | libc::O_CLOEXEC,
+                )
+            };
+            self.tid = tid;
+            if self.fd < 0 {
+                return true;
+            }
+        }
+        let mut buf = [0u8; 512];
+        // SAFETY: reads at most `buf.len()` bytes into `buf` from the fd.
+        let n = unsafe { libc::pread(self.fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n <= 0 {
+            // ESRCH: the thread is gone, the file is ours. Anything else
+            // (EBADF, ESPIPE): the program closed our fd, maybe reused the
+            // number: forget it without closing what may be its own.
+            if crate::sys::errno() == libc::ESRCH {
+                self.close();
+            }
+            self.fd = -1;
+            return true;
+        }
+        let stat = &buf[..n as usize];
+        // The same check for a reused fd number whose reads succeed.
+        let digits = stat.iter().take_while(|b| b.is_ascii_digit()).count();
+        let lead = std::str::from_utf8(&stat[..digits])
+            .ok()
+            .and_then(|d| d.parse::<i32>().ok());
+        if lead != Some(tid) || !stat[digits..].starts_with(b" (") {
+            self.fd = -1;
+            return true;
+        }
+        running_state(stat)
+    }
+
+    fn close(&mut self) {
+        if self.fd >= 0 {
+            // SAFETY: our own fd, closed once.
+            unsafe { libc::close(self.fd) };
+            self.fd = -1;
+        }
+    }
+}
+
+impl Clone for ThreadStat {
+    /// A fresh reader (the fd is not shared).
+    fn clone(&self) -> Self {
+        ThreadStat::new()
+    }
+}
+
+impl Drop for ThreadStat {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// "tid (comm) S ...": comm may hold spaces and parentheses, so the state
+/// is the first byte after the last ") ". Unparsable: "running".
+fn running_state(stat: &[u8]) -> bool {
     match stat.iter().rposition(|&b| b == b')') {
         Some(i) => stat.get(i + 2).is_none_or(|&st| st == b'R'),
         None => true,
