@@ -298,6 +298,68 @@ fn fifo_open_parks_the_coroutine() {
     );
 }
 
+/// The same through C stdio: glibc's `fopen` opens with its internal
+/// `__open`, which no `open` hook sees, so `fopen` itself is hooked. On one
+/// executor, with no extra ones allowed: an `fopen` that blocked the
+/// executor would hang this child until its deadline (checked: it did
+/// before the hook).
+#[test]
+fn fifo_fopen_parks_the_coroutine() {
+    common::in_child(
+        "COROUTINES_WAIT_CHILD",
+        "fifo_fopen_parks_the_coroutine",
+        &[("COROUTINES_WORKERS", "1"), ("COROUTINES_MAX_WORKERS", "1")],
+        Duration::from_secs(30),
+        || {
+            let path =
+                std::env::temp_dir().join(format!("coroutines-fifo-fopen-{}", std::process::id()));
+            let _ = std::fs::remove_file(&path);
+            let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+            // SAFETY: a NUL-terminated path.
+            assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+            let (c1, c2) = (c.clone(), c.clone());
+            let reader = coroutines::spawn(move || {
+                let t = Instant::now();
+                // SAFETY: NUL-terminated path and mode.
+                let f = unsafe { libc::fopen(c1.as_ptr(), c"r".as_ptr()) };
+                assert!(!f.is_null(), "{}", std::io::Error::last_os_error());
+                let waited = t.elapsed();
+                let mut buf = [0u8; 64];
+                // SAFETY: `buf` has room for 64 bytes; `f` is open.
+                let line = unsafe { libc::fgets(buf.as_mut_ptr().cast(), 64, f) };
+                assert!(!line.is_null());
+                // SAFETY: fgets wrote a NUL-terminated string; `f` is ours.
+                let s = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr().cast()) }
+                    .to_string_lossy()
+                    .into_owned();
+                // SAFETY: closes the stream we opened.
+                unsafe { libc::fclose(f) };
+                (s, waited)
+            });
+            let writer = coroutines::spawn(move || {
+                std::thread::sleep(Duration::from_millis(100)); // parks
+                                                                // SAFETY: NUL-terminated path and mode.
+                let f = unsafe { libc::fopen(c2.as_ptr(), c"w".as_ptr()) };
+                assert!(!f.is_null(), "{}", std::io::Error::last_os_error());
+                // SAFETY: a NUL-terminated string into the stream we opened,
+                // then closed (flushing it).
+                unsafe {
+                    libc::fputs(c"through stdio\n".as_ptr(), f);
+                    libc::fclose(f);
+                }
+            });
+            writer.join().unwrap();
+            let (s, waited) = reader.join().unwrap();
+            assert_eq!(s, "through stdio\n");
+            assert!(
+                waited >= Duration::from_millis(50),
+                "the reader's fopen did not wait for the writer: {waited:?}"
+            );
+            let _ = std::fs::remove_file(&path);
+        },
+    );
+}
+
 /// `fork` from a coroutine, the child going on without `exec` (a pre-fork
 /// server, a daemon): the child runs only the forking coroutine, as a plain
 /// thread. Its sleep, its blocking read and a coroutine it spawns work

@@ -153,12 +153,17 @@ pub(crate) fn positioned(
 // O_CREAT|O_EXCL (creates a new regular file or fails), and every open
 // outside coroutine user code.
 //
+// `fopen`/`fopen64` (C stdio; glibc opens with its internal `__open`,
+// which no hook sees) get the same treatment: with a FIFO path, glibc's
+// own `fopen` runs on the helper (the FILE it returns is an ordinary
+// heap object, usable from any thread).
+//
 // Not covered: a path swapped for a FIFO between the check and the open
-// (blocks the executor, as before), opens inside glibc (`fopen`, which
-// calls its internal `__open`), and devices whose open waits (a serial line waiting for carrier): they
-// block the executor.
+// (blocks the executor, as before), `freopen` and other opens inside glibc
+// (`popen` does not open paths), and devices whose open waits (a serial
+// line waiting for carrier): they block the executor.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 const NOT_FIFO_SLOTS: usize = 1024;
 #[allow(clippy::declare_interior_mutable_const)]
@@ -225,6 +230,47 @@ pub(crate) fn openat(dirfd: i32, path: *const libc::c_char, flags: i32, mode: u3
         crate::reactor::registration::fresh(r);
     }
     r
+}
+
+/// glibc's `fopen` and `fopen64` (one function with two names).
+static REAL_FOPEN: AtomicUsize = AtomicUsize::new(0);
+
+/// fopen(3)/fopen64(3), libc convention: glibc's own, on a helper of the
+/// uncapped pool while the coroutine parks if `path` names a FIFO and the
+/// mode can wait for the other end (not "x": that fails on an existing
+/// file), inline otherwise.
+pub(crate) fn fopen(path: *const libc::c_char, mode: *const libc::c_char) -> *mut libc::FILE {
+    type Fopen = unsafe extern "C" fn(*const libc::c_char, *const libc::c_char) -> *mut libc::FILE;
+    let real = sys::resolve_next(&REAL_FOPEN, c"fopen");
+    let (p, m) = (path as usize, mode as usize);
+    let call = move || {
+        // SAFETY: glibc's fopen, of this signature, with the caller's
+        // arguments (on a helper the caller is parked until it returns).
+        (unsafe { std::mem::transmute::<usize, Fopen>(real)(p as _, m as _) }) as usize
+    };
+    let waits = !path.is_null()
+        && !mode.is_null()
+        // SAFETY: a non-null mode from fopen's caller is NUL-terminated.
+        && !unsafe { std::ffi::CStr::from_ptr(mode) }
+            .to_bytes()
+            .contains(&b'x')
+        && crate::sched::in_coroutine_user_code()
+        && is_fifo(libc::AT_FDCWD, path, 0);
+    let r = if waits {
+        super::offload::offload(
+            super::offload::Class::Unbounded,
+            crate::observe::wait::Job::Open(path),
+            call,
+        )
+    } else {
+        call()
+    };
+    let f = r as *mut libc::FILE;
+    if !f.is_null() {
+        // SAFETY: a FILE glibc just opened; `fileno` reads its fd.
+        crate::reactor::registration::fresh(unsafe { libc::fileno(f) });
+    }
+    f
 }
 
 /// The fortified `__open_2` family (`name`): without a mode argument,

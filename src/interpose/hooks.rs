@@ -436,6 +436,18 @@ hooks! {
         )
     }
 
+    /// fopen(3): glibc opens with its internal `__open`, which no hook
+    /// sees; a FIFO's open waits for the other end: in a coroutine, glibc's
+    /// `fopen` of a FIFO runs on a helper (fs.rs).
+    fn fopen(path: *const c_char, mode: *const c_char) -> *mut libc::FILE {
+        fs::fopen(path, mode)
+    }
+
+    /// glibc's LFS name for `fopen` (the same function).
+    fn fopen64(path: *const c_char, mode: *const c_char) -> *mut libc::FILE {
+        fs::fopen(path, mode)
+    }
+
     fn creat64(path: *const c_char, mode: libc::mode_t) -> c_int {
         creat(path, mode)
     }
