@@ -21,6 +21,7 @@
 //! A third, hidden mode, `bench --spin SECS`, is the outside busy process
 //! the parent runs around W4L and SP children (`load.rs`).
 
+mod a1_alloc;
 mod blocked;
 mod c1_sqlite;
 mod d1_dump;
@@ -100,10 +101,11 @@ pub enum Workload {
     C1,
     SP,
     D1,
+    A1,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 19] = [
+    pub const ALL: [Workload; 20] = [
         Workload::W1,
         Workload::W2a,
         Workload::W2b,
@@ -123,6 +125,7 @@ impl Workload {
         Workload::C1,
         Workload::SP,
         Workload::D1,
+        Workload::A1,
     ];
     /// Run when no workload is named on the command line.
     pub const CORE: [Workload; 6] = [
@@ -157,6 +160,7 @@ impl Workload {
             Workload::C1 => "C1",
             Workload::SP => "SP",
             Workload::D1 => "D1",
+            Workload::A1 => "A1",
         }
     }
 
@@ -188,6 +192,7 @@ impl Workload {
             Workload::C1 => "bundled SQLite: 32 tasks × 50 transactions on one WAL database (coroutines vs OS threads)",
             Workload::SP => "first run under load: 1,000 tasks spawned 2 ms apart while 4 hogs run and 2 outside busy processes compete (coroutines vs OS threads)",
             Workload::D1 => "dump: coroutines::dump() of 100,000 parked coroutines while 2 probes wake, spawn and join (coroutines only)",
+            Workload::A1 => "allocation-bound hogs: 4 tasks allocating and freeing for 3 s + 1 probe looping sleep(1 ms) (coroutines vs OS threads)",
         }
     }
 
@@ -197,7 +202,7 @@ impl Workload {
             Workload::W6 | Workload::W7 | Workload::D1 => &[Runtime::Coroutines],
             Workload::Z1 | Workload::M1 => &[Runtime::Coroutines, Runtime::Threads],
             Workload::W8 => &[Runtime::Coroutines, Runtime::May, Runtime::Tokio],
-            Workload::C1 | Workload::SP => &[Runtime::Coroutines, Runtime::Threads],
+            Workload::C1 | Workload::SP | Workload::A1 => &[Runtime::Coroutines, Runtime::Threads],
             _ => &Runtime::ALL,
         }
     }
@@ -219,6 +224,7 @@ impl Workload {
             Workload::M1 => Some("max_gap_ms"),
             Workload::C1 => Some("ms"),
             Workload::SP => Some("first_run_p99_ms"),
+            Workload::A1 => Some("lateness_p99_ms"),
         }
     }
 
@@ -227,6 +233,7 @@ impl Workload {
     pub fn extra_ratio_metrics(self) -> &'static [&'static str] {
         match self {
             Workload::W4L => &["wakeups"],
+            Workload::A1 => &["iters_per_s"],
             _ => &[],
         }
     }
@@ -260,7 +267,7 @@ impl Params {
 pub const WORKERS: usize = 2;
 
 fn usage() -> &'static str {
-    "usage: bench [--reps N] [--scale X] [--runtimes coroutines,may,tokio,threads] [--timeout SECS] [W1 W2a W2b W3 W4 W4L W5 W6 W7 W8 S1 S2 S3 SL Z1 M1 C1 SP D1 | sync | all]\n\
+    "usage: bench [--reps N] [--scale X] [--runtimes coroutines,may,tokio,threads] [--timeout SECS] [W1 W2a W2b W3 W4 W4L W5 W6 W7 W8 S1 S2 S3 SL Z1 M1 C1 SP D1 A1 | sync | all]\n\
      \x20      bench --child <workload> <runtime> [--scale X]   (one measurement; used by the parent)\n\
      no workload = the core set: W1 W2a W2b W3 W5 W8; sync = S1 S2 S3 SL; all = every workload"
 }
@@ -407,6 +414,7 @@ fn run_child(w: Workload, rt: Runtime, p: &Params) {
         Workload::Z1 => z1_zlib::run(rt, p),
         Workload::M1 => m1_mpsc::run(rt, p),
         Workload::C1 => c1_sqlite::run(rt, p),
+        Workload::A1 => a1_alloc::run(rt, p),
         Workload::SP => sp_spawn::run(rt, p),
         Workload::D1 => d1_dump::run(rt, p),
     }
