@@ -20,6 +20,13 @@
 //! request is pending (its CAS fails), so there is still one request in
 //! flight at a time.
 //!
+//! Unlike the monitor, which signals only a thread it sees running (state
+//! `R`), a timer cannot look first: if the libc code enters a blocking
+//! system call no hook covers within the delay, the signal interrupts it
+//! (restartable calls restart by `SA_RESTART`; `poll`, `nanosleep`,
+//! `epoll_wait` and the like return `EINTR`). The window is the delay,
+//! during runs that are already due for preemption; README "Limits".
+//!
 //! Created by the executor thread at start (only with preemption on) and
 //! deleted when the executor's state is dropped at its exit. A failed
 //! `timer_create` (a process out of timers) leaves the executor without
