@@ -318,12 +318,18 @@ fn fifo_fopen_parks_the_coroutine() {
             // SAFETY: a NUL-terminated path.
             assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
             let (c1, c2) = (c.clone(), c.clone());
+            // stdio reads with glibc's internal `read`, which no hook sees:
+            // an `fgets` on the empty FIFO would block the one executor
+            // (README's table). So the reader reads only once the writer
+            // has written and closed.
+            let (written_tx, written_rx) = std::sync::mpsc::channel::<()>();
             let reader = coroutines::spawn(move || {
                 let t = Instant::now();
                 // SAFETY: NUL-terminated path and mode.
                 let f = unsafe { libc::fopen(c1.as_ptr(), c"r".as_ptr()) };
                 assert!(!f.is_null(), "{}", std::io::Error::last_os_error());
                 let waited = t.elapsed();
+                written_rx.recv().unwrap();
                 let mut buf = [0u8; 64];
                 // SAFETY: `buf` has room for 64 bytes; `f` is open.
                 let line = unsafe { libc::fgets(buf.as_mut_ptr().cast(), 64, f) };
@@ -347,6 +353,7 @@ fn fifo_fopen_parks_the_coroutine() {
                     libc::fputs(c"through stdio\n".as_ptr(), f);
                     libc::fclose(f);
                 }
+                written_tx.send(()).unwrap();
             });
             writer.join().unwrap();
             let (s, waited) = reader.join().unwrap();
