@@ -34,7 +34,7 @@ pub(crate) fn close(fd: i32) -> i32 {
 /// runtime's O_NONBLOCK bookkeeping, and join one description group
 /// (registration.rs) so that a later lazy init through either number is
 /// seen by plain threads using the other.
-fn inherit(old: i32, new: i32) {
+pub(crate) fn inherit(old: i32, new: i32) {
     registration::fresh(new);
     let (Some(o), Some(n)) = (
         registration::get_or_alloc(old),

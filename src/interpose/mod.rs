@@ -119,6 +119,7 @@ macro_rules! hooks {
 
 mod dns;
 mod fdops;
+mod fdpass;
 mod fortify;
 mod fs;
 pub(crate) mod futex;

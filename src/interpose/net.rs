@@ -262,9 +262,14 @@ pub(crate) fn recvfrom(
 
 pub(crate) fn recvmsg(fd: i32, msg: *mut libc::msghdr, flags: i32) -> isize {
     // SAFETY: the caller's msghdr contract.
-    io(fd, Dir::Read, flags & libc::MSG_DONTWAIT != 0, || unsafe {
+    let r = io(fd, Dir::Read, flags & libc::MSG_DONTWAIT != 0, || unsafe {
         sc3(libc::SYS_recvmsg, fd as usize, msg as usize, flags as usize)
-    })
+    });
+    if r >= 0 {
+        // SAFETY: a successful recvmsg filled `msg`'s control data.
+        unsafe { super::fdpass::received(msg) };
+    }
+    r
 }
 
 pub(crate) fn sendto(
@@ -293,9 +298,14 @@ pub(crate) fn sendto(
 
 pub(crate) fn sendmsg(fd: i32, msg: *const libc::msghdr, flags: i32) -> isize {
     // SAFETY: the caller's msghdr contract.
-    io(fd, Dir::Write, flags & libc::MSG_DONTWAIT != 0, || unsafe {
+    let r = io(fd, Dir::Write, flags & libc::MSG_DONTWAIT != 0, || unsafe {
         sc3(libc::SYS_sendmsg, fd as usize, msg as usize, flags as usize)
-    })
+    });
+    if r >= 0 {
+        // SAFETY: the caller's msghdr, just sent.
+        unsafe { super::fdpass::sent(fd, msg) };
+    }
+    r
 }
 
 /// setsockopt(2): keeps the cached SO_RCVTIMEO/SO_SNDTIMEO current.
