@@ -37,7 +37,12 @@
 //!    signalling it (a signal would turn its wait into EINTR inside C
 //!    code); a helper thread unwinds and symbolizes the copy and keeps the
 //!    report (`blocking_reports()`, `COROUTINES_TRACE_BLOCKING=1`).
-//! 4. Work that cannot move — started coroutines pinned to E (`ready`,
+//! 4. Later ticks of the same episode: stealable work that reached E
+//!    since (a wake into its inbox, a spawn into its `fresh`) is moved to
+//!    the global injector (`move_to_global`). The executor started for E
+//!    may be blocked as well, with none idle to steal: without this, work
+//!    woken into E waited for E — a hang when E's call waited for it.
+//! 5. Work that cannot move — started coroutines pinned to E (`ready`,
 //!    `inbox`) while migration is off — waits for E. That is the documented
 //!    exception: moving a started coroutine to another thread is unsound
 //!    with `thread_local!` (sched/mod.rs); it resumes when E's call returns.
@@ -199,6 +204,18 @@ pub(crate) fn check_blocked(rt: &'static Runtime, now: Instant) {
         );
         s.accounted = now;
         if s.helped {
+            // Work that reached this executor after its episode was
+            // helped (a wake into its inbox, a yield into its `runq`, a
+            // spawn into its `fresh`) would wait for it if the executor
+            // started then blocked too and no other is idle: all stuck, a
+            // hang when the blocked calls wait for that very work. Move it
+            // to the global queue: an executor that is not stuck takes it
+            // from there, and a stuck one whose episode was not helped yet
+            // (nothing waited when it blocked) now sees global work and
+            // gets its help (an extra executor) at the next tick.
+            if own_movable {
+                move_to_global(rt, e);
+            }
             continue;
         }
         s.helped = true;
@@ -223,6 +240,26 @@ pub(crate) fn check_blocked(rt: &'static Runtime, now: Instant) {
         } // else pinned work only: it waits for this executor
         blocking::submit(report);
     }
+}
+
+/// Moves the stealable work queued on executor `e` (blocked) to the
+/// global queue: never-run coroutines from its `fresh`, and with
+/// migration the woken ones in its inbox and the yielded or preempted ones
+/// in its `runq` (without migration those are pinned to `e`). Any
+/// executor may run them, as it could have stolen them.
+fn move_to_global(rt: &'static Runtime, e: &super::executor::ExecutorShared) {
+    while let Some(t) = super::executor::steal_from(&e.stealer) {
+        rt.injector.push(t);
+    }
+    if rt.config.migrate {
+        while let Some(t) = super::executor::steal_one(&e.inbox) {
+            rt.injector.push(t);
+        }
+        while let Some(t) = super::executor::steal_from(&e.runq) {
+            rt.injector.push(t);
+        }
+    }
+    rt.notify_idle();
 }
 
 /// Longest sleep of the idle detector thread (see `start_detector`).
