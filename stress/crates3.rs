@@ -1797,3 +1797,206 @@ fn process_pipeline_chain() {
         assert_eq!(join_all(hs).into_iter().sum::<u64>(), 12 * 20_000);
     });
 }
+
+/// Fork-join recursion: a parallel quicksort that spawns a coroutine for
+/// one half and recurses into the other, joining it (the joiner parks;
+/// spawn-then-join stays on its executor), down to 1,024 elements: about
+/// 500 spawns per sort, 8 sorts at once, each result sorted and a
+/// permutation of its input.
+#[test]
+fn fork_join_quicksort() {
+    in_children("fork_join_quicksort", || {
+        fn quicksort(mut v: Vec<u64>) -> Vec<u64> {
+            if v.len() <= 1024 {
+                v.sort_unstable();
+                return v;
+            }
+            let pivot = {
+                let (a, b, c) = (v[0], v[v.len() / 2], v[v.len() - 1]);
+                a.max(b.min(c)).min(b.max(c))
+            };
+            let (mut lo, mut eq, mut hi) = (Vec::new(), Vec::new(), Vec::new());
+            for x in v.drain(..) {
+                match x.cmp(&pivot) {
+                    std::cmp::Ordering::Less => lo.push(x),
+                    std::cmp::Ordering::Equal => eq.push(x),
+                    std::cmp::Ordering::Greater => hi.push(x),
+                }
+            }
+            let h = coroutines::spawn(move || quicksort(lo));
+            let hi = quicksort(hi);
+            let mut out = h.join().unwrap();
+            out.extend(eq);
+            out.extend(hi);
+            out
+        }
+        let hs: Vec<_> = (0..8u64)
+            .map(|i| {
+                coroutines::spawn(move || {
+                    let mut rng = common::Rng(i * 31 + 7);
+                    let v: Vec<u64> = (0..200_000).map(|_| rng.next() % 1_000_000).collect();
+                    let sum: u64 = v.iter().sum();
+                    let xor = v.iter().fold(0, |a, &x| a ^ x.wrapping_mul(0x9E37_79B9));
+                    let s = quicksort(v);
+                    assert_eq!(s.len(), 200_000);
+                    assert!(s.windows(2).all(|w| w[0] <= w[1]));
+                    assert_eq!(s.iter().sum::<u64>(), sum);
+                    assert_eq!(s.iter().fold(0, |a, &x| a ^ x.wrapping_mul(0x9E37_79B9)), xor);
+                })
+            })
+            .collect();
+        join_all(hs);
+    });
+}
+
+/// Socket corner cases that threads rely on: `shutdown(Read)` of a
+/// socket another coroutine is blocked reading returns it `Ok(0)`;
+/// `shutdown(Both)` does too and the peer sees EOF; `peek` does not
+/// consume; a socket the user set non-blocking reports `WouldBlock`;
+/// `set_read_timeout` times out; `connect_timeout` to a closed port is
+/// refused. 16 coroutines at once.
+#[test]
+fn socket_shutdown_peek_nonblocking() {
+    in_children("socket_shutdown_peek_nonblocking", || {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<TcpStream>();
+        coroutines::spawn(move || {
+            for s in l.incoming() {
+                if tx.send(s.unwrap()).is_err() {
+                    return;
+                }
+            }
+        });
+        let rx = Arc::new(Mutex::new(rx));
+        let hs: Vec<_> = (0..16u64)
+            .map(|i| {
+                let rx = rx.clone();
+                coroutines::spawn(move || {
+                    let mut c = TcpStream::connect(addr).unwrap();
+                    let mut s = rx.lock().unwrap().recv().unwrap();
+                    // peek, then read the same bytes.
+                    c.write_all(b"hello").unwrap();
+                    let mut b = [0u8; 5];
+                    let mut got = 0;
+                    while got < 5 {
+                        got = s.peek(&mut b).unwrap();
+                    }
+                    assert_eq!(&b, b"hello");
+                    s.read_exact(&mut b).unwrap();
+                    assert_eq!(&b, b"hello");
+                    // Non-blocking by the user's choice: WouldBlock, then data.
+                    s.set_nonblocking(true).unwrap();
+                    assert_eq!(s.read(&mut b).unwrap_err().kind(), std::io::ErrorKind::WouldBlock);
+                    s.set_nonblocking(false).unwrap();
+                    // A read timeout with nothing sent.
+                    s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+                    let t = Instant::now();
+                    let e = s.read(&mut b).unwrap_err();
+                    assert!(
+                        matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+                        "{e:?}"
+                    );
+                    assert!(t.elapsed() >= Duration::from_millis(20));
+                    s.set_read_timeout(None).unwrap();
+                    // shutdown(Read or Both) wakes a reader blocked on the socket.
+                    let s2 = s.try_clone().unwrap();
+                    let reader = coroutines::spawn(move || {
+                        let mut s2 = s2;
+                        let mut b = [0u8; 16];
+                        s2.read(&mut b).unwrap()
+                    });
+                    std::thread::sleep(Duration::from_millis(10));
+                    let how = if i % 2 == 0 {
+                        std::net::Shutdown::Read
+                    } else {
+                        std::net::Shutdown::Both
+                    };
+                    s.shutdown(how).unwrap();
+                    assert_eq!(reader.join().unwrap(), 0);
+                    if how == std::net::Shutdown::Both {
+                        let mut rest = Vec::new();
+                        c.read_to_end(&mut rest).unwrap();
+                        assert!(rest.is_empty());
+                    }
+                })
+            })
+            .collect();
+        join_all(hs);
+        // A closed port: refused, not a hang.
+        let closed = {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let e = coroutines::spawn(move || TcpStream::connect_timeout(&closed, Duration::from_secs(5)))
+            .join()
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
+    });
+}
+
+/// 20,000 coroutines each sleeping 1–50 ms a few times (a timer heap
+/// under load): no sleep ends early, all finish.
+#[test]
+fn twenty_thousand_sleepers() {
+    in_children("twenty_thousand_sleepers", || {
+        let early = Arc::new(AtomicUsize::new(0));
+        let hs: Vec<_> = (0..20_000u64)
+            .map(|i| {
+                let early = early.clone();
+                coroutines::spawn(move || {
+                    let mut rng = common::Rng(i + 1);
+                    for _ in 0..3 {
+                        let d = Duration::from_micros(1000 + rng.next() % 49_000);
+                        let t = Instant::now();
+                        std::thread::sleep(d);
+                        if t.elapsed() < d {
+                            early.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                    1u64
+                })
+            })
+            .collect();
+        assert_eq!(join_all(hs).into_iter().sum::<u64>(), 20_000);
+        assert_eq!(early.load(Ordering::SeqCst), 0);
+    });
+}
+
+/// A child killed while coroutines read its stdout and wait for it: the
+/// readers see EOF, `wait` reports the signal; 16 children at once.
+#[test]
+fn child_killed_while_read() {
+    in_children("child_killed_while_read", || {
+        use std::os::unix::process::ExitStatusExt;
+        use std::process::{Command, Stdio};
+        let hs: Vec<_> = (0..16)
+            .map(|_| {
+                coroutines::spawn(|| {
+                    let mut child = Command::new("sh")
+                        .args(["-c", "echo ready; exec sleep 30"])
+                        .stdout(Stdio::piped())
+                        .spawn()
+                        .unwrap();
+                    let mut out = child.stdout.take().unwrap();
+                    let reader = coroutines::spawn(move || {
+                        let mut v = Vec::new();
+                        out.read_to_end(&mut v).unwrap();
+                        v
+                    });
+                    std::thread::sleep(Duration::from_millis(30));
+                    let t = Instant::now();
+                    child.kill().unwrap();
+                    let st = child.wait().unwrap();
+                    assert_eq!(st.signal(), Some(libc::SIGKILL));
+                    assert_eq!(reader.join().unwrap(), b"ready\n");
+                    t.elapsed()
+                })
+            })
+            .collect();
+        for d in join_all(hs) {
+            assert!(d < Duration::from_secs(10), "{d:?}");
+        }
+    });
+}
