@@ -2000,3 +2000,143 @@ fn child_killed_while_read() {
         }
     });
 }
+
+/// `std::io::copy` from a file to a socket (std uses `sendfile`) and from
+/// a child's stdout pipe to a socket (`splice`), to clients that read
+/// slowly with a small receive buffer, so the copies meet a full socket
+/// again and again; 12 clients of each kind, every byte checked.
+#[test]
+fn sendfile_and_splice_to_slow_readers() {
+    in_children("sendfile_and_splice_to_slow_readers", || {
+        use std::process::{Command, Stdio};
+        const LEN: usize = 3 << 20;
+        let dir = tempfile::tempdir().unwrap();
+        let path = Arc::new(dir.path().join("blob"));
+        let data = Arc::new(corpus(77, LEN));
+        std::fs::write(&*path, &*data).unwrap();
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let p2 = path.clone();
+        coroutines::spawn(move || {
+            for (n, s) in l.incoming().enumerate() {
+                let mut s = s.unwrap();
+                let path = p2.clone();
+                coroutines::spawn(move || {
+                    let copied = if n % 2 == 0 {
+                        let mut f = std::fs::File::open(&*path).unwrap();
+                        std::io::copy(&mut f, &mut s).unwrap()
+                    } else {
+                        let mut child = Command::new("cat")
+                            .arg(&*path)
+                            .stdout(Stdio::piped())
+                            .spawn()
+                            .unwrap();
+                        let mut out = child.stdout.take().unwrap();
+                        let c = std::io::copy(&mut out, &mut s).unwrap();
+                        assert!(child.wait().unwrap().success());
+                        c
+                    };
+                    assert_eq!(copied, LEN as u64);
+                });
+            }
+        });
+        let hs: Vec<_> = (0..24u64)
+            .map(|i| {
+                let data = data.clone();
+                coroutines::spawn(move || {
+                    let s = socket_with_small_rcvbuf(addr);
+                    let mut s = s;
+                    let mut got = Vec::with_capacity(LEN);
+                    let mut buf = vec![0u8; 16 << 10];
+                    let mut reads = 0u64;
+                    loop {
+                        let n = s.read(&mut buf).unwrap();
+                        if n == 0 {
+                            break;
+                        }
+                        got.extend_from_slice(&buf[..n]);
+                        reads += 1;
+                        if reads % (20 + i) == 0 {
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
+                    }
+                    assert_eq!(got.len(), LEN);
+                    assert!(got == *data, "client {i}: bytes differ");
+                    got.len()
+                })
+            })
+            .collect();
+        assert_eq!(join_all(hs).into_iter().sum::<usize>(), 24 * LEN);
+    });
+}
+
+/// A client socket with a 4 KiB receive buffer (set before connecting, so
+/// the window stays small).
+fn socket_with_small_rcvbuf(addr: std::net::SocketAddr) -> TcpStream {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain socket creation; the fd is owned by the TcpStream below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    assert!(fd >= 0);
+    let size: libc::c_int = 4096;
+    // SAFETY: passes a live c_int and its size.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(r, 0);
+    let std::net::SocketAddr::V4(a) = addr else {
+        panic!("IPv4 expected")
+    };
+    let sin = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: a.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*a.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: passes a live sockaddr_in and its size.
+    let r = unsafe {
+        libc::connect(
+            fd,
+            (&sin as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
+    // SAFETY: fd is a connected socket this function owns.
+    unsafe { TcpStream::from_raw_fd(fd) }
+}
+
+/// `getaddrinfo` (a helper thread per call) from 200 coroutines at once:
+/// `localhost` resolves to the loopback, connecting by name works.
+#[test]
+fn resolve_localhost_from_many_coroutines() {
+    in_children("resolve_localhost_from_many_coroutines", || {
+        use std::net::ToSocketAddrs;
+        let addr = std_echo_server();
+        let port = addr.port();
+        let hs: Vec<_> = (0..200u64)
+            .map(|i| {
+                coroutines::spawn(move || {
+                    let addrs: Vec<_> = ("localhost", port).to_socket_addrs().unwrap().collect();
+                    assert!(addrs.iter().any(|a| a.ip().is_loopback()), "{addrs:?}");
+                    if i % 10 == 0 {
+                        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+                        s.write_all(b"ping").unwrap();
+                        let mut b = [0u8; 4];
+                        s.read_exact(&mut b).unwrap();
+                        assert_eq!(&b, b"ping");
+                    }
+                    addrs.len()
+                })
+            })
+            .collect();
+        assert!(join_all(hs).into_iter().all(|n| n >= 1));
+    });
+}
