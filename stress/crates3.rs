@@ -1841,7 +1841,10 @@ fn fork_join_quicksort() {
                     assert_eq!(s.len(), 200_000);
                     assert!(s.windows(2).all(|w| w[0] <= w[1]));
                     assert_eq!(s.iter().sum::<u64>(), sum);
-                    assert_eq!(s.iter().fold(0, |a, &x| a ^ x.wrapping_mul(0x9E37_79B9)), xor);
+                    assert_eq!(
+                        s.iter().fold(0, |a, &x| a ^ x.wrapping_mul(0x9E37_79B9)),
+                        xor
+                    );
                 })
             })
             .collect();
@@ -1887,14 +1890,20 @@ fn socket_shutdown_peek_nonblocking() {
                     assert_eq!(&b, b"hello");
                     // Non-blocking by the user's choice: WouldBlock, then data.
                     s.set_nonblocking(true).unwrap();
-                    assert_eq!(s.read(&mut b).unwrap_err().kind(), std::io::ErrorKind::WouldBlock);
+                    assert_eq!(
+                        s.read(&mut b).unwrap_err().kind(),
+                        std::io::ErrorKind::WouldBlock
+                    );
                     s.set_nonblocking(false).unwrap();
                     // A read timeout with nothing sent.
                     s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
                     let t = Instant::now();
                     let e = s.read(&mut b).unwrap_err();
                     assert!(
-                        matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+                        matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ),
                         "{e:?}"
                     );
                     assert!(t.elapsed() >= Duration::from_millis(20));
@@ -1928,10 +1937,11 @@ fn socket_shutdown_peek_nonblocking() {
             let l = TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap()
         };
-        let e = coroutines::spawn(move || TcpStream::connect_timeout(&closed, Duration::from_secs(5)))
-            .join()
-            .unwrap()
-            .unwrap_err();
+        let e =
+            coroutines::spawn(move || TcpStream::connect_timeout(&closed, Duration::from_secs(5)))
+                .join()
+                .unwrap()
+                .unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
     });
 }
@@ -2138,5 +2148,111 @@ fn resolve_localhost_from_many_coroutines() {
             })
             .collect();
         assert!(join_all(hs).into_iter().all(|n| n >= 1));
+    });
+}
+
+/// An in-process connection hand-off: an acceptor coroutine reads the
+/// first bytes of each connection itself, then passes the socket to a
+/// worker coroutine over a Unix socket (`SCM_RIGHTS`) and closes its own
+/// number; the worker reads the rest with blocking std calls. On threads
+/// all 20 exchanges succeed.
+#[test]
+#[ignore = "known limitation: the acceptor's read made the description non-blocking; the received fd number is not in its description group, so the worker's blocking read_exact fails with WouldBlock (measured: 20 of 20 exchanges fail, 0 succeed)"]
+fn scm_rights_handoff_of_a_used_socket() {
+    in_children("scm_rights_handoff_of_a_used_socket", || {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        use std::os::unix::net::UnixStream;
+        fn send_fd(sock: &UnixStream, fd: i32) {
+            let mut byte = [1u8];
+            let mut iov = libc::iovec {
+                iov_base: byte.as_mut_ptr().cast(),
+                iov_len: 1,
+            };
+            let mut cbuf = [0u64; 8];
+            // SAFETY: an all-zero msghdr is valid; the pointers set below
+            // refer to live locals, and the control buffer is large enough
+            // for one SCM_RIGHTS message with one fd.
+            unsafe {
+                let mut msg: libc::msghdr = std::mem::zeroed();
+                msg.msg_iov = &mut iov;
+                msg.msg_iovlen = 1;
+                msg.msg_control = cbuf.as_mut_ptr().cast();
+                msg.msg_controllen = libc::CMSG_SPACE(4) as usize;
+                let c = libc::CMSG_FIRSTHDR(&msg);
+                (*c).cmsg_level = libc::SOL_SOCKET;
+                (*c).cmsg_type = libc::SCM_RIGHTS;
+                (*c).cmsg_len = libc::CMSG_LEN(4) as usize;
+                *(libc::CMSG_DATA(c) as *mut i32) = fd;
+                assert_eq!(libc::sendmsg(sock.as_raw_fd(), &msg, 0), 1);
+            }
+        }
+        fn recv_fd(sock: &UnixStream) -> i32 {
+            let mut byte = [0u8];
+            let mut iov = libc::iovec {
+                iov_base: byte.as_mut_ptr().cast(),
+                iov_len: 1,
+            };
+            let mut cbuf = [0u64; 8];
+            // SAFETY: as in `send_fd`; the kernel writes at most
+            // `msg_controllen` bytes of control data into `cbuf`.
+            unsafe {
+                let mut msg: libc::msghdr = std::mem::zeroed();
+                msg.msg_iov = &mut iov;
+                msg.msg_iovlen = 1;
+                msg.msg_control = cbuf.as_mut_ptr().cast();
+                msg.msg_controllen = std::mem::size_of_val(&cbuf);
+                assert_eq!(libc::recvmsg(sock.as_raw_fd(), &mut msg, 0), 1);
+                let c = libc::CMSG_FIRSTHDR(&msg);
+                assert!(!c.is_null() && (*c).cmsg_type == libc::SCM_RIGHTS);
+                *(libc::CMSG_DATA(c) as *const i32)
+            }
+        }
+        const N: usize = 20;
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let (a, b) = UnixStream::pair().unwrap();
+        let acceptor = coroutines::spawn(move || {
+            for s in l.incoming().take(N) {
+                let mut s = s.unwrap();
+                let mut head = [0u8; 4];
+                s.read_exact(&mut head).unwrap();
+                assert_eq!(&head, b"HEAD");
+                send_fd(&a, s.as_raw_fd());
+            }
+        });
+        let worker = coroutines::spawn(move || {
+            let mut ok = 0;
+            for _ in 0..N {
+                let fd = recv_fd(&b);
+                // SAFETY: the fd was just received and is owned here.
+                let mut s = unsafe { TcpStream::from_raw_fd(fd) };
+                let mut buf = [0u8; 5];
+                match s.read_exact(&mut buf) {
+                    Ok(()) => {
+                        s.write_all(&buf).unwrap();
+                        ok += 1;
+                    }
+                    Err(e) => eprintln!("worker: {e}"),
+                }
+            }
+            ok
+        });
+        let clients = coroutines::spawn(move || {
+            let mut ok = 0;
+            for _ in 0..N {
+                let mut c = TcpStream::connect(addr).unwrap();
+                c.write_all(b"HEAD").unwrap();
+                std::thread::sleep(Duration::from_millis(5));
+                c.write_all(b"hello").unwrap();
+                let mut r = [0u8; 5];
+                if c.read_exact(&mut r).is_ok() && &r == b"hello" {
+                    ok += 1;
+                }
+            }
+            ok
+        });
+        acceptor.join().unwrap();
+        let (w, c) = (worker.join().unwrap(), clients.join().unwrap());
+        assert_eq!((w, c), (N, N));
     });
 }
