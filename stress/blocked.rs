@@ -421,3 +421,134 @@ fn blocking_report_names_syscall_and_caller() {
         },
     );
 }
+
+/// Work that reaches an executor after its blocked episode was helped is
+/// not stranded when every executor is blocked: a coroutine that slept on
+/// executor E wakes into E's inbox while E and all the extra executors
+/// started for the other blocked ones are stuck in eventfd reads (not
+/// hooked) that only the sleeper will satisfy. The detector helped E once
+/// (an extra executor, which took a reader and blocked too) and, without
+/// a second look, nobody was left to steal the sleeper: a permanent hang
+/// (seen in `stress/crates3.rs`, `eventfd_reads_block_executors`).
+#[test]
+fn work_arriving_after_help_is_not_stranded() {
+    in_child(
+        "work_arriving_after_help_is_not_stranded",
+        &[("COROUTINES_WORKERS", "2"), ("COROUTINES_SLICE", "100us")],
+        || {
+            const READERS: usize = 6;
+            // SAFETY: eventfd creates new fds; no memory is involved.
+            let fds: Vec<i32> = (0..READERS)
+                .map(|_| unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) })
+                .collect();
+            assert!(fds.iter().all(|&fd| fd >= 0));
+            // The sleeper starts first (its home is an executor that will
+            // block), then the readers fill every executor there is.
+            let wfds = fds.clone();
+            let writer = coroutines::spawn(move || {
+                std::thread::sleep(Duration::from_millis(300));
+                for (i, &fd) in wfds.iter().enumerate() {
+                    let v = i as u64 + 1;
+                    // SAFETY: writes 8 bytes from a live u64 to an fd the
+                    // test owns until the joins below.
+                    assert_eq!(unsafe { libc::write(fd, (&v as *const u64).cast(), 8) }, 8);
+                }
+            });
+            std::thread::sleep(Duration::from_millis(20));
+            let readers: Vec<_> = fds
+                .iter()
+                .map(|&fd| {
+                    coroutines::spawn(move || {
+                        let mut v = 0u64;
+                        // SAFETY: reads 8 bytes into a live u64 from an fd
+                        // the test owns until the joins below.
+                        assert_eq!(unsafe { libc::read(fd, (&mut v as *mut u64).cast(), 8) }, 8);
+                        v
+                    })
+                })
+                .collect();
+            writer.join().unwrap();
+            let got: Vec<u64> = readers.into_iter().map(|h| h.join().unwrap()).collect();
+            assert_eq!(got, (1..=READERS as u64).collect::<Vec<_>>());
+            for fd in fds {
+                // SAFETY: closes an fd this test created and no longer uses.
+                unsafe { libc::close(fd) };
+            }
+        },
+    );
+}
+
+/// Work that arrives while every live executor is blocked and each one's
+/// episode was helped already: two coroutines block their executors in
+/// eventfd reads (not hooked) while a third waits, so both episodes are
+/// helped (an extra executor runs the third and retires after idling 1
+/// s); then a writer is spawned from outside into the global queue. No
+/// executor was free to take it and no episode was left to help: a
+/// permanent hang, since the blocked reads wait for that writer.
+#[test]
+fn work_arriving_when_all_blocked_executors_were_helped() {
+    in_child(
+        "work_arriving_when_all_blocked_executors_were_helped",
+        &[("COROUTINES_WORKERS", "2")],
+        || {
+            // SAFETY: eventfd creates new fds; no memory is involved.
+            let fds: Vec<i32> = (0..2)
+                .map(|_| unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) })
+                .collect();
+            assert!(fds.iter().all(|&fd| fd >= 0));
+            let blocking = Arc::new(AtomicUsize::new(0));
+            let readers: Vec<_> = fds
+                .iter()
+                .map(|&fd| {
+                    let blocking = blocking.clone();
+                    coroutines::spawn(move || {
+                        blocking.fetch_add(1, Ordering::SeqCst);
+                        let mut v = 0u64;
+                        // SAFETY: reads 8 bytes into a live u64 from an fd
+                        // the test owns until the joins below.
+                        assert_eq!(unsafe { libc::read(fd, (&mut v as *mut u64).cast(), 8) }, 8);
+                        v
+                    })
+                })
+                .collect();
+            // Both executors are in (or about to enter) their reads: the
+            // third waits in the global queue when the detector looks.
+            while blocking.load(Ordering::SeqCst) < 2 {
+                std::thread::yield_now();
+            }
+            std::thread::sleep(Duration::from_millis(5));
+            let third = coroutines::spawn(|| 3u64);
+            assert_eq!(third.join().unwrap(), 3);
+            // The extra executors started for the two episodes retire
+            // after 1 s idle.
+            let t0 = Instant::now();
+            while {
+                let s = coroutines::stats();
+                s.extra_retired == 0 || s.extra_retired < s.extra_started
+            } {
+                assert!(
+                    t0.elapsed() < Duration::from_secs(20),
+                    "no retirement: {:?}",
+                    coroutines::stats()
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let wfds = fds.clone();
+            let writer = coroutines::spawn(move || {
+                for (i, &fd) in wfds.iter().enumerate() {
+                    let v = i as u64 + 1;
+                    // SAFETY: writes 8 bytes from a live u64 to an fd the
+                    // test owns until the joins below.
+                    assert_eq!(unsafe { libc::write(fd, (&v as *const u64).cast(), 8) }, 8);
+                }
+            });
+            writer.join().unwrap();
+            let got: Vec<u64> = readers.into_iter().map(|h| h.join().unwrap()).collect();
+            assert_eq!(got, vec![1, 2]);
+            for fd in fds {
+                // SAFETY: closes an fd this test created and no longer uses.
+                unsafe { libc::close(fd) };
+            }
+        },
+    );
+}

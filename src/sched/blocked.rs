@@ -37,7 +37,17 @@
 //!    signalling it (a signal would turn its wait into EINTR inside C
 //!    code); a helper thread unwinds and symbolizes the copy and keeps the
 //!    report (`blocking_reports()`, `COROUTINES_TRACE_BLOCKING=1`).
-//! 4. Work that cannot move — started coroutines pinned to E (`ready`,
+//! 4. Later ticks of the same episode: stealable work that reached E
+//!    since (a wake into its inbox, a spawn into its `fresh`) is moved to
+//!    the global injector (`move_to_global`). The executor started for E
+//!    may be blocked as well, with none idle to steal: without this, work
+//!    woken into E waited for E — a hang when E's call waited for it.
+//! 5. Liveness: when every live executor is blocked in an episode that
+//!    was helped already and the global injector holds work, an executor
+//!    is started (or a sleeper woken) again — the executors started then
+//!    may have retired, or be blocked too. At most one per tick, and none
+//!    while any executor is not in such an episode.
+//! 6. Work that cannot move — started coroutines pinned to E (`ready`,
 //!    `inbox`) while migration is off — waits for E. That is the documented
 //!    exception: moving a started coroutine to another thread is unsound
 //!    with `thread_local!` (sched/mod.rs); it resumes when E's call returns.
@@ -141,6 +151,19 @@ pub(crate) fn check_blocked(rt: &'static Runtime, now: Instant) {
         );
     }
     let after = rt.config.blocked_after;
+    // Whether some live executor may still serve the global queue: all
+    // but those in a blocked episode that was helped already (stuck in the
+    // kernel, not computing: the CPU check below passed). An executor
+    // stuck without help yet gets its own help below if work waits, or is
+    // computing (no help by design). Read before this tick updates them.
+    // (`live` may include retired slots: they serve nothing.)
+    let progress = live.iter().zip(samples.iter()).any(|(e, s)| {
+        e.alive.load(Ordering::Acquire)
+            && !(s.helped
+                && !e.current.load(Ordering::Acquire).is_null()
+                && e.switches.load(Ordering::Relaxed) == s.switches)
+    });
+    let mut helped_now = false;
     for (e, s) in live.iter().zip(samples.iter_mut()) {
         let switches = e.switches.load(Ordering::Relaxed);
         // Acquire pairs with the Release store in run_coroutine; we only need
@@ -199,6 +222,17 @@ pub(crate) fn check_blocked(rt: &'static Runtime, now: Instant) {
         );
         s.accounted = now;
         if s.helped {
+            // Work that reached this executor after its episode was
+            // helped (a wake into its inbox, a yield into its `runq`, a
+            // spawn into its `fresh`) would wait for it if the executor
+            // started then blocked too and no other is idle: all stuck, a
+            // hang when the blocked calls wait for that very work. Move it
+            // to the global queue: an executor that is not stuck takes it
+            // from there; if every one is stuck, the liveness rule below
+            // starts one.
+            if own_movable {
+                move_to_global(rt, e);
+            }
             continue;
         }
         s.helped = true;
@@ -214,6 +248,7 @@ pub(crate) fn check_blocked(rt: &'static Runtime, now: Instant) {
             rt.config.trace_blocking,
         );
         if own_movable || global {
+            helped_now = true;
             if rt.sleepers.load(Ordering::SeqCst) > 0 {
                 rt.notify_idle();
             } else if let Ok(index) = rt.start_executor() {
@@ -223,6 +258,40 @@ pub(crate) fn check_blocked(rt: &'static Runtime, now: Instant) {
         } // else pinned work only: it waits for this executor
         blocking::submit(report);
     }
+    // Liveness: runnable work in the global queue while every live
+    // executor is blocked in an episode that was helped already (say the
+    // extra executors started then retired after idling, and a coroutine
+    // was spawned or woken since): nobody would take it, a hang if the
+    // blocked calls wait for it. Start one (or wake a sleeper). A fresh
+    // executor counts as progressing until it is blocked and helped
+    // itself, so this starts at most one per `blocked_after`.
+    if !progress && !helped_now && !rt.injector.is_empty() {
+        if rt.sleepers.load(Ordering::SeqCst) > 0 {
+            rt.notify_idle();
+        } else if rt.start_executor().is_ok() {
+            EXTRA_STARTED.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Moves the stealable work queued on executor `e` (blocked) to the
+/// global queue: never-run coroutines from its `fresh`, and with
+/// migration the woken ones in its inbox and the yielded or preempted ones
+/// in its `runq` (without migration those are pinned to `e`). Any
+/// executor may run them, as it could have stolen them.
+fn move_to_global(rt: &'static Runtime, e: &super::executor::ExecutorShared) {
+    while let Some(t) = super::executor::steal_from(&e.stealer) {
+        rt.injector.push(t);
+    }
+    if rt.config.migrate {
+        while let Some(t) = super::executor::steal_one(&e.inbox) {
+            rt.injector.push(t);
+        }
+        while let Some(t) = super::executor::steal_from(&e.runq) {
+            rt.injector.push(t);
+        }
+    }
+    rt.notify_idle();
 }
 
 /// Longest sleep of the idle detector thread (see `start_detector`).
