@@ -2155,9 +2155,10 @@ fn resolve_localhost_from_many_coroutines() {
 /// first bytes of each connection itself, then passes the socket to a
 /// worker coroutine over a Unix socket (`SCM_RIGHTS`) and closes its own
 /// number; the worker reads the rest with blocking std calls. On threads
-/// all 20 exchanges succeed.
+/// all 20 exchanges succeed. Before the runtime tracked in-process
+/// `SCM_RIGHTS` hand-offs (interpose/fdpass.rs), 20 of 20 failed with
+/// WouldBlock: the acceptor's read had made the description non-blocking.
 #[test]
-#[ignore = "known limitation: the acceptor's read made the description non-blocking; the received fd number is not in its description group, so the worker's blocking read_exact fails with WouldBlock (measured: 20 of 20 exchanges fail, 0 succeed)"]
 fn scm_rights_handoff_of_a_used_socket() {
     in_children("scm_rights_handoff_of_a_used_socket", || {
         use std::os::fd::{AsRawFd, FromRawFd};

@@ -7,7 +7,7 @@
 //! - received in this process (the peer of the sending socket is this
 //!   process: `SO_PEERCRED`), the new number inherits the bookkeeping as a
 //!   `dup` does — the sender records each such fd (its inode, number and
-//!   flags) in a small table at `sendmsg`, and `recvmsg` matches the fds it
+//!   flags) in a small table before `sendmsg`, and `recvmsg` matches the fds it
 //!   receives by inode. Without this the receiver's blocking reads failed
 //!   with `WouldBlock` (20 of 20 in the battery's hand-off scenario);
 //! - sent to another process, the description gets its blocking mode
@@ -106,17 +106,22 @@ fn peer_is_us(fd: i32) -> bool {
     r == 0 && cred.pid == unsafe { libc::getpid() }
 }
 
-/// After a successful `sendmsg` on `fd`: note or restore the fds it passed.
+/// Before a `sendmsg` on `fd`: notes the managed fds it passes when the
+/// peer is this process (before the call: the receiver may take them the
+/// moment the kernel queues them), or gives them their blocking mode back
+/// when it is another process. Returns the inodes noted, for `unsent`.
 ///
 /// # Safety
-/// As `passed_fds`.
-pub(crate) unsafe fn sent(fd: i32, msg: *const libc::msghdr) {
+/// `msg` is null or a valid msghdr whose control buffer holds
+/// `msg_controllen` initialised bytes (sendmsg's contract).
+pub(crate) unsafe fn sending(fd: i32, msg: *const libc::msghdr) -> Vec<(u64, u64)> {
+    let mut noted = Vec::new();
     // SAFETY: caller contract.
     let fds = unsafe { passed_fds(msg) };
     if fds.is_empty() {
-        return;
+        return noted;
     }
-    // SAFETY: caller contract (`msg` valid).
+    // SAFETY: caller contract (`msg` valid: `passed_fds` found fds in it).
     let to_address = unsafe { !(*msg).msg_name.is_null() };
     let local = !to_address && peer_is_us(fd);
     for p in fds {
@@ -145,7 +150,18 @@ pub(crate) unsafe fn sent(fd: i32, msg: *const libc::msghdr) {
             fd: p,
             flags,
         });
+        noted.push((dev, ino));
     }
+    noted
+}
+
+/// After a `sendmsg` that failed: forgets what `sending` noted.
+pub(crate) fn unsent(noted: &[(u64, u64)]) {
+    if noted.is_empty() {
+        return;
+    }
+    let mut t = IN_FLIGHT.lock().unwrap_or_else(|e| e.into_inner());
+    t.retain(|e| !noted.contains(&(e.dev, e.ino)));
 }
 
 /// After a successful `recvmsg`: fds sent in-process inherit the sender's

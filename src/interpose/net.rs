@@ -298,12 +298,13 @@ pub(crate) fn sendto(
 
 pub(crate) fn sendmsg(fd: i32, msg: *const libc::msghdr, flags: i32) -> isize {
     // SAFETY: the caller's msghdr contract.
+    let noted = unsafe { super::fdpass::sending(fd, msg) };
+    // SAFETY: the caller's msghdr contract.
     let r = io(fd, Dir::Write, flags & libc::MSG_DONTWAIT != 0, || unsafe {
         sc3(libc::SYS_sendmsg, fd as usize, msg as usize, flags as usize)
     });
-    if r >= 0 {
-        // SAFETY: the caller's msghdr, just sent.
-        unsafe { super::fdpass::sent(fd, msg) };
+    if r < 0 {
+        super::fdpass::unsent(&noted);
     }
     r
 }
