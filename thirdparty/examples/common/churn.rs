@@ -23,12 +23,17 @@ pub fn run(allocator: &str) {
     let d = Duration::from_secs(1);
     let threads = std::env::var_os("THREADS").is_some();
     let total: u64 = if threads {
-        let hs: Vec<_> = (0..4).map(|_| std::thread::spawn(move || work(d))).collect();
+        let hs: Vec<_> = (0..4)
+            .map(|_| std::thread::spawn(move || work(d)))
+            .collect();
         hs.into_iter().map(|h| h.join().unwrap()).sum()
     } else {
         let hs: Vec<_> = (0..4).map(|_| coroutines::spawn(move || work(d))).collect();
         hs.into_iter().map(|h| h.join().unwrap()).sum()
     };
     let who = if threads { "threads" } else { "coroutines" };
-    println!("{allocator} {who}: {:.0} iterations/ms", total as f64 / 1000.0);
+    println!(
+        "{allocator} {who}: {:.0} iterations/ms",
+        total as f64 / 1000.0
+    );
 }
