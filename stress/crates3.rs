@@ -29,59 +29,9 @@ use std::time::{Duration, Instant};
 const CHILD: &str = "COROUTINES_CRATES3_CHILD";
 
 /// Runs `body` in a child with 2 executors and the default slice, then in
-/// one with a 100 µs slice.
+/// one with a 100 µs slice (`common::battery`: watchdog, blocking reports).
 fn in_children(name: &str, body: impl Fn()) {
-    if std::env::var_os(CHILD).is_some() {
-        // Every scenario takes seconds: after 30 s show what each coroutine
-        // waits for and fail (the parent's watchdog would wait for the
-        // output pipes, which a stuck grandchild may hold).
-        std::thread::spawn(|| {
-            std::thread::sleep(Duration::from_secs(30));
-            eprintln!("watchdog: still running after 30 s\n{}", coroutines::dump());
-            std::process::exit(1);
-        });
-        body();
-        for r in coroutines::blocking_reports() {
-            eprintln!(
-                "blocking report: executor {} in {} for {:?} (coroutine {:?})",
-                r.executor, r.syscall, r.blocked_for, r.coroutine
-            );
-        }
-        return;
-    }
-    for env in [
-        &[("COROUTINES_WORKERS", "2")][..],
-        &[("COROUTINES_WORKERS", "2"), ("COROUTINES_SLICE", "100us")][..],
-    ] {
-        in_child(name, env);
-    }
-}
-
-/// `common::in_child` for this file: the child also runs a test marked
-/// `#[ignore]` (the parent was asked to).
-fn in_child(name: &str, env: &[(&str, &str)]) {
-    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
-    cmd.args([
-        name,
-        "--exact",
-        "--nocapture",
-        "--test-threads=1",
-        "--include-ignored",
-    ])
-    .env(CHILD, "1")
-    .envs(env.iter().copied());
-    let out = common::output_with_deadline(cmd, Duration::from_secs(120));
-    let text = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && text.contains("1 passed"),
-        "child {name} ({env:?}) failed ({}):\n{text}",
-        out.status
-    );
-    eprintln!("{text}");
+    common::battery(CHILD, name, body);
 }
 
 /// A tiny CPU-bound mix, so scenarios give the preemption timer work.

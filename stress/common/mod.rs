@@ -200,3 +200,56 @@ pub fn corpus(seed: u64, len: usize) -> Vec<u8> {
     v.truncate(len);
     v
 }
+
+/// A crate-battery scenario (stress/crates*.rs): in the child for test
+/// `name` (`child_var` set) runs `body` under a 30 s watchdog that prints
+/// `coroutines::dump()` and fails (the parent's deadline would wait for
+/// output pipes a stuck grandchild may hold), then prints the executor
+/// blocking reports it saw; in the parent runs that child twice, with 2
+/// executors and the default slice and with a 100 µs slice. The child
+/// also runs a test marked `#[ignore]` (the parent was asked to).
+#[allow(dead_code)] // used by the crate batteries only
+pub fn battery(child_var: &str, name: &str, body: impl Fn()) {
+    if std::env::var_os(child_var).is_some() {
+        std::thread::spawn(|| {
+            std::thread::sleep(Duration::from_secs(30));
+            eprintln!("watchdog: still running after 30 s\n{}", coroutines::dump());
+            std::process::exit(1);
+        });
+        body();
+        for r in coroutines::blocking_reports() {
+            eprintln!(
+                "blocking report: executor {} in {} for {:?} (coroutine {:?})",
+                r.executor, r.syscall, r.blocked_for, r.coroutine
+            );
+        }
+        return;
+    }
+    for env in [
+        &[("COROUTINES_WORKERS", "2")][..],
+        &[("COROUTINES_WORKERS", "2"), ("COROUTINES_SLICE", "100us")][..],
+    ] {
+        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        cmd.args([
+            name,
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+            "--include-ignored",
+        ])
+        .env(child_var, "1")
+        .envs(env.iter().copied());
+        let out = output_with_deadline(cmd, Duration::from_secs(120));
+        let text = format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success() && text.contains("1 passed"),
+            "child {name} ({env:?}) failed ({}):\n{text}",
+            out.status
+        );
+        eprintln!("{text}");
+    }
+}
