@@ -237,13 +237,18 @@ impl ThreadStat {
         if tid != self.tid || self.fd < 0 {
             self.close();
             let path = format!("/proc/self/task/{tid}/stat\0");
+            // Raw system calls throughout: not through this crate's hooks
+            // (no fd bookkeeping for a file only the monitor reads).
             // SAFETY: a NUL-terminated path; the fd is ours until `close`.
             self.fd = unsafe {
-                libc::open(
-                    path.as_ptr() as *const libc::c_char,
-                    libc::O_RDONLY | libc::O_CLOEXEC,
+                sc4(
+                    libc::SYS_openat,
+                    libc::AT_FDCWD as isize as usize,
+                    path.as_ptr() as usize,
+                    (libc::O_RDONLY | libc::O_CLOEXEC) as usize,
+                    0,
                 )
-            };
+            } as i32;
             self.tid = tid;
             if self.fd < 0 {
                 return true;
@@ -251,12 +256,20 @@ impl ThreadStat {
         }
         let mut buf = [0u8; 512];
         // SAFETY: reads at most `buf.len()` bytes into `buf` from the fd.
-        let n = unsafe { libc::pread(self.fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+        let n = unsafe {
+            sc4(
+                libc::SYS_pread64,
+                self.fd as usize,
+                buf.as_mut_ptr() as usize,
+                buf.len(),
+                0,
+            )
+        };
         if n <= 0 {
-            // ESRCH: the thread is gone, the file is ours. Anything else
+            // -ESRCH: the thread is gone, the file is ours. Anything else
             // (EBADF, ESPIPE): the program closed our fd, maybe reused the
             // number: forget it without closing what may be its own.
-            if crate::sys::errno() == libc::ESRCH {
+            if n == -(libc::ESRCH as isize) {
                 self.close();
             }
             self.fd = -1;
@@ -278,7 +291,7 @@ impl ThreadStat {
     fn close(&mut self) {
         if self.fd >= 0 {
             // SAFETY: our own fd, closed once.
-            unsafe { libc::close(self.fd) };
+            unsafe { sc1(libc::SYS_close, self.fd as usize) };
             self.fd = -1;
         }
     }
