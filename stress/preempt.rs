@@ -113,9 +113,18 @@ fn fairness() {
 fn fairness_off_starves() {
     const NAME: &str = "fairness_off_starves";
     if !is_child(NAME) {
+        // No extra executors: the blocked-executor detector counts a hog
+        // that never switches as blocked after 20 ms and, with work waiting,
+        // starts executors that then serve the probe too (under load the
+        // probe woke 104 times in 1 s that way). Starvation by the hogs
+        // alone is the point here.
         let out = run_child(
             NAME,
-            &[("COROUTINES_WORKERS", "2"), ("COROUTINES_SLICE", "off")],
+            &[
+                ("COROUTINES_WORKERS", "2"),
+                ("COROUTINES_MAX_WORKERS", "2"),
+                ("COROUTINES_SLICE", "off"),
+            ],
         );
         print!("{out}");
         return;
