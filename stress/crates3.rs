@@ -2113,51 +2113,6 @@ fn scm_rights_handoff_of_a_used_socket() {
     in_children("scm_rights_handoff_of_a_used_socket", || {
         use std::os::fd::{AsRawFd, FromRawFd};
         use std::os::unix::net::UnixStream;
-        fn send_fd(sock: &UnixStream, fd: i32) {
-            let mut byte = [1u8];
-            let mut iov = libc::iovec {
-                iov_base: byte.as_mut_ptr().cast(),
-                iov_len: 1,
-            };
-            let mut cbuf = [0u64; 8];
-            // SAFETY: an all-zero msghdr is valid; the pointers set below
-            // refer to live locals, and the control buffer is large enough
-            // for one SCM_RIGHTS message with one fd.
-            unsafe {
-                let mut msg: libc::msghdr = std::mem::zeroed();
-                msg.msg_iov = &mut iov;
-                msg.msg_iovlen = 1;
-                msg.msg_control = cbuf.as_mut_ptr().cast();
-                msg.msg_controllen = libc::CMSG_SPACE(4) as usize;
-                let c = libc::CMSG_FIRSTHDR(&msg);
-                (*c).cmsg_level = libc::SOL_SOCKET;
-                (*c).cmsg_type = libc::SCM_RIGHTS;
-                (*c).cmsg_len = libc::CMSG_LEN(4) as usize;
-                *(libc::CMSG_DATA(c) as *mut i32) = fd;
-                assert_eq!(libc::sendmsg(sock.as_raw_fd(), &msg, 0), 1);
-            }
-        }
-        fn recv_fd(sock: &UnixStream) -> i32 {
-            let mut byte = [0u8];
-            let mut iov = libc::iovec {
-                iov_base: byte.as_mut_ptr().cast(),
-                iov_len: 1,
-            };
-            let mut cbuf = [0u64; 8];
-            // SAFETY: as in `send_fd`; the kernel writes at most
-            // `msg_controllen` bytes of control data into `cbuf`.
-            unsafe {
-                let mut msg: libc::msghdr = std::mem::zeroed();
-                msg.msg_iov = &mut iov;
-                msg.msg_iovlen = 1;
-                msg.msg_control = cbuf.as_mut_ptr().cast();
-                msg.msg_controllen = std::mem::size_of_val(&cbuf);
-                assert_eq!(libc::recvmsg(sock.as_raw_fd(), &mut msg, 0), 1);
-                let c = libc::CMSG_FIRSTHDR(&msg);
-                assert!(!c.is_null() && (*c).cmsg_type == libc::SCM_RIGHTS);
-                *(libc::CMSG_DATA(c) as *const i32)
-            }
-        }
         const N: usize = 20;
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
@@ -2168,13 +2123,13 @@ fn scm_rights_handoff_of_a_used_socket() {
                 let mut head = [0u8; 4];
                 s.read_exact(&mut head).unwrap();
                 assert_eq!(&head, b"HEAD");
-                send_fd(&a, s.as_raw_fd());
+                common::send_fd(&a, s.as_raw_fd());
             }
         });
         let worker = coroutines::spawn(move || {
             let mut ok = 0;
             for _ in 0..N {
-                let fd = recv_fd(&b);
+                let fd = common::recv_fd(&b);
                 // SAFETY: the fd was just received and is owned here.
                 let mut s = unsafe { TcpStream::from_raw_fd(fd) };
                 let mut buf = [0u8; 5];

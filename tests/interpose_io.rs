@@ -1,6 +1,9 @@
 //! Focused tests of the I/O hooks: unmodified std::net / std::fs /
 //! std::thread::sleep code inside coroutines, its errors and edge cases.
 
+#[path = "../stress/common/mod.rs"]
+mod common;
+
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -823,57 +826,6 @@ fn recv_waitall_gets_everything() {
     }
 }
 
-/// Sends `fd` over the Unix socket `via` as SCM_RIGHTS with one data byte.
-fn send_fd(via: &UnixStream, fd: i32) {
-    let mut byte = [b'F'];
-    let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr().cast(),
-        iov_len: 1,
-    };
-    // SAFETY: CMSG_SPACE is a size computation.
-    let space = unsafe { libc::CMSG_SPACE(4) } as usize;
-    let mut cbuf = vec![0u64; space.div_ceil(8)];
-    // SAFETY: all-zero is a valid msghdr; the fields point at our live
-    // buffers; the CMSG macros stay inside `cbuf`.
-    unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cbuf.as_mut_ptr().cast();
-        msg.msg_controllen = space;
-        let c = libc::CMSG_FIRSTHDR(&msg);
-        (*c).cmsg_level = libc::SOL_SOCKET;
-        (*c).cmsg_type = libc::SCM_RIGHTS;
-        (*c).cmsg_len = libc::CMSG_LEN(4) as usize;
-        (libc::CMSG_DATA(c) as *mut i32).write_unaligned(fd);
-        assert_eq!(libc::sendmsg(via.as_raw_fd(), &msg, 0), 1);
-    }
-}
-
-/// Receives one fd sent by `send_fd`.
-fn recv_fd(via: &UnixStream) -> i32 {
-    let mut byte = [0u8];
-    let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr().cast(),
-        iov_len: 1,
-    };
-    // SAFETY: a size computation.
-    let space = unsafe { libc::CMSG_SPACE(4) } as usize;
-    let mut cbuf = vec![0u64; space.div_ceil(8)];
-    // SAFETY: as in `send_fd`; the kernel fills our buffers.
-    unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cbuf.as_mut_ptr().cast();
-        msg.msg_controllen = space;
-        assert_eq!(libc::recvmsg(via.as_raw_fd(), &mut msg, 0), 1);
-        let c = libc::CMSG_FIRSTHDR(&msg);
-        assert!(!c.is_null() && (*c).cmsg_type == libc::SCM_RIGHTS);
-        (libc::CMSG_DATA(c) as *const i32).read_unaligned()
-    }
-}
-
 /// An fd passed with SCM_RIGHTS inside the process is a new number for a
 /// description the runtime made non-blocking (a coroutine used the
 /// socket): it must keep blocking semantics. Before, the receiver's
@@ -889,14 +841,14 @@ fn fd_passed_in_process_keeps_blocking_reads() {
         let mut warm = [0u8; 4];
         x.read_exact(&mut warm).unwrap();
         let receiver = coroutines::spawn(move || {
-            let fd = recv_fd(&ctl_b);
+            let fd = common::recv_fd(&ctl_b);
             // SAFETY: a fresh fd we own.
             let mut got = unsafe { UnixStream::from_raw_fd(fd) };
             let t = Instant::now();
             let mut buf = [0u8; 5];
             got.read_exact(&mut buf).map(|_| (buf, t.elapsed()))
         });
-        send_fd(&ctl_a, x.as_raw_fd());
+        common::send_fd(&ctl_a, x.as_raw_fd());
         drop(x); // the receiver's number is the only one left
         std::thread::sleep(Duration::from_millis(50));
         y.write_all(b"hello").unwrap();

@@ -105,8 +105,22 @@ pub fn in_child(
         body();
         return;
     }
+    run_test_child(child_var, name, env, limit, &[]);
+}
+
+/// Re-runs this test binary for test `name` only (plus `extra` harness
+/// arguments), with `child_var` set and `env`; fails unless the child
+/// passes within `limit`, and prints its output.
+fn run_test_child(
+    child_var: &str,
+    name: &str,
+    env: &[(&str, &str)],
+    limit: Duration,
+    extra: &[&str],
+) {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .args(extra)
         .env(child_var, "1")
         .envs(env.iter().copied());
     let out = output_with_deadline(cmd, limit);
@@ -117,7 +131,7 @@ pub fn in_child(
     );
     assert!(
         out.status.success() && text.contains("1 passed"),
-        "child {name} failed ({}):\n{text}",
+        "child {name} ({env:?}) failed ({}):\n{text}",
         out.status
     );
     eprintln!("{text}");
@@ -229,27 +243,69 @@ pub fn battery(child_var: &str, name: &str, body: impl Fn()) {
         &[("COROUTINES_WORKERS", "2")][..],
         &[("COROUTINES_WORKERS", "2"), ("COROUTINES_SLICE", "100us")][..],
     ] {
-        let mut cmd = Command::new(std::env::current_exe().unwrap());
-        cmd.args([
+        run_test_child(
+            child_var,
             name,
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-            "--include-ignored",
-        ])
-        .env(child_var, "1")
-        .envs(env.iter().copied());
-        let out = output_with_deadline(cmd, Duration::from_secs(120));
-        let text = format!(
-            "{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+            env,
+            Duration::from_secs(120),
+            &["--include-ignored"],
         );
-        assert!(
-            out.status.success() && text.contains("1 passed"),
-            "child {name} ({env:?}) failed ({}):\n{text}",
-            out.status
+    }
+}
+
+/// Sends `fd` over the Unix socket `via` as SCM_RIGHTS with one data byte.
+pub fn send_fd(via: &std::os::unix::net::UnixStream, fd: i32) {
+    let mut byte = [b'F'];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    // SAFETY: CMSG_SPACE is a size computation.
+    let space = unsafe { libc::CMSG_SPACE(4) } as usize;
+    let mut cbuf = vec![0u64; space.div_ceil(8)];
+    // SAFETY: all-zero is a valid msghdr; the fields point at our live
+    // buffers; the CMSG macros stay inside `cbuf`.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.as_mut_ptr().cast();
+        msg.msg_controllen = space;
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        (*c).cmsg_level = libc::SOL_SOCKET;
+        (*c).cmsg_type = libc::SCM_RIGHTS;
+        (*c).cmsg_len = libc::CMSG_LEN(4) as usize;
+        (libc::CMSG_DATA(c) as *mut i32).write_unaligned(fd);
+        assert_eq!(
+            libc::sendmsg(std::os::fd::AsRawFd::as_raw_fd(via), &msg, 0),
+            1
         );
-        eprintln!("{text}");
+    }
+}
+
+/// Receives one fd sent by `send_fd`.
+pub fn recv_fd(via: &std::os::unix::net::UnixStream) -> i32 {
+    let mut byte = [0u8];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    // SAFETY: a size computation.
+    let space = unsafe { libc::CMSG_SPACE(4) } as usize;
+    let mut cbuf = vec![0u64; space.div_ceil(8)];
+    // SAFETY: as in `send_fd`; the kernel fills our buffers.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.as_mut_ptr().cast();
+        msg.msg_controllen = space;
+        assert_eq!(
+            libc::recvmsg(std::os::fd::AsRawFd::as_raw_fd(via), &mut msg, 0),
+            1
+        );
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        assert!(!c.is_null() && (*c).cmsg_type == libc::SCM_RIGHTS);
+        (libc::CMSG_DATA(c) as *const i32).read_unaligned()
     }
 }
