@@ -858,3 +858,62 @@ fn fd_passed_in_process_keeps_blocking_reads() {
     assert_eq!(&buf, b"hello");
     assert!(waited >= Duration::from_millis(20), "{waited:?}");
 }
+
+/// The sender of an in-process hand-off closes its number right after
+/// `sendmsg` while the receiver, on another executor, takes the fd and
+/// reads it with blocking semantics: the receiver must never depend on the
+/// sender's number still being open. Before, a close landing between the
+/// receiver's inode check and its look at the sender's entry left the new
+/// number unmanaged, and its blocking read failed with WouldBlock (seen
+/// once in CI, in the crates3 hand-off scenario).
+#[test]
+fn fd_passed_and_closed_at_once_keeps_blocking_reads() {
+    use std::os::fd::FromRawFd;
+    const N: usize = 400;
+    let (ctl_a, ctl_b) = UnixStream::pair().unwrap();
+    let (ack_a, mut ack_b) = UnixStream::pair().unwrap();
+    let receiver = coroutines::spawn(move || {
+        let mut ack_a = ack_a;
+        let mut failed = Vec::new();
+        for i in 0..N {
+            let fd = common::recv_fd(&ctl_b);
+            // SAFETY: a fresh fd we own.
+            let mut got = unsafe { UnixStream::from_raw_fd(fd) };
+            ack_a.write_all(b"r").unwrap();
+            let mut buf = [0u8; 5];
+            if let Err(e) = got.read_exact(&mut buf) {
+                failed.push((i, e.kind()));
+            }
+        }
+        failed
+    });
+    let sender = coroutines::spawn(move || {
+        for i in 0..N {
+            let (mut x, mut y) = UnixStream::pair().unwrap();
+            // A coroutine's use of `x` makes its description non-blocking.
+            y.write_all(b"warm").unwrap();
+            let mut warm = [0u8; 4];
+            x.read_exact(&mut warm).unwrap();
+            common::send_fd(&ctl_a, x.as_raw_fd());
+            // Close after a varying delay, sweeping over the receiver's
+            // wake-up and bookkeeping.
+            let until = Instant::now() + Duration::from_nanos((i as u64 % 40) * 500);
+            while Instant::now() < until {
+                std::hint::spin_loop();
+            }
+            drop(x);
+            let mut a = [0u8; 1];
+            ack_b.read_exact(&mut a).unwrap();
+            std::thread::sleep(Duration::from_micros(300));
+            let _ = y.write_all(b"hello"); // EPIPE if the read failed
+        }
+    });
+    sender.join().unwrap();
+    let failed = receiver.join().unwrap();
+    assert!(
+        failed.is_empty(),
+        "{} of {N} blocking reads failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+}

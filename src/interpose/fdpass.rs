@@ -188,12 +188,25 @@ pub(crate) unsafe fn received(msg: *const libc::msghdr) {
         let Some(e) = hit else {
             continue;
         };
+        // The flags noted at send time, never the sender's entry now: the
+        // sender may close its number at any moment (an acceptor that hands
+        // a connection off closes it right after `sendmsg`), and `close`
+        // clears the entry before the kernel drops the number, so an
+        // inode check followed by a look at the entry could find it
+        // already unmanaged (seen once in CI: a worker's blocking read
+        // failed with WouldBlock).
+        let Some(r) = registration::get_or_alloc(n) else {
+            continue;
+        };
+        r.set_flag(Flags::INHERITED | e.flags, true);
         if e.fd != n && inode(e.fd) == Some((dev, ino)) {
-            // The sender's number still names the description: one group,
-            // exactly as after a dup.
-            super::fdops::inherit(e.fd, n);
-        } else if let Some(r) = registration::get_or_alloc(n) {
-            r.set_flag(Flags::INHERITED | e.flags, true);
+            if let Some(o) = registration::get(e.fd) {
+                if o.managed() {
+                    // The sender's number still names the description: one
+                    // group, as after a dup.
+                    registration::share_desc(o, r);
+                }
+            }
         }
     }
 }
