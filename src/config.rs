@@ -23,8 +23,8 @@ pub(crate) use parse::check_coroutine_stack;
 use parse::{
     check_blocked, check_slice, check_stack, check_trace, check_workers, env_var, invalid,
     parse_duration, parse_preempt_c, parse_size, BLOCKED_FORMS, BOOL_FORMS, FILE_HELPERS_FORMS,
-    MAX_WORKERS_FORMS, PREEMPT_C_FORMS, SIZE_FORMS, SLICE_FORMS, TLS_FORMS, TRACE_FILE_FORMS,
-    TRACE_FORMS, WORKERS_FORMS,
+    MALLOC_FORMS, MAX_WORKERS_FORMS, PREEMPT_C_FORMS, SIZE_FORMS, SLICE_FORMS, TLS_FORMS,
+    TRACE_FILE_FORMS, TRACE_FORMS, WORKERS_FORMS,
 };
 use parse::{parse_dump_signal, DUMP_SIGNAL_FORMS};
 
@@ -104,6 +104,9 @@ pub struct Config {
     /// Where `thread_local!` values live: per coroutine (the default) or
     /// shared by the coroutines of one executor.
     pub thread_locals: ThreadLocals,
+    /// Whose glibc malloc thread cache and arena a coroutine uses (with
+    /// per-coroutine thread-locals).
+    pub malloc_state: MallocState,
     /// Allow-list: symbol-name prefixes of C functions linked into the
     /// executable that may be preempted like Rust code (reentrant CPU
     /// loops). Every other non-Rust function is a no-preempt zone.
@@ -151,6 +154,28 @@ pub enum ThreadLocals {
     Shared,
 }
 
+/// Whose glibc malloc per-thread state — the thread cache (`tcache`) and
+/// the arena — a coroutine allocates from (`COROUTINES_MALLOC_STATE`,
+/// [`RuntimeBuilder::malloc_state`]). Only with
+/// [`ThreadLocals::PerCoroutine`]; with shared thread-locals every
+/// coroutine uses its executor's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MallocState {
+    /// A coroutine starts with its executor's cache and arena; from its
+    /// first preemption on (it runs like a thread, for longer than a time
+    /// slice) it has its own, as a thread does, chosen by glibc's own
+    /// arena policy, and its cache is emptied back into the arenas when it
+    /// finishes. Coroutines that allocate while preempted then stop
+    /// interleaving their chunks in one heap: allocation-bound coroutines
+    /// preempted on 2 executors ran at 0.4× the speed of threads with the
+    /// executor's state and at 0.9-1.0× with their own (BENCHMARKS.md,
+    /// A1). The default.
+    OwnWhenPreempted,
+    /// Every coroutine uses the cache and arena of the executor running
+    /// it: no memory per coroutine, slower allocation for preempted ones.
+    Executor,
+}
+
 impl ThreadLocals {
     /// Whether [`ThreadLocals::PerCoroutine`] is in force in the running
     /// runtime (requested and available). False before the runtime starts.
@@ -184,6 +209,7 @@ pub struct RuntimeBuilder {
     migrate: Option<bool>,
     blocked_after: Option<Duration>,
     thread_locals: Option<ThreadLocals>,
+    malloc_state: Option<MallocState>,
     preempt_c: Option<Vec<String>>,
     file_helpers: Option<usize>,
     dump_signal: Option<Option<i32>>,
@@ -334,6 +360,20 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Whose glibc malloc cache and arena a coroutine allocates from.
+    /// Overrides `COROUTINES_MALLOC_STATE` (`own-when-preempted` or
+    /// `executor`). Default: [`MallocState::OwnWhenPreempted`].
+    ///
+    /// ```
+    /// let b = coroutines::RuntimeBuilder::new()
+    ///     .malloc_state(coroutines::MallocState::Executor);
+    /// # drop(b);
+    /// ```
+    pub fn malloc_state(mut self, mode: MallocState) -> Self {
+        self.malloc_state = Some(mode);
+        self
+    }
+
     /// Schedule trace: every `interval`, one line on stderr with the
     /// executors (alive, idle, blocked), the coroutines (running, ready,
     /// parked), switches, preemptions and steals per second and the
@@ -473,6 +513,17 @@ impl RuntimeBuilder {
                 None => ThreadLocals::PerCoroutine,
             },
         };
+        let malloc_state = match self.malloc_state {
+            Some(m) => m,
+            None => match env_var("COROUTINES_MALLOC_STATE", MALLOC_FORMS)? {
+                Some(v) => match v.trim() {
+                    "own-when-preempted" => MallocState::OwnWhenPreempted,
+                    "executor" => MallocState::Executor,
+                    _ => return Err(invalid("COROUTINES_MALLOC_STATE", &v, MALLOC_FORMS)),
+                },
+                None => MallocState::OwnWhenPreempted,
+            },
+        };
         let migrate_explicit = migrate.is_some();
         // Sound by default only when every coroutine has its own
         // thread-locals (the runtime turns it off at start if those turn
@@ -596,6 +647,7 @@ impl RuntimeBuilder {
             migrate_explicit,
             blocked_after,
             thread_locals,
+            malloc_state,
             preempt_c,
             file_helpers,
             dump_signal,

@@ -97,6 +97,11 @@ pub(crate) struct Inner {
     pub(crate) window: UnsafeCell<usize>,
     /// Counted in its executor's `risky` (sched/executor.rs). Owner only.
     pub(crate) risky: AtomicBool,
+    /// The coroutine allocates with glibc malloc state of its own (its
+    /// block's tcache and arena words are its own, not copied from the
+    /// carrier at switches; tls/block.rs "malloc state"). Set once, by the
+    /// executor owning the right to run it, at its first preemption.
+    pub(crate) own_malloc: AtomicBool,
     /// Thread pointer of the coroutine's TLS block (tls/block.rs), 0 while
     /// it has none (never ran, or thread-locals are shared). Written at
     /// first run and read at switches by the executor owning the right to
@@ -518,6 +523,10 @@ where
         // destroys them when that thread exits, right after this.)
         if started && crate::tls::enabled() && sched::in_coroutine() {
             crate::tls::run_exit_destructors();
+            // Last: the destructors may allocate and free.
+            if crate::tls::own_malloc() && sched::current_has_own_malloc() {
+                crate::tls::release_own_malloc();
+            }
         }
         let p = &*self;
         // SAFETY: only this coroutine writes the result, before FINISHED.
@@ -724,6 +733,7 @@ impl Builder {
             ident: UnsafeCell::new([0; 4]),
             window: UnsafeCell::new(0),
             risky: AtomicBool::new(false),
+            own_malloc: AtomicBool::new(false),
             tls: UnsafeCell::new(0),
             pooled: std::cell::Cell::new(0),
             wait: Default::default(),

@@ -140,7 +140,7 @@ mod stats;
 mod sys;
 mod tls;
 
-pub use config::{Config, ConfigError, RuntimeBuilder, ThreadLocals};
+pub use config::{Config, ConfigError, MallocState, RuntimeBuilder, ThreadLocals};
 pub use coroutine::{
     current, park, park_timeout, run, sleep, spawn, try_current, yield_now, Builder, Coroutine,
     CoroutineId, JoinHandle,

@@ -81,6 +81,9 @@ fn start_slow(config: Option<Config>) -> Result<&'static Runtime, ConfigError> {
     if crate::tls::enable(config.thread_locals == ThreadLocals::PerCoroutine) {
         crate::stack::set_reserved_top(crate::tls::layout().span());
         crate::tls::pool::init();
+        crate::tls::enable_own_malloc(
+            config.malloc_state == crate::config::MallocState::OwnWhenPreempted,
+        );
     } else if config.migrate && !config.migrate_explicit {
         // Migration is the default only because each coroutine carries its
         // own thread-locals; with shared ones, coroutines stay put.

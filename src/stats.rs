@@ -143,6 +143,10 @@ pub struct Stats {
     pub steals: u64,
     /// Preemptions, in all.
     pub preemptions: u64,
+    /// Coroutines that were given glibc malloc state of their own (a
+    /// thread cache and an arena) at their first preemption
+    /// ([`MallocState::OwnWhenPreempted`](crate::MallocState)).
+    pub own_malloc: u64,
     /// Timers fired (sleeps and timed waits).
     pub timers_fired: u64,
     /// Sleeps that landed in a herd (other timers due within 0.5 ms of
@@ -291,6 +295,7 @@ pub fn stats() -> Stats {
         s.switches += es.switches;
         s.steals += es.steals;
         s.preemptions += es.preemptions;
+        s.own_malloc += st.own_malloc.load(Ordering::Relaxed);
         s.executors.push(es);
     }
     s.timers_fired = crate::reactor::timers().fired_total.load(Ordering::Relaxed);

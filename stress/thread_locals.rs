@@ -626,3 +626,226 @@ fn reused_blocks_across_dlopen_with_tls() {
     });
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Bytes glibc malloc holds for the program now (`mallinfo2`'s `uordblks`,
+/// summed by glibc over every arena; chunks parked in a thread cache count
+/// as in use).
+fn malloc_in_use() -> usize {
+    // SAFETY: mallinfo2 takes no arguments and returns a plain struct.
+    unsafe { libc::mallinfo2() }.uordblks
+}
+
+/// Allocates and frees a mix of sizes (16 B to 1 KiB, up to 64 live at
+/// once, each filled with its own pattern and checked before it is freed)
+/// until the calling coroutine has been preempted `times` times or at most
+/// 2 of the coroutines counted in `running` (this one included) are left
+/// (with nobody waiting, nobody is preempted); then leaves `running` and
+/// returns the number of allocations. Panics on a chunk whose bytes
+/// changed.
+fn churn_until_preempted(seed: u64, times: u64, running: &AtomicUsize) -> u64 {
+    let me = coroutines::current();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut live: Vec<Vec<u8>> = Vec::with_capacity(64);
+    let mut x = seed | 1;
+    let mut n = 0u64;
+    while me.preemptions() < times && running.load(Ordering::SeqCst) > 2 {
+        assert!(std::time::Instant::now() < deadline, "never preempted");
+        for _ in 0..256 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = 16 + (x % 1009) as usize;
+            let v = vec![(x & 0xff) as u8; len];
+            if live.len() == 64 {
+                let old = live.swap_remove((x >> 20) as usize % 64);
+                assert!(old.iter().all(|&b| b == old[0]), "a chunk changed under us");
+            }
+            live.push(v);
+            n += 1;
+        }
+    }
+    running.fetch_sub(1, Ordering::SeqCst);
+    for v in live {
+        assert!(v.iter().all(|&b| b == v[0]), "a chunk changed under us");
+    }
+    n
+}
+
+/// A preempted coroutine allocates from glibc malloc state of its own (a
+/// thread cache and an arena, as a thread does), and gives its cache back
+/// when it finishes: 8 rounds of 16 allocation-bound coroutines, each
+/// preempted twice, leave glibc's bytes in use where the first round left
+/// them. Without the give-back each finished coroutine kept its cache —
+/// the cache structure and up to 7 chunks of each size it freed last.
+#[test]
+fn preempted_coroutines_get_own_malloc_state_and_give_it_back() {
+    in_child(
+        "preempted_coroutines_get_own_malloc_state_and_give_it_back",
+        &[("COROUTINES_WORKERS", "2"), ("COROUTINES_SLICE", "1ms")],
+        || {
+            coroutines::spawn(|| ()).join().unwrap();
+            require_per_coroutine();
+            let round = |r: u64| {
+                let running = Arc::new(AtomicUsize::new(16));
+                let hs: Vec<_> = (0..16u64)
+                    .map(|i| {
+                        let running = running.clone();
+                        coroutines::spawn(move || churn_until_preempted(r * 100 + i, 2, &running))
+                    })
+                    .collect();
+                hs.into_iter().map(|h| h.join().unwrap()).sum::<u64>()
+            };
+            let own0 = coroutines::stats().own_malloc;
+            round(0);
+            let after_first = malloc_in_use();
+            let mut sizes = Vec::new();
+            for r in 1..8 {
+                assert!(round(r) > 0);
+                sizes.push(malloc_in_use());
+            }
+            let own = coroutines::stats().own_malloc - own0;
+            eprintln!("own malloc state given {own} times; in use after round 1: {after_first} B, then {sizes:?}");
+            // (The last 2 of each round may finish unpreempted.)
+            assert!(own >= 8 * 14, "only {own} of 128 coroutines got malloc state of their own");
+            let grown = sizes.last().unwrap().saturating_sub(after_first);
+            assert!(
+                grown < 1 << 20,
+                "glibc's bytes in use grew by {grown} B over 7 rounds of 16 coroutines"
+            );
+        },
+    );
+}
+
+/// Coroutines with malloc state of their own and without, mixed on 2
+/// executors under a 200 µs slice, switching straight to each other
+/// (yields and channel parks go coroutine to coroutine without the
+/// scheduler): 24 workers that allocate between yields and now and then
+/// run allocation-bound for longer than a slice (so they are preempted and
+/// get their own state, then keep yielding), a ping-pong pair doing the
+/// same, and 4 hogs. Every string built survives every switch intact and
+/// glibc finds nothing wrong: a switch that handed one coroutine's cache
+/// to a sibling would leave two executors allocating from one cache at
+/// once.
+#[test]
+fn own_and_executor_malloc_state_mixed_with_direct_switches() {
+    in_child(
+        "own_and_executor_malloc_state_mixed_with_direct_switches",
+        &[("COROUTINES_WORKERS", "2"), ("COROUTINES_SLICE", "200us")],
+        || {
+            coroutines::spawn(|| ()).join().unwrap();
+            require_per_coroutine();
+            /// About `n` × 1,000 allocations of 16 B to 1 KiB, checked.
+            fn burst(seed: u64, n: u64) -> u64 {
+                let mut x = seed | 1;
+                let mut live: Vec<Vec<u8>> = Vec::with_capacity(32);
+                for _ in 0..n * 1000 {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let v = vec![(x & 0xff) as u8; 16 + (x % 1009) as usize];
+                    if live.len() == 32 {
+                        let old = live.swap_remove((x >> 20) as usize % 32);
+                        assert!(old.iter().all(|&b| b == old[0]), "a chunk changed under us");
+                    }
+                    live.push(v);
+                }
+                x
+            }
+            let running = Arc::new(AtomicUsize::new(4 + 3));
+            let hogs: Vec<_> = (0..4u64)
+                .map(|i| {
+                    let running = running.clone();
+                    coroutines::spawn(move || churn_until_preempted(i, 40, &running))
+                })
+                .collect();
+            let workers: Vec<_> = (0..24u64)
+                .map(|i| {
+                    coroutines::spawn(move || {
+                        let mut kept = Vec::new();
+                        for k in 0..3000u64 {
+                            let s = format!("{i}:{k}:{}", "x".repeat((k % 50) as usize));
+                            if (k + i) % 25 == 0 {
+                                burst(i * 10_000 + k, 2);
+                            }
+                            coroutines::yield_now();
+                            assert!(s.starts_with(&format!("{i}:{k}:")), "{s}");
+                            if k % 100 == 0 {
+                                kept.push(s);
+                            }
+                        }
+                        kept.len()
+                    })
+                })
+                .collect();
+            let (tx, rx) = std::sync::mpsc::channel::<String>();
+            let (tx2, rx2) = std::sync::mpsc::channel::<String>();
+            let ping = coroutines::spawn(move || {
+                for k in 0..2000u64 {
+                    tx.send(format!("ping {k}")).unwrap();
+                    if k % 50 == 0 {
+                        burst(k, 2);
+                    }
+                    assert_eq!(rx2.recv().unwrap(), format!("pong {k}"));
+                }
+            });
+            let pong = coroutines::spawn(move || {
+                for k in 0..2000u64 {
+                    assert_eq!(rx.recv().unwrap(), format!("ping {k}"));
+                    if k % 70 == 0 {
+                        burst(k + 1, 2);
+                    }
+                    tx2.send(format!("pong {k}")).unwrap();
+                }
+            });
+            for w in workers {
+                assert_eq!(w.join().unwrap(), 30);
+            }
+            ping.join().unwrap();
+            pong.join().unwrap();
+            running.fetch_sub(3, Ordering::SeqCst); // the hogs may stop now
+            for h in hogs {
+                assert!(h.join().unwrap() > 0);
+            }
+            let own = coroutines::stats().own_malloc;
+            eprintln!("own malloc state given {own} times");
+            assert!(own >= 10, "only {own} coroutines got malloc state of their own");
+        },
+    );
+}
+
+/// `COROUTINES_MALLOC_STATE=executor`: preempted coroutines keep their
+/// executor's malloc state (none is given); a bad value is refused with
+/// the accepted forms.
+#[test]
+fn malloc_state_executor_mode_and_bad_value() {
+    in_child(
+        "malloc_state_executor_mode_and_bad_value",
+        &[
+            ("COROUTINES_WORKERS", "2"),
+            ("COROUTINES_SLICE", "1ms"),
+            ("COROUTINES_MALLOC_STATE", "executor"),
+        ],
+        || {
+            coroutines::spawn(|| ()).join().unwrap();
+            require_per_coroutine();
+            let running = Arc::new(AtomicUsize::new(4));
+            let hs: Vec<_> = (0..4u64)
+                .map(|i| {
+                    let running = running.clone();
+                    coroutines::spawn(move || churn_until_preempted(i, 3, &running))
+                })
+                .collect();
+            for h in hs {
+                h.join().unwrap();
+            }
+            assert!(coroutines::stats().preemptions >= 6);
+            assert_eq!(coroutines::stats().own_malloc, 0);
+            std::env::set_var("COROUTINES_MALLOC_STATE", "per-thread");
+            let e = coroutines::RuntimeBuilder::new().resolve().unwrap_err().to_string();
+            assert!(
+                e.contains("COROUTINES_MALLOC_STATE") && e.contains("own-when-preempted"),
+                "{e}"
+            );
+        },
+    );
+}

@@ -88,6 +88,8 @@ pub(crate) struct ExecutorStats {
     pub(crate) parks: AtomicU64,
     pub(crate) yields: AtomicU64,
     pub(crate) preemptions: AtomicU64,
+    /// Coroutines given malloc state of their own (sched/run.rs).
+    pub(crate) own_malloc: AtomicU64,
 }
 
 /// The half of an executor that other threads (spawners, wakers, the
@@ -373,6 +375,20 @@ pub(crate) fn in_coroutine_user_code() -> bool {
 }
 
 /// The running coroutine. Panics (clearly) outside a coroutine.
+/// Coroutine context: whether the running coroutine allocates with glibc
+/// malloc state of its own (tls/block.rs, "malloc state").
+pub(crate) fn current_has_own_malloc() -> bool {
+    let _np = NoPreempt::new();
+    let Some(exec) = current_executor() else {
+        return false;
+    };
+    let p = exec.current.get();
+    // SAFETY: `p` is the running coroutine, kept alive by `run_coroutine`
+    // for as long as it runs (us); `own_malloc` is only written by the
+    // executor owning the right to run it, while it is switched out.
+    !p.is_null() && unsafe { (*p).own_malloc.load(std::sync::atomic::Ordering::Relaxed) }
+}
+
 pub(crate) fn current_coroutine() -> CoroutineRef {
     // Raised: the executor read below stays ours until we hold the coroutine
     // (a preemption could otherwise move us to another executor between

@@ -70,8 +70,8 @@ pub(crate) use blocked::{blocked_now, start_detector};
 pub(crate) use blocked::{check_blocked, BLOCKED_NS, BLOCKED_SEEN, EXTRA_RETIRED, EXTRA_STARTED};
 pub(crate) use executor::{carrier_tp_raw, current_name_raw, executor_slot_addr};
 pub(crate) use executor::{
-    current_coroutine, current_id, current_stack_hi, in_coroutine, in_coroutine_user_code,
-    is_own_std_parker, WaitReason,
+    current_coroutine, current_has_own_malloc, current_id, current_stack_hi, in_coroutine,
+    in_coroutine_user_code, is_own_std_parker, WaitReason,
 };
 #[allow(unused_imports)]
 pub(crate) use executor::{

@@ -381,12 +381,22 @@ impl Executor {
             },
         );
         // SAFETY: owner thread; the coroutine is switched out: its block's
-        // malloc words flow back to the carrier (tls/block.rs).
+        // malloc words flow back to the carrier unless they are its own
+        // (tls/block.rs).
         unsafe {
             let fs = *inner.tls.get();
-            if fs != 0 {
+            if fs != 0 && !inner.own_malloc.load(Ordering::Relaxed) {
                 let l = tls::layout();
                 tls::copy_malloc_words(l.errno_of(fs), self.carrier_errno);
+                let preempted = matches!(self.action.get(), Action::Preempted)
+                    || (matches!(self.action.get(), Action::Yield) && self.safe_point.get());
+                if preempted && tls::own_malloc() {
+                    // First preemption: it runs like a thread from now on,
+                    // so it allocates like one (tls/block.rs "malloc state").
+                    tls::give_own_malloc(fs);
+                    inner.own_malloc.store(true, Ordering::Relaxed);
+                    bump(&self.shared.stats.own_malloc);
+                }
             }
         }
         // SAFETY: owner thread; the coroutine is switched out, so its

@@ -114,9 +114,10 @@ fn direct_park_on(exec: &'static Executor) -> Option<&'static Executor> {
     // SAFETY: we are `me`, running on this thread: its identity is in the
     // slots and ours to save.
     unsafe { exec.ident.save(&mut *me.ident.get()) };
+    let own_malloc = me.own_malloc.load(Ordering::Relaxed);
     exec.pending.set(Some((me, Action::Park)));
     // SAFETY: `my_sp` is ours, kept alive by `pending`.
-    Some(unsafe { switch_direct(exec, my_sp, next, level) })
+    Some(unsafe { switch_direct(exec, my_sp, next, level, own_malloc) })
 }
 
 /// `coroutines::yield_now`: puts the running coroutine at the back of its
@@ -319,9 +320,10 @@ fn direct_yield_on(exec: &'static Executor) -> Option<&'static Executor> {
     // slots and ours to save before anyone else can run it.
     unsafe { exec.ident.save(&mut *me.ident.get()) };
     // Queued by the next side, once our context is saved.
+    let own_malloc = me.own_malloc.load(Ordering::Relaxed);
     exec.pending.set(Some((me, Action::Yield)));
     // SAFETY: `my_sp` is ours, kept alive by `pending`.
-    Some(unsafe { switch_direct(exec, my_sp, next, level) })
+    Some(unsafe { switch_direct(exec, my_sp, next, level, own_malloc) })
 }
 
 /// The switch of a direct yield or park: makes `next` the running
@@ -338,13 +340,18 @@ unsafe fn switch_direct(
     my_sp: *mut usize,
     next: CoroutineRef,
     level: u32,
+    own_malloc: bool,
 ) -> &'static Executor {
-    // The side running now: this coroutine's block, if it has one.
-    let from_errno = if exec.sched_fs != 0 {
-        tls::layout().errno_of(tls::read_fs_base())
-    } else {
-        0
-    };
+    // The carrier's malloc words are in this coroutine's block if it has
+    // one and uses them: back to the carrier first (`next` may have its
+    // own), as at a switch-out through the scheduler.
+    if exec.sched_fs != 0 && !own_malloc {
+        let l = tls::layout();
+        // SAFETY: our own running block and the carrier's, on this thread;
+        // neither is in a malloc call (we are in the switch path).
+        unsafe { tls::copy_malloc_words(l.errno_of(tls::read_fs_base()), exec.carrier_errno) };
+    }
+    let from_errno = exec.carrier_errno;
     let (sp, fs) = exec.prepare_resume(next, from_errno);
     // SAFETY: caller for `my_sp`; `sp` is the suspended frame of a
     // coroutine we own the right to run and that restores its own
@@ -490,9 +497,15 @@ impl Executor {
         let fs = unsafe { *inner.tls.get() };
         if fs != 0 {
             // SAFETY: a live block of a coroutine not running anywhere;
-            // `from_errno` is the running side's (caller).
+            // `from_errno` holds the carrier's malloc words (caller).
             unsafe {
-                tls::layout().switch_in(fs, self as *const Executor as usize, self.tid, from_errno);
+                tls::layout().switch_in(
+                    fs,
+                    self as *const Executor as usize,
+                    self.tid,
+                    from_errno,
+                    inner.own_malloc.load(Ordering::Relaxed),
+                );
                 crate::tls::pool::switching_in(inner, fs);
             }
         }

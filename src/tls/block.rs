@@ -37,9 +37,9 @@
 //!   the descriptor's `tid` (the carrier's: `pthread_kill` of the
 //!   coroutine's `pthread_t` and glibc's owner checks see the thread that
 //!   runs it now) and glibc malloc's `tcache`, `tcache_shutting_down` and
-//!   `thread_arena` (the carrier's cache and arena: a block of its own
-//!   would leak a cache per coroutine and spread over new arenas); at
-//!   switch-out the malloc words flow back to the carrier. The runtime's
+//!   `thread_arena` (the carrier's cache and arena); at every switch-out
+//!   (to the scheduler or straight to a sibling) the malloc words flow
+//!   back to the carrier. The runtime's
 //!   other thread-locals (stack cache, signal stack, identity probes) are
 //!   only touched from scheduler context, which runs on the carrier's own
 //!   thread pointer.
@@ -60,6 +60,21 @@
 //!   module walk). When the generation moved, `_dl_allocate_tls_init`
 //!   runs (growing the dtv if needed) and a new snapshot is taken. Blocks
 //!   beyond the cache are freed with `_dl_deallocate_tls`.
+//! - Malloc state: a coroutine starts on the carrier's malloc words (no
+//!   memory of its own: most coroutines are short or park often). At its
+//!   first preemption (`MallocState::OwnWhenPreempted`, the default) it
+//!   runs like a thread, and from then on it allocates like one: its block
+//!   gets the words of a fresh thread (`give_own_malloc`: no cache, no
+//!   arena), glibc sets up a cache and picks an arena at its next
+//!   allocation exactly as for a new thread (its own arena while glibc's
+//!   limit of 8 per core allows, then shared ones), and the switches leave
+//!   those words alone. At exit its cache is emptied back into the arenas
+//!   (`release_own_malloc`, what glibc's thread exit does; without it each
+//!   finished coroutine kept its cache: 163 KB each in the test). Why:
+//!   preempted allocation-bound coroutines sharing one executor's cache
+//!   and arena interleave their chunks in one heap, which is used from
+//!   both CPUs once coroutines move — 0.4× the speed of threads (bench
+//!   A1); with state of their own, 0.9×.
 //! - Thread ids of libraries with bounded tables of threads
 //!   (tracing-subscriber's sharded_slab) are pooled between coroutines
 //!   (pool.rs): at exit, before the destructors, and at parks.
@@ -89,8 +104,10 @@
 //! the preemption landing) together with the matching stack (the
 //! SIGSETXID wrapper swaps in the carrier's for glibc's handler and puts
 //! the block's back before returning); the carrier's
-//! malloc words are copied in before the coroutine can allocate and back
-//! before the carrier (or the next coroutine) can.
+//! malloc words are copied in before a coroutine without malloc state of
+//! its own can allocate and back before the carrier (or the next
+//! coroutine) can; a coroutine's own words are only ever used by that
+//! coroutine (set while it is switched out, never copied anywhere).
 //!
 //! Limits (README "Thread-locals"): libraries `dlopen`ed after a block was
 //! built that use static TLS (initial-exec) are not initialised in it;
@@ -143,8 +160,12 @@ const DESTRUCTOR_ROUNDS: usize = 4;
 const L_TCACHE: usize = 0x38;
 const L_TCACHE_SHUTTING_DOWN: usize = 0x40;
 const L_THREAD_ARENA: usize = 0x48;
+/// glibc's `TCACHE_MAX_BINS`.
+const TCACHE_BINS: usize = 64;
+/// Bytes of the counts (u16 each) before the list heads.
+const TCACHE_COUNTS: usize = TCACHE_BINS * 2;
 /// Size of glibc's `tcache_perthread_struct` (64 u16 counts + 64 pointers).
-const TCACHE_STRUCT: usize = 64 * 2 + 64 * 8;
+const TCACHE_STRUCT: usize = TCACHE_COUNTS + TCACHE_BINS * 8;
 // Offsets inside glibc 2.36's x86-64 `_rtld_global` (ld.so's state; checked
 // at start against `dl_iterate_phdr` and the calling thread).
 const R_TLS_MAX_DTV_IDX: usize = 0x1068;
@@ -461,20 +482,30 @@ impl Layout {
     }
 
     /// Switch-in bookkeeping of block `tp` on the carrier of executor
-    /// `exec` (thread id `tid`), coming from the side whose libc TLS block
-    /// is at `from_errno` (the carrier's or the previous coroutine's): the
-    /// carrier-bound words are written into the block.
+    /// `exec` (thread id `tid`): the carrier-bound words are written into
+    /// the block — the malloc words from `from_errno` (the carrier's libc
+    /// TLS block) unless the coroutine has malloc state of its own.
     ///
     /// # Safety
     /// `tp` is a live block not running anywhere; `from_errno` is the errno
-    /// address of the side running now on this thread.
+    /// address of the carrier's block, which holds the carrier's current
+    /// malloc words.
     #[inline(always)]
-    pub(crate) unsafe fn switch_in(&self, tp: usize, exec: usize, tid: i32, from_errno: usize) {
+    pub(crate) unsafe fn switch_in(
+        &self,
+        tp: usize,
+        exec: usize,
+        tid: i32,
+        from_errno: usize,
+        own_malloc: bool,
+    ) {
         // SAFETY: caller: both blocks are live; offsets checked at start.
         unsafe {
             (((tp as isize) + self.executor_off) as *mut usize).write(exec);
             ((tp + D_TID) as *mut i32).write(tid);
-            copy_malloc_words(from_errno, tp - self.errno_off);
+            if !own_malloc {
+                copy_malloc_words(from_errno, tp - self.errno_off);
+            }
         }
     }
 
@@ -511,6 +542,101 @@ pub(crate) unsafe fn copy_malloc_words(from_errno: usize, to_errno: usize) {
         ((to_errno + L_THREAD_ARENA) as *mut usize).write(r(L_THREAD_ARENA));
         ((to_errno + L_TCACHE_SHUTTING_DOWN) as *mut u8)
             .write(((from_errno + L_TCACHE_SHUTTING_DOWN) as *const u8).read());
+    }
+}
+
+/// Own glibc malloc state for preempted coroutines is in force
+/// (`MallocState::OwnWhenPreempted` and the tcache layout checked).
+static OWN_MALLOC: AtomicBool = AtomicBool::new(false);
+
+/// Whether a preempted coroutine gets malloc state of its own.
+#[inline(always)]
+pub(crate) fn own_malloc() -> bool {
+    OWN_MALLOC.load(Ordering::Relaxed)
+}
+
+/// Runtime start, after [`enable`] returned true: turns own malloc state
+/// for preempted coroutines on if `wanted` and glibc's tcache layout (bins
+/// and their safe-linked lists, which [`release_own_malloc`] walks) checks
+/// out on a probe thread; otherwise prints one line (only if wanted) and
+/// every coroutine keeps using its executor's.
+pub(crate) fn enable_own_malloc(wanted: bool) -> bool {
+    if !wanted || !enabled() {
+        return false;
+    }
+    match discover::check_tcache_bins(layout().errno_off) {
+        Ok(()) => {
+            OWN_MALLOC.store(true, Ordering::Relaxed);
+            true
+        }
+        Err(e) => {
+            crate::sys::write_stderr(
+                format!(
+                    "coroutines: warning: preempted coroutines keep using their executor's glibc \
+                     malloc cache and arena ({e}); set COROUTINES_MALLOC_STATE=executor to \
+                     silence this\n"
+                )
+                .as_bytes(),
+            );
+            false
+        }
+    }
+}
+
+/// Scheduler context, at a coroutine's first preemption: its block gets
+/// the malloc words of a fresh thread (no tcache, not shutting down, no
+/// arena), so its next allocation sets up a cache and picks an arena as
+/// glibc does for a new thread; from then on the switches leave them alone.
+///
+/// # Safety
+/// `tp` is the live block of a switched-out coroutine whose words were
+/// just copied back to the carrier.
+pub(crate) unsafe fn give_own_malloc(tp: usize) {
+    let errno = layout().errno_of(tp);
+    // SAFETY: caller; words and a byte at checked offsets of the block.
+    unsafe {
+        ((errno + L_TCACHE) as *mut usize).write(0);
+        ((errno + L_THREAD_ARENA) as *mut usize).write(0);
+        ((errno + L_TCACHE_SHUTTING_DOWN) as *mut u8).write(0);
+    }
+}
+
+/// Coroutine context, last thing at exit of a coroutine with malloc state
+/// of its own: empties its tcache back into the arenas and frees it, as
+/// glibc's thread exit (`tcache_thread_shutdown`) does, and marks the cache
+/// shut down so the rest of the exit path allocates from the arena. The
+/// arena stays attached (glibc's count of threads attached to an arena is
+/// internal): it is not offered to a new thread first, but glibc still
+/// hands it out once its arena limit (8 per core) is reached.
+pub(crate) fn release_own_malloc() {
+    let _np = crate::sched::NoPreempt::new();
+    let errno = layout().errno_of(read_fs_base());
+    // SAFETY: our own block's malloc words (checked offsets); the tcache
+    // is detached before its chunks are freed, so `free` puts them in the
+    // arenas, and nobody else uses it (it was this coroutine's alone). Its
+    // layout — 64 u16 counts, then 64 list heads whose `next` links are
+    // safe-linked (`(&next >> 12) ^ next`) — was checked at start.
+    unsafe {
+        let t = ((errno + L_TCACHE) as *const usize).read();
+        ((errno + L_TCACHE) as *mut usize).write(0);
+        ((errno + L_TCACHE_SHUTTING_DOWN) as *mut u8).write(1);
+        if t == 0 {
+            return;
+        }
+        for bin in 0..TCACHE_BINS {
+            let head = (t + TCACHE_COUNTS + bin * 8) as *mut usize;
+            let mut e = *head;
+            while e != 0 {
+                if e % 16 != 0 {
+                    crate::sys::fatal("coroutines: corrupt glibc tcache list at coroutine exit");
+                }
+                let next = (e >> 12) ^ *(e as *const usize);
+                *head = next;
+                libc::free(e as *mut c_void);
+                e = next;
+            }
+        }
+        libc::free(t as *mut c_void);
     }
 }
 

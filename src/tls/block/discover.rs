@@ -16,7 +16,7 @@ use super::{
     StaticInfo, D_DTV, D_LIST, D_MULTIPLE_THREADS, D_ROBUST_HEAD, D_SELF, D_SELF_TCB, D_SPECIFIC,
     D_SPECIFIC_1ST, D_SPECIFIC_USED, D_STACKBLOCK, D_TID, KEYS_MAX, KEY_2ND_LEVEL, L_TCACHE,
     L_TCACHE_SHUTTING_DOWN, L_THREAD_ARENA, R_TLS_GENERATION, R_TLS_INITIAL_DTV, R_TLS_MAX_DTV_IDX,
-    R_TLS_SLOTINFO_LIST, R_TLS_STATIC_USED, TCACHE_STRUCT,
+    R_TLS_SLOTINFO_LIST, R_TLS_STATIC_USED, TCACHE_BINS, TCACHE_COUNTS, TCACHE_STRUCT,
 };
 
 fn dlsym(name: &CStr) -> Option<usize> {
@@ -467,5 +467,85 @@ fn check_malloc_words(errno_off: usize) -> Result<(), String> {
             "glibc malloc's thread-locals, the pthread-key flag or the stack fields not where expected"
                 .into(),
         )
+    }
+}
+
+/// On a probe thread: glibc's tcache is laid out as `release_own_malloc`
+/// (tls/block.rs) walks it. Two 24-byte chunks freed in turn head bin 0
+/// (last freed first), its count grows by 2, the head's `next` is
+/// safe-linked (`(&next >> 12) ^ next`) to the first; then the probe
+/// empties its whole cache the way `release_own_malloc` does and the
+/// entries walked must equal the counts.
+pub(in crate::tls) fn check_tcache_bins(errno_off: usize) -> Result<(), String> {
+    extern "C" fn probe(arg: *mut c_void) -> *mut c_void {
+        // SAFETY: the caller passes the errno offset, outliving this thread.
+        let errno_off = unsafe { *(arg as *const usize) };
+        let tp: usize;
+        // SAFETY: reads the fs base (FSGSBASE checked by discovery).
+        unsafe {
+            std::arch::asm!("rdfsbase {}", out(reg) tp, options(nomem, nostack, preserves_flags))
+        };
+        let base = tp - errno_off;
+        // SAFETY: glibc 2.36 (checked by discovery): the words at these
+        // offsets of libc's TLS block are this thread's tcache pointer and
+        // shutdown flag (checked by `check_malloc_words`); the tcache is a
+        // malloc'd `tcache_perthread_struct` once non-null, and only this
+        // thread uses it. Every pointer followed is validated (non-null,
+        // 16-aligned) before it is read.
+        let ok = unsafe {
+            let p1 = libc::malloc(24) as usize;
+            let p2 = libc::malloc(24) as usize;
+            let t = *((base + L_TCACHE) as *const usize);
+            if p1 == 0 || p2 == 0 || t == 0 {
+                return std::ptr::null_mut();
+            }
+            let count = |bin: usize| *((t + bin * 2) as *const u16) as usize;
+            let head = |bin: usize| *((t + TCACHE_COUNTS + bin * 8) as *const usize);
+            let before = count(0);
+            libc::free(p1 as *mut c_void);
+            libc::free(p2 as *mut c_void);
+            let mut ok =
+                count(0) == before + 2 && head(0) == p2 && (p2 >> 12) ^ *(p2 as *const usize) == p1;
+            if ok {
+                // Empty it as release_own_malloc does.
+                *((base + L_TCACHE) as *mut usize) = 0;
+                *((base + L_TCACHE_SHUTTING_DOWN) as *mut u8) = 1;
+                for bin in 0..TCACHE_BINS {
+                    let (mut n, want) = (0, count(bin));
+                    let slot = (t + TCACHE_COUNTS + bin * 8) as *mut usize;
+                    let mut e = *slot;
+                    while e != 0 && e % 16 == 0 && n <= want {
+                        let next = (e >> 12) ^ *(e as *const usize);
+                        *slot = next;
+                        libc::free(e as *mut c_void);
+                        e = next;
+                        n += 1;
+                    }
+                    ok &= e == 0 && n == want;
+                }
+                if ok {
+                    libc::free(t as *mut c_void);
+                }
+            }
+            ok
+        };
+        ok as usize as *mut c_void
+    }
+    let mut th: libc::pthread_t = 0;
+    let mut res: *mut c_void = std::ptr::null_mut();
+    // SAFETY: a joinable probe thread, joined at once; `errno_off` outlives it.
+    let ok = unsafe {
+        libc::pthread_create(
+            &mut th,
+            std::ptr::null(),
+            probe,
+            &errno_off as *const usize as *mut c_void,
+        ) == 0
+            && libc::pthread_join(th, &mut res) == 0
+    };
+    if ok && res as usize == 1 {
+        Ok(())
+    } else {
+        Err("glibc's tcache bins are not laid out as expected".into())
     }
 }
