@@ -124,6 +124,9 @@ pub struct Config {
     /// Spread sleeps that would wake in a herd (`COROUTINES_SPREAD_SLEEPS`,
     /// default on; README "Sleeps and timers").
     pub spread_sleeps: bool,
+    /// Preempt code inside libc or C code at its return into Rust code
+    /// (`COROUTINES_PREEMPT_RETURNS`, default on).
+    pub preempt_returns: bool,
     /// Schedule trace: one line on stderr per interval
     /// (`COROUTINES_TRACE`, default off).
     pub trace: Option<Duration>,
@@ -215,6 +218,7 @@ pub struct RuntimeBuilder {
     dump_signal: Option<Option<i32>>,
     trace_blocking: Option<bool>,
     spread_sleeps: Option<bool>,
+    preempt_returns: Option<bool>,
     trace: Option<Option<Duration>>,
     trace_file: Option<Option<PathBuf>>,
     wake_latency: Option<bool>,
@@ -274,6 +278,19 @@ impl RuntimeBuilder {
     /// waits never are. Overrides `COROUTINES_SPREAD_SLEEPS`. Default: on.
     pub fn spread_sleeps(mut self, on: bool) -> Self {
         self.spread_sleeps = Some(on);
+        self
+    }
+
+    /// Whether a coroutine due for preemption while it runs code that is
+    /// never preempted (libc, another shared object, C code linked into
+    /// the executable, std's printing) is preempted when that code returns
+    /// into its Rust caller: the preemption handler rewrites that return
+    /// address to a trampoline that yields (README "Safe points").
+    /// Otherwise only retried signals that happen to land in Rust code
+    /// preempt it. Needs per-coroutine thread-locals. Overrides
+    /// `COROUTINES_PREEMPT_RETURNS`. Default: on.
+    pub fn preempt_returns(mut self, on: bool) -> Self {
+        self.preempt_returns = Some(on);
         self
     }
 
@@ -572,6 +589,17 @@ impl RuntimeBuilder {
                 None => true,
             },
         };
+        let preempt_returns = match self.preempt_returns {
+            Some(b) => b,
+            None => match env_var("COROUTINES_PREEMPT_RETURNS", BOOL_FORMS)? {
+                Some(v) => match v.trim() {
+                    "1" | "true" => true,
+                    "0" | "false" => false,
+                    _ => return Err(invalid("COROUTINES_PREEMPT_RETURNS", &v, BOOL_FORMS)),
+                },
+                None => true,
+            },
+        };
         if !(1..=1024).contains(&file_helpers) {
             return Err(invalid(
                 "RuntimeBuilder::file_helpers",
@@ -653,6 +681,7 @@ impl RuntimeBuilder {
             dump_signal,
             trace_blocking,
             spread_sleeps,
+            preempt_returns,
         })
     }
 }

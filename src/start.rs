@@ -89,6 +89,7 @@ fn start_slow(config: Option<Config>) -> Result<&'static Runtime, ConfigError> {
         // own thread-locals; with shared ones, coroutines stay put.
         config.migrate = false;
     }
+    crate::preempt::hijack::init(config.preempt_returns && config.time_slice.is_some());
     // The code-range table (C zones, allocator ranges) before any
     // coroutine runs: the pthread hooks consult it from the first lock (a
     // park inside an allocator would re-enter it). The monitor refreshes it

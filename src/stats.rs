@@ -88,6 +88,14 @@ pub struct PreemptStats {
     /// `deferred_foreign_code`) and were retried 20 µs later by the
     /// executor's own timer instead of the monitor (at most 50 per run).
     pub quick_retries: u64,
+    /// Declined preemptions whose coroutine was inside code never
+    /// preempted (libc, C code, std's printing) and whose return into its
+    /// Rust caller the handler rewrote to a trampoline that yields there
+    /// (README "Safe points": preemption at returns).
+    pub return_hijacks: u64,
+    /// Hijacked returns that reached their trampoline in the run they were
+    /// armed in (the yield there is counted in `safe_point_yields`).
+    pub return_landings: u64,
 }
 
 impl PreemptStats {
@@ -124,6 +132,8 @@ impl PreemptStats {
         self.safe_point_yields += o.safe_point_yields;
         self.scan_hits_cleared += o.scan_hits_cleared;
         self.quick_retries += o.quick_retries;
+        self.return_hijacks += o.return_hijacks;
+        self.return_landings += o.return_landings;
     }
 }
 
@@ -249,6 +259,8 @@ fn preempt_stats(e: &crate::sched::ExecutorShared) -> PreemptStats {
         safe_point_yields: p.safe_point_yields.load(Ordering::Relaxed),
         scan_hits_cleared: p.scan_hits_cleared.load(Ordering::Relaxed),
         quick_retries: p.retries.load(Ordering::Relaxed),
+        return_hijacks: p.return_hijacks.load(Ordering::Relaxed),
+        return_landings: p.return_landings.load(Ordering::Relaxed),
     }
 }
 

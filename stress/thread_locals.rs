@@ -706,7 +706,10 @@ fn preempted_coroutines_get_own_malloc_state_and_give_it_back() {
             let own = coroutines::stats().own_malloc - own0;
             eprintln!("own malloc state given {own} times; in use after round 1: {after_first} B, then {sizes:?}");
             // (The last 2 of each round may finish unpreempted.)
-            assert!(own >= 8 * 14, "only {own} of 128 coroutines got malloc state of their own");
+            assert!(
+                own >= 8 * 14,
+                "only {own} of 128 coroutines got malloc state of their own"
+            );
             let grown = sizes.last().unwrap().saturating_sub(after_first);
             assert!(
                 grown < 1 << 20,
@@ -808,7 +811,10 @@ fn own_and_executor_malloc_state_mixed_with_direct_switches() {
             }
             let own = coroutines::stats().own_malloc;
             eprintln!("own malloc state given {own} times");
-            assert!(own >= 10, "only {own} coroutines got malloc state of their own");
+            assert!(
+                own >= 10,
+                "only {own} coroutines got malloc state of their own"
+            );
         },
     );
 }
@@ -841,7 +847,10 @@ fn malloc_state_executor_mode_and_bad_value() {
             assert!(coroutines::stats().preemptions >= 6);
             assert_eq!(coroutines::stats().own_malloc, 0);
             std::env::set_var("COROUTINES_MALLOC_STATE", "per-thread");
-            let e = coroutines::RuntimeBuilder::new().resolve().unwrap_err().to_string();
+            let e = coroutines::RuntimeBuilder::new()
+                .resolve()
+                .unwrap_err()
+                .to_string();
             assert!(
                 e.contains("COROUTINES_MALLOC_STATE") && e.contains("own-when-preempted"),
                 "{e}"

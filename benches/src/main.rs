@@ -102,10 +102,11 @@ pub enum Workload {
     SP,
     D1,
     A1,
+    A2,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 20] = [
+    pub const ALL: [Workload; 21] = [
         Workload::W1,
         Workload::W2a,
         Workload::W2b,
@@ -126,6 +127,7 @@ impl Workload {
         Workload::SP,
         Workload::D1,
         Workload::A1,
+        Workload::A2,
     ];
     /// Run when no workload is named on the command line.
     pub const CORE: [Workload; 6] = [
@@ -161,6 +163,7 @@ impl Workload {
             Workload::SP => "SP",
             Workload::D1 => "D1",
             Workload::A1 => "A1",
+            Workload::A2 => "A2",
         }
     }
 
@@ -193,6 +196,7 @@ impl Workload {
             Workload::SP => "first run under load: 1,000 tasks spawned 2 ms apart while 4 hogs run and 2 outside busy processes compete (coroutines vs OS threads)",
             Workload::D1 => "dump: coroutines::dump() of 100,000 parked coroutines while 2 probes wake, spawn and join (coroutines only)",
             Workload::A1 => "allocation-bound hogs: 4 tasks allocating and freeing for 3 s + 1 probe looping sleep(1 ms) (coroutines vs OS threads)",
+            Workload::A2 => "libc-bound hogs: 4 tasks copying 1 MiB buffers (99% in memcpy) for 3 s + 1 probe looping sleep(1 ms) (coroutines vs OS threads)",
         }
     }
 
@@ -202,7 +206,9 @@ impl Workload {
             Workload::W6 | Workload::W7 | Workload::D1 => &[Runtime::Coroutines],
             Workload::Z1 | Workload::M1 => &[Runtime::Coroutines, Runtime::Threads],
             Workload::W8 => &[Runtime::Coroutines, Runtime::May, Runtime::Tokio],
-            Workload::C1 | Workload::SP | Workload::A1 => &[Runtime::Coroutines, Runtime::Threads],
+            Workload::C1 | Workload::SP | Workload::A1 | Workload::A2 => {
+                &[Runtime::Coroutines, Runtime::Threads]
+            }
             _ => &Runtime::ALL,
         }
     }
@@ -224,7 +230,7 @@ impl Workload {
             Workload::M1 => Some("max_gap_ms"),
             Workload::C1 => Some("ms"),
             Workload::SP => Some("first_run_p99_ms"),
-            Workload::A1 => Some("lateness_p99_ms"),
+            Workload::A1 | Workload::A2 => Some("lateness_p99_ms"),
         }
     }
 
@@ -233,7 +239,7 @@ impl Workload {
     pub fn extra_ratio_metrics(self) -> &'static [&'static str] {
         match self {
             Workload::W4L => &["wakeups"],
-            Workload::A1 => &["iters_per_s"],
+            Workload::A1 | Workload::A2 => &["iters_per_s", "wakeups"],
             _ => &[],
         }
     }
@@ -267,7 +273,7 @@ impl Params {
 pub const WORKERS: usize = 2;
 
 fn usage() -> &'static str {
-    "usage: bench [--reps N] [--scale X] [--runtimes coroutines,may,tokio,threads] [--timeout SECS] [W1 W2a W2b W3 W4 W4L W5 W6 W7 W8 S1 S2 S3 SL Z1 M1 C1 SP D1 A1 | sync | all]\n\
+    "usage: bench [--reps N] [--scale X] [--runtimes coroutines,may,tokio,threads] [--timeout SECS] [W1 W2a W2b W3 W4 W4L W5 W6 W7 W8 S1 S2 S3 SL Z1 M1 C1 SP D1 A1 A2 | sync | all]\n\
      \x20      bench --child <workload> <runtime> [--scale X]   (one measurement; used by the parent)\n\
      no workload = the core set: W1 W2a W2b W3 W5 W8; sync = S1 S2 S3 SL; all = every workload"
 }
@@ -414,7 +420,7 @@ fn run_child(w: Workload, rt: Runtime, p: &Params) {
         Workload::Z1 => z1_zlib::run(rt, p),
         Workload::M1 => m1_mpsc::run(rt, p),
         Workload::C1 => c1_sqlite::run(rt, p),
-        Workload::A1 => a1_alloc::run(rt, p),
+        Workload::A1 | Workload::A2 => a1_alloc::run(w, rt, p),
         Workload::SP => sp_spawn::run(rt, p),
         Workload::D1 => d1_dump::run(rt, p),
     }

@@ -198,6 +198,9 @@ impl Memory for CopyMemory {
 pub(crate) struct Object {
     /// Executable `PT_LOAD` ranges, absolute.
     text: Vec<(u64, u64)>,
+    /// The object is libgcc's unwinder (`libgcc_s`), which reads the
+    /// return addresses of its own callers (panics, backtraces).
+    unwinder: bool,
     bases: BaseAddresses,
     eh_frame: EhFrame<Slice>,
     hdr: ParsedEhFrameHdr<Slice>,
@@ -280,6 +283,86 @@ pub(crate) fn exe_tables() -> Option<&'static Object> {
     EXE.get()?.as_ref()
 }
 
+/// The unwind tables of the shared objects loaded when
+/// [`init_pinned_tables`] ran (libc, ld.so, the vdso, the program's other
+/// libraries), each pinned in memory for good, so that the preemption
+/// handler may read them in signal context (preempt/hijack.rs).
+static PINNED: OnceLock<Vec<Object>> = OnceLock::new();
+
+/// Builds [`PINNED`] (allocates, calls `dlopen`; never in signal context).
+/// Each named object is first made undeletable (`dlopen` with
+/// `RTLD_NOLOAD | RTLD_NODELETE`: a later `dlclose` no longer unmaps it);
+/// an object that cannot be pinned is left out. Idempotent.
+pub(crate) fn init_pinned_tables() {
+    PINNED.get_or_init(|| {
+        let mut out = Vec::new();
+        let mut first = true;
+        crate::sys::for_each_object(|info| {
+            let exe = std::mem::replace(&mut first, false);
+            if exe {
+                return true; // the executable: `exe_tables`
+            }
+            // SAFETY: glibc's info; dlpi_name is a C string or null.
+            let named = !info.dlpi_name.is_null() && unsafe { *info.dlpi_name } != 0;
+            if named {
+                // SAFETY: a loaded object's own name; NOLOAD never loads,
+                // NODELETE only marks it (the handle's reference is dropped
+                // at once; the mark stays).
+                let h = unsafe {
+                    libc::dlopen(
+                        info.dlpi_name,
+                        libc::RTLD_NOLOAD | libc::RTLD_NODELETE | libc::RTLD_LAZY,
+                    )
+                };
+                if h.is_null() {
+                    return true;
+                }
+                // SAFETY: the handle dlopen just returned.
+                unsafe { libc::dlclose(h) };
+            }
+            // Unnamed after the first: the vdso, never unmapped.
+            if let Some(mut o) = object_of(info) {
+                // SAFETY: as above.
+                o.unwinder = named
+                    && unsafe { std::ffi::CStr::from_ptr(info.dlpi_name) }
+                        .to_bytes()
+                        .windows(8)
+                        .any(|w| w == b"libgcc_s");
+                out.push(o);
+            }
+            true
+        });
+        out
+    });
+}
+
+/// Signal context: the pinned tables of the shared object whose text holds
+/// `pc`, if any.
+pub(crate) fn pinned_tables_for(pc: u64) -> Option<&'static Object> {
+    PINNED.get()?.iter().find(|o| o.holds(pc))
+}
+
+/// Signal context: the tables of the executable or a pinned object whose
+/// text holds `pc`.
+pub(crate) fn tables_for(pc: u64) -> Option<&'static Object> {
+    match exe_tables() {
+        Some(e) if e.holds(pc) => Some(e),
+        _ => pinned_tables_for(pc),
+    }
+}
+
+impl Object {
+    /// Whether `pc` lies in this object's executable segments.
+    pub(crate) fn holds(&self, pc: u64) -> bool {
+        self.text.iter().any(|&(lo, hi)| lo <= pc && pc < hi)
+    }
+
+    /// Whether this is libgcc's unwinder (pinned objects only).
+    pub(crate) fn is_unwinder(&self) -> bool {
+        self.unwinder
+    }
+}
+
 /// The unwind tables of the object `info` describes, if it has a
 /// `.eh_frame_hdr` with a binary-search table.
 fn object_of(info: &libc::dl_phdr_info) -> Option<Object> {
@@ -334,6 +417,7 @@ fn parse_object(
     hdr.table()?; // no binary-search table: skip the object
     Some(Object {
         text,
+        unwinder: false,
         bases: bases.set_eh_frame(eh),
         eh_frame,
         hdr,
@@ -420,6 +504,18 @@ pub(crate) fn step_in<S: UnwindContextStorage<usize>>(
     mem: &dyn Memory,
     first: bool,
 ) -> Option<Regs> {
+    step_in_slot(obj, ctx, regs, mem, first).map(|(r, _)| r)
+}
+
+/// [`step_in`], also returning where the frame's return address is stored
+/// (its stack slot), when the CFI says it is at an offset from the CFA.
+pub(crate) fn step_in_slot<S: UnwindContextStorage<usize>>(
+    obj: &Object,
+    ctx: &mut UnwindContext<usize, S>,
+    regs: &Regs,
+    mem: &dyn Memory,
+    first: bool,
+) -> Option<(Regs, Option<u64>)> {
     let lookup = lookup_pc(regs, first)?;
     let rsp = regs.rsp?;
     let table = obj.hdr.table()?;
@@ -449,6 +545,10 @@ pub(crate) fn step_in<S: UnwindContextStorage<usize>>(
         }
     };
     let ra = rule(X86_64::RA)?;
+    let slot = match row.register(X86_64::RA) {
+        RegisterRule::Offset(n) => cfa.checked_add_signed(n),
+        _ => None,
+    };
     let next = Regs {
         rip: Some(ra),
         rsp: Some(cfa),
@@ -462,7 +562,7 @@ pub(crate) fn step_in<S: UnwindContextStorage<usize>>(
     if cfa <= rsp {
         return None; // the stack pointer must grow towards the base
     }
-    Some(next)
+    Some((next, slot))
 }
 
 /// The registers of a suspended coroutine whose saved stack pointer is

@@ -114,7 +114,12 @@
 //! (retry.rs: the kernel signals the executor directly, no thread needs
 //! scheduling); after that the monitor retries from 100 µs, doubling up
 //! to a tick. Other deferrals back off 2-16 ticks (C code of the
-//! executable can run long).
+//! executable can run long). Deferrals for foreign code, C code and std
+//! zones also arm a *return hijack* (hijack.rs): the innermost return
+//! into preemptible Rust code is rewritten to a trampoline that takes the
+//! same safe point as a hook's exit, so code that is nearly always inside
+//! libc is preempted at its next return from it; no timer retries are
+//! armed while a hijack is pending.
 //!
 //! Recognising our signal (step 3 of the protocol) also accepts
 //! `si_code == SI_TIMER` with the retry timers' `sigev_value` cookie.
@@ -159,6 +164,7 @@
 //!   park the sibling instead. Preemption needs those hooks.
 
 mod guard;
+pub(crate) mod hijack;
 mod monitor;
 pub(crate) mod retry;
 mod signal;

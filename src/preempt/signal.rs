@@ -77,6 +77,12 @@ pub(crate) struct PreemptCounters {
     /// Retries the handler armed on its own timer after landing in libc
     /// (retry.rs).
     pub(crate) retries: AtomicU64,
+    /// Returns from foreign code hijacked by the handler (hijack.rs).
+    pub(crate) return_hijacks: AtomicU64,
+    /// Hijacked returns that reached the safe point in the run they were
+    /// armed in (the coroutine may still not yield there: safe_point_yield
+    /// checks the stack).
+    pub(crate) return_landings: AtomicU64,
 }
 
 impl PreemptCounters {
@@ -219,7 +225,9 @@ extern "C" fn handle_sigurg(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *
                     // In libc: try again shortly, by our own timer
                     // (retry.rs). Pending again first, so the monitor
                     // sends nothing meanwhile.
-                    if why == Defer::ForeignCode {
+                    // (Not while a hijacked return is pending: the
+                    // coroutine yields when the foreign code returns.)
+                    if why == Defer::ForeignCode && !super::hijack::armed() {
                         exec.shared.preempt_pending.store(true, Ordering::Relaxed);
                         if exec.retry.arm(switches) {
                             exec.shared.preempt.retries.fetch_add(1, Ordering::Relaxed);
@@ -309,8 +317,11 @@ unsafe fn preempt_here(exec: &Executor, ctx: *mut libc::c_void) -> Result<(), De
     if here >= lo && here < hi {
         return Err(Defer::NotOnAltstack);
     }
-    // 4. Not mid-switch or mid-restore.
-    if in_range(rip, arch::switch_code_range()) || in_range(rip, arch::restore_code_range()) {
+    // 4. Not mid-switch or mid-restore (or in the hijack trampoline).
+    if in_range(rip, arch::switch_code_range())
+        || in_range(rip, arch::restore_code_range())
+        || in_range(rip, super::hijack::code_range())
+    {
         return Err(Defer::SwitchCode);
     }
     // 5. In the executable's own text. The monitor builds the table before
@@ -319,7 +330,19 @@ unsafe fn preempt_here(exec: &Executor, ctx: *mut libc::c_void) -> Result<(), De
     let Some(table) = zones::table() else {
         return Err(Defer::ForeignCode);
     };
+    // A return out of foreign code is hijacked when possible (hijack.rs);
+    // the deferral stands either way.
+    let switches = shared.switches.load(Ordering::Relaxed);
+    let hijack = |table: &zones::Table, regs: &ucontext::Regs| {
+        if super::hijack::try_arm(table, regs.unwind_regs(), rsp, hi, switches) {
+            shared
+                .preempt
+                .return_hijacks
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    };
     if !table.in_exe_text(rip) {
+        hijack(table, &regs);
         return Err(Defer::ForeignCode);
     }
     // 6. Not panicking: a sibling panicking on this thread mid-unwind of
@@ -353,8 +376,14 @@ unsafe fn preempt_here(exec: &Executor, ctx: *mut libc::c_void) -> Result<(), De
         )
     });
     match zone {
-        Some(zones::ZoneKind::Std) => return Err(Defer::Zone),
-        Some(zones::ZoneKind::C) => return Err(Defer::CCode),
+        Some(zones::ZoneKind::Std) => {
+            hijack(table, &regs);
+            return Err(Defer::Zone);
+        }
+        Some(zones::ZoneKind::C) => {
+            hijack(table, &regs);
+            return Err(Defer::CCode);
+        }
         None => {}
     }
 

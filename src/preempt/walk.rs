@@ -65,6 +65,20 @@ pub(crate) enum Verdict {
 /// `[lo, hi)` must be mapped and not change during the call (the running
 /// coroutine's own stack, read from its executor's signal handler).
 pub(crate) fn frames_zone(table: &Table, regs: Regs, lo: usize, hi: usize) -> Verdict {
+    frames_zone_from(table, regs, lo, hi, true)
+}
+
+/// [`frames_zone`] from `regs` whose `rip` is an interrupted pc (`first`)
+/// or a return address (not first: its frame is looked up at `rip - 1`).
+/// A return address that is the hijack trampoline's stands for the real
+/// one saved with it (hijack.rs).
+pub(crate) fn frames_zone_from(
+    table: &Table,
+    regs: Regs,
+    lo: usize,
+    hi: usize,
+    first_is_interrupted: bool,
+) -> Verdict {
     let Some(exe) = unwind::exe_tables() else {
         return Verdict::Unknown;
     };
@@ -76,7 +90,10 @@ pub(crate) fn frames_zone(table: &Table, regs: Regs, lo: usize, hi: usize) -> Ve
     let mut ctx = UnwindContext::<usize, Small>::new_in();
     let mut regs = regs;
     for i in 0..MAX_FRAMES {
-        let first = i == 0;
+        let first = i == 0 && first_is_interrupted;
+        if !first {
+            regs.rip = regs.rip.map(super::hijack::real_return_address);
+        }
         let Some(pc) = unwind::lookup_pc(&regs, first) else {
             return Verdict::Unknown;
         };

@@ -72,6 +72,10 @@ const ZONE_PATTERNS: &[&[u8]] = &[
     b"_Unwind_",
 ];
 
+/// The [`ZONE_PATTERNS`] of std's printing (the rest are panic,
+/// backtrace and unwinding code).
+const STDIO_PATTERNS: &[&[u8]] = &[b"3std2io5stdio", b"std..io..stdio"];
+
 /// Exceptions: std functions that wrap *every* coroutine body and user
 /// `catch_unwind` call (`std::panicking::try` / `catch_unwind` and their
 /// `do_call`/`do_catch`, `std::panic::catch_unwind`). In release builds they
@@ -108,6 +112,11 @@ pub(crate) struct Table {
     /// never park a coroutine while one is on its stack (parking
     /// allocates, which would re-enter the allocator mid-operation).
     alloc: Vec<(usize, usize)>,
+    /// std's panic, backtrace and unwinding functions (the zone patterns
+    /// other than stdio's): code that reads its callers' return addresses
+    /// or never returns normally. A return out of them is never hijacked
+    /// (hijack.rs).
+    unwinding: Vec<(usize, usize)>,
     /// Whether the executable's symbol table was found. Without it C code
     /// linked into the executable cannot be told from Rust code, and the
     /// monitor sends no preemption signal at all.
@@ -154,6 +163,12 @@ impl Table {
     #[inline]
     pub(crate) fn zone(&self, addr: usize) -> Option<ZoneKind> {
         zone_of(&self.zones, addr)
+    }
+
+    /// Signal context: whether `addr` is in std's panic, backtrace or
+    /// unwinding code.
+    pub(crate) fn in_unwinding(&self, addr: usize) -> bool {
+        contains(&self.unwinding, addr)
     }
 
     /// Signal context: `addr` is inside a no-preempt zone of any kind.
@@ -268,7 +283,15 @@ pub(crate) fn refresh(allow: &[String]) {
     let before = c.zones.len();
     let mut c_zones = Vec::new();
     let mut alloc = Vec::new();
-    let have_symtab = exe_zones(c.exe_bias, allow, &mut c.zones, &mut c_zones, &mut alloc);
+    let mut unwinding = Vec::new();
+    let have_symtab = exe_zones(
+        c.exe_bias,
+        allow,
+        &mut c.zones,
+        &mut c_zones,
+        &mut alloc,
+        &mut unwinding,
+    );
     if !have_symtab && table().is_none() {
         crate::sys::write_stderr(
             b"coroutines: warning: the executable has no symbol table (stripped), so C code linked \
@@ -292,6 +315,7 @@ pub(crate) fn refresh(allow: &[String]) {
         exe_text: merge(c.exe_text),
         zones: merge_tagged(zones),
         alloc: merge(alloc),
+        unwinding: merge(unwinding),
         adds: c.adds,
         have_symtab,
     };
@@ -341,6 +365,7 @@ fn exe_zones(
     std_out: &mut Vec<(usize, usize)>,
     c_out: &mut Vec<(usize, usize)>,
     alloc_out: &mut Vec<(usize, usize)>,
+    unwinding_out: &mut Vec<(usize, usize)>,
 ) -> bool {
     with_exe_image(|b| {
         for_each_symbol(b, |name, info, value, size| {
@@ -352,6 +377,9 @@ fn exe_zones(
             let lo = bias + value as usize;
             if matches_zone(name) {
                 std_out.push((lo, lo + size as usize));
+                if !STDIO_PATTERNS.iter().any(|p| contains_bytes(name, p)) {
+                    unwinding_out.push((lo, lo + size as usize));
+                }
             } else if is_c_symbol(name) && !allow.iter().any(|p| name.starts_with(p.as_bytes())) {
                 c_out.push((lo, lo + size as usize));
             }

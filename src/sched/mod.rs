@@ -82,5 +82,5 @@ pub(crate) use level::{current as preempt_level, NoPreempt};
 /// (The name the rest of the crate has used for `try_runtime`.)
 pub(crate) use runtime::try_runtime as try_runtime_pub;
 pub(crate) use runtime::{schedule, spawn_coroutine, try_runtime, Runtime, Settings};
-pub(crate) use switch::{park_current, yield_now_fast};
+pub(crate) use switch::{hijack_safe_point, park_current, yield_now_fast};
 pub(crate) use thread::{fork_child, fork_on_executor, install_fork_child_handler};

@@ -164,6 +164,30 @@ pub(crate) fn yield_now_fast() -> bool {
 /// be switched away from), and none of a library with a pooled thread
 /// registration (tls/pool.rs). Otherwise the request is dropped: the monitor
 /// asks again at the next due preemption.
+/// A preempted-foreign-code hijack landed (preempt/hijack.rs): the
+/// coroutine just returned from foreign code into its Rust caller. Yields
+/// through `safe_point_yield` if the preemption was asked for in this very
+/// run (the executor's switch count is still `armed_at`) and the
+/// coroutine's level is 0.
+#[cold]
+#[inline(never)]
+pub(crate) fn hijack_safe_point(armed_at: u64) {
+    if level::current() != 0 {
+        return;
+    }
+    let Some(exec) = current_executor() else {
+        return;
+    };
+    // Not the run it was armed in, or a fork child returning through its
+    // copy of the trampoline (another thread id).
+    if exec.shared.switches.load(Ordering::Relaxed) != armed_at || crate::sys::gettid() != exec.tid
+    {
+        return;
+    }
+    bump(&exec.shared.preempt.return_landings);
+    safe_point_yield(exec);
+}
+
 #[cold]
 #[inline(never)]
 pub(super) fn safe_point_yield(exec: &'static Executor) {
