@@ -35,7 +35,9 @@
 // out and resume it on another executor; it returns normally).
 //
 // CFI: until the real return address is in its slot the return address is
-// undefined (an unwind from inside coroutines_hijack_take stops here);
+// undefined (an unwind from inside coroutines_hijack_take stops here, and
+// so does one that meets the trampoline's address in a hijacked slot: the
+// FDE starts one byte early, so that address minus one is covered);
 // from then on the frame looks like an ordinary function's — CFA = RSP0,
 // return address at CFA - 8 — so the preemption handler's precise walk and
 // the safe point's own walk continue into the Rust caller.
@@ -46,13 +48,18 @@
 // coroutines_hijack_return_end) (signal.rs treats it as switch code).
 
     .text
-    .globl coroutines_hijack_return
-    .type coroutines_hijack_return,@function
     .p2align 4
-coroutines_hijack_return:
     .cfi_startproc
     .cfi_def_cfa rsp, 0
     .cfi_undefined rip
+    // One byte before the entry point, inside this FDE: an unwinder that
+    // meets the trampoline's address as a return address looks its frame
+    // up at that address minus one, and must find this FDE (return address
+    // undefined: it stops) rather than whatever function precedes it.
+    int3
+    .globl coroutines_hijack_return
+    .type coroutines_hijack_return,@function
+coroutines_hijack_return:
     sub rsp, 8
     .cfi_adjust_cfa_offset 8
     push rax
