@@ -164,11 +164,12 @@ pub enum ThreadLocals {
 /// coroutine uses its executor's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MallocState {
-    /// A coroutine starts with its executor's cache and arena; from its
-    /// first preemption on (it runs like a thread, for longer than a time
-    /// slice) it has its own, as a thread does, chosen by glibc's own
-    /// arena policy, and its cache is emptied back into the arenas when it
-    /// finishes. Coroutines that allocate while preempted then stop
+    /// A coroutine starts with its executor's cache and arena; once
+    /// preempted (it runs like a thread, for longer than a time slice) it
+    /// has its own, as a thread does, chosen by glibc's own arena policy,
+    /// until it parks or finishes: then its cache is emptied back into the
+    /// arenas (parked coroutines hold no cache) and it keeps its arena for
+    /// its next preemption. Coroutines that allocate while preempted then stop
     /// interleaving their chunks in one heap: allocation-bound coroutines
     /// preempted on 2 executors ran at 0.4× the speed of threads with the
     /// executor's state and at 0.9-1.0× with their own (BENCHMARKS.md,

@@ -100,8 +100,13 @@ pub(crate) struct Inner {
     /// The coroutine allocates with glibc malloc state of its own (its
     /// block's tcache and arena words are its own, not copied from the
     /// carrier at switches; tls/block.rs "malloc state"). Set once, by the
-    /// executor owning the right to run it, at its first preemption.
+    /// executor owning the right to run it, at a preemption; cleared by
+    /// the coroutine itself when it parks (tls/block.rs
+    /// `demote_own_malloc`).
     pub(crate) own_malloc: AtomicBool,
+    /// Its own glibc arena while it parks without malloc state of its own
+    /// (0: none yet). Owner only.
+    pub(crate) own_arena: std::sync::atomic::AtomicUsize,
     /// Thread pointer of the coroutine's TLS block (tls/block.rs), 0 while
     /// it has none (never ran, or thread-locals are shared). Written at
     /// first run and read at switches by the executor owning the right to
@@ -734,6 +739,7 @@ impl Builder {
             window: UnsafeCell::new(0),
             risky: AtomicBool::new(false),
             own_malloc: AtomicBool::new(false),
+            own_arena: std::sync::atomic::AtomicUsize::new(0),
             tls: UnsafeCell::new(0),
             pooled: std::cell::Cell::new(0),
             wait: Default::default(),

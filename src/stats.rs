@@ -153,9 +153,9 @@ pub struct Stats {
     pub steals: u64,
     /// Preemptions, in all.
     pub preemptions: u64,
-    /// Coroutines that were given glibc malloc state of their own (a
-    /// thread cache and an arena) at their first preemption
-    /// ([`MallocState::OwnWhenPreempted`](crate::MallocState)).
+    /// Times a preempted coroutine was given glibc malloc state of its own
+    /// (a thread cache and an arena; again after each park, which gives
+    /// the cache back) ([`MallocState::OwnWhenPreempted`](crate::MallocState)).
     pub own_malloc: u64,
     /// Timers fired (sleeps and timed waits).
     pub timers_fired: u64,

@@ -46,7 +46,7 @@ pub(super) fn parse_dump_signal(v: &str) -> Result<Option<i32>, ()> {
         _ => return Err(()),
     }))
 }
-pub(super) const MALLOC_FORMS: &str = "`own-when-preempted` (a coroutine gets a glibc malloc cache and arena of its own at its first preemption) or `executor` (coroutines always use their executor's)";
+pub(super) const MALLOC_FORMS: &str = "`own-when-preempted` (a preempted coroutine gets a glibc malloc cache and arena of its own until it parks) or `executor` (coroutines always use their executor's)";
 pub(super) const TLS_FORMS: &str = "`coroutine` (each coroutine has its own thread-locals) or `shared` (coroutines of one executor share them)";
 pub(super) const PREEMPT_C_FORMS: &str = "comma-separated C symbol-name prefixes (letters, digits and _, not \
      starting with a digit), added to the defaults, e.g. my_hash_,blake3_; a first item `none` drops \

@@ -391,9 +391,9 @@ impl Executor {
                 let preempted = matches!(self.action.get(), Action::Preempted)
                     || (matches!(self.action.get(), Action::Yield) && self.safe_point.get());
                 if preempted && tls::own_malloc() {
-                    // First preemption: it runs like a thread from now on,
-                    // so it allocates like one (tls/block.rs "malloc state").
-                    tls::give_own_malloc(fs);
+                    // Preempted: it runs like a thread, so it allocates like
+                    // one until it parks (tls/block.rs "malloc state").
+                    tls::give_own_malloc(fs, inner.own_arena.load(Ordering::Relaxed));
                     inner.own_malloc.store(true, Ordering::Relaxed);
                     bump(&self.shared.stats.own_malloc);
                 }

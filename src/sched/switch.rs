@@ -84,6 +84,12 @@ pub(crate) fn park_current(np: &NoPreempt, reason: WaitReason) {
         }
         if exec.sched_fs != 0 {
             crate::tls::pool::before_park(me);
+            if me.own_malloc.load(Ordering::Relaxed) {
+                // A parked coroutine holds no malloc cache (tls/block.rs).
+                let arena = crate::tls::demote_own_malloc(exec.carrier_errno);
+                me.own_arena.store(arena, Ordering::Relaxed);
+                me.own_malloc.store(false, Ordering::Relaxed);
+            }
         }
         if direct_park_on(exec).is_some() {
             return;

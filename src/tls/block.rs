@@ -61,16 +61,19 @@
 //!   runs (growing the dtv if needed) and a new snapshot is taken. Blocks
 //!   beyond the cache are freed with `_dl_deallocate_tls`.
 //! - Malloc state: a coroutine starts on the carrier's malloc words (no
-//!   memory of its own: most coroutines are short or park often). At its
-//!   first preemption (`MallocState::OwnWhenPreempted`, the default) it
-//!   runs like a thread, and from then on it allocates like one: its block
+//!   memory of its own: most coroutines are short or park often). When it
+//!   is preempted (`MallocState::OwnWhenPreempted`, the default) it runs
+//!   like a thread, and until it parks it allocates like one: its block
 //!   gets the words of a fresh thread (`give_own_malloc`: no cache, no
 //!   arena), glibc sets up a cache and picks an arena at its next
 //!   allocation exactly as for a new thread (its own arena while glibc's
 //!   limit of 8 per core allows, then shared ones), and the switches leave
-//!   those words alone. At exit its cache is emptied back into the arenas
-//!   (`release_own_malloc`, what glibc's thread exit does; without it each
-//!   finished coroutine kept its cache: 163 KB each in the test). Why:
+//!   those words alone. At exit, and whenever it parks, its cache is
+//!   emptied back into the arenas (`release_own_malloc`, what glibc's
+//!   thread exit does; without it each finished coroutine kept its cache:
+//!   163 KB each in the test); at a park it also goes back to the
+//!   carrier's words (`demote_own_malloc`) and keeps its arena for its
+//!   next preemption, so parked coroutines hold no cache. Why:
 //!   preempted allocation-bound coroutines sharing one executor's cache
 //!   and arena interleave their chunks in one heap, which is used from
 //!   both CPUs once coroutines move — 0.4× the speed of threads (bench
@@ -583,22 +586,42 @@ pub(crate) fn enable_own_malloc(wanted: bool) -> bool {
     }
 }
 
-/// Scheduler context, at a coroutine's first preemption: its block gets
-/// the malloc words of a fresh thread (no tcache, not shutting down, no
-/// arena), so its next allocation sets up a cache and picks an arena as
-/// glibc does for a new thread; from then on the switches leave them alone.
+/// Scheduler context, when a coroutine is preempted without malloc state
+/// of its own: its block gets the malloc words of a fresh thread (no
+/// tcache, not shutting down) with `arena`, its own arena from before its
+/// last park (0: none yet, so glibc picks one as for a new thread at its
+/// next allocation, and sets up a cache); until it parks the switches
+/// leave them alone.
 ///
 /// # Safety
 /// `tp` is the live block of a switched-out coroutine whose words were
 /// just copied back to the carrier.
-pub(crate) unsafe fn give_own_malloc(tp: usize) {
+pub(crate) unsafe fn give_own_malloc(tp: usize, arena: usize) {
     let errno = layout().errno_of(tp);
     // SAFETY: caller; words and a byte at checked offsets of the block.
     unsafe {
         ((errno + L_TCACHE) as *mut usize).write(0);
-        ((errno + L_THREAD_ARENA) as *mut usize).write(0);
+        ((errno + L_THREAD_ARENA) as *mut usize).write(arena);
         ((errno + L_TCACHE_SHUTTING_DOWN) as *mut u8).write(0);
     }
+}
+
+/// Coroutine context, when a coroutine with malloc state of its own is
+/// about to park: empties its cache back into the arenas (a parked
+/// coroutine holds no cached chunks: 10,000 parked coroutines must not
+/// keep 10,000 caches) and switches it back to the carrier's words, which
+/// are in `carrier_errno`'s block while it runs. Returns its own arena,
+/// which it gets back at its next preemption.
+pub(crate) fn demote_own_malloc(carrier_errno: usize) -> usize {
+    let _np = crate::sched::NoPreempt::new();
+    let errno = layout().errno_of(read_fs_base());
+    // SAFETY: our own block's arena word (checked offset).
+    let arena = unsafe { ((errno + L_THREAD_ARENA) as *const usize).read() };
+    release_own_malloc();
+    // SAFETY: the carrier's block holds its current words (we have our
+    // own, so nobody copied them out); ours is the running block.
+    unsafe { copy_malloc_words(carrier_errno, errno) };
+    arena
 }
 
 /// Coroutine context, last thing at exit of a coroutine with malloc state

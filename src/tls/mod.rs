@@ -26,6 +26,6 @@ pub(crate) mod identity;
 pub(crate) mod pool;
 
 pub(crate) use block::{
-    copy_malloc_words, enable, enable_own_malloc, enabled, give_own_malloc, layout, own_malloc,
-    read_fs_base, release_own_malloc, run_exit_destructors, Snapshot,
+    copy_malloc_words, demote_own_malloc, enable, enable_own_malloc, enabled, give_own_malloc,
+    layout, own_malloc, read_fs_base, release_own_malloc, run_exit_destructors, Snapshot,
 };
