@@ -298,6 +298,80 @@ fn fifo_open_parks_the_coroutine() {
     );
 }
 
+/// `freopen` of a FIFO, which glibc also opens with its internal `__open`:
+/// the reader reopens a stream it had on a regular file onto the FIFO and
+/// must park until the writer opens the other end. On one executor with
+/// no extra ones allowed, a blocking `freopen` hangs the child until its
+/// deadline (checked: it did before the hook).
+#[test]
+fn fifo_freopen_parks_the_coroutine() {
+    common::in_child(
+        "COROUTINES_WAIT_CHILD",
+        "fifo_freopen_parks_the_coroutine",
+        &[("COROUTINES_WORKERS", "1"), ("COROUTINES_MAX_WORKERS", "1")],
+        Duration::from_secs(30),
+        || {
+            let dir = std::env::temp_dir();
+            let fifo = dir.join(format!("coroutines-fifo-freopen-{}", std::process::id()));
+            let plain = dir.join(format!("coroutines-plain-freopen-{}", std::process::id()));
+            let _ = std::fs::remove_file(&fifo);
+            std::fs::write(&plain, b"plain\n").unwrap();
+            let cstr = |p: &std::path::Path| {
+                std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap()
+            };
+            let (cf, cp) = (cstr(&fifo), cstr(&plain));
+            // SAFETY: a NUL-terminated path.
+            assert_eq!(unsafe { libc::mkfifo(cf.as_ptr(), 0o600) }, 0);
+            let cf2 = cf.clone();
+            let (written_tx, written_rx) = std::sync::mpsc::channel::<()>();
+            let reader = coroutines::spawn(move || {
+                // SAFETY: NUL-terminated path and mode.
+                let f = unsafe { libc::fopen(cp.as_ptr(), c"r".as_ptr()) };
+                assert!(!f.is_null(), "{}", std::io::Error::last_os_error());
+                let t = Instant::now();
+                // SAFETY: NUL-terminated path and mode; `f` is our stream.
+                let f = unsafe { libc::freopen(cf.as_ptr(), c"r".as_ptr(), f) };
+                assert!(!f.is_null(), "{}", std::io::Error::last_os_error());
+                let waited = t.elapsed();
+                written_rx.recv().unwrap();
+                let mut buf = [0u8; 64];
+                // SAFETY: `buf` has room for 64 bytes; `f` is open.
+                let line = unsafe { libc::fgets(buf.as_mut_ptr().cast(), 64, f) };
+                assert!(!line.is_null());
+                // SAFETY: fgets wrote a NUL-terminated string; `f` is ours.
+                let s = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr().cast()) }
+                    .to_string_lossy()
+                    .into_owned();
+                // SAFETY: closes the stream we opened.
+                unsafe { libc::fclose(f) };
+                (s, waited)
+            });
+            let writer = coroutines::spawn(move || {
+                std::thread::sleep(Duration::from_millis(100)); // parks
+                                                                // SAFETY: NUL-terminated path and mode.
+                let f = unsafe { libc::fopen(cf2.as_ptr(), c"w".as_ptr()) };
+                assert!(!f.is_null(), "{}", std::io::Error::last_os_error());
+                // SAFETY: a NUL-terminated string into the stream we opened,
+                // then closed (flushing it).
+                unsafe {
+                    libc::fputs(c"through freopen\n".as_ptr(), f);
+                    libc::fclose(f);
+                }
+                written_tx.send(()).unwrap();
+            });
+            writer.join().unwrap();
+            let (s, waited) = reader.join().unwrap();
+            assert_eq!(s, "through freopen\n");
+            assert!(
+                waited >= Duration::from_millis(50),
+                "the reader's freopen did not wait for the writer: {waited:?}"
+            );
+            let _ = std::fs::remove_file(&fifo);
+            let _ = std::fs::remove_file(&plain);
+        },
+    );
+}
+
 /// The same through C stdio: glibc's `fopen` opens with its internal
 /// `__open`, which no `open` hook sees, so `fopen` itself is hooked. On one
 /// executor, with no extra ones allowed: an `fopen` that blocked the

@@ -158,10 +158,13 @@ pub(crate) fn positioned(
 // own `fopen` runs on the helper (the FILE it returns is an ordinary
 // heap object, usable from any thread).
 //
+// `freopen`/`freopen64` likewise (the stream's old fd, closed by glibc's
+// internal `__close`, and its new one start clean).
+//
 // Not covered: a path swapped for a FIFO between the check and the open
-// (blocks the executor, as before), `freopen` and other opens inside glibc
-// (`popen` does not open paths), and devices whose open waits (a serial
-// line waiting for carrier): they block the executor.
+// (blocks the executor, as before), other opens inside glibc (`popen`
+// does not open paths), and devices whose open waits (a serial line
+// waiting for carrier): they block the executor.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -268,6 +271,67 @@ pub(crate) fn fopen(path: *const libc::c_char, mode: *const libc::c_char) -> *mu
     let f = r as *mut libc::FILE;
     if !f.is_null() {
         // SAFETY: a FILE glibc just opened; `fileno` reads its fd.
+        crate::reactor::registration::fresh(unsafe { libc::fileno(f) });
+    }
+    f
+}
+
+/// glibc's `freopen` and `freopen64` (one function with two names).
+static REAL_FREOPEN: AtomicUsize = AtomicUsize::new(0);
+
+/// freopen(3)/freopen64(3), libc convention: as [`fopen`] — glibc's own,
+/// on a helper while the coroutine parks, if `path` names a FIFO and the
+/// mode can wait. A null `path` (a mode change of the same file) opens
+/// nothing and runs inline. glibc closes the stream's old fd with its
+/// internal `__close`, which no hook sees: that number, and the new one
+/// (often the same), start clean afterwards.
+pub(crate) fn freopen(
+    path: *const libc::c_char,
+    mode: *const libc::c_char,
+    stream: *mut libc::FILE,
+) -> *mut libc::FILE {
+    type Freopen = unsafe extern "C" fn(
+        *const libc::c_char,
+        *const libc::c_char,
+        *mut libc::FILE,
+    ) -> *mut libc::FILE;
+    let real = sys::resolve_next(&REAL_FREOPEN, c"freopen");
+    let (p, m, st) = (path as usize, mode as usize, stream as usize);
+    let call = move || {
+        // SAFETY: glibc's freopen, of this signature, with the caller's
+        // arguments (on a helper the caller is parked until it returns;
+        // the stream's lock is taken by whichever thread runs the call).
+        (unsafe { std::mem::transmute::<usize, Freopen>(real)(p as _, m as _, st as _) }) as usize
+    };
+    // SAFETY: a stream from freopen's caller is an open FILE (its contract).
+    let old_fd = if stream.is_null() {
+        -1
+    } else {
+        unsafe { libc::fileno(stream) }
+    };
+    let waits = !path.is_null()
+        && !mode.is_null()
+        // SAFETY: a non-null mode from freopen's caller is NUL-terminated.
+        && !unsafe { std::ffi::CStr::from_ptr(mode) }
+            .to_bytes()
+            .contains(&b'x')
+        && crate::sched::in_coroutine_user_code()
+        && is_fifo(libc::AT_FDCWD, path, 0);
+    let r = if waits {
+        super::offload::offload(
+            super::offload::Class::Unbounded,
+            crate::observe::wait::Job::Open(path),
+            call,
+        )
+    } else {
+        call()
+    };
+    if !path.is_null() && old_fd >= 0 {
+        crate::reactor::registration::fresh(old_fd);
+    }
+    let f = r as *mut libc::FILE;
+    if !f.is_null() {
+        // SAFETY: the FILE glibc just reopened; `fileno` reads its fd.
         crate::reactor::registration::fresh(unsafe { libc::fileno(f) });
     }
     f

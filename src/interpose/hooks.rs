@@ -448,6 +448,16 @@ hooks! {
         fs::fopen(path, mode)
     }
 
+    /// freopen(3): as `fopen` (fs.rs); a null path opens nothing.
+    fn freopen(path: *const c_char, mode: *const c_char, stream: *mut libc::FILE) -> *mut libc::FILE {
+        fs::freopen(path, mode, stream)
+    }
+
+    /// glibc's LFS name for `freopen` (the same function).
+    fn freopen64(path: *const c_char, mode: *const c_char, stream: *mut libc::FILE) -> *mut libc::FILE {
+        fs::freopen(path, mode, stream)
+    }
+
     fn creat64(path: *const c_char, mode: libc::mode_t) -> c_int {
         creat(path, mode)
     }
