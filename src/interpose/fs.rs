@@ -303,10 +303,11 @@ pub(crate) fn freopen(
         // the stream's lock is taken by whichever thread runs the call).
         (unsafe { std::mem::transmute::<usize, Freopen>(real)(p as _, m as _, st as _) }) as usize
     };
-    // SAFETY: a stream from freopen's caller is an open FILE (its contract).
     let old_fd = if stream.is_null() {
         -1
     } else {
+        // SAFETY: a stream from freopen's caller is an open FILE (its
+        // contract).
         unsafe { libc::fileno(stream) }
     };
     let waits = !path.is_null()
