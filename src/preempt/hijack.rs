@@ -15,7 +15,10 @@
 //! `init_pinned_tables`) to the innermost frame that returns into Rust code
 //! of the executable outside every no-preempt zone, and confirms with the
 //! precise walk (walk.rs) that every frame from there to the stack's
-//! outermost one is clean. Then it saves that frame's return address (and
+//! outermost one is clean (if not — a Rust callback called by C returns
+//! into Rust code that C called — it goes on to the next return into
+//! Rust, up to `MAX_CANDIDATES` times: `qsort`'s return for code inside
+//! its comparator). Then it saves that frame's return address (and
 //! the slot's address and the executor's switch count) in the coroutine's
 //! own thread-local `HIJACK` and writes the address of
 //! `coroutines_hijack_return` (asm/x86_64/hijack.S) into the slot. When the
@@ -99,6 +102,9 @@ const VFORK_SPAN: usize = 128;
 
 /// Most frames walked to find the return into Rust code.
 const MAX_FOREIGN_FRAMES: usize = 64;
+/// Returns into Rust code passed over because foreign code lies further
+/// out, before giving up.
+const MAX_CANDIDATES: usize = 3;
 
 /// Runtime start (after thread-locals are decided, before the monitor):
 /// turns hijacking on if `wanted`, per-coroutine thread-locals are on and
@@ -206,6 +212,7 @@ pub(crate) fn try_arm(table: &Table, regs: Regs, rsp: usize, hi: usize, switches
         code_range(),
     ];
     let vfork = VFORK.load(Ordering::Relaxed);
+    let mut candidates = 0;
     let mut ctx = UnwindContext::<usize, Small>::new_in();
     let mut r = regs;
     let mut first = true;
@@ -250,8 +257,18 @@ pub(crate) fn try_arm(table: &Table, regs: Regs, rsp: usize, hi: usize, switches
             if unsafe { *(slot as *const usize) } != ra {
                 return false;
             }
-            if walk::frames_zone_from(table, next, rsp, hi, false) != Verdict::Clean {
-                return false;
+            match walk::frames_zone_from(table, next, rsp, hi, false) {
+                Verdict::Clean => {}
+                // Foreign code further out (a Rust callback called by C:
+                // its Rust caller returns into C): try the next return out,
+                // a few times at most (each check walks to the stack's top).
+                Verdict::Zone(_) if candidates < MAX_CANDIDATES => {
+                    candidates += 1;
+                    r = next;
+                    first = false;
+                    continue;
+                }
+                _ => return false,
             }
             HIJACK.set([slot, ra, switches as usize]);
             // SAFETY: the slot holds `ra` (checked) in the interrupted
