@@ -38,7 +38,9 @@
 //! coroutine is interrupted.
 //!
 //! Edges: `vfork`'s return is never hijacked (its child returns through
-//! the same slot on the parent's stack first); after `fork` the child
+//! the same slot on the parent's stack first), nor that of `setjmp` and
+//! `getcontext` (they save their return address for a second return);
+//! after `fork` the child
 //! returns through its copy of the trampoline and never yields there (the
 //! safe point checks the thread id). An armed slot whose frame went away
 //! without returning (longjmp)
@@ -93,12 +95,25 @@ thread_local! {
 }
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
-/// libc's `vfork`: its return is never hijacked (the child returns
-/// through the same slot first, on the parent's stack).
-static VFORK: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-/// Bytes of `vfork` from its start treated as inside it (glibc's is a
-/// few dozen bytes of assembly).
-const VFORK_SPAN: usize = 128;
+/// libc functions whose return is never hijacked: `vfork` (the child
+/// returns through the same slot first, on the parent's stack) and the
+/// ones that read their own return address to save it for a second return
+/// (`setjmp`, `_setjmp`, `__sigsetjmp` — `sigsetjmp` —, `getcontext`): a
+/// hijack before that read would make the later `longjmp`/`setcontext`
+/// return to the trampoline with nothing saved.
+const EXCLUDED_NAMES: [&std::ffi::CStr; 5] = [
+    c"vfork",
+    c"setjmp",
+    c"_setjmp",
+    c"__sigsetjmp",
+    c"getcontext",
+];
+/// Their addresses (0: not found), resolved by `init`.
+static EXCLUDED: [std::sync::atomic::AtomicUsize; 5] =
+    [const { std::sync::atomic::AtomicUsize::new(0) }; 5];
+/// Bytes from each excluded function's start treated as inside it
+/// (glibc's are a few dozen bytes of assembly).
+const EXCLUDED_SPAN: usize = 160;
 
 /// Most frames walked to find the return into Rust code.
 const MAX_FOREIGN_FRAMES: usize = 64;
@@ -123,10 +138,12 @@ pub(crate) fn init(wanted: bool) {
     }
     unwind::init_exe_tables();
     unwind::init_pinned_tables();
-    // SAFETY: a NUL-terminated name; RTLD_NEXT from the executable finds
-    // libc's definition (not an interposed one in the executable).
-    let v = unsafe { libc::dlsym(libc::RTLD_NEXT, c"vfork".as_ptr()) } as usize;
-    VFORK.store(v, Ordering::Relaxed);
+    for (name, slot) in EXCLUDED_NAMES.iter().zip(EXCLUDED.iter()) {
+        // SAFETY: a NUL-terminated name; RTLD_NEXT from the executable
+        // finds libc's definition (not an interposed one in the executable).
+        let v = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) } as usize;
+        slot.store(v, Ordering::Relaxed);
+    }
     ENABLED.store(true, Ordering::Relaxed);
 }
 
@@ -211,7 +228,6 @@ pub(crate) fn try_arm(table: &Table, regs: Regs, rsp: usize, hi: usize, switches
         crate::arch::entry_code_range(),
         code_range(),
     ];
-    let vfork = VFORK.load(Ordering::Relaxed);
     let mut candidates = 0;
     let mut ctx = UnwindContext::<usize, Small>::new_in();
     let mut r = regs;
@@ -244,7 +260,10 @@ pub(crate) fn try_arm(table: &Table, regs: Regs, rsp: usize, hi: usize, switches
             && !no_go.iter().any(|&(a, b)| call >= a && call < b);
         if preemptible {
             let callee = r.rip.unwrap_or(0) as usize;
-            if vfork != 0 && callee >= vfork && callee < vfork + VFORK_SPAN {
+            if EXCLUDED.iter().any(|a| {
+                let a = a.load(Ordering::Relaxed);
+                a != 0 && callee >= a && callee < a + EXCLUDED_SPAN
+            }) {
                 return false;
             }
             let Some(slot) = slot.map(|s| s as usize) else {
