@@ -928,8 +928,13 @@ fn smol_block_on_and_executor() {
         .join()
         .unwrap();
         assert_eq!(sum, (0..200u64).sum::<u64>());
+        // Every task completes. (Not `is_finished()` at once: a task's
+        // future drops its sender, which can end the receiving loop above,
+        // just before async-task marks the task completed on its runner,
+        // a window a preemption there widens: seen once in a loaded full
+        // suite.)
         for t in tasks {
-            assert!(t.is_finished());
+            smol::block_on(t);
         }
         drop(stop_tx);
         join_all(runners);
