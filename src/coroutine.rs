@@ -277,7 +277,9 @@ impl Coroutine {
         std::time::Duration::from_nanos(self.inner.cpu_ns.load(Ordering::Relaxed))
     }
 
-    /// Times the coroutine was preempted at the end of its time slice.
+    /// Times the coroutine was preempted at the end of its time slice:
+    /// by the signal, or at a safe point the preemption waited for (a
+    /// hook's exit, the return from libc or C code).
     pub fn preemptions(&self) -> u64 {
         self.inner.preemptions.load(Ordering::Relaxed)
     }

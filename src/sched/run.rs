@@ -416,7 +416,9 @@ impl Executor {
                 // A preemption taken at a hook's exit (switch.rs
                 // `safe_point_yield`): queued as the preempted are, so
                 // never-run coroutines get their turn and hogs rotate.
+                // It counts as one of the coroutine's preemptions.
                 bump(&self.shared.stats.yields);
+                bump(&inner.preemptions);
                 self.queue_preempted(co);
             }
             Action::Yield => {
