@@ -581,6 +581,19 @@ fn a_coroutine_asleep_in_the_kernel_is_not_signalled() {
     );
 }
 
+/// A coroutine that sleeps 1 ms in a loop until `end`; returns how often
+/// it woke.
+fn sleeper_until(end: Instant) -> coroutines::JoinHandle<u64> {
+    coroutines::spawn(move || {
+        let mut wakeups = 0u64;
+        while Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(1));
+            wakeups += 1;
+        }
+        wakeups
+    })
+}
+
 /// Hogs that spend nearly all their time inside libc (`memcpy` of 1 MiB,
 /// 99 % in libc) on one executor, beside a 1 ms sleeper: the handler
 /// rewrites the return from `memcpy` into the hog's Rust code to a
@@ -606,14 +619,7 @@ fn libc_bound_hogs_are_preempted_at_their_return() {
     }
     let on = std::env::var("COROUTINES_PREEMPT_RETURNS").as_deref() == Ok("1");
     let end = Instant::now() + Duration::from_secs(2);
-    let probe = coroutines::spawn(move || {
-        let mut wakeups = 0u64;
-        while Instant::now() < end {
-            std::thread::sleep(Duration::from_millis(1));
-            wakeups += 1;
-        }
-        wakeups
-    });
+    let probe = sleeper_until(end);
     let hogs: Vec<_> = (0..2)
         .map(|_| {
             coroutines::spawn(move || {
@@ -685,14 +691,7 @@ fn libc_callbacks_are_preempted_at_the_libc_return() {
         a.cmp(&b) as libc::c_int
     }
     let end = Instant::now() + Duration::from_secs(2);
-    let probe = coroutines::spawn(move || {
-        let mut wakeups = 0u64;
-        while Instant::now() < end {
-            std::thread::sleep(Duration::from_millis(1));
-            wakeups += 1;
-        }
-        wakeups
-    });
+    let probe = sleeper_until(end);
     let sorters: Vec<_> = (0..2u64)
         .map(|s| {
             coroutines::spawn(move || {

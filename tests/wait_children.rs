@@ -298,11 +298,74 @@ fn fifo_open_parks_the_coroutine() {
     );
 }
 
-/// `freopen` of a FIFO, which glibc also opens with its internal `__open`:
-/// the reader reopens a stream it had on a regular file onto the FIFO and
-/// must park until the writer opens the other end. On one executor with
-/// no extra ones allowed, a blocking `freopen` hangs the child until its
-/// deadline (checked: it did before the hook).
+/// A reader coroutine opens a FIFO through C stdio with `open_reader`
+/// (glibc opens with its internal `__open`, which no `open` hook sees) and
+/// must park until a writer coroutine opens the other end 100 ms later; it
+/// then reads the writer's line. On one executor with no extra ones
+/// allowed, an open that blocked the executor hangs the child until its
+/// deadline.
+fn fifo_stdio_open_parks(
+    name: &str,
+    open_reader: fn(&std::ffi::CStr, &std::path::Path) -> *mut libc::FILE,
+) {
+    let dir = std::env::temp_dir();
+    let fifo = dir.join(format!("coroutines-fifo-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_file(&fifo);
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let (c1, c2) = (c.clone(), c.clone());
+    let scratch = dir.join(format!("coroutines-plain-{name}-{}", std::process::id()));
+    let scratch2 = scratch.clone();
+    // stdio reads with glibc's internal `read`, which no hook sees: an
+    // `fgets` on the empty FIFO would block the one executor (README's
+    // table). So the reader reads only once the writer has written and
+    // closed.
+    let (written_tx, written_rx) = std::sync::mpsc::channel::<()>();
+    let reader = coroutines::spawn(move || {
+        let t = Instant::now();
+        let f = open_reader(&c1, &scratch2);
+        assert!(!f.is_null(), "{}", std::io::Error::last_os_error());
+        let waited = t.elapsed();
+        written_rx.recv().unwrap();
+        let mut buf = [0u8; 64];
+        // SAFETY: `buf` has room for 64 bytes; `f` is open.
+        let line = unsafe { libc::fgets(buf.as_mut_ptr().cast(), 64, f) };
+        assert!(!line.is_null());
+        // SAFETY: fgets wrote a NUL-terminated string; `f` is ours.
+        let s = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr().cast()) }
+            .to_string_lossy()
+            .into_owned();
+        // SAFETY: closes the stream we opened.
+        unsafe { libc::fclose(f) };
+        (s, waited)
+    });
+    let writer = coroutines::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100)); // parks
+                                                        // SAFETY: NUL-terminated path and mode.
+        let f = unsafe { libc::fopen(c2.as_ptr(), c"w".as_ptr()) };
+        assert!(!f.is_null(), "{}", std::io::Error::last_os_error());
+        // SAFETY: a NUL-terminated string into the stream we opened, then
+        // closed (flushing it).
+        unsafe {
+            libc::fputs(c"through stdio\n".as_ptr(), f);
+            libc::fclose(f);
+        }
+        written_tx.send(()).unwrap();
+    });
+    writer.join().unwrap();
+    let (s, waited) = reader.join().unwrap();
+    assert_eq!(s, "through stdio\n");
+    assert!(
+        waited >= Duration::from_millis(50),
+        "the reader's open did not wait for the writer: {waited:?}"
+    );
+    let _ = std::fs::remove_file(&fifo);
+    let _ = std::fs::remove_file(&scratch);
+}
+
+/// `freopen` of a FIFO: the reader reopens a stream it had on a regular
+/// file onto the FIFO. It hung to the deadline before the hook.
 #[test]
 fn fifo_freopen_parks_the_coroutine() {
     common::in_child(
@@ -311,72 +374,22 @@ fn fifo_freopen_parks_the_coroutine() {
         &[("COROUTINES_WORKERS", "1"), ("COROUTINES_MAX_WORKERS", "1")],
         Duration::from_secs(30),
         || {
-            let dir = std::env::temp_dir();
-            let fifo = dir.join(format!("coroutines-fifo-freopen-{}", std::process::id()));
-            let plain = dir.join(format!("coroutines-plain-freopen-{}", std::process::id()));
-            let _ = std::fs::remove_file(&fifo);
-            std::fs::write(&plain, b"plain\n").unwrap();
-            let cstr = |p: &std::path::Path| {
-                std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap()
-            };
-            let (cf, cp) = (cstr(&fifo), cstr(&plain));
-            // SAFETY: a NUL-terminated path.
-            assert_eq!(unsafe { libc::mkfifo(cf.as_ptr(), 0o600) }, 0);
-            let cf2 = cf.clone();
-            let (written_tx, written_rx) = std::sync::mpsc::channel::<()>();
-            let reader = coroutines::spawn(move || {
+            fifo_stdio_open_parks("freopen", |fifo, scratch| {
+                std::fs::write(scratch, b"plain\n").unwrap();
+                let p = std::ffi::CString::new(scratch.as_os_str().as_encoded_bytes()).unwrap();
                 // SAFETY: NUL-terminated path and mode.
-                let f = unsafe { libc::fopen(cp.as_ptr(), c"r".as_ptr()) };
+                let f = unsafe { libc::fopen(p.as_ptr(), c"r".as_ptr()) };
                 assert!(!f.is_null(), "{}", std::io::Error::last_os_error());
-                let t = Instant::now();
                 // SAFETY: NUL-terminated path and mode; `f` is our stream.
-                let f = unsafe { libc::freopen(cf.as_ptr(), c"r".as_ptr(), f) };
-                assert!(!f.is_null(), "{}", std::io::Error::last_os_error());
-                let waited = t.elapsed();
-                written_rx.recv().unwrap();
-                let mut buf = [0u8; 64];
-                // SAFETY: `buf` has room for 64 bytes; `f` is open.
-                let line = unsafe { libc::fgets(buf.as_mut_ptr().cast(), 64, f) };
-                assert!(!line.is_null());
-                // SAFETY: fgets wrote a NUL-terminated string; `f` is ours.
-                let s = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr().cast()) }
-                    .to_string_lossy()
-                    .into_owned();
-                // SAFETY: closes the stream we opened.
-                unsafe { libc::fclose(f) };
-                (s, waited)
-            });
-            let writer = coroutines::spawn(move || {
-                std::thread::sleep(Duration::from_millis(100)); // parks
-                                                                // SAFETY: NUL-terminated path and mode.
-                let f = unsafe { libc::fopen(cf2.as_ptr(), c"w".as_ptr()) };
-                assert!(!f.is_null(), "{}", std::io::Error::last_os_error());
-                // SAFETY: a NUL-terminated string into the stream we opened,
-                // then closed (flushing it).
-                unsafe {
-                    libc::fputs(c"through freopen\n".as_ptr(), f);
-                    libc::fclose(f);
-                }
-                written_tx.send(()).unwrap();
-            });
-            writer.join().unwrap();
-            let (s, waited) = reader.join().unwrap();
-            assert_eq!(s, "through freopen\n");
-            assert!(
-                waited >= Duration::from_millis(50),
-                "the reader's freopen did not wait for the writer: {waited:?}"
-            );
-            let _ = std::fs::remove_file(&fifo);
-            let _ = std::fs::remove_file(&plain);
+                unsafe { libc::freopen(fifo.as_ptr(), c"r".as_ptr(), f) }
+            })
         },
     );
 }
 
-/// The same through C stdio: glibc's `fopen` opens with its internal
-/// `__open`, which no `open` hook sees, so `fopen` itself is hooked. On one
-/// executor, with no extra ones allowed: an `fopen` that blocked the
-/// executor would hang this child until its deadline (checked: it did
-/// before the hook).
+/// The same through `fopen`: glibc's `fopen` opens with its internal
+/// `__open`, so `fopen` itself is hooked (checked: the child hung before
+/// the hook).
 #[test]
 fn fifo_fopen_parks_the_coroutine() {
     common::in_child(
@@ -385,58 +398,10 @@ fn fifo_fopen_parks_the_coroutine() {
         &[("COROUTINES_WORKERS", "1"), ("COROUTINES_MAX_WORKERS", "1")],
         Duration::from_secs(30),
         || {
-            let path =
-                std::env::temp_dir().join(format!("coroutines-fifo-fopen-{}", std::process::id()));
-            let _ = std::fs::remove_file(&path);
-            let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
-            // SAFETY: a NUL-terminated path.
-            assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-            let (c1, c2) = (c.clone(), c.clone());
-            // stdio reads with glibc's internal `read`, which no hook sees:
-            // an `fgets` on the empty FIFO would block the one executor
-            // (README's table). So the reader reads only once the writer
-            // has written and closed.
-            let (written_tx, written_rx) = std::sync::mpsc::channel::<()>();
-            let reader = coroutines::spawn(move || {
-                let t = Instant::now();
+            fifo_stdio_open_parks("fopen", |fifo, _| {
                 // SAFETY: NUL-terminated path and mode.
-                let f = unsafe { libc::fopen(c1.as_ptr(), c"r".as_ptr()) };
-                assert!(!f.is_null(), "{}", std::io::Error::last_os_error());
-                let waited = t.elapsed();
-                written_rx.recv().unwrap();
-                let mut buf = [0u8; 64];
-                // SAFETY: `buf` has room for 64 bytes; `f` is open.
-                let line = unsafe { libc::fgets(buf.as_mut_ptr().cast(), 64, f) };
-                assert!(!line.is_null());
-                // SAFETY: fgets wrote a NUL-terminated string; `f` is ours.
-                let s = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr().cast()) }
-                    .to_string_lossy()
-                    .into_owned();
-                // SAFETY: closes the stream we opened.
-                unsafe { libc::fclose(f) };
-                (s, waited)
-            });
-            let writer = coroutines::spawn(move || {
-                std::thread::sleep(Duration::from_millis(100)); // parks
-                                                                // SAFETY: NUL-terminated path and mode.
-                let f = unsafe { libc::fopen(c2.as_ptr(), c"w".as_ptr()) };
-                assert!(!f.is_null(), "{}", std::io::Error::last_os_error());
-                // SAFETY: a NUL-terminated string into the stream we opened,
-                // then closed (flushing it).
-                unsafe {
-                    libc::fputs(c"through stdio\n".as_ptr(), f);
-                    libc::fclose(f);
-                }
-                written_tx.send(()).unwrap();
-            });
-            writer.join().unwrap();
-            let (s, waited) = reader.join().unwrap();
-            assert_eq!(s, "through stdio\n");
-            assert!(
-                waited >= Duration::from_millis(50),
-                "the reader's fopen did not wait for the writer: {waited:?}"
-            );
-            let _ = std::fs::remove_file(&path);
+                unsafe { libc::fopen(fifo.as_ptr(), c"r".as_ptr()) }
+            })
         },
     );
 }

@@ -235,6 +235,35 @@ pub(crate) fn openat(dirfd: i32, path: *const libc::c_char, flags: i32, mode: u3
     r
 }
 
+/// Runs `call` (glibc's own `fopen` or `freopen` of `path` with `mode`)
+/// on a helper of the uncapped pool while the coroutine parks if `path`
+/// names a FIFO and the mode can wait for the other end (not "x": that
+/// fails on an existing file), inline otherwise; returns its result.
+fn stdio_open(
+    path: *const libc::c_char,
+    mode: *const libc::c_char,
+    call: impl FnOnce() -> usize + Send,
+) -> usize {
+    let waits = !path.is_null()
+        && !mode.is_null()
+        // SAFETY: a non-null mode from the caller of fopen/freopen is
+        // NUL-terminated (their contract).
+        && !unsafe { std::ffi::CStr::from_ptr(mode) }
+            .to_bytes()
+            .contains(&b'x')
+        && crate::sched::in_coroutine_user_code()
+        && is_fifo(libc::AT_FDCWD, path, 0);
+    if waits {
+        super::offload::offload(
+            super::offload::Class::Unbounded,
+            crate::observe::wait::Job::Open(path),
+            call,
+        )
+    } else {
+        call()
+    }
+}
+
 /// glibc's `fopen` and `fopen64` (one function with two names).
 static REAL_FOPEN: AtomicUsize = AtomicUsize::new(0);
 
@@ -251,24 +280,7 @@ pub(crate) fn fopen(path: *const libc::c_char, mode: *const libc::c_char) -> *mu
         // arguments (on a helper the caller is parked until it returns).
         (unsafe { std::mem::transmute::<usize, Fopen>(real)(p as _, m as _) }) as usize
     };
-    let waits = !path.is_null()
-        && !mode.is_null()
-        // SAFETY: a non-null mode from fopen's caller is NUL-terminated.
-        && !unsafe { std::ffi::CStr::from_ptr(mode) }
-            .to_bytes()
-            .contains(&b'x')
-        && crate::sched::in_coroutine_user_code()
-        && is_fifo(libc::AT_FDCWD, path, 0);
-    let r = if waits {
-        super::offload::offload(
-            super::offload::Class::Unbounded,
-            crate::observe::wait::Job::Open(path),
-            call,
-        )
-    } else {
-        call()
-    };
-    let f = r as *mut libc::FILE;
+    let f = stdio_open(path, mode, call) as *mut libc::FILE;
     if !f.is_null() {
         // SAFETY: a FILE glibc just opened; `fileno` reads its fd.
         crate::reactor::registration::fresh(unsafe { libc::fileno(f) });
@@ -310,23 +322,7 @@ pub(crate) fn freopen(
         // contract).
         unsafe { libc::fileno(stream) }
     };
-    let waits = !path.is_null()
-        && !mode.is_null()
-        // SAFETY: a non-null mode from freopen's caller is NUL-terminated.
-        && !unsafe { std::ffi::CStr::from_ptr(mode) }
-            .to_bytes()
-            .contains(&b'x')
-        && crate::sched::in_coroutine_user_code()
-        && is_fifo(libc::AT_FDCWD, path, 0);
-    let r = if waits {
-        super::offload::offload(
-            super::offload::Class::Unbounded,
-            crate::observe::wait::Job::Open(path),
-            call,
-        )
-    } else {
-        call()
-    };
+    let r = stdio_open(path, mode, call);
     if !path.is_null() && old_fd >= 0 {
         crate::reactor::registration::fresh(old_fd);
     }
