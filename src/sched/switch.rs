@@ -372,16 +372,25 @@ unsafe fn switch_direct(
     level: u32,
     own_malloc: bool,
 ) -> &'static Executor {
-    // The carrier's malloc words are in this coroutine's block if it has
-    // one and uses them: back to the carrier first (`next` may have its
-    // own), as at a switch-out through the scheduler.
-    if exec.sched_fs != 0 && !own_malloc {
-        let l = tls::layout();
-        // SAFETY: our own running block and the carrier's, on this thread;
-        // neither is in a malloc call (we are in the switch path).
-        unsafe { tls::copy_malloc_words(l.errno_of(tls::read_fs_base()), exec.carrier_errno) };
-    }
-    let from_errno = exec.carrier_errno;
+    // Where the carrier's malloc words are: in this coroutine's block if
+    // it has one and uses them, else in the carrier's. A `next` that uses
+    // them takes them straight from there (one copy, as before malloc
+    // state per coroutine); a `next` with its own leaves them alone, so
+    // they go back to the carrier first, as at a switch-out through the
+    // scheduler.
+    let from_errno = if exec.sched_fs != 0 && !own_malloc {
+        let mine = tls::layout().errno_of(tls::read_fs_base());
+        if next.own_malloc.load(Ordering::Relaxed) {
+            // SAFETY: our own running block and the carrier's, on this
+            // thread; neither is in a malloc call (the switch path).
+            unsafe { tls::copy_malloc_words(mine, exec.carrier_errno) };
+            exec.carrier_errno
+        } else {
+            mine
+        }
+    } else {
+        exec.carrier_errno
+    };
     let (sp, fs) = exec.prepare_resume(next, from_errno);
     // SAFETY: caller for `my_sp`; `sp` is the suspended frame of a
     // coroutine we own the right to run and that restores its own

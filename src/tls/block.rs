@@ -486,13 +486,14 @@ impl Layout {
 
     /// Switch-in bookkeeping of block `tp` on the carrier of executor
     /// `exec` (thread id `tid`): the carrier-bound words are written into
-    /// the block — the malloc words from `from_errno` (the carrier's libc
-    /// TLS block) unless the coroutine has malloc state of its own.
+    /// the block — the malloc words from `from_errno` unless the coroutine
+    /// has malloc state of its own.
     ///
     /// # Safety
     /// `tp` is a live block not running anywhere; `from_errno` is the errno
-    /// address of the carrier's block, which holds the carrier's current
-    /// malloc words.
+    /// address of the block that holds the carrier's current malloc words
+    /// (the carrier's, or that of the coroutine switching straight to this
+    /// one, if it uses them).
     #[inline(always)]
     pub(crate) unsafe fn switch_in(
         &self,
