@@ -127,6 +127,11 @@ pub struct Config {
     /// Preempt code inside libc or C code at its return into Rust code
     /// (`COROUTINES_PREEMPT_RETURNS`, default on).
     pub preempt_returns: bool,
+    /// Run a spare executor that sleeps until the next timer and runs the
+    /// coroutines that timer wakes while every executor is busy
+    /// (`COROUTINES_SPARE_EXECUTOR`, default on; it runs only with
+    /// preemption and migration on).
+    pub spare_executor: bool,
     /// Schedule trace: one line on stderr per interval
     /// (`COROUTINES_TRACE`, default off).
     pub trace: Option<Duration>,
@@ -220,6 +225,7 @@ pub struct RuntimeBuilder {
     trace_blocking: Option<bool>,
     spread_sleeps: Option<bool>,
     preempt_returns: Option<bool>,
+    spare_executor: Option<bool>,
     trace: Option<Option<Duration>>,
     trace_file: Option<Option<PathBuf>>,
     wake_latency: Option<bool>,
@@ -292,6 +298,26 @@ impl RuntimeBuilder {
     /// `COROUTINES_PREEMPT_RETURNS`. Default: on.
     pub fn preempt_returns(mut self, on: bool) -> Self {
         self.preempt_returns = Some(on);
+        self
+    }
+
+    /// Whether a spare executor runs coroutines woken by timers while every
+    /// executor is busy. It is one more OS thread, asleep until the next
+    /// timer's deadline; the kernel wakes a sleeping thread promptly even
+    /// when CPU-bound threads (the executors, other processes) compete for
+    /// the CPUs, so a sleeping coroutine wakes about as punctually as a
+    /// sleeping thread. It runs only coroutines that were woken (never
+    /// never-run or preempted ones), and hands one that keeps computing
+    /// past a time slice to the executors. Overrides
+    /// `COROUTINES_SPARE_EXECUTOR`. Default: on; it needs preemption and
+    /// migration (otherwise there is no spare executor).
+    ///
+    /// ```
+    /// // A runtime whose coroutines only ever run on its 2 executors.
+    /// let _ = coroutines::RuntimeBuilder::new().workers(2).spare_executor(false).start();
+    /// ```
+    pub fn spare_executor(mut self, on: bool) -> Self {
+        self.spare_executor = Some(on);
         self
     }
 
@@ -601,6 +627,17 @@ impl RuntimeBuilder {
                 None => true,
             },
         };
+        let spare_executor = match self.spare_executor {
+            Some(b) => b,
+            None => match env_var("COROUTINES_SPARE_EXECUTOR", BOOL_FORMS)? {
+                Some(v) => match v.trim() {
+                    "1" | "true" => true,
+                    "0" | "false" => false,
+                    _ => return Err(invalid("COROUTINES_SPARE_EXECUTOR", &v, BOOL_FORMS)),
+                },
+                None => true,
+            },
+        };
         if !(1..=1024).contains(&file_helpers) {
             return Err(invalid(
                 "RuntimeBuilder::file_helpers",
@@ -683,6 +720,7 @@ impl RuntimeBuilder {
             trace_blocking,
             spread_sleeps,
             preempt_returns,
+            spare_executor,
         })
     }
 }

@@ -90,6 +90,12 @@ fn start_slow(config: Option<Config>) -> Result<&'static Runtime, ConfigError> {
         config.migrate = false;
     }
     crate::preempt::hijack::init(config.preempt_returns && config.time_slice.is_some());
+    // The spare executor runs woken coroutines wherever they were woken:
+    // only with migration, and only with the monitor that moves one that
+    // keeps computing off it (sched/spare.rs).
+    let spare = config.spare_executor && config.migrate && config.time_slice.is_some();
+    // Its slot comes after the first `workers` (sched/runtime.rs).
+    let slots = config.max_workers + spare as usize;
     // The code-range table (C zones, allocator ranges) before any
     // coroutine runs: the pthread hooks consult it from the first lock (a
     // park inside an allocator would re-enter it). The monitor refreshes it
@@ -112,11 +118,12 @@ fn start_slow(config: Option<Config>) -> Result<&'static Runtime, ConfigError> {
             file: config.trace_file.clone(),
             wake_latency: config.wake_latency,
         },
-        config.max_workers,
+        slots,
     );
     let rt = Runtime::launch(Settings {
         workers: config.workers,
-        max_workers: config.max_workers,
+        max_workers: slots,
+        spare,
         stack_size_bytes: config.stack_size_bytes,
         time_slice: config.time_slice,
         migrate: config.migrate,

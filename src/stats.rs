@@ -280,7 +280,7 @@ pub fn stats() -> Stats {
     let alive = rt
         .live_executors()
         .iter()
-        .filter(|e| e.alive.load(Ordering::Relaxed))
+        .filter(|e| e.alive.load(Ordering::Relaxed) && !rt.is_spare(e.index))
         .count();
     let mut s = Stats {
         workers: alive,

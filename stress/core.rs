@@ -340,6 +340,11 @@ fn bad_env_values_are_refused() {
             "off",
             "COROUTINES_SPREAD_SLEEPS=\"off\" is not valid: expected 1, 0, true or false",
         ),
+        (
+            "COROUTINES_SPARE_EXECUTOR",
+            "spare",
+            "COROUTINES_SPARE_EXECUTOR=\"spare\" is not valid: expected 1, 0, true or false",
+        ),
     ] {
         let out = run_child("bad_env_values_are_refused", &[(var, val)]);
         let (o, e) = text(&out);

@@ -954,9 +954,15 @@ fn socket_wakes_while_every_executor_runs_a_hog() {
 fn busy_in_hooks_coroutines_are_preempted_at_hook_exit() {
     const NAME: &str = "busy_in_hooks_coroutines_are_preempted_at_hook_exit";
     if !is_child(NAME) {
+        // Without the spare executor: the probe must wake through the busy
+        // coroutines' preemption.
         let out = run_child(
             NAME,
-            &[("COROUTINES_WORKERS", "2"), ("COROUTINES_MAX_WORKERS", "2")],
+            &[
+                ("COROUTINES_WORKERS", "2"),
+                ("COROUTINES_MAX_WORKERS", "2"),
+                ("COROUTINES_SPARE_EXECUTOR", "0"),
+            ],
         );
         assert!(out.contains("PROBE_OK"), "{out}");
         return;
@@ -1153,4 +1159,114 @@ fn setjmp_longjmp_under_hijacked_returns() {
     println!("{n} round trips; {s:?}");
     assert!(n > 0 && n % 1000 == 0, "{n}");
     assert!(s.return_hijacks > 0, "{s:?}");
+}
+
+/// The spare executor (sched/spare.rs): while both executors are inside
+/// a C function that computes for a long time (in a shared library, where
+/// no signal preempts and the return comes only when it is done), a
+/// coroutine sleeping 1 ms in a loop keeps waking: the spare executor
+/// sleeps until its timer and runs it. Without the spare executor
+/// (`COROUTINES_SPARE_EXECUTOR=0`, the second child) the sleeper waits for
+/// a C call to return: it did not wake once in that window. The library is
+/// built with `cc` (the test says so and passes if there is none).
+#[test]
+fn sleeper_wakes_while_every_executor_is_inside_c_code() {
+    const NAME: &str = "sleeper_wakes_while_every_executor_is_inside_c_code";
+    let env = |spare: &'static str| {
+        vec![
+            ("COROUTINES_WORKERS", "2"),
+            ("COROUTINES_MAX_WORKERS", "2"),
+            ("COROUTINES_SPARE_EXECUTOR", spare),
+        ]
+    };
+    if !is_child(NAME) {
+        let dir = std::env::temp_dir().join(format!("coroutines-spare-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let src = dir.join("spin.c");
+        let lib = dir.join("libspin.so");
+        std::fs::write(
+            &src,
+            "long spin_until(volatile int *stop) {\n\
+             \x20 long n = 0;\n\
+             \x20 while (!*stop) n++;\n\
+             \x20 return n;\n\
+             }\n",
+        )
+        .unwrap();
+        let built = std::process::Command::new("cc")
+            .args(["-O1", "-fPIC", "-shared", "-o"])
+            .arg(&lib)
+            .arg(&src)
+            .status();
+        if !matches!(built, Ok(s) if s.success()) {
+            eprintln!("{NAME}: no C compiler (cc): skipped");
+            return;
+        }
+        let lib = lib.to_str().unwrap();
+        let mut on = env("1");
+        on.push(("SPIN_LIB", lib));
+        let mut off = env("0");
+        off.push(("SPIN_LIB", lib));
+        let out_on = run_child(NAME, &on);
+        let out_off = run_child(NAME, &off);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(out_on.contains("SPARE_OK"), "{out_on}");
+        assert!(out_off.contains("NO_SPARE_OK"), "{out_off}");
+        print!("{out_on}{out_off}");
+        return;
+    }
+    let spare = std::env::var("COROUTINES_SPARE_EXECUTOR").as_deref() == Ok("1");
+    let path = std::ffi::CString::new(std::env::var("SPIN_LIB").unwrap()).unwrap();
+    // SAFETY: a library of ours without constructors.
+    let h = unsafe { libc::dlopen(path.as_ptr(), libc::RTLD_NOW) };
+    assert!(!h.is_null(), "dlopen of the spin library failed");
+    type Spin = extern "C" fn(*const i32) -> libc::c_long;
+    // SAFETY: `spin_until` is ours: `long spin_until(volatile int *)`.
+    let spin: Spin = unsafe {
+        let p = libc::dlsym(h, c"spin_until".as_ptr());
+        assert!(!p.is_null());
+        std::mem::transmute::<*mut libc::c_void, Spin>(p)
+    };
+    static STOP: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+    static INSIDE: AtomicU64 = AtomicU64::new(0);
+    static WAKEUPS: AtomicU64 = AtomicU64::new(0);
+    let sleeper = coroutines::spawn(|| {
+        while STOP.load(Ordering::Relaxed) == 0 {
+            coroutines::sleep(Duration::from_millis(1));
+            WAKEUPS.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    while WAKEUPS.load(Ordering::Relaxed) < 10 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let spinners: Vec<_> = (0..2)
+        .map(|_| {
+            coroutines::spawn(move || {
+                INSIDE.fetch_add(1, Ordering::SeqCst);
+                spin(STOP.as_ptr())
+            })
+        })
+        .collect();
+    let t = Instant::now();
+    while INSIDE.load(Ordering::SeqCst) < 2 {
+        assert!(t.elapsed() < Duration::from_secs(30), "the two spinners never both ran");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Both executors are in (or about to enter) the C loop; give the
+    // sleeper's last wake-up before that time to land.
+    std::thread::sleep(Duration::from_millis(100));
+    let before = WAKEUPS.load(Ordering::Relaxed);
+    std::thread::sleep(Duration::from_secs(1));
+    let during = WAKEUPS.load(Ordering::Relaxed) - before;
+    STOP.store(1, Ordering::Relaxed);
+    let spun: Vec<_> = spinners.into_iter().map(|h| h.join().unwrap()).collect();
+    sleeper.join().unwrap();
+    println!("spare={spare}: the sleeper woke {during} times in 1 s while both executors spun in C ({spun:?})");
+    if spare {
+        assert!(during >= 50, "the sleeper woke only {during} times in 1 s");
+        println!("SPARE_OK");
+    } else {
+        assert!(during <= 2, "the sleeper woke {during} times with both executors in C");
+        println!("NO_SPARE_OK");
+    }
 }

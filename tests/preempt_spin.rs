@@ -610,6 +610,9 @@ fn libc_bound_hogs_are_preempted_at_their_return() {
             ("COROUTINES_MAX_WORKERS", "1"),
             ("COROUTINES_SLICE", "1ms"),
             ("COROUTINES_PREEMPT_RETURNS", returns),
+            // The sleeper must wake through the hogs' preemption, not on
+            // the spare executor.
+            ("COROUTINES_SPARE_EXECUTOR", "0"),
         ]
     };
     if !is_child(NAME) {
@@ -671,6 +674,9 @@ fn libc_callbacks_are_preempted_at_the_libc_return() {
                     ("COROUTINES_WORKERS", "1"),
                     ("COROUTINES_MAX_WORKERS", "1"),
                     ("COROUTINES_SLICE", "1ms"),
+                    // The sleeper must wake through the sorters'
+                    // preemption, not on the spare executor.
+                    ("COROUTINES_SPARE_EXECUTOR", "0"),
                 ]
             )
         );

@@ -258,6 +258,9 @@ pub struct ExecutorInfo {
     pub running: Option<CoroutineId>,
     /// Its thread runs (false: a retired extra executor).
     pub alive: bool,
+    /// The spare executor, which runs coroutines woken while every other
+    /// executor is busy (README, "Scheduling").
+    pub spare: bool,
 }
 
 impl Dump {
@@ -402,6 +405,7 @@ fn capture(opts: &DumpOptions) -> Dump {
             index: e.index,
             running: current_ids.get(&e.index).copied(),
             alive: e.alive.load(Ordering::Relaxed),
+            spare: rt.is_spare(e.index),
         })
         .collect();
     let deadlocks = find_cycles(&coroutines);
@@ -925,10 +929,13 @@ impl fmt::Display for Dump {
             self.took.as_secs_f64() * 1e3
         )?;
         for e in &self.executors {
+            let spare = if e.spare { " (spare)" } else { "" };
             match (e.alive, e.running) {
                 (false, _) => writeln!(f, "executor {}: retired", e.index)?,
-                (true, Some(id)) => writeln!(f, "executor {}: running #{}", e.index, id.as_u64())?,
-                (true, None) => writeln!(f, "executor {}: idle or in its scheduler", e.index)?,
+                (true, Some(id)) => {
+                    writeln!(f, "executor {}{spare}: running #{}", e.index, id.as_u64())?
+                }
+                (true, None) => writeln!(f, "executor {}{spare}: idle or in its scheduler", e.index)?,
             }
         }
         for cycle in &self.deadlocks {

@@ -1,6 +1,9 @@
 //! The monitor thread: time-slices CPU-bound coroutines, fires timers and
 //! polls fd readiness (non-blocking) while every executor is busy, and
-//! sleeps when the runtime is idle.
+//! sleeps when the runtime is idle. While the spare executor
+//! (sched/spare.rs) sleeps until the next timer, the monitor leaves the
+//! timers to it; while nobody sleeps until the next timer and coroutines
+//! run, it wakes the spare executor to take that role.
 //!
 //! Who may call: `start` once from runtime start; `executor_woke` from an
 //! executor leaving its idle path. Everything else runs on the monitor
@@ -232,8 +235,19 @@ fn run(rt: &'static Runtime, slice: Duration) {
         // 4. Sleep until the earliest of: a timer deadline, a run reaching
         //    its slice (or MIN_GRANULARITY with a woken coroutine waiting),
         //    the end of a backoff, one tick.
-        if let Some(d) = crate::reactor::timers().next_deadline() {
-            next = next.min(d);
+        // The spare executor holding the timers' sleeper role wakes at the
+        // deadline itself (sched/spare.rs): no need to wake for it too.
+        // While no executor holds the role and every regular one is busy,
+        // hand it the role.
+        let timers = crate::reactor::timers();
+        let spare_sleeps = rt.spare().is_some_and(|s| timers.sleeper_is(s.index));
+        if let Some(d) = timers.next_deadline() {
+            if !spare_sleeps {
+                next = next.min(d);
+                if running && !timers.has_sleeper() {
+                    crate::sched::kick_spare(rt);
+                }
+            }
         }
         if running {
             next = next.min(next_blocked_check);
@@ -313,7 +327,10 @@ fn check(
         return Some(s.since + MIN_GRANULARITY);
     }
     let early = woken && ran < slice;
-    let due = ran >= slice && (woken || e.has_waiting_work() || !rt.injector.is_empty());
+    // The spare executor hands a coroutine that computes for a slice to
+    // the others even when nothing waits (sched/spare.rs).
+    let due = ran >= slice
+        && (woken || e.has_waiting_work() || !rt.injector.is_empty() || rt.is_spare(e.index));
     if !(early || due) {
         return (ran < slice).then(|| s.since + slice);
     }

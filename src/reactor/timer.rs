@@ -196,7 +196,20 @@ impl Timers {
             }
         } else {
             rt.notify_idle();
+            // With every executor busy nobody sleeps until the deadline: the
+            // spare executor takes the role (sched/spare.rs).
+            crate::sched::kick_spare(rt);
         }
+    }
+
+    /// Whether some executor holds the sleeper role now.
+    pub(crate) fn has_sleeper(&self) -> bool {
+        self.sleeper.load(Ordering::Relaxed) != 0
+    }
+
+    /// Whether executor `index` holds the sleeper role now.
+    pub(crate) fn sleeper_is(&self, index: usize) -> bool {
+        self.sleeper.load(Ordering::Relaxed) == index + 1
     }
 
     /// Disarms a timer (no effect if it fired already).

@@ -53,8 +53,8 @@
 //!    with `thread_local!` (sched/mod.rs); it resumes when E's call returns.
 //!
 //! ## Retirement of surplus executors
-//! An executor whose index is at or above `config.workers` (a *surplus*
-//! slot) retires once it has found no work for `RETIRE_AFTER` (1 s), no
+//! An executor whose index is above the first `config.workers` slots and
+//! the spare executor's (a *surplus* slot, from `Runtime::first_extra`) retires once it has found no work for `RETIRE_AFTER` (1 s), no
 //! live coroutine has it as home (`homed == 0`; otherwise a later wake
 //! would be pushed to its inbox and nobody would drain it) and its queues
 //! are empty. Steps, in `thread.rs::Executor::try_retire`, under the
@@ -157,8 +157,10 @@ pub(crate) fn check_blocked(rt: &'static Runtime, now: Instant) {
     // stuck without help yet gets its own help below if work waits, or is
     // computing (no help by design). Read before this tick updates them.
     // (`live` may include retired slots: they serve nothing.)
+    // The spare executor never serves the global queue (spare.rs).
     let progress = live.iter().zip(samples.iter()).any(|(e, s)| {
         e.alive.load(Ordering::Acquire)
+            && !rt.is_spare(e.index)
             && !(s.helped
                 && !e.current.load(Ordering::Acquire).is_null()
                 && e.switches.load(Ordering::Relaxed) == s.switches)

@@ -568,6 +568,12 @@ impl Executor {
     /// whether stealable work was added (then idle executors are told).
     pub(crate) fn push_spawned(&self, co: CoroutineRef) -> bool {
         bump(&self.shared.stats.spawned);
+        if self.is_spare() {
+            // The spare executor runs only woken coroutines (spare.rs).
+            self.registry_op(&co, true);
+            self.rt.injector.push(co);
+            return true;
+        }
         match self.next.replace(co, &self.shared.next_id) {
             // SAFETY: owner thread; `older` is queued, not running: its
             // `sp` is read by nobody else now (0 = never ran).
@@ -619,9 +625,14 @@ impl Executor {
             .compare_exchange(ACTIVE, PARKED, Ordering::AcqRel, Ordering::Acquire)
             .is_err()
         {
-            // A wake arrived since it started (NOTIFIED): run again.
+            // A wake arrived since it started (NOTIFIED): run again (on
+            // the spare executor: as a woken one, spare.rs).
             co.state.swap(RUNNABLE, Ordering::AcqRel);
-            self.requeue(co);
+            if self.is_spare() {
+                self.shared.inbox.push(co);
+            } else {
+                self.requeue(co);
+            }
         }
         // Else the waker will queue it; drop our reference.
     }
@@ -637,6 +648,13 @@ impl Executor {
     }
 
     pub(super) fn requeue(&self, co: CoroutineRef) {
+        if self.is_spare() {
+            // A yield on the spare executor: to the regular executors
+            // (spare.rs), or a spin-yield loop would keep it forever.
+            self.rt.injector.push(co);
+            self.rt.notify_idle();
+            return;
+        }
         if self.rt.config.migrate {
             self.runq.push(co);
             // More than one waiting: one of them could run elsewhere now.

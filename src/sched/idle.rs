@@ -51,6 +51,15 @@ impl Parker {
         self.state.store(AWAKE, Ordering::Release);
     }
 
+    /// Owner: as `wait`, always on the futex (never the epoll poller; the
+    /// spare executor, sched/spare.rs).
+    pub(crate) fn wait_futex(&self, timeout: Option<Duration>) {
+        if self.state.load(Ordering::Acquire) == SLEEPING {
+            sys::futex_wait(&self.state, SLEEPING, timeout);
+        }
+        self.state.store(AWAKE, Ordering::Release);
+    }
+
     /// Owner: give up the intent to sleep (work was found on recheck).
     pub(crate) fn cancel(&self) {
         self.state.store(AWAKE, Ordering::Release);

@@ -48,7 +48,9 @@
 //! spinning idle executors (burns CPU on an idle runtime).
 //!
 //! Files: `executor.rs` (executor state, accessors, queue operations),
-//! `level.rs` (the no-preempt level and its protocol), `switch.rs`
+//! `level.rs` (the no-preempt level and its protocol), `spare.rs` (the
+//! spare executor for coroutines woken while every executor is busy),
+//! `switch.rs`
 //! (suspend, the direct yield/park/start paths, switch-in), `run.rs` (the
 //! run loop), `thread.rs` (an executor's thread: start, retirement, fork
 //! hook), `idle.rs` (the parker), `blocked.rs` (the blocked-executor
@@ -63,6 +65,7 @@ mod idle;
 mod level;
 mod run;
 mod runtime;
+mod spare;
 mod switch;
 mod thread;
 
@@ -82,5 +85,6 @@ pub(crate) use level::{current as preempt_level, NoPreempt};
 /// (The name the rest of the crate has used for `try_runtime`.)
 pub(crate) use runtime::try_runtime as try_runtime_pub;
 pub(crate) use runtime::{schedule, spawn_coroutine, try_runtime, Runtime, Settings};
+pub(crate) use spare::kick_spare;
 pub(crate) use switch::{hijack_safe_point, park_current, yield_now_fast};
 pub(crate) use thread::{fork_child, fork_on_executor, install_fork_child_handler};

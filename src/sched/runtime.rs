@@ -28,9 +28,12 @@ use crate::tls::alias::{self, ThreadStack};
 pub(crate) struct Settings {
     /// Executors started at runtime start (slots `0..workers` never exit).
     pub(crate) workers: usize,
-    /// Executor slots in all, counting extra ones started for blocked
-    /// executors.
+    /// Executor slots in all, counting the spare executor and extra ones
+    /// started for blocked executors.
     pub(crate) max_workers: usize,
+    /// Whether slot `workers` is the spare executor (sched/spare.rs); extra
+    /// executors then start at `workers + 1`.
+    pub(crate) spare: bool,
     /// Default usable stack size of a coroutine, in bytes (coroutine.rs).
     pub(crate) stack_size_bytes: usize,
     /// Time slice; `None`: preemption off (the root then starts the
@@ -124,7 +127,7 @@ impl Runtime {
             external_spawns: AtomicU64::new(0),
             pending_workers: Mutex::new(workers),
         }));
-        for _ in 0..rt.config.workers {
+        for _ in 0..rt.config.workers + rt.config.spare as usize {
             if let Err(e) = rt.start_executor() {
                 crate::sys::fatal_fmt(&format!("cannot start executor thread: {e}"));
             }
@@ -154,7 +157,11 @@ impl Runtime {
         // Alive from now on (stats count it at once; the thread may take a
         // moment to run).
         self.executors[index].alive.store(true, Ordering::Release);
-        let name = format!("coroutines-executor-{index}");
+        let name = if self.is_spare(index) {
+            "coroutines-spare".to_string()
+        } else {
+            format!("coroutines-executor-{index}")
+        };
         let spawned = {
             let mut slot = self.executors[index]
                 .thread
@@ -229,6 +236,27 @@ impl Runtime {
         super::blocked::EXTRA_RETIRED.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Whether slot `index` is the spare executor (sched/spare.rs).
+    #[inline]
+    pub(crate) fn is_spare(&self, index: usize) -> bool {
+        self.config.spare && index == self.config.workers
+    }
+
+    /// The spare executor's shared half, if there is one.
+    #[inline]
+    pub(crate) fn spare(&self) -> Option<&ExecutorShared> {
+        self.config
+            .spare
+            .then(|| &self.executors[self.config.workers])
+    }
+
+    /// Index of the first extra slot (an executor started for a blocked
+    /// one, which may retire: blocked.rs).
+    #[inline]
+    pub(crate) fn first_extra(&self) -> usize {
+        self.config.workers + self.config.spare as usize
+    }
+
     /// Live executors' shared halves.
     pub(crate) fn live_executors(&self) -> &[ExecutorShared] {
         &self.executors[..self.started.load(Ordering::Acquire)]
@@ -243,7 +271,8 @@ impl Runtime {
             return;
         }
         for e in self.live_executors() {
-            if e.parker.unpark() {
+            // The spare executor takes no general work (spare.rs).
+            if !self.is_spare(e.index) && e.parker.unpark() {
                 return;
             }
         }
@@ -307,7 +336,11 @@ pub(crate) fn schedule(co: CoroutineRef, notify: bool) {
                 if target.alive.load(Ordering::Acquire) {
                     target.inbox.push(co);
                     fence(Ordering::SeqCst);
-                    target.parker.unpark();
+                    if !target.parker.unpark() && !target.parker.is_sleeping() {
+                        // Its executor is busy (or searching): the spare
+                        // executor may run it first (spare.rs).
+                        super::spare::kick_spare(rt);
+                    }
                     if !target.alive.load(Ordering::Acquire) {
                         // Retired meanwhile: nobody drains a dead slot's
                         // inbox; move what is there to the global queue.

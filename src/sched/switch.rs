@@ -271,6 +271,10 @@ pub(super) fn safe_point_yield(exec: &'static Executor) {
 /// nothing local.
 #[inline(always)]
 fn direct_next(exec: &'static Executor) -> Option<(CoroutineRef, bool)> {
+    // The spare executor picks in its own order (spare.rs).
+    if exec.is_spare() {
+        return None;
+    }
     let tick = exec.tick.get().wrapping_add(1);
     if tick % GLOBAL_EVERY == 0 {
         return None;
@@ -489,7 +493,7 @@ impl Executor {
         if home == NO_HOME {
             inner.home.store(self.index as u32, Ordering::Relaxed);
             self.shared.homed.fetch_add(1, Ordering::Relaxed);
-        } else if self.rt.config.migrate && home != self.index as u32 {
+        } else if self.rt.config.migrate && home != self.index as u32 && !self.is_spare() {
             // With migration `home` is the last executor (wakes from
             // outside go to its inbox); the count moves with it.
             inner.home.store(self.index as u32, Ordering::Relaxed);

@@ -185,6 +185,16 @@ pub(crate) fn executor_main(
     // An executor started while the monitor sleeps (an extra one for a
     // blocked executor) must wake it, like one leaving its parker.
     crate::preempt::executor_woke();
+    if exec.is_spare() {
+        super::spare::init_spare_thread();
+        // Never retires: the runtime lives as long as the process.
+        loop {
+            match exec.spare_next() {
+                Some(co) => exec.run_coroutine(co),
+                None => exec.spare_idle(),
+            }
+        }
+    }
     loop {
         let next = match exec.next_coroutine() {
             Some(t) => Some(t),
@@ -248,7 +258,7 @@ impl Executor {
     /// Whether this executor is an extra one, started for a blocked
     /// executor, that may retire.
     pub(super) fn is_surplus(&self) -> bool {
-        self.index >= self.rt.config.workers
+        self.index >= self.rt.first_extra()
     }
 
     /// Whether it is time to retire (blocked.rs): surplus, idle long
