@@ -29,6 +29,9 @@ pub struct ExecutorStats {
     pub ready: usize,
     /// Preemption requests and deferrals on this executor.
     pub preempt: PreemptStats,
+    /// This is the spare executor, which runs only coroutines woken while
+    /// every other executor is busy (README, "Sleeps and timers").
+    pub spare: bool,
 }
 
 /// Preemption counters (see the safe-point list in the crate docs: each
@@ -299,6 +302,7 @@ pub fn stats() -> Stats {
             yields: st.yields.load(Ordering::Relaxed),
             preemptions: st.preemptions.load(Ordering::Relaxed),
             ready: e.ready_len.load(Ordering::Relaxed),
+            spare: rt.is_spare(e.index),
             preempt: preempt_stats(e),
         };
         s.preempt.add(&es.preempt);

@@ -1270,3 +1270,106 @@ fn sleeper_wakes_while_every_executor_is_inside_c_code() {
         println!("NO_SPARE_OK");
     }
 }
+
+/// Every path a coroutine can take while it runs on the spare executor,
+/// under load: 48 coroutines wake from 1 ms sleeps (the spare executor
+/// takes them, since 2 hogs keep both executors busy) and then spawn and
+/// join a child, yield, ping a partner over a channel and back, or
+/// compute past a time slice (preempted off the spare executor), round
+/// after round. Every result is exact, the hogs keep their share, and the
+/// spare executor did run coroutines.
+#[test]
+fn spare_executor_paths_under_busy_executors() {
+    const NAME: &str = "spare_executor_paths_under_busy_executors";
+    if !is_child(NAME) {
+        let out = run_child(
+            NAME,
+            &[("COROUTINES_WORKERS", "2"), ("COROUTINES_SLICE", "1ms")],
+        );
+        assert!(out.contains("SPARE_PATHS_OK"), "{out}");
+        print!("{out}");
+        return;
+    }
+    std::thread::spawn(|| {
+        std::thread::sleep(Duration::from_secs(30));
+        eprintln!("watchdog: still running after 30 s\n{}", coroutines::dump());
+        std::process::exit(1);
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let counts: Vec<_> = (0..2).map(|_| Arc::new(AtomicU64::new(0))).collect();
+    let hogs: Vec<_> = counts
+        .iter()
+        .map(|c| {
+            let (s, c) = (stop.clone(), c.clone());
+            coroutines::spawn(move || hog(s, c))
+        })
+        .collect();
+    const ROUNDS: u64 = 40;
+    let workers: Vec<_> = (0..48u64)
+        .map(|i| {
+            coroutines::spawn(move || {
+                let (to_echo, echo_in) = std::sync::mpsc::channel::<u64>();
+                let (to_me, from_echo) = std::sync::mpsc::channel::<u64>();
+                let echo = coroutines::spawn(move || {
+                    let mut n = 0;
+                    for v in echo_in {
+                        to_me.send(v * 2).unwrap();
+                        n += 1;
+                    }
+                    n
+                });
+                let mut sum = 0u64;
+                for r in 0..ROUNDS {
+                    coroutines::sleep(Duration::from_millis(1));
+                    sum += match (i + r) % 4 {
+                        0 => coroutines::spawn(move || i * 1000 + r).join().unwrap(),
+                        1 => {
+                            coroutines::yield_now();
+                            i * 1000 + r
+                        }
+                        2 => {
+                            to_echo.send(i * 1000 + r).unwrap();
+                            from_echo.recv().unwrap() / 2
+                        }
+                        _ => {
+                            // About 2 ms of work: past the 1 ms slice.
+                            let t = Instant::now();
+                            let mut x = 0u64;
+                            while t.elapsed() < Duration::from_millis(2) {
+                                x = std::hint::black_box(x.wrapping_add(1));
+                            }
+                            std::hint::black_box(x);
+                            i * 1000 + r
+                        }
+                    };
+                }
+                drop(to_echo);
+                let pings = echo.join().unwrap();
+                (sum, pings)
+            })
+        })
+        .collect();
+    for (i, w) in workers.into_iter().enumerate() {
+        let i = i as u64;
+        let (sum, pings) = w.join().unwrap();
+        let want: u64 = (0..ROUNDS).map(|r| i * 1000 + r).sum();
+        assert_eq!(sum, want, "coroutine {i}");
+        let want_pings = (0..ROUNDS).filter(|r| (i + r) % 4 == 2).count();
+        assert_eq!(pings, want_pings, "coroutine {i}'s partner");
+    }
+    stop.store(true, Ordering::Relaxed);
+    for h in hogs {
+        h.join().unwrap();
+    }
+    let hogged: Vec<u64> = counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+    assert!(hogged.iter().all(|&n| n > 0), "a hog never ran: {hogged:?}");
+    let s = coroutines::stats();
+    let spare = s.executors.iter().find(|e| e.spare).expect("no spare executor in stats");
+    println!(
+        "spare executor: {} switches, {} preemptions, {} yields; workers {}",
+        spare.switches, spare.preemptions, spare.yields, s.workers
+    );
+    assert!(spare.switches > 0, "the spare executor never ran a coroutine");
+    assert_eq!(s.workers, 2, "the spare executor counts as a worker");
+    println!("SPARE_PATHS_OK");
+}

@@ -186,9 +186,13 @@ impl ExecutorShared {
     }
 
     /// Whether runnable coroutines wait on this executor besides the
-    /// running one (approximate; for the monitor).
+    /// running one (approximate; for the monitor). The `next` slot counts:
+    /// a joiner woken there by a finishing coroutine waits behind whatever
+    /// the executor picked first (a preempted hog from the global queue),
+    /// and that hog must still be preempted for it.
     pub(crate) fn has_waiting_work(&self) -> bool {
-        self.ready_len.load(Ordering::Relaxed) > 0
+        self.next_id.load(Ordering::Relaxed) != 0
+            || self.ready_len.load(Ordering::Relaxed) > 0
             || !self.inbox.is_empty()
             || !self.runq.is_empty()
             || !self.stealer.is_empty()

@@ -4,16 +4,18 @@
 //! One pick (`next_coroutine`), in order; `tick` counts picks:
 //! 1. with migration, except every `FRESH_EVERY`-th pick: a woken
 //!    coroutine from the inbox (ahead of the preempted CPU hogs);
-//! 2. right after a preemption (`prefer_new`), unless another executor has
+//! 2. every `GLOBAL_EVERY`-th pick: the global injector, else due timers
+//!    and a non-blocking epoll poll;
+//! 3. the `next` slot (a spawned coroutine, or a joiner woken by a
+//!    finishing one; not stealable, counted by the monitor as waiting
+//!    work, so nothing may keep being picked ahead of it);
+//! 4. right after a preemption (`prefer_new`), unless another executor has
 //!    fewer started coroutines waiting: one never-run coroutine (own
 //!    `fresh`, the global injector, another executor's `fresh`);
-//! 3. every `GLOBAL_EVERY`-th pick: the global injector, else due timers
-//!    and a non-blocking epoll poll;
-//! 4. without migration the inbox is drained to the *front* of `ready`
+//! 5. without migration the inbox is drained to the *front* of `ready`
 //!    (woken coroutines first, see `push_woken`);
-//! 5. every `FRESH_EVERY`-th pick: own `fresh`;
-//! 6. the `next` slot, then `ready` (with migration: inbox, then `runq`),
-//!    then own `fresh`.
+//! 6. every `FRESH_EVERY`-th pick: own `fresh`;
+//! 7. `ready` (with migration: inbox, then `runq`), then own `fresh`.
 //!
 //! None -> `find_work`: due timers (and epoll), the same local queues
 //! (`next`, `ready`, with migration inbox and `runq`, `fresh`), the global
@@ -76,11 +78,6 @@ impl Executor {
                 return Some(t);
             }
         }
-        if self.prefer_new.replace(false) && !self.busier_than_others() {
-            if let Some(t) = self.take_one_new() {
-                return Some(t);
-            }
-        }
         if tick % GLOBAL_EVERY == 0 {
             self.retry_registry_ops_if_any();
             if let Some(t) = self.steal_global() {
@@ -88,14 +85,25 @@ impl Executor {
             }
             self.fire_timers(true);
         }
+        // Before the preference for new coroutines: with migration the
+        // global queue it serves also holds preempted ones, and a lone
+        // hog preempted for the coroutine in `next` (the monitor counts
+        // it as waiting work) was picked again from there at every
+        // preemption while `next` waited for good.
+        if let Some(t) = self.next.take(&self.shared.next_id) {
+            return Some(t);
+        }
+        let prefer_new = self.prefer_new.replace(false);
+        if prefer_new && !self.busier_than_others() {
+            if let Some(t) = self.take_one_new() {
+                return Some(t);
+            }
+        }
         self.drain_inbox();
         if tick % FRESH_EVERY == 0 {
             if let Some(t) = self.fresh.pop() {
                 return Some(t);
             }
-        }
-        if let Some(t) = self.next.take(&self.shared.next_id) {
-            return Some(t);
         }
         if let Some(t) = self.pop_ready() {
             return Some(t);
