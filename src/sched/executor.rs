@@ -282,6 +282,8 @@ pub(crate) struct Executor {
     /// Quick retries of a preemption that landed in libc, on this
     /// thread's own timer (preempt/retry.rs). Used by the signal handler.
     pub(crate) retry: crate::preempt::retry::Retry,
+    /// This is the spare executor (spare.rs). Immutable.
+    pub(super) spare: bool,
 }
 
 /// Blocks kept per executor for reuse (each is a stack of a finished

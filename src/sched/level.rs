@@ -56,13 +56,13 @@ thread_local! {
 /// The running side's no-preempt level (see `LEVEL`).
 #[inline(always)]
 pub(crate) fn current() -> u32 {
-    LEVEL.get()
+    LEVEL.with(|l| l.get())
 }
 
 /// Sets the running side's no-preempt level and its executor's mirror.
 #[inline(always)]
 fn set_level(exec: &Executor, n: u32) {
-    LEVEL.set(n);
+    LEVEL.with(|l| l.set(n));
     exec.shared.no_preempt.store(n, Ordering::Relaxed);
 }
 
@@ -78,7 +78,7 @@ pub(super) fn restore(exec: &Executor, saved: u32) {
 /// restores its own (mirror untouched).
 #[inline(always)]
 pub(super) fn set_own(n: u32) {
-    LEVEL.set(n);
+    LEVEL.with(|l| l.set(n));
 }
 
 /// Protocol step 4: the scheduler zeroes the level (own and mirror) after
@@ -92,21 +92,21 @@ pub(super) fn reset(exec: &Executor) {
 /// runs on an executor): own level + 1, then a compiler fence.
 #[inline(always)]
 pub(super) fn raise_own() {
-    LEVEL.set(LEVEL.get() + 1);
+    LEVEL.with(|l| l.set(l.get() + 1));
     compiler_fence(Ordering::SeqCst);
 }
 
 /// Undoes `raise_own` (the executor re-read after it was gone).
 #[inline(always)]
 pub(super) fn unraise_own() {
-    LEVEL.set(LEVEL.get() - 1);
+    LEVEL.with(|l| l.set(l.get() - 1));
 }
 
 /// Protocol step 1, second half: mirror the raised level to `exec`, the
 /// executor read after `raise_own`.
 #[inline(always)]
 pub(super) fn publish(exec: &Executor) {
-    exec.shared.no_preempt.store(LEVEL.get(), Ordering::Relaxed);
+    exec.shared.no_preempt.store(LEVEL.with(|l| l.get()), Ordering::Relaxed);
 }
 
 /// Lowers a hand-raised level by one after a direct switch resumed the
@@ -114,7 +114,7 @@ pub(super) fn publish(exec: &Executor) {
 #[inline(always)]
 pub(super) fn lower_on(exec: &Executor) {
     compiler_fence(Ordering::SeqCst);
-    set_level(exec, LEVEL.get().saturating_sub(1));
+    set_level(exec, LEVEL.with(|l| l.get()).saturating_sub(1));
 }
 
 /// Guard that keeps the preemption handler away from runtime code.
@@ -131,12 +131,12 @@ impl NoPreempt {
         // executor, read after the raise, stays ours.
         let raised = !EXECUTOR.get().is_null();
         if raised {
-            LEVEL.set(LEVEL.get() + 1);
+            LEVEL.with(|l| l.set(l.get() + 1));
             // The handler runs on this thread: order our later accesses
             // after the raise as far as the compiler is concerned.
             compiler_fence(Ordering::SeqCst);
             if let Some(e) = current_executor() {
-                e.shared.no_preempt.store(LEVEL.get(), Ordering::Relaxed);
+                e.shared.no_preempt.store(LEVEL.with(|l| l.get()), Ordering::Relaxed);
             }
         }
         NoPreempt {
@@ -162,14 +162,14 @@ impl Drop for NoPreempt {
     fn drop(&mut self) {
         if self.raised {
             compiler_fence(Ordering::SeqCst);
-            let n = LEVEL.get().saturating_sub(1);
+            let n = LEVEL.with(|l| l.get()).saturating_sub(1);
             // Still raised: the executor read here is ours.
             let exec = current_executor();
             if let Some(e) = exec {
                 e.shared.no_preempt.store(n, Ordering::Relaxed);
             }
             compiler_fence(Ordering::SeqCst);
-            LEVEL.set(n);
+            LEVEL.with(|l| l.set(n));
             if n == 0 {
                 if let Some(e) = exec {
                     if e.shared.preempt.yield_wanted.load(Ordering::Relaxed) {

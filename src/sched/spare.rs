@@ -52,7 +52,7 @@ impl Executor {
     /// Whether this is the spare executor.
     #[inline]
     pub(super) fn is_spare(&self) -> bool {
-        self.rt.is_spare(self.index)
+        self.spare
     }
 
     /// The spare executor's pick: due timers fired first; then the `next`

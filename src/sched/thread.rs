@@ -177,6 +177,7 @@ pub(crate) fn executor_main(
         } else {
             crate::preempt::retry::Retry::none()
         },
+        spare: rt.is_spare(index),
     }));
     // SAFETY: freshly boxed; freed only below, after the loop ends and the
     // thread-local pointer is cleared.
@@ -185,20 +186,26 @@ pub(crate) fn executor_main(
     // An executor started while the monitor sleeps (an extra one for a
     // blocked executor) must wake it, like one leaving its parker.
     crate::preempt::executor_woke();
-    if exec.is_spare() {
+    let spare = exec.is_spare();
+    if spare {
         super::spare::init_spare_thread();
-        // Never retires: the runtime lives as long as the process.
-        loop {
-            match exec.spare_next() {
-                Some(co) => exec.run_coroutine(co),
-                None => exec.spare_idle(),
-            }
-        }
     }
     loop {
-        let next = match exec.next_coroutine() {
-            Some(t) => Some(t),
-            None => exec.find_work(true).or_else(|| exec.idle()),
+        // One call site of `run_coroutine` (inlined here: see run.rs).
+        let next = if spare {
+            // Never retires: the runtime lives as long as the process.
+            match exec.spare_next() {
+                Some(t) => Some(t),
+                None => {
+                    exec.spare_idle();
+                    continue;
+                }
+            }
+        } else {
+            match exec.next_coroutine() {
+                Some(t) => Some(t),
+                None => exec.find_work(true).or_else(|| exec.idle()),
+            }
         };
         match next {
             Some(co) => exec.run_coroutine(co),
