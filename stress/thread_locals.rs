@@ -637,7 +637,8 @@ fn malloc_in_use() -> usize {
 
 /// Allocates and frees a mix of sizes (16 B to 1 KiB, up to 64 live at
 /// once, each filled with its own pattern and checked before it is freed)
-/// until the calling coroutine has been preempted `times` times or at most
+/// (at least one round of 256) until the calling coroutine has been
+/// preempted `times` times or at most
 /// 2 of the coroutines counted in `running` (this one included) are left
 /// (with nobody waiting, nobody is preempted); then leaves `running` and
 /// returns the number of allocations. Panics on a chunk whose bytes
@@ -648,7 +649,9 @@ fn churn_until_preempted(seed: u64, times: u64, running: &AtomicUsize) -> u64 {
     let mut live: Vec<Vec<u8>> = Vec::with_capacity(64);
     let mut x = seed | 1;
     let mut n = 0u64;
-    while me.preemptions() < times && running.load(Ordering::SeqCst) > 2 {
+    // At least one round: a preemption can land before the first (a
+    // safe-point yield at the first hook's exit), and callers count rounds.
+    loop {
         assert!(std::time::Instant::now() < deadline, "never preempted");
         for _ in 0..256 {
             x ^= x << 13;
@@ -662,6 +665,9 @@ fn churn_until_preempted(seed: u64, times: u64, running: &AtomicUsize) -> u64 {
             }
             live.push(v);
             n += 1;
+        }
+        if me.preemptions() >= times || running.load(Ordering::SeqCst) <= 2 {
+            break;
         }
     }
     running.fetch_sub(1, Ordering::SeqCst);

@@ -136,7 +136,10 @@ fn stripped_binary_disables_preemption_with_one_line() {
 /// would. Memory must not grow with the number of *finished* coroutines:
 /// 61,000 coroutines (100 at a time), each allocating and freeing ~32 KB
 /// in sizes from 16 B to 16 KiB; RSS after the last 40,000 stays within
-/// 64 MB of RSS before them (mimalloc caches freed segments: the level
+/// 400 MB (10 KB per coroutine) of RSS before them, where a heap kept per
+/// finished coroutine would add over 40 KB each (1.6 GB). The margin is
+/// wide because mimalloc purges freed segments when it gets round to it:
+/// RSS at either sample was seen anywhere from 42 to 169 MB (the level
 /// itself is stated in BENCHMARKS.md).
 #[test]
 fn mimalloc_memory_returns_per_finished_coroutine() {
@@ -188,7 +191,7 @@ fn mimalloc_memory_returns_per_finished_coroutine() {
         // Bounded: the next 40,000 coroutines do not add their heaps (a
         // heap kept per finished coroutine would add > 40 KB each).
         assert!(
-            second < first + 64 * 1024 * 1024,
+            second < first + 400 * 1024 * 1024,
             "RSS grew from {} KB to {} KB over 40,000 finished coroutines",
             first / 1024,
             second / 1024
