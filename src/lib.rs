@@ -51,7 +51,9 @@
 //! preempt the running one early.
 //!
 //! - `COROUTINES_SLICE`: a duration with a unit (`500us`, `2ms`, `1s`;
-//!   50 µs to 10 s) or `off`. Default `2ms`. Also
+//!   50 µs to 10 s) or `off`. Default `10ms`: the turn of a CPU-bound
+//!   coroutine while other CPU-bound ones wait; one that never ran or
+//!   yielded waits at most a fifth of it, a woken one 100 µs. Also
 //!   [`RuntimeBuilder::time_slice`]. A bare number is refused.
 //! - Preemption is delayed — never unsafe — while the coroutine is:
 //!   in runtime code or a libc hook; executing code of libc or any other

@@ -173,7 +173,7 @@ pub(crate) mod walk;
 pub(crate) mod zones;
 
 pub use guard::no_preempt;
-pub(crate) use monitor::{executor_woke, start, timer_armed};
+pub(crate) use monitor::{executor_woke, prompt_work, start, timer_armed};
 #[allow(unused_imports)]
 pub(crate) use signal::Defer;
 pub(crate) use signal::PreemptCounters;

@@ -1,4 +1,6 @@
-//! The monitor thread: time-slices CPU-bound coroutines, fires timers and
+//! The monitor thread: time-slices CPU-bound coroutines (a whole slice
+//! while only CPU-bound ones wait, a fifth of it while a coroutine that
+//! never ran or yielded waits, 100 µs for a woken one), fires timers and
 //! polls fd readiness (non-blocking) while every executor is busy, and
 //! sleeps when the runtime is idle. While the spare executor
 //! (sched/spare.rs) sleeps until the next timer, the monitor leaves the
@@ -9,7 +11,7 @@
 //! executor leaving its idle path. Everything else runs on the monitor
 //! thread, a plain thread (hooks pass its calls through).
 
-use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::signal;
@@ -22,6 +24,17 @@ const MIN_TICK: Duration = Duration::from_micros(50);
 /// inbox) preempts the running coroutine once that has run this long,
 /// instead of waiting for the end of its slice. Measured: see BENCHMARKS.md.
 pub(crate) const MIN_GRANULARITY: Duration = Duration::from_micros(100);
+/// A run is preempted after `slice / NEW_WORK_DIVISOR` (at least
+/// `MIN_GRANULARITY`) when a coroutine that never ran, one that yielded
+/// or one in an executor's `next` slot waits; after the whole slice when
+/// only preempted CPU-bound coroutines wait (`new_work_slice`).
+pub(crate) const NEW_WORK_DIVISOR: u32 = 5;
+
+/// How long a run lasts while new work waits (see `NEW_WORK_DIVISOR`).
+pub(crate) fn new_work_slice(slice: Duration) -> Duration {
+    (slice / NEW_WORK_DIVISOR).max(MIN_GRANULARITY)
+}
+
 /// Longest backoff, in ticks, from an executor found at unsafe points.
 const MAX_BACKOFF_SHIFT: u32 = 4;
 /// How often the monitor checks whether shared objects were loaded.
@@ -92,6 +105,9 @@ struct Seen {
     deferred_at_send: u64,
     /// The ForeignCode deferrals counted when we signalled.
     foreign_at_send: u64,
+    /// `since` is the time of our signal (the run started by our
+    /// preemption), not a first sighting.
+    exact: bool,
     /// Consecutive deferrals of this run, and until when the executor is
     /// left alone (exponential backoff).
     failures: u32,
@@ -132,11 +148,18 @@ fn run(rt: &'static Runtime, slice: Duration) {
     crate::observe::unwind::init_exe_tables();
     signal::ensure_onstack();
     // The longest the monitor sleeps while coroutines run: runs that did
-    // not start by our preemption are sighted within this, so they last
-    // between 1 and 1.5 slices. Runs that follow our preemption are timed
-    // from our signal and preempted on time. (A fixed slice/4 tick cost
-    // ~20 µs of monitor CPU per wake-up on this VM: 4% of a core at 2 ms.)
-    let tick = (slice / 2).max(MIN_TICK);
+    // not start by our preemption are sighted within a tick, so they last
+    // at most a tick longer than due. Runs that follow our preemption are
+    // timed from our signal and preempted on time. Two ticks. Short (half the new-work slice): while a run's start is
+    // known only from sighting it, or work waits that must not wait a whole
+    // slice. Long (half the slice): while every run started by our
+    // preemption (timed from our signal, so its deadline is known) and
+    // only preempted CPU-bound coroutines wait — then the monitor wakes
+    // about once per slice per executor, and work that arrives meanwhile
+    // cuts the sleep short (`prompt_work`). Each wake-up costs ~20 µs of
+    // a CPU on this VM: a 1 ms tick alone cost ~1.5 % of 8 hogs' throughput.
+    let tick = (new_work_slice(slice) / 2).max(MIN_TICK);
+    let long_tick = (slice / 2).max(tick);
     let mut seen: Vec<Seen> = Vec::new();
     let mut altstack_defers: u64 = 0;
     let mut last_zone_check = Instant::now();
@@ -160,6 +183,7 @@ fn run(rt: &'static Runtime, slice: Duration) {
                 foreign_at_send: 0,
                 failures: 0,
                 skip_until: None,
+                exact: false,
                 stat: crate::sys::ThreadStat::new(),
             };
             seen.resize(execs.len(), fresh);
@@ -196,12 +220,16 @@ fn run(rt: &'static Runtime, slice: Duration) {
             }
         }
         // 2. Per executor: preempt, or learn when to look again.
-        let mut next = now + tick;
+        let mut next = now + long_tick;
+        let mut short = false;
         let mut defers = 0;
+        let new_waiting = rt.never_run_waiting();
         for (e, s) in execs.iter().zip(seen.iter_mut()) {
-            if let Some(t) = check(rt, e, s, now, slice, tick) {
+            let (t, needs_short) = check(rt, e, s, now, slice, tick, new_waiting);
+            if let Some(t) = t {
                 next = next.min(t);
             }
+            short |= needs_short;
             defers +=
                 e.preempt.deferred[signal::Defer::NotOnAltstack as usize].load(Ordering::Relaxed);
         }
@@ -252,12 +280,66 @@ fn run(rt: &'static Runtime, slice: Duration) {
         if running {
             next = next.min(next_blocked_check);
         }
+        // The long tick, unless work that must not wait came meanwhile
+        // (mirror of `prompt_work`: announce, fence, recheck).
+        let mut long = false;
+        if !short {
+            LONG_SLEEP.store(true, Ordering::SeqCst);
+            fence(Ordering::SeqCst);
+            long = !prompt_waiting(rt);
+            if !long {
+                LONG_SLEEP.store(false, Ordering::Relaxed);
+            }
+        }
+        if !long {
+            next = next.min(now + tick);
+        }
         sleep_until(next);
+        LONG_SLEEP.store(false, Ordering::Relaxed);
+    }
+}
+
+/// Whether work waits anywhere that must not wait a whole slice behind a
+/// CPU-bound run (see `check`), or a woken coroutine.
+fn prompt_waiting(rt: &Runtime) -> bool {
+    rt.never_run_waiting()
+        || rt.live_executors().iter().any(|e| {
+            !e.inbox.is_empty()
+                || e.next_id.load(Ordering::Relaxed) != 0
+                || !e.runq.is_empty()
+                || (!rt.config.migrate && e.ready_len.load(Ordering::Relaxed) > 0)
+        })
+}
+
+/// Set (SeqCst) while the monitor sleeps its long tick; cleared by the
+/// first `prompt_work` (or the monitor on waking).
+static LONG_SLEEP: AtomicBool = AtomicBool::new(false);
+
+/// Called after queueing work that should not wait a whole slice (a
+/// spawn, a wake, a yield): if the monitor sleeps its long tick, wake it
+/// so it times the running coroutines for that work. One Relaxed load
+/// otherwise. The caller's queue push, then a SeqCst fence, precede this
+/// (mirror of step 4 of `run`).
+#[inline]
+pub(crate) fn prompt_work() {
+    if LONG_SLEEP.load(Ordering::Relaxed) {
+        prompt_work_slow();
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn prompt_work_slow() {
+    if LONG_SLEEP.swap(false, Ordering::AcqRel) {
+        TICK.fetch_add(1, Ordering::SeqCst);
+        crate::sys::futex_wake(&TICK, 1);
     }
 }
 
 /// One executor: ask for a preemption if it is due. Returns when this
-/// executor next needs a look (None: one tick is fine).
+/// executor next needs a look (None: one tick is fine), and whether the
+/// monitor must keep its short tick for it (a run it did not time from
+/// its own signal, or work waiting that must not wait a slice).
 fn check(
     rt: &Runtime,
     e: &ExecutorShared,
@@ -265,6 +347,39 @@ fn check(
     now: Instant,
     slice: Duration,
     tick: Duration,
+    new_waiting: bool,
+) -> (Option<Instant>, bool) {
+    let t = check_run(rt, e, s, now, slice, tick, new_waiting);
+    if s.current == 0 {
+        return (t, false);
+    }
+    let short = !s.exact
+        || s.sent_at.is_some()
+        || s.failures > 0
+        || !e.inbox.is_empty()
+        || prompt_here(rt, e, new_waiting);
+    (t, short)
+}
+
+/// Work waiting for executor `e` that must not wait a whole slice behind
+/// its run (see `check_run`).
+fn prompt_here(rt: &Runtime, e: &ExecutorShared, new_waiting: bool) -> bool {
+    new_waiting
+        || e.next_id.load(Ordering::Relaxed) != 0
+        || !e.runq.is_empty()
+        || (!rt.config.migrate && e.ready_len.load(Ordering::Relaxed) > 0)
+        || rt.is_spare(e.index)
+}
+
+/// `check` for the run on `e`: preempt it if due; when to look again.
+fn check_run(
+    rt: &Runtime,
+    e: &ExecutorShared,
+    s: &mut Seen,
+    now: Instant,
+    slice: Duration,
+    tick: Duration,
+    new_waiting: bool,
 ) -> Option<Instant> {
     let current = e.current.load(Ordering::Acquire) as usize;
     let switches = e.switches.load(Ordering::Relaxed);
@@ -276,10 +391,11 @@ fn check(
         // A new run. If exactly one switch happened since our signal, the
         // old run ended by that preemption (a few µs after the signal) and
         // this one started right away.
-        let since = match s.sent_at {
-            Some(t) if switches == s.switches.wrapping_add(1) => t,
-            _ => now,
+        let (since, exact) = match s.sent_at {
+            Some(t) if switches == s.switches.wrapping_add(1) => (t, true),
+            _ => (now, false),
         };
+        s.exact = exact;
         s.switches = switches;
         s.current = current;
         s.since = since;
@@ -327,12 +443,23 @@ fn check(
         return Some(s.since + MIN_GRANULARITY);
     }
     let early = woken && ran < slice;
-    // The spare executor hands a coroutine that computes for a slice to
-    // the others even when nothing waits (sched/spare.rs).
-    let due = ran >= slice
-        && (woken || e.has_waiting_work() || !rt.injector.is_empty() || rt.is_spare(e.index));
+    // Work that should not wait a whole slice behind a CPU-bound run: a
+    // coroutine that never ran (anywhere: a spawn from a plain thread
+    // waits in the global queue), one in the `next` slot, one that
+    // yielded, and anything on the spare executor (it hands a coroutine
+    // that keeps computing to the others, sched/spare.rs). What else
+    // waits is CPU-bound coroutines preempted before (global queue): they
+    // take turns a slice each.
+    let quick = new_work_slice(slice);
+    let prompt = prompt_here(rt, e, new_waiting);
+    let due = (ran >= quick && prompt)
+        || (ran >= slice && (woken || e.has_waiting_work() || !rt.injector.is_empty()));
     if !(early || due) {
-        return (ran < slice).then(|| s.since + slice);
+        return if prompt && ran < quick {
+            Some(s.since + quick)
+        } else {
+            (ran < slice).then(|| s.since + slice)
+        };
     }
     // Never interrupt runtime or hook code (syscall hygiene: a hooked call
     // raises the level, so no EINTR from us there): ask the coroutine to

@@ -139,6 +139,10 @@ pub(crate) struct ExecutorShared {
     /// Length of the owner's `ready` queue (Relaxed, approximate; for the
     /// monitor and stats).
     pub(crate) ready_len: AtomicUsize,
+    /// Coroutines that began their first run here, or failed to (no
+    /// stack): owner-only bumps, read by the monitor
+    /// (`Runtime::never_run_waiting`).
+    pub(crate) first_runs: AtomicU64,
     /// Time this executor spent running coroutines, sampled by the monitor
     /// (it adds each tick's length while `current` is non-null; single
     /// writer). A coroutine's CPU time is the growth of this counter while
@@ -174,6 +178,7 @@ impl ExecutorShared {
             homed: AtomicUsize::new(0),
             preempt_pending: AtomicBool::new(false),
             ready_len: AtomicUsize::new(0),
+            first_runs: AtomicU64::new(0),
             run_ns: AtomicU64::new(0),
             stats: ExecutorStats::default(),
             preempt: crate::preempt::PreemptCounters::default(),
@@ -670,6 +675,9 @@ impl Executor {
         } else {
             self.push_ready(co);
         }
+        // A yield: it waits for the new-work slice, not a whole one
+        // (preempt/monitor.rs).
+        crate::preempt::prompt_work();
     }
 }
 

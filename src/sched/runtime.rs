@@ -257,6 +257,19 @@ impl Runtime {
         self.config.workers + self.config.spare as usize
     }
 
+    /// Whether a spawned coroutine waits for its first run (spawns
+    /// counted by the spawning executors and from plain threads, minus first
+    /// runs counted by the executors; approximate, for the monitor).
+    pub(crate) fn never_run_waiting(&self) -> bool {
+        let mut spawned = self.external_spawns.load(Ordering::Relaxed);
+        let mut started = 0u64;
+        for e in self.live_executors() {
+            spawned += e.stats.spawned.load(Ordering::Relaxed);
+            started += e.first_runs.load(Ordering::Relaxed);
+        }
+        spawned > started
+    }
+
     /// Live executors' shared halves.
     pub(crate) fn live_executors(&self) -> &[ExecutorShared] {
         &self.executors[..self.started.load(Ordering::Acquire)]
@@ -295,6 +308,10 @@ pub(crate) fn spawn_coroutine(rt: &'static Runtime, co: CoroutineRef) {
             rt.notify_idle();
         }
     }
+    // A coroutine waiting for its first run: running ones get a shorter
+    // slice (preempt/monitor.rs). Best effort without a fence of its own:
+    // a hint lost to the race costs at most one long monitor tick.
+    crate::preempt::prompt_work();
 }
 
 /// Queues a woken (started) coroutine on its executor, or anywhere when
@@ -316,6 +333,9 @@ pub(crate) fn schedule(co: CoroutineRef, notify: bool) {
         rt.notify_idle();
         return;
     }
+    // Woken: the running coroutine its executor must give way to is timed
+    // from now (preempt/monitor.rs; best effort, see `spawn_coroutine`).
+    crate::preempt::prompt_work();
     if rt.config.migrate {
         // The waker's executor (or the coroutine's last one) runs it next
         // unless an idle executor steals it first from the inbox.

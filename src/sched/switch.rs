@@ -627,6 +627,9 @@ pub(super) fn ensure_started(exec: &Executor, co: &CoroutineRef) -> bool {
     if unsafe { *co.sp.get() } != 0 {
         return true;
     }
+    // It starts here or finishes with an error: no longer waiting for a
+    // first run (the monitor's `never_run_waiting`).
+    bump(&exec.shared.first_runs);
     // With its own thread-locals, the coroutine's TLS block takes the top
     // of the stack: ask for that much more, so the usable size stays what
     // the user asked for.
