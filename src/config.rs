@@ -171,7 +171,9 @@ pub enum ThreadLocals {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MallocState {
     /// A coroutine starts with its executor's cache and arena; once
-    /// preempted (it runs like a thread, for longer than a time slice) it
+    /// preempted (it runs like a thread, for a whole time slice, or is
+    /// preempted for a woken coroutine; not when only cut short for
+    /// coroutines that never ran) it
     /// has its own, as a thread does, chosen by glibc's own arena policy,
     /// until it parks or finishes: then its cache is emptied back into the
     /// arenas (parked coroutines hold no cache) and it keeps its arena for

@@ -452,8 +452,8 @@ fn check_run(
     // take turns a slice each.
     let quick = new_work_slice(slice);
     let prompt = prompt_here(rt, e, new_waiting);
-    let due = (ran >= quick && prompt)
-        || (ran >= slice && (woken || e.has_waiting_work() || !rt.injector.is_empty()));
+    let whole = ran >= slice && (woken || e.has_waiting_work() || !rt.injector.is_empty());
+    let due = (ran >= quick && prompt) || whole;
     if !(early || due) {
         return if prompt && ran < quick {
             Some(s.since + quick)
@@ -467,6 +467,9 @@ fn check_run(
     // coroutine that spends its time in hooked calls that never wait (a
     // loop of small reads and writes that are always ready) is otherwise
     // almost never found at level 0.
+    e.preempt
+        .for_new_work
+        .store(!early && !whole, Ordering::Relaxed);
     if e.no_preempt.load(Ordering::Relaxed) != 0 {
         e.preempt.yield_wanted.store(true, Ordering::Relaxed);
         return None;

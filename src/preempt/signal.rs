@@ -69,6 +69,14 @@ pub(crate) struct PreemptCounters {
     /// (`sched::level`'s `NoPreempt` drop: every hook's exit is a safe
     /// point). Cleared when the executor switches the coroutine out.
     pub(crate) yield_wanted: AtomicBool,
+    /// The preemption asked for last only cuts the run short for work that
+    /// never ran (or yielded, or waits on the spare executor): neither a
+    /// whole slice while other coroutines waited nor a woken coroutine's
+    /// early preemption. Set by the monitor before it signals or sets
+    /// `yield_wanted`; read by the executor when the coroutine comes back
+    /// preempted (only other preemptions give it malloc state of its own,
+    /// sched/run.rs).
+    pub(crate) for_new_work: AtomicBool,
     /// Yields made at such a safe point.
     pub(crate) safe_point_yields: AtomicU64,
     /// Zone words found by the conservative stack scan that the precise
