@@ -15,10 +15,15 @@
 //!
 //! Design: the spare executor (slot `config.workers`) is mostly asleep, so
 //! the kernel treats it as a sleeping thread:
-//! - asleep, it holds the timers' sleeper role (reactor/timer.rs) unless an
-//!   idle regular executor has it, and sleeps until the earliest deadline
-//!   (timer slack 1 µs), fires due timers and runs the coroutines they
-//!   woke;
+//! - while every regular executor runs a coroutine it holds the timers'
+//!   sleeper role (reactor/timer.rs) and sleeps until the earliest deadline (timer
+//!   slack 1 µs), fires due timers and runs the coroutines they woke;
+//!   while one is idle (or searching, or between two coroutines), that
+//!   one holds the role, and what the spare finds woken is left to it (the
+//!   spare wakes it; the monitor hands the spare the role once every
+//!   executor runs a coroutine again): running woken coroutines on
+//!   a third thread beside idle executors made 32 SQLite writers sleeping
+//!   in the busy handler 1.7x slower (bench C1);
 //! - a wake from outside the executors whose target executor is not asleep
 //!   also wakes it (runtime.rs `schedule`), and it takes woken coroutines
 //!   from busy executors' inboxes;
@@ -65,6 +70,17 @@ impl Executor {
         if let Some(t) = self.next.take(&self.shared.next_id) {
             return Some(t);
         }
+        if !self.all_busy() {
+            // An idle executor takes them (our inbox is stealable): the
+            // spare runs coroutines only while every executor is busy. (It
+            // ran whatever its timers woke before: 32 SQLite writers
+            // sleeping in the busy handler then ran on 3 threads for 2
+            // CPUs, 1.7x slower, bench C1.)
+            if !self.shared.inbox.is_empty() {
+                self.rt.notify_idle();
+            }
+            return None;
+        }
         if let Some(t) = self.pop_woken() {
             return Some(t);
         }
@@ -78,13 +94,24 @@ impl Executor {
     /// Whether the spare executor has something to run (its recheck before
     /// sleeping).
     fn spare_has_work(&self) -> bool {
-        !self.shared.inbox.is_empty()
-            || self
-                .rt
-                .live_executors()
-                .iter()
-                .any(|e| e.index != self.index && !e.inbox.is_empty())
-            || crate::reactor::timers().any_due(Instant::now())
+        crate::reactor::timers().any_due(Instant::now())
+            || (self.all_busy()
+                && (!self.shared.inbox.is_empty()
+                    || self
+                        .rt
+                        .live_executors()
+                        .iter()
+                        .any(|e| e.index != self.index && !e.inbox.is_empty())))
+    }
+
+    /// Whether every regular executor runs a coroutine now (none is
+    /// idle, searching, or between two coroutines).
+    fn all_busy(&self) -> bool {
+        self.rt.live_executors().iter().all(|e| {
+            e.index == self.index
+                || !e.alive.load(Ordering::Relaxed)
+                || !e.current.load(Ordering::Relaxed).is_null()
+        })
     }
 
     /// The spare executor's sleep: until the earliest timer if it gets the
@@ -98,12 +125,17 @@ impl Executor {
             parker.cancel();
             return;
         }
-        // The sleeper role whenever it is free, idle regular executors or
-        // not: a regular executor that went to sleep while we held it
-        // sleeps without a deadline, and nobody else would fire the timers
-        // (the monitor sleeps while every executor does).
+        // The sleeper role while every regular executor is busy. While one
+        // is idle it should hold the role (what wakes then runs there);
+        // if none does — it went to sleep while we held the role, so
+        // without a deadline — wake one to take it: otherwise nobody would
+        // fire the timers (the monitor sleeps while every executor does).
         let timers = crate::reactor::timers();
-        let role = timers.claim_sleeper(self.index);
+        let busy = self.all_busy();
+        let role = busy && timers.claim_sleeper(self.index);
+        if !busy && !timers.has_sleeper() && timers.next_deadline().is_some() {
+            self.rt.notify_idle();
+        }
         let mut timeout = if role {
             timers
                 .next_deadline()
