@@ -1406,3 +1406,56 @@ fn spare_executor_idles_while_an_executor_is_idle() {
     assert_eq!(spare.switches, 0, "the spare executor ran coroutines beside an idle executor");
     println!("SPARE_IDLE_OK");
 }
+
+/// A coroutine woken on the spare executor while some executor is between
+/// two coroutines goes to that executor, and still runs if every executor
+/// then stays busy: 4 coroutines yielding in a loop on 2 executors (each
+/// yield is a moment between two coroutines), a 100 µs slice, and a
+/// sleeper doing 300 1-ms sleeps. Once, in a full suite, such a sleeper
+/// was left in the spare executor's own queue, where nobody looked while
+/// the executors stayed busy: it never ran again.
+#[test]
+fn woken_on_the_spare_executor_while_executors_yield() {
+    const NAME: &str = "woken_on_the_spare_executor_while_executors_yield";
+    if !is_child(NAME) {
+        let out = run_child(
+            NAME,
+            &[("COROUTINES_WORKERS", "2"), ("COROUTINES_SLICE", "100us")],
+        );
+        assert!(out.contains("SLEEPER_DONE"), "{out}");
+        return;
+    }
+    std::thread::spawn(|| {
+        std::thread::sleep(Duration::from_secs(30));
+        eprintln!("watchdog: still running after 30 s\n{}", coroutines::dump());
+        std::process::exit(1);
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let yielders: Vec<_> = (0..4)
+        .map(|_| {
+            let stop = stop.clone();
+            coroutines::spawn(move || {
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    for _ in 0..50 {
+                        std::hint::black_box(n);
+                        n += 1;
+                    }
+                    coroutines::yield_now();
+                }
+                n
+            })
+        })
+        .collect();
+    let sleeper = coroutines::spawn(|| {
+        for _ in 0..300 {
+            coroutines::sleep(Duration::from_millis(1));
+        }
+        300
+    });
+    assert_eq!(sleeper.join().unwrap(), 300);
+    stop.store(true, Ordering::Relaxed);
+    let n: u64 = yielders.into_iter().map(|h| h.join().unwrap()).sum();
+    assert!(n > 0);
+    println!("SLEEPER_DONE");
+}

@@ -19,7 +19,7 @@
 //!   sleeper role (reactor/timer.rs) and sleeps until the earliest deadline (timer
 //!   slack 1 µs), fires due timers and runs the coroutines they woke;
 //!   while one is idle (or searching, or between two coroutines), that
-//!   one holds the role, and what the spare finds woken is left to it (the
+//!   one holds the role, and what woke on the spare goes to its inbox (the
 //!   spare wakes it; the monitor hands the spare the role once every
 //!   executor runs a coroutine again): running woken coroutines on
 //!   a third thread beside idle executors made 32 SQLite writers sleeping
@@ -70,14 +70,22 @@ impl Executor {
         if let Some(t) = self.next.take(&self.shared.next_id) {
             return Some(t);
         }
-        if !self.all_busy() {
-            // An idle executor takes them (our inbox is stealable): the
-            // spare runs coroutines only while every executor is busy. (It
-            // ran whatever its timers woke before: 32 SQLite writers
-            // sleeping in the busy handler then ran on 3 threads for 2
-            // CPUs, 1.7x slower, bench C1.)
-            if !self.shared.inbox.is_empty() {
-                self.rt.notify_idle();
+        if let Some(free) = self.free_regular() {
+            // An executor not running a coroutine takes what woke here
+            // (its inbox, where it looks first, and where the monitor's
+            // early preemption sees it should it run something else
+            // meanwhile): the spare runs coroutines only while every
+            // executor is busy. (It ran whatever its timers woke before: 32
+            // SQLite writers sleeping in the busy handler then ran on 3
+            // threads for 2 CPUs, 1.7x slower, bench C1.)
+            let mut moved = false;
+            while let Some(t) = self.pop_woken() {
+                free.inbox.push(t);
+                moved = true;
+            }
+            if moved {
+                fence(Ordering::SeqCst);
+                free.parker.unpark();
             }
             return None;
         }
@@ -95,23 +103,29 @@ impl Executor {
     /// sleeping).
     fn spare_has_work(&self) -> bool {
         crate::reactor::timers().any_due(Instant::now())
+            || !self.shared.inbox.is_empty()
             || (self.all_busy()
-                && (!self.shared.inbox.is_empty()
-                    || self
-                        .rt
-                        .live_executors()
-                        .iter()
-                        .any(|e| e.index != self.index && !e.inbox.is_empty())))
+                && self
+                    .rt
+                    .live_executors()
+                    .iter()
+                    .any(|e| e.index != self.index && !e.inbox.is_empty()))
+    }
+
+    /// A live regular executor not running a coroutine now (idle,
+    /// searching, or between two coroutines), if any.
+    fn free_regular(&self) -> Option<&'static super::ExecutorShared> {
+        self.rt.live_executors().iter().find(|e| {
+            e.index != self.index
+                && e.alive.load(Ordering::Relaxed)
+                && e.current.load(Ordering::Relaxed).is_null()
+        })
     }
 
     /// Whether every regular executor runs a coroutine now (none is
     /// idle, searching, or between two coroutines).
     fn all_busy(&self) -> bool {
-        self.rt.live_executors().iter().all(|e| {
-            e.index == self.index
-                || !e.alive.load(Ordering::Relaxed)
-                || !e.current.load(Ordering::Relaxed).is_null()
-        })
+        self.free_regular().is_none()
     }
 
     /// The spare executor's sleep: until the earliest timer if it gets the
