@@ -19,9 +19,9 @@
 //!   sleeper role (reactor/timer.rs) and sleeps until the earliest deadline (timer
 //!   slack 1 µs), fires due timers and runs the coroutines they woke;
 //!   while one is idle (or searching, or between two coroutines), that
-//!   one holds the role, and what woke on the spare goes to its inbox (the
-//!   spare wakes it; the monitor hands the spare the role once every
-//!   executor runs a coroutine again): running woken coroutines on
+//!   one holds the role (the monitor hands the spare the role once every
+//!   executor runs a coroutine again), and what woke on the spare goes to
+//!   a sleeping executor's inbox (the spare wakes it) if there is one: running woken coroutines on
 //!   a third thread beside idle executors made 32 SQLite writers sleeping
 //!   in the busy handler 1.7x slower (bench C1);
 //! - a wake from outside the executors whose target executor is not asleep
@@ -70,14 +70,17 @@ impl Executor {
         if let Some(t) = self.next.take(&self.shared.next_id) {
             return Some(t);
         }
-        if let Some(free) = self.free_regular() {
-            // An executor not running a coroutine takes what woke here
-            // (its inbox, where it looks first, and where the monitor's
-            // early preemption sees it should it run something else
-            // meanwhile): the spare runs coroutines only while every
-            // executor is busy. (It ran whatever its timers woke before: 32
-            // SQLite writers sleeping in the busy handler then ran on 3
-            // threads for 2 CPUs, 1.7x slower, bench C1.)
+        if let Some(free) = self.asleep_regular() {
+            // An idle executor takes what woke here (its inbox, where it
+            // looks first, and where the monitor's early preemption sees
+            // it should it run something else meanwhile): the spare runs
+            // coroutines only while no executor sleeps. (It ran whatever
+            // its timers woke before: 32 SQLite writers sleeping in the
+            // busy handler then ran on 3 threads for 2 CPUs, 1.7x slower,
+            // bench C1. Leaving them in its own queue for an idle executor
+            // to steal lost one for good when none became idle. Handing
+            // them to an executor merely between two coroutines cost C1
+            // 30 %: they queued behind its next pick.)
             let mut moved = false;
             while let Some(t) = self.pop_woken() {
                 free.inbox.push(t);
@@ -110,6 +113,13 @@ impl Executor {
                     .live_executors()
                     .iter()
                     .any(|e| e.index != self.index && !e.inbox.is_empty()))
+    }
+
+    /// A live regular executor asleep (idle), if any.
+    fn asleep_regular(&self) -> Option<&'static super::ExecutorShared> {
+        self.rt.live_executors().iter().find(|e| {
+            e.index != self.index && e.alive.load(Ordering::Relaxed) && e.parker.is_sleeping()
+        })
     }
 
     /// A live regular executor not running a coroutine now (idle,
