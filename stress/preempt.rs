@@ -1249,7 +1249,10 @@ fn sleeper_wakes_while_every_executor_is_inside_c_code() {
         .collect();
     let t = Instant::now();
     while INSIDE.load(Ordering::SeqCst) < 2 {
-        assert!(t.elapsed() < Duration::from_secs(30), "the two spinners never both ran");
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the two spinners never both ran"
+        );
         std::thread::sleep(Duration::from_millis(1));
     }
     // Both executors are in (or about to enter) the C loop; give the
@@ -1266,7 +1269,10 @@ fn sleeper_wakes_while_every_executor_is_inside_c_code() {
         assert!(during >= 50, "the sleeper woke only {during} times in 1 s");
         println!("SPARE_OK");
     } else {
-        assert!(during <= 2, "the sleeper woke {during} times with both executors in C");
+        assert!(
+            during <= 2,
+            "the sleeper woke {during} times with both executors in C"
+        );
         println!("NO_SPARE_OK");
     }
 }
@@ -1364,12 +1370,19 @@ fn spare_executor_paths_under_busy_executors() {
     let hogged: Vec<u64> = counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
     assert!(hogged.iter().all(|&n| n > 0), "a hog never ran: {hogged:?}");
     let s = coroutines::stats();
-    let spare = s.executors.iter().find(|e| e.spare).expect("no spare executor in stats");
+    let spare = s
+        .executors
+        .iter()
+        .find(|e| e.spare)
+        .expect("no spare executor in stats");
     println!(
         "spare executor: {} switches, {} preemptions, {} yields; workers {}",
         spare.switches, spare.preemptions, spare.yields, s.workers
     );
-    assert!(spare.switches > 0, "the spare executor never ran a coroutine");
+    assert!(
+        spare.switches > 0,
+        "the spare executor never ran a coroutine"
+    );
     assert_eq!(s.workers, 2, "the spare executor counts as a worker");
     println!("SPARE_PATHS_OK");
 }
@@ -1401,9 +1414,19 @@ fn spare_executor_idles_while_an_executor_is_idle() {
     .unwrap();
     assert_eq!(n, 300);
     let s = coroutines::stats();
-    let spare = s.executors.iter().find(|e| e.spare).expect("no spare executor in stats");
-    println!("spare executor: {} switches after 300 sleeps beside an idle executor", spare.switches);
-    assert_eq!(spare.switches, 0, "the spare executor ran coroutines beside an idle executor");
+    let spare = s
+        .executors
+        .iter()
+        .find(|e| e.spare)
+        .expect("no spare executor in stats");
+    println!(
+        "spare executor: {} switches after 300 sleeps beside an idle executor",
+        spare.switches
+    );
+    assert_eq!(
+        spare.switches, 0,
+        "the spare executor ran coroutines beside an idle executor"
+    );
     println!("SPARE_IDLE_OK");
 }
 

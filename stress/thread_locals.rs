@@ -991,8 +991,14 @@ fn preempted_for_new_coroutines_keeps_executor_malloc_state() {
             let own = coroutines::stats().own_malloc - own0;
             eprintln!("spawner preempted {preempted} times; malloc state given {own} times");
             assert!(sum, "a child's result was wrong");
-            assert!(preempted >= 3, "the spawner was preempted only {preempted} times");
-            assert_eq!(own, 0, "a coroutine preempted for new coroutines got malloc state");
+            assert!(
+                preempted >= 3,
+                "the spawner was preempted only {preempted} times"
+            );
+            assert_eq!(
+                own, 0,
+                "a coroutine preempted for new coroutines got malloc state"
+            );
         },
     );
 }

@@ -935,7 +935,9 @@ impl fmt::Display for Dump {
                 (true, Some(id)) => {
                     writeln!(f, "executor {}{spare}: running #{}", e.index, id.as_u64())?
                 }
-                (true, None) => writeln!(f, "executor {}{spare}: idle or in its scheduler", e.index)?,
+                (true, None) => {
+                    writeln!(f, "executor {}{spare}: idle or in its scheduler", e.index)?
+                }
             }
         }
         for cycle in &self.deadlocks {

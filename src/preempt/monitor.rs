@@ -225,11 +225,10 @@ fn run(rt: &'static Runtime, slice: Duration) {
         let mut defers = 0;
         let new_waiting = rt.never_run_waiting();
         for (e, s) in execs.iter().zip(seen.iter_mut()) {
-            let (t, needs_short) = check(rt, e, s, now, slice, tick, new_waiting);
-            if let Some(t) = t {
+            if let Some(t) = check(rt, e, s, now, slice, tick, new_waiting) {
                 next = next.min(t);
             }
-            short |= needs_short;
+            short |= needs_short_tick(rt, e, s, new_waiting);
             defers +=
                 e.preempt.deferred[signal::Defer::NotOnAltstack as usize].load(Ordering::Relaxed);
         }
@@ -336,29 +335,16 @@ fn prompt_work_slow() {
     }
 }
 
-/// One executor: ask for a preemption if it is due. Returns when this
-/// executor next needs a look (None: one tick is fine), and whether the
-/// monitor must keep its short tick for it (a run it did not time from
-/// its own signal, or work waiting that must not wait a slice).
-fn check(
-    rt: &Runtime,
-    e: &ExecutorShared,
-    s: &mut Seen,
-    now: Instant,
-    slice: Duration,
-    tick: Duration,
-    new_waiting: bool,
-) -> (Option<Instant>, bool) {
-    let t = check_run(rt, e, s, now, slice, tick, new_waiting);
-    if s.current == 0 {
-        return (t, false);
-    }
-    let short = !s.exact
-        || s.sent_at.is_some()
-        || s.failures > 0
-        || !e.inbox.is_empty()
-        || prompt_here(rt, e, new_waiting);
-    (t, short)
+/// Whether the monitor must keep its short tick for executor `e` after
+/// `check` (a run it did not time from its own signal, a signal or
+/// deferral in flight, or work waiting that must not wait a slice).
+fn needs_short_tick(rt: &Runtime, e: &ExecutorShared, s: &Seen, new_waiting: bool) -> bool {
+    s.current != 0
+        && (!s.exact
+            || s.sent_at.is_some()
+            || s.failures > 0
+            || !e.inbox.is_empty()
+            || prompt_here(rt, e, new_waiting))
 }
 
 /// Work waiting for executor `e` that must not wait a whole slice behind
@@ -371,8 +357,9 @@ fn prompt_here(rt: &Runtime, e: &ExecutorShared, new_waiting: bool) -> bool {
         || rt.is_spare(e.index)
 }
 
-/// `check` for the run on `e`: preempt it if due; when to look again.
-fn check_run(
+/// One executor: ask for a preemption if it is due. Returns when this
+/// executor next needs a look (None: one tick is fine).
+fn check(
     rt: &Runtime,
     e: &ExecutorShared,
     s: &mut Seen,

@@ -236,6 +236,13 @@ impl Timers {
         }
     }
 
+    /// How long from now until the earliest deadline (zero if it passed),
+    /// if any: the sleep of the executor holding the sleeper role.
+    pub(crate) fn until_next(&self) -> Option<Duration> {
+        self.next_deadline()
+            .map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
     /// Fires every timer due at `now`. Returns how many fired.
     pub(crate) fn fire_due(&self, now: Instant) -> usize {
         if !self.any_due(now) {

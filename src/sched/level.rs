@@ -106,7 +106,9 @@ pub(super) fn unraise_own() {
 /// executor read after `raise_own`.
 #[inline(always)]
 pub(super) fn publish(exec: &Executor) {
-    exec.shared.no_preempt.store(LEVEL.with(|l| l.get()), Ordering::Relaxed);
+    exec.shared
+        .no_preempt
+        .store(LEVEL.with(|l| l.get()), Ordering::Relaxed);
 }
 
 /// Lowers a hand-raised level by one after a direct switch resumed the
@@ -136,7 +138,9 @@ impl NoPreempt {
             // after the raise as far as the compiler is concerned.
             compiler_fence(Ordering::SeqCst);
             if let Some(e) = current_executor() {
-                e.shared.no_preempt.store(LEVEL.with(|l| l.get()), Ordering::Relaxed);
+                e.shared
+                    .no_preempt
+                    .store(LEVEL.with(|l| l.get()), Ordering::Relaxed);
             }
         }
         NoPreempt {

@@ -284,13 +284,7 @@ impl Executor {
         }
         let timers = crate::reactor::timers();
         let role = timers.claim_sleeper(self.index);
-        let mut timeout = if role {
-            timers
-                .next_deadline()
-                .map(|d| d.saturating_duration_since(Instant::now()))
-        } else {
-            None
-        };
+        let mut timeout = if role { timers.until_next() } else { None };
         // Registry updates deferred because `dump()` held their shard
         // (executor.rs `registry_op`) must not wait for this executor's
         // next wake-up, which may never come: retry now, and if a shard is

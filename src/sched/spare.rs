@@ -160,13 +160,7 @@ impl Executor {
         if !busy && !timers.has_sleeper() && timers.next_deadline().is_some() {
             self.rt.notify_idle();
         }
-        let mut timeout = if role {
-            timers
-                .next_deadline()
-                .map(|d| d.saturating_duration_since(Instant::now()))
-        } else {
-            None
-        };
+        let mut timeout = if role { timers.until_next() } else { None };
         // SAFETY: owner thread; a length read, no reference kept.
         if !unsafe { (*self.registry_pending.get()).is_empty() } {
             let retry = Duration::from_millis(1);
