@@ -966,7 +966,11 @@ fn parked_coroutines_hold_no_malloc_cache() {
 fn preempted_for_new_coroutines_keeps_executor_malloc_state() {
     in_child(
         "preempted_for_new_coroutines_keeps_executor_malloc_state",
-        TWO,
+        // A 50 ms slice: new-work preemptions come after 10 ms, and a
+        // whole slice (which does give malloc state) would need the
+        // preemption delayed by 40 ms. With the default 10 ms slice a
+        // loaded machine delayed one that long (2 ms -> 10 ms) once.
+        &[("COROUTINES_WORKERS", "2"), ("COROUTINES_SLICE", "50ms")],
         || {
             coroutines::spawn(|| ()).join().unwrap();
             require_per_coroutine();
@@ -976,7 +980,7 @@ fn preempted_for_new_coroutines_keeps_executor_malloc_state() {
                 let t = std::time::Instant::now();
                 let mut hs = Vec::new();
                 let mut i = 0u64;
-                // Long enough for several new-work preemptions (2 ms each).
+                // Long enough for several new-work preemptions (10 ms each).
                 while me.preemptions() < 3 && t.elapsed() < Duration::from_secs(20) {
                     for _ in 0..1000 {
                         hs.push(coroutines::spawn(move || i * 2));
