@@ -16,25 +16,28 @@
 //! Design: the spare executor (slot `config.workers`) is mostly asleep, so
 //! the kernel treats it as a sleeping thread:
 //! - while every regular executor runs a coroutine it holds the timers'
-//!   sleeper role (reactor/timer.rs) and sleeps until the earliest deadline (timer
-//!   slack 1 µs), fires due timers and runs the coroutines they woke;
-//!   while one is idle (or searching, or between two coroutines), that
-//!   one holds the role (the monitor hands the spare the role once every
+//!   sleeper role (reactor/timer.rs), sleeps until the earliest deadline
+//!   (timer slack 1 µs), fires due timers and runs the coroutines they
+//!   woke;
+//! - while one is idle (or searching, or between two coroutines), that one
+//!   holds the role (the monitor hands the spare the role once every
 //!   executor runs a coroutine again), and what woke on the spare goes to
-//!   a sleeping executor's inbox (the spare wakes it) if there is one: running woken coroutines on
-//!   a third thread beside idle executors made 32 SQLite writers sleeping
-//!   in the busy handler 1.7x slower (bench C1);
+//!   a sleeping executor's inbox (the spare wakes it) if there is one.
+//!   Running woken coroutines on a third thread beside idle executors made
+//!   32 SQLite writers sleeping in the busy handler 1.7x slower (bench
+//!   C1); leaving them in the spare's queue for an idle executor to steal
+//!   lost one for good when none became idle;
 //! - a wake from outside the executors whose target executor is not asleep
 //!   also wakes it (runtime.rs `schedule`), and it takes woken coroutines
 //!   from busy executors' inboxes;
 //! - it never takes never-run, yielded or preempted coroutines, and takes
 //!   no general work (`notify_idle` skips it); a coroutine spawned on it
 //!   goes to the global queue, one that yields too;
-//! - the monitor preempts a coroutine that runs on it for a whole slice
-//!   even when nothing waits (preempt/monitor.rs), so CPU-bound work goes
-//!   to the global queue and the regular executors: at most
-//!   `workers + 1` coroutines run at once, the extra one for at most about
-//!   a slice after a wake;
+//! - the monitor preempts a coroutine that runs on it for a fifth of the
+//!   slice even when nothing waits (preempt/monitor.rs), so CPU-bound work
+//!   goes to the global queue and the regular executors: at most
+//!   `workers + 1` coroutines run at once, the extra one briefly after a
+//!   wake;
 //! - it does not become a woken coroutine's home: later wakes from
 //!   outside still target the coroutine's regular executor;
 //! - it never waits in epoll (the regular executors' poller role), never
