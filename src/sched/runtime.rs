@@ -323,6 +323,15 @@ pub(crate) fn schedule(co: CoroutineRef, notify: bool) {
     let Some(rt) = try_runtime() else {
         crate::sys::fatal("schedule() before the runtime started");
     };
+    queue_woken(rt, co, notify);
+    // Woken: the running coroutine its executor must give way to is timed
+    // from now (preempt/monitor.rs; best effort, see `spawn_coroutine`).
+    crate::preempt::prompt_work();
+}
+
+/// `schedule`'s placement, under its no-preempt level.
+#[inline(always)]
+fn queue_woken(rt: &'static Runtime, co: CoroutineRef, notify: bool) {
     let home = co.home.load(Ordering::Relaxed);
     let exec = current_executor();
     if home == NO_HOME {
@@ -333,9 +342,6 @@ pub(crate) fn schedule(co: CoroutineRef, notify: bool) {
         rt.notify_idle();
         return;
     }
-    // Woken: the running coroutine its executor must give way to is timed
-    // from now (preempt/monitor.rs; best effort, see `spawn_coroutine`).
-    crate::preempt::prompt_work();
     if rt.config.migrate {
         // The waker's executor (or the coroutine's last one) runs it next
         // unless an idle executor steals it first from the inbox.
