@@ -21,6 +21,15 @@ fn is_child(name: &str) -> bool {
     common::is_named_child(CHILD, name)
 }
 
+/// Runs test `name` as a child with `env`, asserts that its output holds
+/// `marker` (what the child prints when every check passed) and echoes it.
+fn expect_child(name: &str, env: &[(&str, &str)], marker: &str) -> String {
+    let out = run_child(name, env);
+    assert!(out.contains(marker), "{out}");
+    print!("{out}");
+    out
+}
+
 use common::hog;
 
 fn jain(xs: &[f64]) -> f64 {
@@ -1288,19 +1297,14 @@ fn sleeper_wakes_while_every_executor_is_inside_c_code() {
 fn spare_executor_paths_under_busy_executors() {
     const NAME: &str = "spare_executor_paths_under_busy_executors";
     if !is_child(NAME) {
-        let out = run_child(
+        expect_child(
             NAME,
             &[("COROUTINES_WORKERS", "2"), ("COROUTINES_SLICE", "1ms")],
+            "SPARE_PATHS_OK",
         );
-        assert!(out.contains("SPARE_PATHS_OK"), "{out}");
-        print!("{out}");
         return;
     }
-    std::thread::spawn(|| {
-        std::thread::sleep(Duration::from_secs(30));
-        eprintln!("watchdog: still running after 30 s\n{}", coroutines::dump());
-        std::process::exit(1);
-    });
+    common::watchdog();
     let stop = Arc::new(AtomicBool::new(false));
     let counts: Vec<_> = (0..2).map(|_| Arc::new(AtomicU64::new(0))).collect();
     let hogs: Vec<_> = counts
@@ -1397,9 +1401,7 @@ fn spare_executor_paths_under_busy_executors() {
 fn spare_executor_idles_while_an_executor_is_idle() {
     const NAME: &str = "spare_executor_idles_while_an_executor_is_idle";
     if !is_child(NAME) {
-        let out = run_child(NAME, &[("COROUTINES_WORKERS", "2")]);
-        assert!(out.contains("SPARE_IDLE_OK"), "{out}");
-        print!("{out}");
+        expect_child(NAME, &[("COROUTINES_WORKERS", "2")], "SPARE_IDLE_OK");
         return;
     }
     let n = coroutines::spawn(|| {
@@ -1444,18 +1446,14 @@ fn spare_executor_idles_while_an_executor_is_idle() {
 fn woken_on_the_spare_executor_while_executors_yield() {
     const NAME: &str = "woken_on_the_spare_executor_while_executors_yield";
     if !is_child(NAME) {
-        let out = run_child(
+        expect_child(
             NAME,
             &[("COROUTINES_WORKERS", "2"), ("COROUTINES_SLICE", "100us")],
+            "SLEEPER_DONE",
         );
-        assert!(out.contains("SLEEPER_DONE"), "{out}");
         return;
     }
-    std::thread::spawn(|| {
-        std::thread::sleep(Duration::from_secs(30));
-        eprintln!("watchdog: still running after 30 s\n{}", coroutines::dump());
-        std::process::exit(1);
-    });
+    common::watchdog();
     let stop = Arc::new(AtomicBool::new(false));
     let yielders: Vec<_> = (0..4)
         .map(|_| {

@@ -302,12 +302,19 @@ fn run(rt: &'static Runtime, slice: Duration) {
 /// CPU-bound run (see `check`), or a woken coroutine.
 fn prompt_waiting(rt: &Runtime) -> bool {
     rt.never_run_waiting()
-        || rt.live_executors().iter().any(|e| {
-            !e.inbox.is_empty()
-                || e.next_id.load(Ordering::Relaxed) != 0
-                || !e.runq.is_empty()
-                || (!rt.config.migrate && e.ready_len.load(Ordering::Relaxed) > 0)
-        })
+        || rt
+            .live_executors()
+            .iter()
+            .any(|e| !e.inbox.is_empty() || prompt_queued(rt, e))
+}
+
+/// Work queued on executor `e` that must not wait a whole slice: a
+/// coroutine in its `next` slot, one that yielded (`runq`), or without
+/// migration anything in `ready`.
+fn prompt_queued(rt: &Runtime, e: &ExecutorShared) -> bool {
+    e.next_id.load(Ordering::Relaxed) != 0
+        || !e.runq.is_empty()
+        || (!rt.config.migrate && e.ready_len.load(Ordering::Relaxed) > 0)
 }
 
 /// Set (SeqCst) while the monitor sleeps its long tick; cleared by the
@@ -350,11 +357,7 @@ fn needs_short_tick(rt: &Runtime, e: &ExecutorShared, s: &Seen, new_waiting: boo
 /// Work waiting for executor `e` that must not wait a whole slice behind
 /// its run (see `check_run`).
 fn prompt_here(rt: &Runtime, e: &ExecutorShared, new_waiting: bool) -> bool {
-    new_waiting
-        || e.next_id.load(Ordering::Relaxed) != 0
-        || !e.runq.is_empty()
-        || (!rt.config.migrate && e.ready_len.load(Ordering::Relaxed) > 0)
-        || rt.is_spare(e.index)
+    new_waiting || prompt_queued(rt, e) || rt.is_spare(e.index)
 }
 
 /// One executor: ask for a preemption if it is due. Returns when this

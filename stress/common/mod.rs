@@ -216,6 +216,18 @@ pub fn corpus(seed: u64, len: usize) -> Vec<u8> {
 }
 
 /// A crate-battery scenario (stress/crates*.rs): in the child for test
+/// In a test child: after 30 s, print `coroutines::dump()` and exit with
+/// status 1 (the parent's deadline would wait for output pipes a stuck
+/// grandchild may hold).
+#[allow(dead_code)] // not every test binary uses it
+pub fn watchdog() {
+    std::thread::spawn(|| {
+        std::thread::sleep(Duration::from_secs(30));
+        eprintln!("watchdog: still running after 30 s\n{}", coroutines::dump());
+        std::process::exit(1);
+    });
+}
+
 /// `name` (`child_var` set) runs `body` under a 30 s watchdog that prints
 /// `coroutines::dump()` and fails (the parent's deadline would wait for
 /// output pipes a stuck grandchild may hold), then prints the executor
@@ -225,11 +237,7 @@ pub fn corpus(seed: u64, len: usize) -> Vec<u8> {
 #[allow(dead_code)] // used by the crate batteries only
 pub fn battery(child_var: &str, name: &str, body: impl Fn()) {
     if std::env::var_os(child_var).is_some() {
-        std::thread::spawn(|| {
-            std::thread::sleep(Duration::from_secs(30));
-            eprintln!("watchdog: still running after 30 s\n{}", coroutines::dump());
-            std::process::exit(1);
-        });
+        watchdog();
         body();
         for r in coroutines::blocking_reports() {
             eprintln!(
